@@ -1,0 +1,130 @@
+"""The one event envelope (EventBridge `detail`) and the registry of event models.
+
+Every event payload is an `Event` subclass registered under its type and version.
+Readers tolerate unknown fields (a newer minor version may add optional ones) and
+look models up by (type, major), so a 1.3 event is read by the 1.x model.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts.tenant import TenantId
+
+SOURCE_PREFIX = "hostplane."
+VERSION_PATTERN = r"^[0-9]+\.[0-9]+$"
+
+
+class Event(BaseModel):
+    """Base of every event payload. Subclasses set `event_type` and `schema_version`."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    event_type: ClassVar[str]
+    schema_version: ClassVar[str]
+
+    @classmethod
+    def major(cls) -> int:
+        return int(cls.schema_version.split(".")[0])
+
+
+E = TypeVar("E", bound=Event)
+
+_REGISTRY: dict[tuple[str, int], type[Event]] = {}
+
+
+class UnknownEvent(ValueError):
+    """An envelope whose type or major version no model is registered for."""
+
+
+def register(cls: type[E]) -> type[E]:
+    key = (cls.event_type, cls.major())
+    if key in _REGISTRY and _REGISTRY[key] is not cls:
+        raise ValueError(f"event {key} registered twice")
+    _REGISTRY[key] = cls
+    return cls
+
+
+def registered_events() -> list[type[Event]]:
+    """All registered event models, sorted by type then version."""
+    return sorted(_REGISTRY.values(), key=lambda c: (c.event_type, c.major()))
+
+
+def event_model(event_type: str, schema_version: str) -> type[Event]:
+    try:
+        return _REGISTRY[(event_type, int(schema_version.split(".")[0]))]
+    except (KeyError, ValueError):
+        raise UnknownEvent(f"no model for event {event_type} version {schema_version}") from None
+
+
+class Envelope(BaseModel, Generic[E]):
+    """What travels on the bus. `correlation_id` is one per user request, carried
+    through every stage; `causation_id` is the event that caused this one;
+    `replay_id` marks an ops replay (the same event re-published on purpose)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    event_id: uuid.UUID
+    event_type: str
+    schema_version: str = Field(pattern=VERSION_PATTERN)
+    occurred_at: AwareDatetime
+    tenant_id: TenantId
+    correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+    producer: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$")
+    replay_id: uuid.UUID | None = None
+    data: E
+
+    @classmethod
+    def new(
+        cls,
+        data: Event,
+        *,
+        tenant_id: str,
+        producer: str,
+        correlation_id: uuid.UUID | None = None,
+        cause: Envelope[Any] | None = None,
+    ) -> Envelope[Any]:
+        """Wrap a payload. With `cause`, correlation is carried and causation set."""
+        if cause is not None:
+            correlation_id = cause.correlation_id
+        return Envelope[type(data)](  # type: ignore[misc]
+            event_id=uuid.uuid4(),
+            event_type=data.event_type,
+            schema_version=data.schema_version,
+            occurred_at=datetime.now(UTC),
+            tenant_id=tenant_id,
+            correlation_id=correlation_id or uuid.uuid4(),
+            causation_id=cause.event_id if cause is not None else None,
+            producer=producer,
+            data=data,
+        )
+
+    @property
+    def source(self) -> str:
+        """EventBridge `source`."""
+        return SOURCE_PREFIX + self.producer
+
+    @property
+    def dedup_key(self) -> str:
+        """Inbox key: a replay is a new delivery on purpose, its duplicates are not."""
+        return f"{self.event_id}:{self.replay_id or ''}"
+
+    def as_replay(self) -> Envelope[Any]:
+        return self.model_copy(update={"replay_id": uuid.uuid4()})
+
+    def to_detail(self) -> str:
+        return self.model_dump_json()
+
+
+def parse_envelope(detail: str | bytes | dict[str, Any]) -> Envelope[Any]:
+    """Read an envelope and type its `data` with the registered model."""
+    obj = json.loads(detail) if isinstance(detail, (str, bytes)) else detail
+    head = Envelope[Event].model_validate(obj)
+    model = event_model(head.event_type, head.schema_version)
+    return Envelope[model].model_validate(obj)  # type: ignore[valid-type]

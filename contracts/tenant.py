@@ -1,0 +1,75 @@
+"""Tenant identity and the one function that names everything a tenant owns."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import AfterValidator
+
+TENANT_ID_PATTERN = r"^[a-z][a-z0-9-]{1,30}$"
+RESERVED_TENANT_IDS = frozenset(
+    {
+        "api", "admin", "www", "static", "edge", "app", "apps", "hostplane", "localhost",
+        "mail", "ftp", "root", "system", "internal", "status", "dashboard", "runtime",
+        "postgres", "template0", "template1", "default", "public", "aws", "amazon",
+    }
+)
+_TENANT_RE = re.compile(TENANT_ID_PATTERN)
+
+
+class InvalidTenantId(ValueError):
+    """A tenant id that is not a DNS label we accept."""
+
+
+def validate_tenant_id(value: str) -> str:
+    if not isinstance(value, str) or not _TENANT_RE.match(value):
+        raise InvalidTenantId(
+            f"tenant id {value!r} must be 2-31 characters: a lowercase letter, then lowercase "
+            "letters, digits or hyphens"
+        )
+    if value.endswith("-") or "--" in value:
+        raise InvalidTenantId(f"tenant id {value!r} must not end with a hyphen or contain '--'")
+    if value in RESERVED_TENANT_IDS:
+        raise InvalidTenantId(f"tenant id {value!r} is reserved; choose another name")
+    return value
+
+
+TenantId = Annotated[str, AfterValidator(validate_tenant_id)]
+
+
+@dataclass(frozen=True)
+class TenantNames:
+    """Every name derived from a tenant id. Build it with `tenant_names()`, nowhere else."""
+
+    tenant_id: str
+    database: str
+    db_role: str
+    cache_user: str
+    cache_prefix: str
+    bucket: str
+    secret: str
+    route_id: str
+    runtime_service: str
+    artifact_dir: str
+    host: str
+
+
+def tenant_names(tenant_id: str, *, prefix: str = "hostplane") -> TenantNames:
+    """Derive resource names; `prefix` separates installations sharing one account."""
+    tid = validate_tenant_id(tenant_id)
+    sql_safe = tid.replace("-", "_")
+    return TenantNames(
+        tenant_id=tid,
+        database=f"t_{sql_safe}",
+        db_role=f"t_{sql_safe}",
+        cache_user=f"t-{tid}",
+        cache_prefix=f"{tid}:",
+        bucket=f"{prefix}-{tid}-static",
+        secret=f"{prefix}/tenants/{tid}",
+        route_id=f"tenant-{tid}",
+        runtime_service=f"{prefix}-{tid}",
+        artifact_dir=tid,
+        host=f"{tid}.localhost",
+    )

@@ -1,0 +1,1 @@
+"""hostplane: the command surface and the local platform."""

@@ -1,0 +1,128 @@
+"""What `up` started (state.json) and the generated local credentials (credentials.json, 0600).
+
+Both live in the git-ignored home folder. Credentials are never printed or logged;
+`ConnectionInfo` renders DSNs for code that connects, not for output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+STATE_FILE = "state.json"
+CREDENTIALS_FILE = "credentials.json"
+
+
+class ComponentState(BaseModel):
+    name: str
+    pid: int | None = None
+    url: str
+    port: int
+    log: str | None = None
+
+
+class PlatformState(BaseModel):
+    emulator: str
+    aws_endpoint: str
+    host: str
+    edge_url: str
+    api_url: str | None = None
+    postgres_port: int
+    valkey_port: int
+    caddy_admin_url: str
+    ports: dict[str, int] = Field(default_factory=dict)
+    started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+    components: dict[str, ComponentState] = Field(default_factory=dict)
+
+
+class Credentials(BaseModel):
+    postgres_password: str
+    valkey_password: str
+    api_token: str
+
+    @classmethod
+    def generate(cls) -> Credentials:
+        return cls(
+            postgres_password=secrets.token_urlsafe(24),
+            valkey_password=secrets.token_urlsafe(24),
+            api_token=secrets.token_urlsafe(32),
+        )
+
+    def __repr__(self) -> str:  # never show secrets, even in tracebacks
+        return "Credentials(<redacted>)"
+
+    __str__ = __repr__
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write atomically with owner-only permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.replace(tmp, path)
+
+
+def load_state(home: Path) -> PlatformState | None:
+    path = home / STATE_FILE
+    if not path.exists():
+        return None
+    return PlatformState.model_validate_json(path.read_text())
+
+
+def save_state(home: Path, state: PlatformState) -> None:
+    write_private(home / STATE_FILE, state.model_dump_json(indent=2))
+
+
+def clear_state(home: Path) -> None:
+    (home / STATE_FILE).unlink(missing_ok=True)
+
+
+def load_or_create_credentials(home: Path) -> Credentials:
+    path = home / CREDENTIALS_FILE
+    if path.exists():
+        return Credentials.model_validate(json.loads(path.read_text()))
+    creds = Credentials.generate()
+    write_private(path, creds.model_dump_json())
+    return creds
+
+
+class ConnectionInfo(BaseModel):
+    """How code reaches the running local platform (holds secrets: do not print)."""
+
+    aws_endpoint: str
+    control_dsn: str
+    valkey_url: str
+    caddy_admin_url: str
+    edge_url: str
+
+    def __repr__(self) -> str:
+        return f"ConnectionInfo(aws_endpoint={self.aws_endpoint!r}, <credentials redacted>)"
+
+    __str__ = __repr__
+
+
+CONTROL_DATABASE = "hostplane"
+
+
+def connection_info(home: Path) -> ConnectionInfo:
+    state = load_state(home)
+    if state is None:
+        raise RuntimeError(f"the local platform is not running (no {home / STATE_FILE}); run `hostplane up`")
+    creds = load_or_create_credentials(home)
+    return ConnectionInfo(
+        aws_endpoint=state.aws_endpoint,
+        control_dsn=(
+            f"postgresql://postgres:{creds.postgres_password}@{state.host}:{state.postgres_port}/"
+            f"{CONTROL_DATABASE}"
+        ),
+        valkey_url=f"redis://default:{creds.valkey_password}@{state.host}:{state.valkey_port}/0",
+        caddy_admin_url=state.caddy_admin_url,
+        edge_url=state.edge_url,
+    )

@@ -1,0 +1,44 @@
+"""structlog set-up: JSON in services, pretty on a terminal; secrets redacted."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = re.compile(r"(password|secret_value|secret_string|token|dsn|credential)", re.I)
+_URL_PASSWORD = re.compile(r"(://[^:/@\s]+:)[^@\s]+@")
+
+
+def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    """Drop secret-looking values and passwords inside URLs, whatever logged them."""
+    for key, value in list(event_dict.items()):
+        if _SECRET_KEYS.search(key):
+            event_dict[key] = "<redacted>"
+        elif isinstance(value, str):
+            event_dict[key] = _URL_PASSWORD.sub(r"\1<redacted>@", value)
+    return event_dict
+
+
+def configure_logging(*, verbose: bool = False, json_output: bool | None = None) -> None:
+    if json_output is None:
+        json_output = not sys.stderr.isatty()
+    level = logging.DEBUG if verbose else logging.INFO
+    if not json_output and not verbose:
+        level = logging.WARNING  # a terminal shows command output, not service chatter
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact,
+            structlog.processors.format_exc_info,
+            structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(),
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )

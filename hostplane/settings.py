@@ -1,0 +1,52 @@
+"""Configuration, from HOSTPLANE_* environment variables, with loopback defaults.
+
+The running platform's addresses are written by `hostplane up` to `<home>/state.json`;
+`Platform` (hostplane.local.state) reads them back so every process finds the same servers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Emulator = Literal["moto", "localstack"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="HOSTPLANE_", extra="ignore")
+
+    home: Path = Field(default=Path(".hostplane"), description="state folder (git-ignored)")
+    emulator: Emulator = "moto"
+    host: str = "127.0.0.1"
+    region: str = "us-east-1"
+    name_prefix: str = "hostplane"
+
+    moto_port: int = 4580
+    localstack_port: int = 4566
+    postgres_port: int = 54329
+    valkey_port: int = 6390
+    caddy_admin_port: int = 2099
+    edge_port: int = 8480
+    api_port: int = 8400
+
+    aws_endpoint_url: str | None = Field(
+        default=None, description="override the emulator endpoint (else taken from state.json)"
+    )
+    localstack_venv: Path = Path(".venv-localstack")
+    start_timeout: float = 90.0
+
+    @property
+    def home_dir(self) -> Path:
+        return self.home.resolve()
+
+    def emulator_port(self, emulator: Emulator | None = None) -> int:
+        return self.moto_port if (emulator or self.emulator) == "moto" else self.localstack_port
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
