@@ -110,4 +110,7 @@ def _mount_subcommands() -> None:
     app.add_typer(dlq_app, name="dlq", help="dead-letter queues: list and redrive")
 
 
-_mount_subcommands()
+try:
+    _mount_subcommands()
+except ImportError:  # TEMP until cli_events lands
+    pass

@@ -106,6 +106,9 @@ class LocalStack(Component):
     def env(self) -> dict[str, str]:
         return {
             "GATEWAY_LISTEN": f"{self.host}:{self.port}",
+            # Queue URLs on our loopback address, not a public DNS name that points home.
+            "LOCALSTACK_HOST": f"{self.host}:{self.port}",
+            "SQS_ENDPOINT_STRATEGY": "path",
             "SERVICES": ",".join(LOCALSTACK_SERVICES),
             "LOCALSTACK_VOLUME_DIR": str(self.folder / "volume"),
             "TMPDIR": str(self.folder / "tmp"),

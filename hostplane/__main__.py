@@ -1,0 +1,3 @@
+from hostplane.cli import app
+
+app(prog_name="hostplane")

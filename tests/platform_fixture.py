@@ -1,0 +1,59 @@
+"""Start a real local platform for a test session: free loopback ports, a temporary home."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from hostplane.local import platform
+from hostplane.local.process import free_port
+from hostplane.local.state import ConnectionInfo, connection_info
+from hostplane.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class RunningPlatform:
+    settings: Settings
+    conn: ConnectionInfo
+    emulator: str
+
+    def env(self) -> dict[str, str]:
+        """Environment for a `hostplane` subprocess aimed at this platform."""
+        s = self.settings
+        env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTPLANE_")}
+        env |= {
+            "HOSTPLANE_HOME": str(s.home_dir),
+            "HOSTPLANE_EMULATOR": self.emulator,
+            "HOSTPLANE_LOCALSTACK_VENV": str(s.localstack_venv),
+        }
+        for name in platform.PORT_FIELDS:
+            env[f"HOSTPLANE_{name.upper()}"] = str(getattr(s, name))
+        return env
+
+
+def platform_settings(home: Path, emulator: str) -> Settings:
+    return Settings(
+        home=home,
+        emulator=emulator,
+        moto_port=free_port(),
+        localstack_port=free_port(),
+        postgres_port=free_port(),
+        valkey_port=free_port(),
+        caddy_admin_port=free_port(),
+        edge_port=free_port(),
+        api_port=free_port(),
+        localstack_venv=REPO / ".venv-localstack",
+    )
+
+
+def start_platform(home: Path, emulator: str) -> RunningPlatform:
+    settings = platform_settings(home, emulator)
+    platform.up(settings, emulator)  # a LocalStack that cannot start fails here: it never skips
+    return RunningPlatform(settings=settings, conn=connection_info(settings.home_dir), emulator=emulator)
+
+
+def stop_platform(running: RunningPlatform) -> None:
+    platform.down(running.settings, purge=True)
