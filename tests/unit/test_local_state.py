@@ -1,0 +1,52 @@
+"""Local credentials and state files: private, stable, never shown."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from hostplane.local.process import PortInUse, free_port, require_free
+from hostplane.local.state import (
+    PlatformState,
+    connection_info,
+    load_or_create_credentials,
+    save_state,
+)
+
+
+def test_credentials_are_generated_once_and_owner_only(tmp_path):
+    first = load_or_create_credentials(tmp_path)
+    again = load_or_create_credentials(tmp_path)
+    assert first == again
+    mode = stat.S_IMODE((tmp_path / "credentials.json").stat().st_mode)
+    assert mode == 0o600
+    assert first.postgres_password not in repr(first) and first.api_token not in str(first)
+
+
+def test_connection_info_never_renders_its_secrets(tmp_path):
+    save_state(tmp_path, PlatformState(
+        emulator="moto", aws_endpoint="http://127.0.0.1:1", host="127.0.0.1", edge_url="http://localhost:2",
+        postgres_port=3, valkey_port=4, caddy_admin_url="http://127.0.0.1:5",
+    ))
+    creds = load_or_create_credentials(tmp_path)
+    info = connection_info(tmp_path)
+    assert creds.postgres_password in info.control_dsn  # usable by code...
+    assert creds.postgres_password not in repr(info) and creds.valkey_password not in str(info)  # ...not shown
+
+
+def test_connection_info_without_a_platform_says_how_to_start_one(tmp_path):
+    with pytest.raises(RuntimeError, match="hostplane up"):
+        connection_info(tmp_path)
+
+
+def test_a_busy_port_is_named_with_the_variable_that_moves_it():
+    import socket
+
+    port = free_port()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        with pytest.raises(PortInUse, match=f"port {port}.*HOSTPLANE_X_PORT"):
+            require_free("127.0.0.1", port, "x", "HOSTPLANE_X_PORT")
+    require_free("127.0.0.1", port, "x", "HOSTPLANE_X_PORT")
