@@ -27,6 +27,10 @@ class Event(BaseModel):
 
     event_type: ClassVar[str]
     schema_version: ClassVar[str]
+    # Services that emit / consume this event: the AsyncAPI document, the status
+    # projection and the bus topology (rules per consumer queue) derive from these.
+    producers: ClassVar[tuple[str, ...]] = ()
+    consumers: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def major(cls) -> int:

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import AfterValidator
+from pydantic import AfterValidator, Field
 
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9-]{1,30}$"
 RESERVED_TENANT_IDS = frozenset(
@@ -36,7 +36,20 @@ def validate_tenant_id(value: str) -> str:
     return value
 
 
-TenantId = Annotated[str, AfterValidator(validate_tenant_id)]
+# The JSON Schema carries what a pattern can say (ECMA regex, no look-arounds);
+# `validate_tenant_id` also refuses '--' and reserved words.
+TENANT_ID_SCHEMA_PATTERN = r"^[a-z][a-z0-9-]{0,29}[a-z0-9]$"
+TenantId = Annotated[
+    str,
+    AfterValidator(validate_tenant_id),
+    Field(
+        json_schema_extra={
+            "pattern": TENANT_ID_SCHEMA_PATTERN,
+            "not": {"enum": sorted(RESERVED_TENANT_IDS)},
+            "description": "DNS label naming the tenant",
+        }
+    ),
+]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,309 @@
+"""Version 1 of every lifecycle event.
+
+The envelope already carries the tenant id, correlation and causation, so a
+payload carries only what its consumers need to do their stage without asking
+another service: references and digests, never a spec body, never a secret.
+Lifecycle: requested → provisioning → building → migrating → ready; updating;
+failed (stage + error); deleting → deleted.
+
+Adding an optional field is a minor version (bump `schema_version`, regenerate,
+keep the old schema file); anything else is a new major in a new module.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pydantic import Field
+
+from contracts.envelope import Event, register
+from contracts.fields import (
+    Actor,
+    ArtifactPath,
+    BucketName,
+    CachePrefix,
+    CacheUser,
+    Code,
+    CustomDomain,
+    ErrorMessage,
+    HostName,
+    LogLines,
+    MigrationName,
+    Milliseconds,
+    NonNegativeInt,
+    PgIdentifier,
+    ReleaseVersion,
+    ResourceRef,
+    RouteId,
+    SecretArn,
+    SecretName,
+    ServiceName,
+    Sha256,
+    SpecRef,
+    Upstream,
+)
+
+V1 = "1.0"
+EVERYONE_WATCHING = ("api",)  # the API's status projection reads every event
+
+
+class Failure(Event):
+    """Common shape of the `...Failed` events, so the status projection shows
+    every failure the same way: which lifecycle stage, which step, what error,
+    and whether redelivery may succeed (retryable) or a person must act."""
+
+    lifecycle_stage: ClassVar[str]
+
+    stage: Code = Field(description="Step of this service's work that failed, e.g. 'database'")
+    error: ErrorMessage
+    retryable: bool
+
+
+# --- api: desired state -------------------------------------------------------------
+
+
+@register
+class TenantRequested(Event):
+    """A user asked for a new tenant. The spec was stored by the API first."""
+
+    event_type = "TenantRequested"
+    schema_version = V1
+    producers = ("api",)
+    consumers = ("api", "provisioner")
+
+    spec_ref: SpecRef
+    spec_sha256: Sha256
+    custom_domain: CustomDomain | None = None
+    requested_by: Actor | None = None
+
+
+@register
+class AppUpdateRequested(Event):
+    """A user published a new spec for an existing tenant (state: updating)."""
+
+    event_type = "AppUpdateRequested"
+    schema_version = V1
+    producers = ("api",)
+    consumers = ("api", "builder")
+
+    spec_ref: SpecRef
+    spec_sha256: Sha256
+    allow_destructive: bool = Field(
+        default=False, description="The user accepted migrations that drop data"
+    )
+    requested_by: Actor | None = None
+
+
+@register
+class TenantDeletionRequested(Event):
+    """A user asked to delete a tenant (state: deleting). Route goes first."""
+
+    event_type = "TenantDeletionRequested"
+    schema_version = V1
+    producers = ("api",)
+    consumers = ("api", "router-config", "deprovisioner")
+
+    requested_by: Actor | None = None
+
+
+# --- provisioner ----------------------------------------------------------------------
+
+
+@register
+class TenantProvisioned(Event):
+    """Every per-tenant resource exists. Names of resources only: credentials
+    stay in the secret named here. Carries the spec reference and domain on, so
+    the builder and router-config need no lookup."""
+
+    event_type = "TenantProvisioned"
+    schema_version = V1
+    producers = ("provisioner",)
+    consumers = ("api", "builder", "router-config")
+
+    database: PgIdentifier
+    db_role: PgIdentifier
+    cache_user: CacheUser
+    cache_prefix: CachePrefix
+    bucket: BucketName
+    secret_name: SecretName
+    secret_arn: SecretArn | None = None
+    runtime_service: ServiceName
+    spec_ref: SpecRef
+    spec_sha256: Sha256
+    custom_domain: CustomDomain | None = None
+
+
+@register
+class ProvisioningFailed(Failure):
+    """Provisioning stopped; resources created so far stay for a retry or teardown."""
+
+    event_type = "ProvisioningFailed"
+    schema_version = V1
+    producers = ("provisioner",)
+    consumers = EVERYONE_WATCHING
+    lifecycle_stage = "provisioning"
+
+
+# --- builder --------------------------------------------------------------------------
+
+
+@register
+class TenantChanged(Event):
+    """A new release was built and written to the artifact store (immutable)."""
+
+    event_type = "TenantChanged"
+    schema_version = V1
+    producers = ("builder",)
+    consumers = ("api", "migrator")
+
+    version: ReleaseVersion
+    artifact_path: ArtifactPath
+    sha256: Sha256
+    size: NonNegativeInt = Field(description="Artifact size in bytes")
+    spec_sha256: Sha256
+    previous_version: ReleaseVersion | None = Field(
+        default=None, description="Release live when the build started; none for the first"
+    )
+    allow_destructive: bool = False
+
+
+@register
+class BuildFailed(Failure):
+    """The spec could not be generated, compiled or published; nothing changed."""
+
+    event_type = "BuildFailed"
+    schema_version = V1
+    producers = ("builder",)
+    consumers = EVERYONE_WATCHING
+    lifecycle_stage = "building"
+
+    spec_sha256: Sha256
+
+
+# --- migrator -------------------------------------------------------------------------
+
+
+@register
+class MigrationsApplied(Event):
+    """The tenant database matches `version` and that release is now the live one."""
+
+    event_type = "MigrationsApplied"
+    schema_version = V1
+    producers = ("migrator",)
+    consumers = EVERYONE_WATCHING
+
+    version: ReleaseVersion
+    migrations: list[MigrationName] = Field(description="Migrations applied now, in order; may be empty")
+
+
+@register
+class MigrationFailed(Failure):
+    """Migrations for `version` failed and were rolled back; the old release serves."""
+
+    event_type = "MigrationFailed"
+    schema_version = V1
+    producers = ("migrator",)
+    consumers = EVERYONE_WATCHING
+    lifecycle_stage = "migrating"
+
+    version: ReleaseVersion
+
+
+# --- router-config ----------------------------------------------------------------------
+
+
+@register
+class RouteConfigured(Event):
+    """The edge routes these hosts to the tenant's runtime."""
+
+    event_type = "RouteConfigured"
+    schema_version = V1
+    producers = ("router-config",)
+    consumers = EVERYONE_WATCHING
+
+    hosts: list[HostName] = Field(min_length=1)
+    route_id: RouteId
+    upstream: Upstream
+
+
+@register
+class RouteRemoved(Event):
+    """The edge no longer routes to the tenant."""
+
+    event_type = "RouteRemoved"
+    schema_version = V1
+    producers = ("router-config",)
+    consumers = EVERYONE_WATCHING
+
+    route_id: RouteId
+    hosts: list[HostName] = Field(default_factory=list)
+
+
+# --- reloader (data plane) ----------------------------------------------------------
+
+
+@register
+class ReleaseActivated(Event):
+    """The runtime serves `version`; timings feed the 'about a second' promise."""
+
+    event_type = "ReleaseActivated"
+    schema_version = V1
+    producers = ("reloader",)
+    consumers = EVERYONE_WATCHING
+
+    version: ReleaseVersion
+    sha256: Sha256 = Field(description="Digest of the artifact now serving")
+    swap_ms: Milliseconds = Field(description="From seeing the new release to traffic moved")
+    health_ms: Milliseconds = Field(description="Time the new app took to pass its health check")
+
+
+@register
+class ReleaseFailed(Failure):
+    """A release never received traffic; the previous one keeps serving."""
+
+    event_type = "ReleaseFailed"
+    schema_version = V1
+    producers = ("reloader",)
+    consumers = EVERYONE_WATCHING
+    lifecycle_stage = "releasing"
+
+    version: ReleaseVersion
+    reason: Code = Field(description="e.g. 'health_check', 'crash_loop', 'digest_mismatch'")
+    last_log_lines: LogLines = Field(default_factory=list)
+
+
+# --- deprovisioner ------------------------------------------------------------------
+
+
+@register
+class TenantDeprovisioned(Event):
+    """Everything the tenant owned is gone and the orphan check found nothing."""
+
+    event_type = "TenantDeprovisioned"
+    schema_version = V1
+    producers = ("deprovisioner",)
+    consumers = EVERYONE_WATCHING
+
+    removed: list[ResourceRef] = Field(default_factory=list, description="What was deleted now")
+
+
+@register
+class DeprovisioningFailed(Failure):
+    """Teardown stopped; `remaining` lists what still exists, for the next attempt."""
+
+    event_type = "DeprovisioningFailed"
+    schema_version = V1
+    producers = ("deprovisioner",)
+    consumers = EVERYONE_WATCHING
+    lifecycle_stage = "deprovisioning"
+
+    remaining: list[ResourceRef] = Field(default_factory=list)
+
+
+FAILURES: tuple[type[Failure], ...] = (
+    ProvisioningFailed,
+    BuildFailed,
+    MigrationFailed,
+    ReleaseFailed,
+    DeprovisioningFailed,
+)
