@@ -1,8 +1,10 @@
 # Every target installs what it needs on first use: .venv (Python 3.11) for hostplane,
 # .venv-localstack (Python 3.13) for LocalStack's own runtime.
 SHELL := /bin/bash
-PYTHON311 ?= $(shell command -v python3.11 || ls -d $$HOME/.pyenv/versions/3.11*/bin/python3.11 2>/dev/null | tail -1)
-PYTHON313 ?= $(shell command -v python3.13 || ls -d $$HOME/.pyenv/versions/3.13*/bin/python3.13 2>/dev/null | tail -1)
+# First interpreter that really runs the wanted version (pyenv shims may exist but refuse).
+find_python = $(shell for p in $$(command -v python$(1)) $$HOME/.pyenv/versions/$(1)*/bin/python$(1) /usr/bin/python$(1) /usr/local/bin/python$(1); do "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != tuple(map(int, "$(1)".split("."))))' >/dev/null 2>&1 && { echo $$p; break; }; done)
+PYTHON311 ?= $(call find_python,3.11)
+PYTHON313 ?= $(call find_python,3.13)
 VENV := .venv
 LS_VENV := .venv-localstack
 BIN := $(VENV)/bin
