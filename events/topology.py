@@ -11,11 +11,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-import contracts  # noqa: F401  (registers every event model)
-from contracts.envelope import SOURCE_PREFIX, registered_events
+from contracts.catalog import SERVICES, consumed_types
+from contracts.envelope import SOURCE_PREFIX
 
-CONSUMER_SERVICES = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
-PRODUCERS = CONSUMER_SERVICES + ("reloader",)
+PRODUCERS = SERVICES
+# Every service that consumes gets a queue, even before its first event type exists.
+CONSUMER_SERVICES = tuple(s for s in SERVICES if s != "reloader")
 MAX_RECEIVES = 5
 VISIBILITY_TIMEOUT_S = 60
 QUEUE_RETENTION_S = 4 * 24 * 3600
@@ -65,13 +66,6 @@ class Topology:
         return json.dumps({"source": list(self.sources)}, sort_keys=True)
 
 
-def consumed_types(service: str) -> tuple[str, ...]:
-    """Event types a service consumes, from the `consumers` declared on each event model."""
-    return tuple(
-        sorted({e.event_type for e in registered_events() if service in getattr(e, "consumers", ())})
-    )
-
-
 def topology(prefix: str = "hostplane") -> Topology:
     sources = tuple(SOURCE_PREFIX + p for p in PRODUCERS)
     queues = tuple(
@@ -81,7 +75,7 @@ def topology(prefix: str = "hostplane") -> Topology:
     rules = tuple(
         RuleSpec(name=f"{prefix}-to-{s}", service=s, detail_types=types, sources=sources)
         for s in CONSUMER_SERVICES
-        if (types := consumed_types(s))
+        if (types := tuple(consumed_types(s)))
     )
     return Topology(
         bus_name=prefix,
