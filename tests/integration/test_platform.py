@@ -11,7 +11,7 @@ import psutil
 import pytest
 
 from hostplane.local.process import port_open
-from tests.platform_fixture import RunningPlatform, platform_settings
+from hostplane.local.ephemeral import RunningPlatform, platform_settings
 
 pytestmark = pytest.mark.integration
 

@@ -1,4 +1,4 @@
-"""Start a real local platform for a test session: free loopback ports, a temporary home."""
+"""A throwaway platform on free loopback ports in a folder of its own, for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hostplane.local.process import free_port
 from hostplane.local.state import ConnectionInfo, connection_info
 from hostplane.settings import Settings
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
