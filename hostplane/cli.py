@@ -23,7 +23,7 @@ err = Console(stderr=True)
 
 @app.callback()
 def _main(verbose: bool = typer.Option(False, "--verbose", "-v", help="log at debug level")) -> None:
-    configure_logging(verbose=verbose)
+    configure_logging(verbose=verbose, quiet=True)
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -23,11 +23,12 @@ def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
-def configure_logging(*, verbose: bool = False, json_output: bool | None = None) -> None:
+def configure_logging(*, verbose: bool = False, quiet: bool = False, json_output: bool | None = None) -> None:
+    """`quiet` (commands): warnings only, the command's own output is the story."""
     if json_output is None:
         json_output = not sys.stderr.isatty()
     level = logging.DEBUG if verbose else logging.INFO
-    if not json_output and not verbose:
+    if (quiet or not json_output) and not verbose:
         level = logging.WARNING  # a terminal shows command output, not service chatter
     structlog.configure(
         processors=[
