@@ -110,7 +110,4 @@ def _mount_subcommands() -> None:
     app.add_typer(dlq_app, name="dlq", help="dead-letter queues: list and redrive")
 
 
-try:
-    _mount_subcommands()
-except ImportError:  # TEMP until cli_events lands
-    pass
+_mount_subcommands()

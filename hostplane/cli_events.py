@@ -169,7 +169,8 @@ def dlq_list(
     for r in reports:
         table.add_row(r.dlq, str(r.depth), "", "", "", "")
         for m in r.messages:
-            table.add_row("", "", m.event_type or "?", m.tenant_id or "?", m.event_id or "?", str(m.receive_count))
+            ident = (m.event_type, m.tenant_id, m.event_id)
+            table.add_row("", "", *(v or "?" for v in ident), str(m.receive_count))
     console.print(table)
 
 

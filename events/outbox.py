@@ -1,0 +1,145 @@
+"""Transactional outbox: events commit with the state change that caused them, a relay publishes.
+
+A service writes its state and calls `add_to_outbox` in the same transaction, so either
+both commit or neither does. `OutboxRelay` then publishes pending rows in `seq` order and
+stamps `published_at`. A crash after commit loses nothing (the rows stay pending until a
+relay runs); a crash after publishing but before stamping publishes again, and consumers'
+inboxes absorb the duplicate. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several
+relays can run side by side without publishing a row twice concurrently.
+
+The relay wakes on NOTIFY (the insert trigger in events.store) and also polls, because a
+notification is lost while the relay is disconnected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from typing import Any
+
+import structlog
+
+from contracts.envelope import Envelope
+from events.publisher import FailedEntry, PublishEntry, Publisher, PublishError, oversized
+from events.store import INSERT_PENDING, NOTIFY_CHANNEL, outbox_row
+
+log = structlog.get_logger(__name__)
+
+MAX_RETRY_DELAY_S = 300
+
+
+async def add_to_outbox(conn: Any, envelopes: Iterable[Envelope[Any]]) -> None:
+    """Queue envelopes for publication. Call inside the caller's transaction so the
+    events commit (and become visible to the relay) only with the state change."""
+    rows = [outbox_row(e) for e in envelopes]
+    if rows:
+        await conn.executemany(INSERT_PENDING, rows)
+
+
+_CLAIM = """
+SELECT seq, event_id::text, replay_id::text, event_type, source, detail::text AS detail
+FROM outbox
+WHERE published_at IS NULL AND (retry_at IS NULL OR retry_at <= now())
+ORDER BY seq
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
+_MARK_PUBLISHED = """
+UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL, retry_at = NULL
+WHERE seq = ANY($1::bigint[])
+"""
+# Back off per row: 2, 4, 8 ... seconds, capped, so one poisoned row does not spin the relay.
+_MARK_FAILED = f"""
+UPDATE outbox SET attempts = attempts + 1, last_error = $2,
+    retry_at = now() + make_interval(secs => least(power(2, attempts + 1), {MAX_RETRY_DELAY_S}))
+WHERE seq = $1
+"""
+
+
+class OutboxRelay:
+    """Publishes pending outbox rows through `publisher` until `stop()`."""
+
+    def __init__(
+        self,
+        pool: Any,
+        publisher: Publisher,
+        *,
+        batch_size: int = 100,
+        poll_interval_s: float = 5.0,
+    ) -> None:
+        self.pool = pool
+        self.publisher = publisher
+        self.batch_size = batch_size
+        self.poll_interval_s = poll_interval_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self.listening = False  # NOTIFY subscribed (else only the poll wakes the relay)
+
+    def stop(self) -> None:
+        """Finish the batch in hand, then return from `run()`."""
+        self._stopping = True
+        self._wake.set()
+
+    async def run_once(self) -> int:
+        """Claim one batch, publish it, record the outcome. Returns rows claimed."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_CLAIM, self.batch_size)
+            if not rows:
+                return 0
+            by_key = {(r["event_id"], r["replay_id"]): r["seq"] for r in rows}
+            entries = [
+                PublishEntry(r["event_id"], r["replay_id"], r["source"], r["event_type"], r["detail"])
+                for r in rows
+            ]
+            failed = oversized(entries)  # never publishable: record, don't block the batch
+            too_big = {f.entry for f in failed}
+            try:
+                await self.publisher.publish([e for e in entries if e not in too_big])
+            except PublishError as exc:
+                failed += exc.failed
+            except Exception as exc:  # unknown outcome: retry them all later
+                failed = [FailedEntry(e, f"{type(exc).__name__}: {exc}") for e in entries]
+            bad = {by_key[(f.entry.event_id, f.entry.replay_id)]: f.error for f in failed}
+            good = [seq for seq in by_key.values() if seq not in bad]
+            if good:
+                await conn.execute(_MARK_PUBLISHED, good)
+            for seq, error in bad.items():
+                await conn.execute(_MARK_FAILED, seq, error[:2000])
+        if bad:
+            log.warning("outbox.publish_failed", failed=len(bad), published=len(good))
+        log.debug("outbox.relayed", published=len(good))
+        return len(rows)
+
+    async def run(self) -> None:
+        """Relay until stopped: drain what is pending, then sleep until NOTIFY or the poll."""
+        async with self.pool.acquire() as listen_conn:
+            self.listening = await self._listen(listen_conn)
+            while not self._stopping:
+                self._wake.clear()
+                try:
+                    claimed = await self.run_once()
+                except Exception:
+                    log.exception("outbox.relay_error")
+                    claimed = 0
+                if claimed >= self.batch_size:
+                    continue  # more may be waiting
+                try:
+                    await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                except TimeoutError:
+                    pass  # the poll: covers notifications missed while disconnected
+            if self.listening and not listen_conn.is_closed():
+                await listen_conn.remove_listener(NOTIFY_CHANNEL, self._on_notify)
+            self.listening = False
+        log.info("outbox.relay_stopped")
+
+    def _on_notify(self, *_: Any) -> None:
+        self._wake.set()
+
+    async def _listen(self, conn: Any) -> bool:
+        try:
+            await conn.add_listener(NOTIFY_CHANNEL, self._on_notify)
+            return True
+        except Exception:  # polling still works
+            log.warning("outbox.listen_failed", exc_info=True)
+            return False
+

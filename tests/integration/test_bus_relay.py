@@ -1,0 +1,113 @@
+"""The outbox relay against real PostgreSQL: partial failures, backoff, concurrent relays.
+
+The bus side is faked here (a recording publisher) so failures can be chosen; the
+delivery through EventBridge and SQS is proven in test_bus_messaging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+import asyncpg
+import pytest
+
+from contracts.envelope import Envelope, Event
+from events.outbox import OutboxRelay, add_to_outbox
+from events.publisher import MAX_BYTES_PER_CALL, FailedEntry, PublishEntry, PublishError
+from events.store import ensure_schema
+
+pytestmark = pytest.mark.integration
+
+
+class RelayPing(Event):  # test-only payload, not registered
+    event_type: ClassVar[str] = "RelayPing"
+    schema_version: ClassVar[str] = "1.0"
+    pad: str = ""
+
+
+class RecordingPublisher:
+    def __init__(self, failing: set[str] = frozenset(), delay: float = 0.0) -> None:
+        self.failing = set(failing)
+        self.delay = delay
+        self.published: list[str] = []
+
+    async def publish(self, entries: list[PublishEntry]) -> None:
+        await asyncio.sleep(self.delay)
+        bad = [FailedEntry(e, "InternalFailure: try later") for e in entries if e.event_id in self.failing]
+        self.published += [e.event_id for e in entries if e.event_id not in self.failing]
+        if bad:
+            raise PublishError(bad, 3)
+
+
+@pytest.fixture
+async def pool(running_platform) -> AsyncIterator[asyncpg.Pool]:
+    schema = f"rt{uuid.uuid4().hex[:10]}"
+    dsn = running_platform.conn.control_dsn
+    admin = await asyncpg.connect(dsn)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    p = await asyncpg.create_pool(dsn, min_size=1, max_size=6, server_settings={"search_path": schema})
+    try:
+        await ensure_schema(p)
+        await ensure_schema(p)  # idempotent
+        yield p
+    finally:
+        await p.close()
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+def ping(pad: int = 0) -> Envelope[Any]:
+    return Envelope.new(RelayPing(pad="x" * pad), tenant_id="relay-test", producer="api")
+
+
+async def add(pool: asyncpg.Pool, envs: list[Envelope[Any]]) -> None:
+    async with pool.acquire() as conn, conn.transaction():
+        await add_to_outbox(conn, envs)
+
+
+async def test_failed_entries_are_recorded_and_retried_later_the_rest_published(pool):
+    envs = [ping() for _ in range(3)]
+    await add(pool, envs)
+    bad = str(envs[1].event_id)
+    pub = RecordingPublisher(failing={bad})
+    relay = OutboxRelay(pool, pub)  # type: ignore[arg-type]
+
+    assert await relay.run_once() == 3
+    rows = {str(r["event_id"]): r for r in await pool.fetch("SELECT *, retry_at > now() AS later FROM outbox")}
+    assert rows[bad]["published_at"] is None and rows[bad]["attempts"] == 1 and rows[bad]["later"]
+    assert "InternalFailure" in rows[bad]["last_error"]
+    assert all(rows[str(e.event_id)]["published_at"] is not None for e in (envs[0], envs[2]))
+
+    assert await relay.run_once() == 0  # backing off: not claimed again at once
+    await pool.execute("UPDATE outbox SET retry_at = now() - interval '1 second'")
+    pub.failing.clear()
+    assert await relay.run_once() == 1
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
+    assert pub.published == [str(envs[0].event_id), str(envs[2].event_id), bad]
+
+
+async def test_an_oversized_event_is_recorded_as_failed_without_blocking_others(pool):
+    big, small = ping(pad=MAX_BYTES_PER_CALL), ping()
+    await add(pool, [big, small])
+    pub = RecordingPublisher()
+    assert await OutboxRelay(pool, pub).run_once() == 2  # type: ignore[arg-type]
+    assert pub.published == [str(small.event_id)]
+    row = await pool.fetchrow("SELECT * FROM outbox WHERE event_id = $1", big.event_id)
+    assert row["published_at"] is None and "bytes" in row["last_error"]
+
+
+async def test_concurrent_relays_publish_each_row_once(pool):
+    envs = [ping() for _ in range(40)]
+    await add(pool, envs)
+    pub = RecordingPublisher(delay=0.2)
+    relays = [OutboxRelay(pool, pub, batch_size=5) for _ in range(4)]  # type: ignore[arg-type]
+
+    async def drain(relay: OutboxRelay) -> None:
+        while await relay.run_once():
+            pass
+
+    await asyncio.wait_for(asyncio.gather(*(drain(r) for r in relays)), 30)
+    assert sorted(pub.published) == sorted(str(e.event_id) for e in envs)

@@ -1,0 +1,320 @@
+"""Consumer logic against a fake SQS queue and a fake inbox (no servers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any, ClassVar
+
+import structlog
+
+from contracts.envelope import Envelope, Event
+from events.consumer import Consumer, ConsumerOptions
+from events.inbox import TenantLocks
+from events.topology import QueueSpec, Topology
+from hostplane.settings import Settings
+
+SERVICE = "builder"
+TOPOLOGY = Topology(bus_name="b", archive_name="a", queues=(QueueSpec(SERVICE, "q", "q-dlq"),), rules=())
+
+
+class Ping(Event):  # test-only payloads, not registered: the catalog stays untouched
+    event_type: ClassVar[str] = "UnitPing"
+    schema_version: ClassVar[str] = "1.0"
+    n: int = 0
+
+
+class Pong(Event):
+    event_type: ClassVar[str] = "UnitPong"
+    schema_version: ClassVar[str] = "1.0"
+    n: int = 0
+
+
+class FakeSQS:
+    """Just enough SQS: visibility, receive counts, receipt handles, a short long-poll."""
+
+    def __init__(self) -> None:
+        self.messages: dict[str, dict[str, Any]] = {}
+        self.deleted: list[str] = []
+        self.visibility_calls: list[tuple[str, int]] = []
+        self._ids = itertools.count(1)
+
+    def send(self, envelope: Envelope[Any] | None = None, body: str | None = None) -> str:
+        mid = f"m{next(self._ids)}"
+        if body is None:
+            body = json.dumps({"id": f"eb-{mid}", "detail-type": envelope.event_type,
+                               "source": envelope.source, "detail": json.loads(envelope.to_detail())})
+        self.messages[mid] = {"body": body, "visible_at": 0.0, "receives": 0, "receipt": None}
+        return mid
+
+    async def get_queue_url(self, QueueName: str) -> dict[str, str]:  # noqa: N803
+        return {"QueueUrl": f"fake://{QueueName}"}
+
+    async def receive_message(self, **kw: Any) -> dict[str, Any]:
+        out = []
+        now = time.monotonic()
+        for mid, m in self.messages.items():
+            if len(out) < kw["MaxNumberOfMessages"] and m["visible_at"] <= now:
+                m["receives"] += 1
+                m["receipt"] = f"{mid}#{m['receives']}"
+                m["visible_at"] = now + kw["VisibilityTimeout"]
+                out.append({"MessageId": mid, "ReceiptHandle": m["receipt"], "Body": m["body"],
+                            "Attributes": {"ApproximateReceiveCount": str(m["receives"])}})
+        if not out:
+            await asyncio.sleep(0.01)
+        return {"Messages": out} if out else {}
+
+    def _by_receipt(self, receipt: str) -> tuple[str, dict[str, Any]]:
+        mid = receipt.split("#")[0]
+        m = self.messages[mid]
+        assert m["receipt"] == receipt, "stale receipt handle"
+        return mid, m
+
+    async def delete_message(self, QueueUrl: str, ReceiptHandle: str) -> None:  # noqa: N803
+        mid, _ = self._by_receipt(ReceiptHandle)
+        del self.messages[mid]
+        self.deleted.append(mid)
+
+    async def change_message_visibility(  # noqa: N803
+        self, QueueUrl: str, ReceiptHandle: str, VisibilityTimeout: int
+    ) -> None:
+        mid, m = self._by_receipt(ReceiptHandle)
+        m["visible_at"] = time.monotonic() + VisibilityTimeout
+        self.visibility_calls.append((mid, VisibilityTimeout))
+
+
+class FakeTx:
+    def __init__(self, inbox: FakeInbox) -> None:
+        self.inbox = inbox
+        self.pending: tuple[str, list[Envelope[Any]]] | None = None
+
+    async def seen(self, envelope: Envelope[Any]) -> bool:
+        return envelope.dedup_key in self.inbox.keys
+
+    async def complete(self, envelope: Envelope[Any], emitted: list[Envelope[Any]]) -> None:
+        self.pending = (envelope.dedup_key, list(emitted))
+
+
+class FakeInbox:
+    """Commits only when the block exits cleanly, like the real transaction."""
+
+    def __init__(self) -> None:
+        self.keys: set[str] = set()
+        self.outbox: list[Envelope[Any]] = []
+        self.locks = TenantLocks()
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self, tenant_id: str) -> AsyncIterator[FakeTx]:
+        async with self.locks.hold(tenant_id):
+            tx = FakeTx(self)
+            yield tx
+            if tx.pending:
+                self.keys.add(tx.pending[0])
+                self.outbox += tx.pending[1]
+
+
+def ping(tenant: str = "acme", n: int = 0) -> Envelope[Any]:
+    return Envelope.new(Ping(n=n), tenant_id=tenant, producer="api")
+
+
+def make(handler, sqs: FakeSQS, inbox: FakeInbox, **options: Any) -> Consumer:
+    opts = ConsumerOptions(**({"wait_time_s": 0, "visibility_timeout_s": 30, "grace_period_s": 2} | options))
+    return Consumer(SERVICE, {Ping: handler}, {"dep": 1}, None, Settings(), TOPOLOGY, concurrency=4,
+                    options=opts, sqs=sqs, inbox=inbox)
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@contextlib.asynccontextmanager
+async def running(consumer: Consumer) -> AsyncIterator[asyncio.Task[None]]:
+    task = asyncio.create_task(consumer.run())
+    try:
+        yield task
+    finally:
+        consumer.stop()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_success_runs_handler_then_deletes_and_emits_wrapped_events():
+    sqs, inbox, seen = FakeSQS(), FakeInbox(), []
+
+    async def handler(env, deps):
+        assert sqs.deleted == [], "deleted before the handler finished"
+        seen.append((env, deps, structlog.contextvars.get_contextvars()))
+        return [Pong(n=env.data.n + 1)]
+
+    cause = ping(n=41)
+    mid = sqs.send(cause)
+    async with running(make(handler, sqs, inbox)):
+        await until(lambda: sqs.deleted == [mid])
+    env, deps, ctx = seen[0]
+    assert isinstance(env.data, Ping) and env.data.n == 41 and deps == {"dep": 1}
+    assert ctx["tenant_id"] == "acme" and ctx["correlation_id"] == str(cause.correlation_id)
+    assert ctx["event_type"] == "UnitPing" and ctx["event_id"] == str(cause.event_id)
+    [out] = inbox.outbox
+    assert out.data == Pong(n=42) and out.tenant_id == "acme" and out.producer == SERVICE
+    assert out.correlation_id == cause.correlation_id and out.causation_id == cause.event_id
+
+
+async def test_failure_keeps_the_message_with_a_short_backoff():
+    sqs, inbox = FakeSQS(), FakeInbox()
+    calls = []
+
+    async def handler(env, deps):
+        calls.append(1)
+        raise RuntimeError("boom")
+
+    mid = sqs.send(ping())
+    async with running(make(handler, sqs, inbox, retry_delay_s=0.5)):
+        await until(lambda: len(calls) >= 3)
+    assert sqs.deleted == [] and mid in sqs.messages
+    assert inbox.keys == set() and inbox.outbox == []
+    # backoff doubles per receive: 0.5 → int 0, 1, 2
+    assert [v for m, v in sqs.visibility_calls if m == mid][:3] == [0, 1, 2]
+
+
+async def test_unknown_type_is_deleted_without_a_handler():
+    sqs, inbox, calls = FakeSQS(), FakeInbox(), []
+
+    async def handler(env, deps):
+        calls.append(env)
+
+    mid = sqs.send(Envelope.new(Pong(n=1), tenant_id="acme", producer="api"))
+    async with running(make(handler, sqs, inbox)):
+        await until(lambda: sqs.deleted == [mid])
+    assert calls == []
+
+
+async def test_other_major_version_is_not_given_to_the_v1_handler():
+    sqs, inbox, calls = FakeSQS(), FakeInbox(), []
+
+    async def handler(env, deps):
+        calls.append(env)
+
+    detail = json.loads(ping().to_detail()) | {"schema_version": "2.0"}
+    mid = sqs.send(body=json.dumps({"detail": detail}))
+    async with running(make(handler, sqs, inbox)):
+        await until(lambda: sqs.deleted == [mid])
+    assert calls == []
+
+
+async def test_duplicate_delivery_runs_the_handler_once_and_a_replay_again():
+    sqs, inbox, calls = FakeSQS(), FakeInbox(), []
+
+    async def handler(env, deps):
+        calls.append(env.replay_id)
+        return []
+
+    env = ping()
+    first, dup = sqs.send(env), sqs.send(env)
+    async with running(make(handler, sqs, inbox)) as _:
+        await until(lambda: set(sqs.deleted) == {first, dup})
+        replayed = sqs.send(env.as_replay())
+        await until(lambda: replayed in sqs.deleted)
+    assert calls[0] is None and len(calls) == 2 and calls[1] is not None
+
+
+async def test_malformed_message_is_kept_for_the_dlq():
+    sqs, inbox = FakeSQS(), FakeInbox()
+    mid = sqs.send(body="not json")
+    async with running(make(lambda e, d: None, sqs, inbox, retry_delay_s=5)):
+        await until(lambda: sqs.visibility_calls)
+    assert mid in sqs.messages and sqs.visibility_calls[0] == (mid, 5)
+
+
+async def test_heartbeat_extends_visibility_while_the_handler_runs():
+    sqs, inbox = FakeSQS(), FakeInbox()
+
+    async def handler(env, deps):
+        await asyncio.sleep(0.5)
+        return []
+
+    mid = sqs.send(ping())
+    async with running(make(handler, sqs, inbox, heartbeat_s=0.1)):
+        await until(lambda: sqs.deleted == [mid])
+    extensions = [v for m, v in sqs.visibility_calls if m == mid]
+    assert len(extensions) >= 3 and set(extensions) == {30}
+
+
+async def test_one_tenant_at_a_time_other_tenants_in_parallel():
+    sqs, inbox = FakeSQS(), FakeInbox()
+    active: dict[str, int] = {}
+    peak: dict[str, int] = {}
+    together = []
+
+    async def handler(env, deps):
+        t = env.tenant_id
+        active[t] = active.get(t, 0) + 1
+        peak[t] = max(peak.get(t, 0), active[t])
+        together.append(sum(1 for v in active.values() if v))
+        await asyncio.sleep(0.1)
+        active[t] -= 1
+        return []
+
+    for i in range(3):
+        sqs.send(ping("acme", i))
+        sqs.send(ping("globex", i))
+    async with running(make(handler, sqs, inbox)):
+        await until(lambda: len(sqs.deleted) == 6)
+    assert peak == {"acme": 1, "globex": 1}
+    assert max(together) == 2
+    assert len(inbox.locks) == 0  # per-tenant locks are dropped once unused
+
+
+async def test_shutdown_finishes_short_handlers_and_releases_long_ones():
+    sqs, inbox = FakeSQS(), FakeInbox()
+    started = []
+
+    async def handler(env, deps):
+        started.append(env.data.n)
+        await asyncio.sleep(0.2 if env.data.n == 1 else 30)
+        return []
+
+    quick, slow = sqs.send(ping("acme", 1)), sqs.send(ping("globex", 2))
+    consumer = make(handler, sqs, inbox, grace_period_s=1)
+    task = asyncio.create_task(consumer.run())
+    await until(lambda: len(started) == 2)
+    consumer.stop()
+    await asyncio.wait_for(task, 5)
+    assert sqs.deleted == [quick]
+    assert (slow, 0) in sqs.visibility_calls and slow in sqs.messages
+
+
+async def test_wrap_keeps_tenant_and_correlation_and_sets_causation():
+    consumer = make(None, FakeSQS(), FakeInbox())
+    cause = ping("acme")
+    out = consumer.wrap(Pong(n=1), cause)
+    assert (out.tenant_id, out.correlation_id, out.causation_id) == ("acme", cause.correlation_id, cause.event_id)
+    assert out.event_id != cause.event_id and out.source == f"hostplane.{SERVICE}" and out.replay_id is None
+
+
+async def test_sigterm_stops_receiving_and_lets_the_handler_finish():
+    import os
+    import signal
+
+    sqs, inbox, done = FakeSQS(), FakeInbox(), []
+
+    async def handler(env, deps):
+        await asyncio.sleep(0.3)
+        done.append(env.event_id)
+        return []
+
+    consumer = make(handler, sqs, inbox)
+    task = asyncio.create_task(consumer.run(handle_signals=True))
+    mid = sqs.send(ping())
+    await until(lambda: any(m["receives"] for m in sqs.messages.values()))  # signal handler is in place
+    os.kill(os.getpid(), signal.SIGTERM)
+    await asyncio.wait_for(task, 5)
+    assert consumer.stopping and sqs.deleted == [mid] and len(done) == 1
+    late = sqs.send(ping())
+    await asyncio.sleep(0.1)
+    assert sqs.messages[late]["receives"] == 0  # nothing is received after the stop
