@@ -8,6 +8,7 @@ from pathlib import Path
 
 from hostplane.local import platform
 from hostplane.local.process import free_port
+from hostplane.local.services import settings_env
 from hostplane.local.state import ConnectionInfo, connection_info
 from hostplane.settings import Settings
 
@@ -22,16 +23,8 @@ class RunningPlatform:
 
     def env(self) -> dict[str, str]:
         """Environment for a `hostplane` subprocess aimed at this platform."""
-        s = self.settings
         env = {k: v for k, v in os.environ.items() if not k.startswith("HOSTPLANE_")}
-        env |= {
-            "HOSTPLANE_HOME": str(s.home_dir),
-            "HOSTPLANE_EMULATOR": self.emulator,
-            "HOSTPLANE_LOCALSTACK_VENV": str(s.localstack_venv),
-        }
-        for name in platform.PORT_FIELDS:
-            env[f"HOSTPLANE_{name.upper()}"] = str(getattr(s, name))
-        return env
+        return env | settings_env(self.settings, self.emulator)
 
 
 def platform_settings(home: Path, emulator: str) -> Settings:

@@ -22,6 +22,7 @@ from hostplane.local import process
 from hostplane.local.components import Component, LocalStack, Moto
 from hostplane.local.datastores import Postgres, Valkey
 from hostplane.local.edge import Caddy
+from hostplane.local.services import ServiceProcess, service_components
 from hostplane.local.state import (
     ComponentState,
     Credentials,
@@ -50,7 +51,7 @@ class UpReport:
 
 
 def components(settings: Settings, creds: Credentials, emulator: Emulator) -> list[Component]:
-    """The servers in start order (stopped in reverse)."""
+    """The servers, then the control-plane services, in start order (stopped in reverse)."""
     emu: Component = (
         Moto("moto", settings.moto_port, settings, creds, "HOSTPLANE_MOTO_PORT")
         if emulator == "moto"
@@ -58,12 +59,13 @@ def components(settings: Settings, creds: Credentials, emulator: Emulator) -> li
     )
     caddy = Caddy("caddy", settings.caddy_admin_port, settings, creds, "HOSTPLANE_CADDY_ADMIN_PORT")
     caddy.edge_port = settings.edge_port
-    return [
+    servers = [
         emu,
         Postgres("postgres", settings.postgres_port, settings, creds, "HOSTPLANE_POSTGRES_PORT"),
         Valkey("valkey", settings.valkey_port, settings, creds, "HOSTPLANE_VALKEY_PORT"),
         caddy,
     ]
+    return servers + service_components(settings, creds, emulator)
 
 
 @contextmanager
@@ -99,21 +101,13 @@ def up(settings: Settings, emulator: Emulator | None = None) -> UpReport:
         state = _new_state(settings, emulator, comps, state)
         report = UpReport()
         try:
-            for comp in comps:
-                recorded = state.components.get(comp.name)
-                if recorded and process.alive(recorded.pid) and comp.healthy():
-                    report.already_running.append(comp.name)
-                    continue
-                if recorded and process.alive(recorded.pid):
-                    process.stop(recorded.pid, sig=comp.stop_signal)  # alive but sick: replace it
-                pid = comp.start()
-                state.components[comp.name] = ComponentState(
-                    name=comp.name, pid=pid, url=comp.url, port=comp.port, log=str(comp.log_path)
-                )
-                save_state(settings.home_dir, state)
-                report.started.append(comp.name)
-                log.info("component.started", component=comp.name, url=comp.url, pid=pid)
+            servers = [c for c in comps if not isinstance(c, ServiceProcess)]
+            for comp in servers:
+                _ensure_running(comp, state, settings, report)
+            # Services consume queues and write the control database: converge both first.
             asyncio.run(_converge_control_plane(settings))
+            for comp in comps[len(servers):]:
+                _ensure_running(comp, state, settings, report)
         except BaseException:
             for name in reversed(report.started):
                 comp = next(c for c in comps if c.name == name)
@@ -121,6 +115,22 @@ def up(settings: Settings, emulator: Emulator | None = None) -> UpReport:
             save_state(settings.home_dir, state) if state.components else clear_state(settings.home_dir)
             raise
         return report
+
+
+def _ensure_running(comp: Component, state: PlatformState, settings: Settings, report: UpReport) -> None:
+    recorded = state.components.get(comp.name)
+    if recorded and process.alive(recorded.pid) and comp.healthy():
+        report.already_running.append(comp.name)
+        return
+    if recorded and process.alive(recorded.pid):
+        process.stop(recorded.pid, sig=comp.stop_signal)  # alive but sick: replace it
+    pid = comp.start()
+    state.components[comp.name] = ComponentState(
+        name=comp.name, pid=pid, url=comp.url, port=comp.port, log=str(comp.log_path)
+    )
+    save_state(settings.home_dir, state)
+    report.started.append(comp.name)
+    log.info("component.started", component=comp.name, url=comp.url, pid=pid)
 
 
 def _new_state(settings: Settings, emulator: Emulator, comps: list[Component],
@@ -132,7 +142,7 @@ def _new_state(settings: Settings, emulator: Emulator, comps: list[Component],
         aws_endpoint=comps[0].url,
         host=settings.host,
         edge_url=caddy.edge_url,
-        api_url=previous.api_url if previous else None,
+        api_url=next((c.url for c in comps if c.name == "api"), None),
         postgres_port=settings.postgres_port,
         valkey_port=settings.valkey_port,
         caddy_admin_url=caddy.url,

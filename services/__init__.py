@@ -1,0 +1,1 @@
+"""The control-plane services, one lifecycle stage each (DESIGN.md, "Control plane")."""

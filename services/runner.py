@@ -1,0 +1,87 @@
+"""Run one control-plane service: its consumer and its outbox relay, side by side.
+
+Every service's `main.py` builds its adapters and calls `run_service`; the consumer
+loop, the relay, the publisher client, the pool and graceful shutdown live here once.
+On AWS the control database comes from HOSTPLANE_CONTROL_DSN; locally from the running
+platform's state (`hostplane up`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import asyncpg
+import structlog
+
+from contracts.envelope import Event
+from events.consumer import Consumer, ConsumerOptions, Handler
+from events.outbox import OutboxRelay
+from events.publisher import Publisher
+from events.store import ensure_schema
+from events.topology import topology
+from hostplane.local.state import connection_info
+from hostplane.logging import configure_logging
+from hostplane.settings import Settings, get_settings
+
+log = structlog.get_logger(__name__)
+
+
+def control_dsn(settings: Settings) -> str:
+    return os.environ.get("HOSTPLANE_CONTROL_DSN") or connection_info(settings.home_dir).control_dsn
+
+
+async def create_pool(settings: Settings, size: int) -> asyncpg.Pool:
+    return await asyncpg.create_pool(control_dsn(settings), min_size=1, max_size=size)
+
+
+async def run_service(
+    service: str,
+    handlers: Mapping[type[Event], Handler],
+    make_deps: Callable[[Settings, asyncpg.Pool], Awaitable[Any]],
+    *,
+    concurrency: int = 4,
+    options: ConsumerOptions | None = None,
+    settings: Settings | None = None,
+) -> None:
+    """Consume `service`'s queue until SIGTERM/SIGINT, relaying its outbox meanwhile."""
+    settings = settings or get_settings()
+    pool = await create_pool(settings, concurrency + 3)  # handlers + relay (+ its listener)
+    try:
+        await ensure_schema(pool)
+        deps = await make_deps(settings, pool)
+        topo = topology(settings.name_prefix)
+        async with Publisher(settings, topo.bus_name) as publisher:
+            relay = OutboxRelay(pool, publisher)
+            relay_task = asyncio.create_task(relay.run())
+            consumer = Consumer(service, handlers, deps, pool, settings, topo, concurrency, options=options)
+            _mark_ready()
+            try:
+                await consumer.run(handle_signals=True)
+            finally:
+                relay.stop()
+                await relay_task
+        close = getattr(deps, "aclose", None)
+        if close is not None:
+            await close()
+    finally:
+        await pool.close()
+    log.info("service.stopped", service=service)
+
+
+def _mark_ready() -> None:
+    """Tell the launcher (hostplane up) this service consumes; see hostplane.local.services."""
+    path = os.environ.get("HOSTPLANE_READY_FILE")
+    if path:
+        with open(path, "w") as fh:
+            fh.write(str(os.getpid()))
+
+
+def main(service: str, handlers: Mapping[type[Event], Handler],
+         make_deps: Callable[[Settings, asyncpg.Pool], Awaitable[Any]], **kwargs: Any) -> None:
+    """Entry point for `python -m services.<name>`: JSON logs, then run until stopped."""
+    configure_logging(json_output=True)
+    structlog.contextvars.bind_contextvars(service=service)
+    asyncio.run(run_service(service, handlers, make_deps, **kwargs))
