@@ -50,8 +50,9 @@ integration: $(VENV)/.installed $(LS_VENV)/.installed
 e2e: $(VENV)/.installed $(LS_VENV)/.installed
 	HOSTPLANE_E2E_EMULATOR=$(EMULATOR) $(BIN)/python -m pytest -p no:cacheprovider -ra tests/e2e
 
+# Every benchmark in bench/; each prints its table and saves JSON under bench/results/.
 bench: $(VENV)/.installed $(LS_VENV)/.installed
-	$(BIN)/python bench/bus.py
+	set -e; for script in bench/*.py; do echo "== $$script"; $(BIN)/python $$script; done
 
 contracts: $(VENV)/.installed
 	$(BIN)/python -m contracts.generate
