@@ -1,0 +1,87 @@
+"""`python -m reloader --tenant ID --artifacts DIR --port P --health-port H ...`
+
+The foreground process of one tenant runtime (the ECS container on AWS, a process
+started by the local runtime agent). SIGTERM or SIGINT: stop polling, drain, exit 0
+within the grace period. The tenant environment comes from --env-file (JSON object)
+or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+import structlog
+
+from hostplane.logging import configure_logging
+from reloader.artifacts import ArtifactStore
+from reloader.config import RuntimeConfig, load_tenant_env
+from reloader.health import serve_health
+from reloader.reporting import reporter_from
+from reloader.runtime import Runtime
+
+log = structlog.get_logger("reloader")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m reloader", description=__doc__.splitlines()[0])
+    p.add_argument("--tenant", required=True)
+    p.add_argument("--artifacts", type=Path, required=True, help="artifact store root")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=0, help="app port (0: any free one, printed in the log)")
+    p.add_argument("--health-port", type=int, default=0, help="port of /runtime/healthz")
+    p.add_argument("--work-dir", type=Path, help="local disk for verified releases (default: a temp dir)")
+    p.add_argument("--env-file", type=Path, help="JSON object: the tenant's environment variables")
+    p.add_argument("--events", default="bus", help="bus | file:PATH | none")
+    p.add_argument("--owner", default="", help="marker of the launcher (the local agent finds its children by it)")
+    defaults = RuntimeConfig(tenant_id="x", artifacts=Path("."), work_dir=Path("."))
+    for name in ("poll_interval", "start_timeout", "health_timeout", "grace", "probation", "backoff_initial",
+                 "backoff_max", "stable_after", "health_interval", "verify_retry_for", "idle_close",
+                 "memory_check_interval"):
+        p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
+    p.add_argument("--memory-mb", type=int, default=defaults.memory_mb)
+    p.add_argument("--crash-loop-threshold", type=int, default=defaults.crash_loop_threshold)
+    p.add_argument("--smoke-path", default=defaults.smoke_path)
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> int:
+    from contracts.tenant import validate_tenant_id
+
+    tenant = validate_tenant_id(args.tenant)
+    work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix=f"hostplane-runtime-{tenant}-"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    knobs = {k: getattr(args, k) for k in RuntimeConfig.__dataclass_fields__ if hasattr(args, k)
+             and k not in ("artifacts", "work_dir", "port", "health_port", "host")}
+    cfg = RuntimeConfig(tenant_id=tenant, artifacts=args.artifacts, work_dir=work_dir, host=args.host,
+                        port=args.port, health_port=args.health_port,
+                        tenant_env=load_tenant_env(args.env_file, dict(os.environ)), **knobs)
+    runtime = Runtime(cfg, ArtifactStore(cfg.artifacts), reporter_from(args.events, tenant))
+    health = await serve_health(cfg.host, cfg.health_port, runtime.snapshot)
+    health_port = health.sockets[0].getsockname()[1]
+    log.info("runtime.started", tenant_id=tenant, app_port=runtime.port, health_port=health_port,
+             pid=os.getpid(), artifacts=str(cfg.artifacts), memory_mb=cfg.memory_mb)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, runtime.stopping.set)
+    await runtime.run()
+    log.info("runtime.stopping", tenant_id=tenant)
+    await runtime.shutdown()
+    health.close()
+    log.info("runtime.stopped", tenant_id=tenant)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    configure_logging(json_output=True)
+    args = parse_args(argv)
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

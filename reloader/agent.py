@@ -1,0 +1,311 @@
+"""The local runtime agent: the local stand-in for ECS.
+
+Level-triggered: every `interval` it reads the desired runtime services
+(reloader.desired) and converges — one reloader process per running tenant, on ports
+it assigns and keeps; a reloader that died is restarted (with backoff); one whose
+tenant is gone or stopped is drained and removed with its local files; a changed
+environment or memory limit replaces it. When the database cannot be read nothing is
+started or stopped: running tenants keep serving.
+
+Reloaders run detached in their own sessions, so they outlive the agent. A restarted
+agent re-adopts the children recorded in its state file (pid + start time + command
+line) and stops any other reloader carrying its owner marker, so there is never a
+duplicate or an orphan. One agent per home (a lock file). SIGTERM/SIGINT stop every
+reloader and exit (`hostplane down`); SIGHUP exits leaving them running (agent upgrade).
+
+    python -m reloader.agent --home DIR --dsn-from-home [--artifacts DIR] [--interval 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import structlog
+
+from hostplane.local import process
+from reloader import agent_state
+from reloader.agent_state import AgentState, TenantRuntime, is_our_reloader, now_iso, our_reloaders
+from reloader.config import parse_tenant_env
+from reloader.desired import DesiredService, desired_services, ensure_schema
+
+log = structlog.get_logger("runtime-agent")
+STABLE_AFTER_S = 60.0
+
+
+class EnvUnavailable(RuntimeError):
+    """The tenant's environment could not be read; its runtime is not started without it."""
+
+
+async def resolve_env(env_ref: str | None, settings) -> dict[str, str]:
+    """`file:<path>` (local JSON) or a secret name/ARN (`secret:` optional) whose value is a
+    JSON object of environment variables. Errors never carry the value."""
+    if not env_ref:
+        return {}
+    if env_ref.startswith("file:"):
+        path = Path(env_ref[5:])
+        try:
+            return parse_tenant_env(path.read_bytes(), env_ref)
+        except (OSError, ValueError) as exc:
+            raise EnvUnavailable(f"{env_ref}: {type(exc).__name__}: {exc}") from None
+    from hostplane.aws import aws_client
+
+    secret_id = env_ref.removeprefix("secret:")
+    try:
+        async with aws_client("secretsmanager", settings) as sm:
+            value = await sm.get_secret_value(SecretId=secret_id)
+        return parse_tenant_env(value.get("SecretString") or "", f"secret {secret_id}")
+    except Exception as exc:  # botocore errors, bad JSON: the message names the secret only
+        raise EnvUnavailable(f"secret {secret_id}: {type(exc).__name__}") from None
+
+
+class Agent:
+    def __init__(self, home: Path, dsn: str, artifacts: Path, *, host: str = "127.0.0.1", interval: float = 1.0,
+                 grace: float = 10.0, events: str = "bus", reloader_args: tuple[str, ...] = (),
+                 settings=None) -> None:
+        self.home, self.dsn, self.artifacts = home.resolve(), dsn, artifacts.resolve()
+        self.host, self.interval, self.grace, self.events = host, interval, grace, events
+        self.reloader_args = reloader_args
+        self.settings = settings
+        self.owner = f"agent:{self.home}"
+        self.state: AgentState = agent_state.load(self.home)
+        self.conn: asyncpg.Connection | None = None
+        self.streak: dict[str, int] = {}
+        self.not_before: dict[str, float] = {}
+        self.stop_requested = asyncio.Event()
+        self.leave_running = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def run(self, *, once: bool = False, ready_file: Path | None = None) -> None:
+        self.adopt()
+        while True:
+            await self.reconcile()
+            if ready_file and not ready_file.exists():
+                ready_file.parent.mkdir(parents=True, exist_ok=True)
+                ready_file.write_text(str(os.getpid()))
+            if once:
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), self.interval)
+            if self.stop_requested.is_set():
+                break
+        if not self.leave_running:
+            await asyncio.gather(*(self.remove(t) for t in list(self.state.tenants)))
+        self.save()
+        if self.conn is not None:
+            await self.conn.close()
+
+    def adopt(self) -> None:
+        """After a restart: keep the recorded children that are really ours, stop the rest."""
+        for tenant, rec in self.state.tenants.items():
+            if self.running(rec):
+                log.info("runtime.adopted", tenant_id=tenant, pid=rec.pid)
+            else:
+                rec.pid, rec.create_time = None, None
+        tracked = {rec.pid for rec in self.state.tenants.values() if rec.pid}
+        for proc, args in our_reloaders(self.owner):
+            if proc.pid not in tracked:
+                log.warning("runtime.untracked_stopped", tenant_id=args.get("tenant"), pid=proc.pid)
+                process.stop(proc.pid, timeout=self.grace + 5)
+        self.save()
+
+    def running(self, rec: TenantRuntime) -> bool:
+        return is_our_reloader(rec.pid, rec.create_time, rec.tenant_id, self.owner)
+
+    def save(self) -> None:
+        self.state.agent = {"pid": os.getpid(), "create_time": agent_state.create_time(os.getpid()),
+                            "updated_at": now_iso(), "artifacts": str(self.artifacts)}
+        agent_state.save(self.home, self.state)
+
+    # --- converging --------------------------------------------------------------------------
+
+    async def reconcile(self) -> None:
+        desired = await self.read_desired()
+        if desired is not None:
+            want = {d.tenant_id: d for d in desired if d.desired_state == "running"}
+            gone = [t for t in self.state.tenants if t not in want]
+            await asyncio.gather(*(self.remove(t) for t in gone))
+            for service in want.values():
+                await self.ensure(service)
+        await self.refresh_health()
+        self.save()
+
+    async def read_desired(self) -> list[DesiredService] | None:
+        try:
+            if self.conn is None or self.conn.is_closed():
+                self.conn = await asyncpg.connect(self.dsn, timeout=5)
+                await ensure_schema(self.conn)
+            return await desired_services(self.conn)
+        except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
+            log.warning("desired.unreadable", error=type(exc).__name__)  # the DSN holds a password
+            if self.conn is not None:
+                with contextlib.suppress(Exception):
+                    await self.conn.close()
+            self.conn = None
+            return None
+
+    async def ensure(self, service: DesiredService) -> None:
+        tenant = service.tenant_id
+        rec = self.state.tenants.get(tenant)
+        if rec is not None and self.running(rec):
+            if rec.fingerprint == service.fingerprint:
+                return
+            log.info("runtime.replacing", tenant_id=tenant, why="environment or memory limit changed")
+            await asyncio.to_thread(process.stop, rec.pid, timeout=self.grace + 5)
+            rec.pid = None
+        elif rec is not None and rec.pid:
+            self._died(rec)
+        if time.monotonic() < self.not_before.get(tenant, 0.0):
+            return
+        await self.start(service, rec)
+
+    def _died(self, rec: TenantRuntime) -> None:
+        uptime = time.time() - (rec.create_time or 0)
+        streak = 1 if uptime >= STABLE_AFTER_S else self.streak.get(rec.tenant_id, 0) + 1
+        self.streak[rec.tenant_id] = streak
+        delay = min(30.0, 0.5 * 2 ** (streak - 1))
+        self.not_before[rec.tenant_id] = time.monotonic() + delay
+        log.warning("runtime.died", tenant_id=rec.tenant_id, pid=rec.pid, restart_in_s=delay)
+        with contextlib.suppress(ChildProcessError, TypeError):
+            os.waitpid(rec.pid, os.WNOHANG)  # our child (not if adopted): collect the zombie
+        rec.pid, rec.create_time, rec.restarts = None, None, rec.restarts + 1
+        rec.healthy, rec.app_state = False, "restarting"
+
+    async def start(self, service: DesiredService, rec: TenantRuntime | None) -> None:
+        tenant = service.tenant_id
+        folder = self.home / "runtime" / tenant
+        try:
+            env = await resolve_env(service.env_ref, self.settings)
+        except EnvUnavailable as exc:
+            log.error("runtime.env_unavailable", tenant_id=tenant, error=str(exc))
+            self.not_before[tenant] = time.monotonic() + 5
+            return
+        folder.mkdir(parents=True, exist_ok=True)
+        env_file = folder / "env.json"
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(env, fh)
+        ports = (rec.app_port, rec.health_port) if rec else (0, 0)
+        if not all(ports) or any(process.port_open(self.host, p) for p in ports):
+            ports = (process.free_port(self.host), process.free_port(self.host))
+        log_path = self.home / "logs" / f"runtime-{tenant}.log"
+        cmd = [sys.executable, "-m", "reloader", "--tenant", tenant, "--artifacts", str(self.artifacts),
+               "--host", self.host, "--port", str(ports[0]), "--health-port", str(ports[1]),
+               "--work-dir", str(folder / "work"), "--env-file", str(env_file), "--memory-mb",
+               str(service.memory_mb), "--events", self.events, "--grace", str(self.grace),
+               *self.reloader_args, "--owner", self.owner]
+        pid = process.spawn(cmd, log_path, env={"HOSTPLANE_HOME": str(self.home)})
+        self.state.tenants[tenant] = TenantRuntime(
+            tenant_id=tenant, app_port=ports[0], health_port=ports[1], pid=pid,
+            create_time=agent_state.create_time(pid), host=self.host, memory_mb=service.memory_mb,
+            fingerprint=service.fingerprint, started_at=now_iso(), restarts=rec.restarts if rec else 0,
+            log=str(log_path))
+        self.save()  # recorded before anything else can fail: a crash now leaves no orphan
+        log.info("runtime.started", tenant_id=tenant, pid=pid, app_port=ports[0], health_port=ports[1])
+
+    async def remove(self, tenant: str) -> None:
+        """Drain and stop the tenant's reloader, then forget it and its local files."""
+        rec = self.state.tenants.get(tenant)
+        if rec is not None and self.running(rec):
+            await asyncio.to_thread(process.stop, rec.pid, timeout=self.grace + 5)
+            log.info("runtime.stopped", tenant_id=tenant, pid=rec.pid)
+        self.state.tenants.pop(tenant, None)
+        if not self.leave_running:
+            shutil.rmtree(self.home / "runtime" / tenant, ignore_errors=True)
+
+    async def refresh_health(self) -> None:
+        async def probe(client: httpx.AsyncClient, rec: TenantRuntime) -> None:
+            try:
+                body = (await client.get(rec.health_url)).json()
+                app = body.get("app", {})
+                rec.live_version, rec.app_state = app.get("live_version"), app.get("state", "unknown")
+                rec.healthy = body.get("status") == "ok" and bool(app.get("healthy"))
+            except (httpx.HTTPError, ValueError):
+                rec.healthy, rec.app_state = False, "unreachable"
+
+        running = [r for r in self.state.tenants.values() if r.pid]
+        if running:
+            async with httpx.AsyncClient(timeout=1.0) as client:
+                await asyncio.gather(*(probe(client, r) for r in running))
+
+
+def _lock(home: Path):
+    path = home / "runtime" / "agent.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh = open(path, "w")
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise SystemExit(f"another runtime agent already runs for {home}") from None
+    return fh
+
+
+async def _main(args: argparse.Namespace) -> int:
+    from hostplane.settings import Settings
+
+    home = args.home.resolve()
+    settings = Settings(home=home)
+    if args.dsn:
+        dsn = args.dsn
+    else:
+        from hostplane.local.state import connection_info
+
+        dsn = connection_info(home).control_dsn
+    lock = _lock(home)
+    agent = Agent(home, dsn, args.artifacts or home / "artifacts", host=args.host, interval=args.interval,
+                  grace=args.grace, events=args.reloader_events, reloader_args=tuple(args.reloader_arg),
+                  settings=settings)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, agent.stop_requested.set)
+
+    def leave() -> None:
+        agent.leave_running = True
+        agent.stop_requested.set()
+
+    loop.add_signal_handler(signal.SIGHUP, leave)
+    log.info("agent.started", pid=os.getpid(), home=str(home), state=str(agent_state.state_path(home)))
+    ready = args.ready_file or (Path(os.environ["HOSTPLANE_READY_FILE"]) if os.environ.get("HOSTPLANE_READY_FILE")
+                                else None)
+    await agent.run(once=args.once, ready_file=ready)
+    lock.close()
+    log.info("agent.stopped", left_running=agent.leave_running)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from hostplane.logging import configure_logging
+
+    p = argparse.ArgumentParser(prog="python -m reloader.agent", description=__doc__.splitlines()[0])
+    p.add_argument("--home", type=Path, required=True)
+    p.add_argument("--dsn-from-home", action="store_true", help="control database DSN from <home>/state.json")
+    p.add_argument("--dsn", help="control database DSN (else --dsn-from-home)")
+    p.add_argument("--artifacts", type=Path, help="artifact store root (default <home>/artifacts)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--interval", type=float, default=1.0)
+    p.add_argument("--grace", type=float, default=10.0, help="drain budget of each reloader")
+    p.add_argument("--reloader-events", default="bus", help="bus | file:PATH | none")
+    p.add_argument("--reloader-arg", action="append", default=[], help="extra reloader option, written --reloader-arg=--poll-interval=0.5")
+    p.add_argument("--ready-file", type=Path)
+    p.add_argument("--once", action="store_true", help="reconcile once and exit (children keep running)")
+    args = p.parse_args(argv)
+    if not args.dsn and not args.dsn_from_home:
+        p.error("give --dsn or --dsn-from-home")
+    configure_logging(json_output=True)
+    return asyncio.run(_main(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The local runtime agent's state file: `<home>/runtime/agent.json`.
+
+It is both the agent's memory (which reloader process serves which tenant, so a
+restarted agent re-adopts its children instead of starting duplicates) and the view
+`hostplane status --json` shows. A pid alone is not proof: pids are reused, so a child
+is recognised by pid + process start time + its command line.
+
+    {"version": 1,
+     "agent": {"pid": 10, "create_time": 1764000000.5, "updated_at": "...", "artifacts": "..."},
+     "tenants": {"acme": {"pid": 11, "create_time": 1764000001.2, "app_port": 41001,
+                          "health_port": 41002, "app_url": "http://127.0.0.1:41001",
+                          "health_url": "http://127.0.0.1:41002/runtime/healthz",
+                          "live_version": 3, "healthy": true, "app_state": "serving",
+                          "restarts": 0, "memory_mb": 512, "started_at": "...", "log": "...",
+                          "fingerprint": "..."}}}
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+STATE_VERSION = 1
+
+
+def state_path(home: Path) -> Path:
+    return Path(home) / "runtime" / "agent.json"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+@dataclass
+class TenantRuntime:
+    tenant_id: str
+    app_port: int
+    health_port: int
+    pid: int | None = None
+    create_time: float | None = None
+    host: str = "127.0.0.1"
+    memory_mb: int = 512
+    fingerprint: str = ""
+    started_at: str | None = None
+    restarts: int = 0
+    log: str | None = None
+    live_version: int | None = None
+    healthy: bool = False
+    app_state: str = "starting"
+
+    @property
+    def app_url(self) -> str:
+        return f"http://{self.host}:{self.app_port}"
+
+    @property
+    def health_url(self) -> str:
+        return f"http://{self.host}:{self.health_port}/runtime/healthz"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self) | {"app_url": self.app_url, "health_url": self.health_url}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TenantRuntime:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+
+@dataclass
+class AgentState:
+    tenants: dict[str, TenantRuntime] = field(default_factory=dict)
+    agent: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps({"version": STATE_VERSION, "agent": self.agent,
+                           "tenants": {t: r.to_json() for t, r in sorted(self.tenants.items())}}, indent=2)
+
+
+def load(home: Path) -> AgentState:
+    try:
+        data = json.loads(state_path(home).read_text())
+    except (FileNotFoundError, ValueError):
+        return AgentState()
+    return AgentState(tenants={t: TenantRuntime.from_json(r) for t, r in data.get("tenants", {}).items()},
+                      agent=data.get("agent", {}))
+
+
+def save(home: Path, state: AgentState) -> None:
+    """Atomic replace, so `status` never reads half a file."""
+    path = state_path(home)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(state.to_json())
+    os.replace(tmp, path)
+
+
+def create_time(pid: int) -> float | None:
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def is_our_reloader(pid: int | None, started: float | None, tenant_id: str, owner: str) -> bool:
+    """True when `pid` is still the reloader we started for `tenant_id` (not a reused pid)."""
+    if not pid or started is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE or abs(proc.create_time() - started) > 0.05:
+            return False
+        found = reloader_args(proc.cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+    return found is not None and found.get("tenant") == tenant_id and found.get("owner") == owner
+
+
+def reloader_args(cmdline: list[str]) -> dict[str, str] | None:
+    """`--name value` pairs of a `python -m reloader` command line, or None for anything else."""
+    if "-m" not in cmdline or "reloader" not in cmdline[cmdline.index("-m") + 1:][:1]:
+        return None
+    args = {}
+    for key, value in zip(cmdline, cmdline[1:], strict=False):
+        if re.fullmatch(r"--[a-z-]+", key):
+            args[key[2:]] = value
+    return args
+
+
+def our_reloaders(owner: str) -> list[tuple[psutil.Process, dict[str, str]]]:
+    """Every live reloader process launched by this agent home, tracked or not."""
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            args = reloader_args(proc.info["cmdline"] or [])
+            if args and args.get("owner") == owner and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append((proc, args))
+    return out

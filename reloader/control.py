@@ -1,0 +1,32 @@
+"""The control channel between the reloader and an app worker: JSON lines on a socketpair.
+
+reloader → worker: {"cmd": "accept"} | {"cmd": "drain"} | {"cmd": "exit", "grace": s}
+worker → reloader: {"event": "started"} | {"event": "accepting"} | {"event": "draining"}
+                   | {"event": "drained"}
+A worker whose channel reaches EOF (reloader gone) stops accepting, drains and exits,
+so app processes never outlive their reloader.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return json.dumps(message, separators=(",", ":")).encode() + b"\n"
+
+
+async def receive(reader: asyncio.StreamReader) -> dict[str, Any] | None:
+    """Next message, or None at EOF. A garbled line is skipped, not fatal."""
+    while True:
+        line = await reader.readline()
+        if not line:
+            return None
+        try:
+            message = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(message, dict):
+            return message

@@ -1,0 +1,339 @@
+"""The tenant runtime: owns the listening socket and moves it from app generation to
+app generation without dropping a request.
+
+One socket for the app's whole life (never SO_REUSEPORT sockets per process: closing
+one resets the connections queued on it). A release goes live in two phases: the new
+generation starts beside the old one and proves itself privately (reloader.generation);
+only then does it accept on the shared socket, and the old one stops accepting and
+drains. The old one stays idle through a probation period so an early death of the new
+one is reverted at once. A crashing live app restarts with exponential backoff; after
+`crash_loop_threshold` crashes in a row it falls back to the last good release.
+
+`current.json` is polled (open+read, never stat); only a higher generation is acted on,
+the newest pending one wins, and changes of generation happen one at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import socket
+import tempfile
+import time
+from typing import Any
+
+import structlog
+
+from contracts.events_v1 import ReleaseActivated, ReleaseFailed
+from reloader.artifacts import ArtifactError, ArtifactStore, LocalRelease, Pointer
+from reloader.config import RuntimeConfig, Scrubber
+from reloader.generation import AppProcess, StartFailure
+from reloader.reporting import Reporter
+
+log = structlog.get_logger(__name__)
+HANG_PROBES = 5  # live health probes timing out in a row before a hung app is restarted
+GOOD_KEPT = 5
+
+
+def backoff(crashes: int, initial: float, maximum: float) -> float:
+    """Delay before restart number `crashes` (1-based): initial, 2x, 4x, ... capped."""
+    return min(maximum, initial * 2 ** max(0, crashes - 1))
+
+
+def open_listener(host: str, port: int) -> socket.socket:
+    """The one listening socket of the app, kept open by the reloader for its whole life."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # rebind despite TIME_WAIT; not REUSEPORT
+    sock.bind((host, port))
+    sock.listen(1024)
+    sock.set_inheritable(False)  # handed to workers explicitly (pass_fds), never leaked
+    return sock
+
+
+class Runtime:
+    def __init__(self, cfg: RuntimeConfig, store: ArtifactStore, reporter: Reporter) -> None:
+        self.cfg, self.store, self.reporter = cfg, store, reporter
+        self.log = log.bind(tenant_id=cfg.tenant_id)
+        self.scrub = Scrubber(cfg.tenant_env)
+        self.listener = open_listener(cfg.host, cfg.port)
+        self.port = self.listener.getsockname()[1]
+        self.sockets_dir = tempfile.mkdtemp(prefix="hpr-")  # short path: AF_UNIX names are ≤107 bytes
+        self.live: AppProcess | None = None
+        self.standby: AppProcess | None = None  # previous generation, idle, during probation
+        self.good: list[LocalRelease] = []
+        self.lock = asyncio.Lock()
+        self.wake = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.wanted: Pointer | None = None
+        self.handled_generation = 0
+        self.seen_at: dict[int, float] = {}
+        self.number = 0
+        self.crashes = 0
+        self.restarts = 0
+        self.state = "no_release"
+        self.started = time.monotonic()
+        self.polled_at = 0.0
+        self.pointer_error: str | None = None
+        self.last_failure: dict[str, Any] | None = None
+        self.last_exit: dict[str, Any] | None = None
+        self.app_health: dict[str, Any] = {"healthy": False, "detail": "no app running"}
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    async def run(self) -> None:
+        self._tasks = [asyncio.create_task(c) for c in (self._poll(), self._swap_loop(), self._probe_live())]
+        await self.stopping.wait()
+
+    # --- watching current.json --------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        while not self.stopping.is_set():
+            self.polled_at = time.monotonic()
+            try:
+                pointer = await asyncio.to_thread(self.store.read_current, self.cfg.tenant_id)
+                self.pointer_error = None
+            except (ArtifactError, OSError) as exc:
+                if str(exc) != self.pointer_error:
+                    self.log.warning("pointer.unreadable", error=str(exc))
+                pointer, self.pointer_error = None, str(exc)
+            if pointer and pointer.generation > self.handled_generation:
+                self.seen_at.setdefault(pointer.generation, time.monotonic())
+                if self.wanted is None or pointer.generation > self.wanted.generation:
+                    self.wanted = pointer  # coalesce: only the newest pending pointer counts
+                    self.wake.set()
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.cfg.poll_interval)
+
+    async def _swap_loop(self) -> None:
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            pointer, self.wanted = self.wanted, None
+            if pointer is None or pointer.generation <= self.handled_generation:
+                continue
+            async with self.lock:
+                try:
+                    await self._activate(pointer)
+                except Exception as exc:  # a bug must not stop all future swaps; never retry it blindly
+                    self.log.exception("release.internal_error", version=pointer.version)
+                    self._handled(pointer)
+                    await self._failed(pointer.version, "start", "internal_error", repr(exc)[:500], [],
+                                       pointer.correlation_id)
+
+    async def _activate(self, pointer: Pointer) -> None:
+        seen = self.seen_at.get(pointer.generation, time.monotonic())
+        live = self.live
+        if live and live.release.sha256 == pointer.sha256 and live.version == pointer.version:
+            self._handled(pointer)  # a new generation naming what already runs
+            return
+        try:
+            release = await asyncio.to_thread(self.store.fetch, self.cfg.tenant_id, pointer.version,
+                                              pointer.sha256, self.cfg.cache_dir)
+        except ArtifactError as exc:
+            if time.monotonic() - seen < self.cfg.verify_retry_for:
+                self.log.info("release.not_ready", version=pointer.version, reason=exc.reason)
+                return  # the next poll offers this generation again (a writer may still be busy)
+            self._handled(pointer)
+            await self._failed(pointer.version, "artifact", exc.reason, str(exc), [], pointer.correlation_id)
+            return
+        self.log.info("release.seen", version=pointer.version, generation=pointer.generation)
+        await self._start(release, seen=seen, correlation_id=pointer.correlation_id)
+        self._handled(pointer)
+
+    def _handled(self, pointer: Pointer) -> None:
+        self.handled_generation = max(self.handled_generation, pointer.generation)
+        self.seen_at = {g: t for g, t in self.seen_at.items() if g > self.handled_generation}
+
+    # --- starting a generation and moving traffic to it -------------------------------------
+
+    async def _start(self, release: LocalRelease, *, seen: float, correlation_id: str | None = None,
+                     announce: bool = True) -> bool:
+        """Two-phase start; True when `release` serves. Failures leave the old one live."""
+        self.number += 1
+        new = AppProcess(release, self.cfg, self.listener, self.number, self.scrub, self.sockets_dir)
+        if self.live is None:
+            self.state = "starting"
+        promoted = False
+        try:
+            await new.spawn()
+            health_ms = await new.prove()
+            await new.accept()
+            promoted = True
+        except Exception as exc:
+            failure = exc if isinstance(exc, StartFailure) else StartFailure("spawn_failed", repr(exc))
+            self.log.warning("release.refused", version=release.version, reason=failure.reason, error=str(failure))
+            if announce:
+                await self._failed(release.version, "start", failure.reason, str(failure), list(new.lines),
+                                   correlation_id)
+            return False
+        finally:
+            if not promoted:
+                new.kill("refused")
+                await new.close()
+                if self.live is None:
+                    self.state = "failed" if announce else "crashed"
+        old, self.live = self.live, new
+        new.exited.add_done_callback(lambda _f: self._exited(new))
+        self.state, self.app_health = "serving", {"healthy": True, "detail": "passed start-up checks"}
+        if old is not None and old.alive:
+            await old.drain()
+            self._begin_probation(old)
+        elif old is not None:
+            asyncio.create_task(old.close())  # died while this one was starting
+        swap_ms = int((time.monotonic() - seen) * 1000)
+        self.log.info("release.live", version=release.version, swap_ms=swap_ms, health_ms=health_ms,
+                      pid=new.pid, previous=old.version if old else None)
+        if announce:
+            await self.reporter.report(ReleaseActivated(version=release.version, sha256=release.sha256,
+                                                        swap_ms=swap_ms, health_ms=health_ms),
+                                       correlation_id=correlation_id)
+        return True
+
+    async def _failed(self, version: int, stage: str, reason: str, error: str, lines: list[str],
+                      correlation_id: str | None = None) -> None:
+        self.last_failure = {"version": version, "stage": stage, "reason": reason, "error": error[:500]}
+        await self.reporter.report(ReleaseFailed(version=version, stage=stage, reason=reason, error=error or reason,
+                                                 retryable=False, last_log_lines=lines),
+                                   correlation_id=correlation_id)
+
+    def _begin_probation(self, old: AppProcess) -> None:
+        if self.standby is not None:  # superseded while alive: it served, call it good
+            self._retire(self.standby)
+        self.standby = old
+        self._keep_good(old.release)
+        asyncio.create_task(self._end_probation(old))
+
+    async def _end_probation(self, old: AppProcess) -> None:
+        await asyncio.sleep(self.cfg.probation)
+        if self.standby is old:
+            self.standby = None
+            if self.live is not None and self.live.alive:
+                self._keep_good(self.live.release)
+            self._retire(old)
+
+    def _retire(self, proc: AppProcess) -> None:
+        asyncio.create_task(proc.stop(self.cfg.grace))
+
+    def _keep_good(self, release: LocalRelease) -> None:
+        self.good = [r for r in self.good if r.sha256 != release.sha256][-(GOOD_KEPT - 1):] + [release]
+
+    # --- when the live app dies -------------------------------------------------------------
+
+    def _exited(self, proc: AppProcess) -> None:
+        if self.stopping.is_set():
+            return
+        if proc is self.standby:
+            self.standby = None
+        elif proc is self.live:
+            asyncio.create_task(self._live_died(proc))
+
+    async def _live_died(self, proc: AppProcess) -> None:
+        async with self.lock:
+            if proc is not self.live or self.stopping.is_set():
+                return
+            code, reason = proc.exited.result(), proc.exit_reason or "crashed"
+            uptime = time.monotonic() - proc.started_at
+            self.live, self.app_health = None, {"healthy": False, "detail": f"app exited ({reason})"}
+            asyncio.create_task(proc.close())
+            self.last_exit = {"version": proc.version, "code": code, "reason": reason, "uptime_s": round(uptime, 2),
+                              "last_log_lines": list(proc.lines)[-10:]}
+            self.log.warning("app.died", version=proc.version, code=code, reason=reason, uptime_s=round(uptime, 2))
+            standby, self.standby = self.standby, None
+            if standby is not None and standby.alive:
+                if await self._revert_to(standby, proc):
+                    return
+                self._retire(standby)
+            self.crashes = 1 if uptime >= self.cfg.stable_after else self.crashes + 1
+            release = proc.release
+            fallback = next((r for r in reversed(self.good) if r.sha256 != release.sha256), None)
+            if self.crashes >= self.cfg.crash_loop_threshold and fallback is not None:
+                await self._failed(release.version, "running", "crash_loop",
+                                   f"crashed {self.crashes} times in a row; falling back to release "
+                                   f"{fallback.version}", list(proc.lines))
+                self.good = [r for r in self.good if r.sha256 != release.sha256]
+                release, self.crashes = fallback, 0
+            delay = backoff(max(1, self.crashes), self.cfg.backoff_initial, self.cfg.backoff_max)
+            self.state = "restarting"
+            self.log.warning("app.restart_scheduled", version=release.version, delay_s=delay, crashes=self.crashes)
+        asyncio.create_task(self._restart_later(release, delay, announce=release is not proc.release))
+
+    async def _revert_to(self, standby: AppProcess, dead: AppProcess) -> bool:
+        """The new generation died in probation: the idle old one accepts again at once."""
+        t0 = time.monotonic()
+        try:
+            await standby.accept()
+        except StartFailure:
+            return False
+        self.live, self.state = standby, "serving"
+        self.app_health = {"healthy": True, "detail": "reverted to the previous release"}
+        standby.exited.add_done_callback(lambda _f: self._exited(standby))
+        self.log.warning("release.reverted", version=standby.version, failed_version=dead.version)
+        await self._failed(dead.version, "probation", "crashed_in_probation",
+                           f"exited during probation; release {standby.version} serves again", list(dead.lines))
+        await self.reporter.report(ReleaseActivated(version=standby.version, sha256=standby.release.sha256,
+                                                    swap_ms=int((time.monotonic() - t0) * 1000), health_ms=0))
+        return True
+
+    async def _restart_later(self, release: LocalRelease, delay: float, *, announce: bool) -> None:
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), delay)
+        async with self.lock:
+            if self.live is not None or self.stopping.is_set():
+                return  # a new release went live meanwhile, or we are shutting down
+            self.restarts += 1
+            if await self._start(release, seen=time.monotonic(), announce=announce):
+                return
+            self.crashes += 1
+            delay = backoff(self.crashes, self.cfg.backoff_initial, self.cfg.backoff_max)
+            self.log.warning("app.restart_scheduled", version=release.version, delay_s=delay, crashes=self.crashes)
+        asyncio.create_task(self._restart_later(release, delay, announce=announce))
+
+    async def _probe_live(self) -> None:
+        """Keep the app's own health current for /runtime/healthz; restart an app that hangs."""
+        timeouts = 0
+        while not self.stopping.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.cfg.health_interval)
+            live = self.live
+            if live is None or not live.alive:
+                continue
+            ok, version, detail = await live.health(timeout=min(2.0, self.cfg.health_interval))
+            if live is self.live:
+                self.app_health = {"healthy": ok and version == live.version, "detail": detail,
+                                   "version": version}
+            timeouts = timeouts + 1 if detail == "timed out" else 0
+            if timeouts >= HANG_PROBES:
+                self.log.warning("app.hung", version=live.version)
+                live.kill("hung")
+                timeouts = 0
+
+    # --- state and shutdown -------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        live = self.live
+        poll_age = time.monotonic() - self.polled_at
+        return {
+            "status": "ok" if poll_age < max(10.0, 5 * self.cfg.poll_interval) else "stalled",
+            "tenant_id": self.cfg.tenant_id,
+            "runtime": {"uptime_s": round(time.monotonic() - self.started, 1), "poll_age_s": round(poll_age, 2),
+                        "generation": self.handled_generation, "port": self.port,
+                        "pointer_error": self.pointer_error},
+            "app": {"state": self.state, "live_version": live.version if live else None,
+                    "pid": live.pid if live else None, "healthy": bool(live) and self.app_health["healthy"],
+                    "health": self.app_health, "restarts": self.restarts, "crashes_in_a_row": self.crashes,
+                    "last_exit": self.last_exit, "last_failure": self.last_failure,
+                    "memory_limit_mb": self.cfg.memory_mb},
+        }
+
+    async def shutdown(self) -> None:
+        """SIGTERM: stop polling, drain every generation, all within the grace period."""
+        self.stopping.set()
+        self.state = "stopping"
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.listener.close()  # new connections are refused from now on; workers close their copies
+        procs = [p for p in (self.live, self.standby) if p is not None]
+        await asyncio.gather(*(p.stop(self.cfg.grace - 0.5) for p in procs), return_exceptions=True)
+        shutil.rmtree(self.sockets_dir, ignore_errors=True)
+        await self.reporter.close()

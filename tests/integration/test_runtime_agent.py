@@ -1,0 +1,160 @@
+"""The local runtime agent against a real platform (PostgreSQL for desired services, moto
+for the event bus): one reloader per tenant, re-adoption after the agent is killed,
+restart of a dead reloader, removal of a deregistered tenant, clean shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from hostplane.aws import aws_client
+from hostplane.local.ephemeral import start_platform, stop_platform
+from hostplane.local.process import alive, free_port
+from reloader import agent_state
+from reloader.artifacts import ArtifactStore
+from reloader.desired import deregister_service, ensure_schema, register_service
+from reloader.harness import Load
+from reloader.sample import SampleApp
+
+pytestmark = pytest.mark.integration
+TENANTS = ("alpha", "beta")
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    running = start_platform(tmp_path_factory.mktemp("agent-platform"), "moto")
+    try:
+        yield running
+    finally:
+        stop_platform(running)
+
+
+@pytest.fixture(scope="module")
+def home(platform) -> Path:
+    return platform.settings.home_dir
+
+
+def start_agent(home: Path) -> subprocess.Popen[bytes]:
+    with open(home / "logs" / "agent-test.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "reloader.agent", "--home", str(home), "--dsn-from-home", "--interval", "0.3",
+             "--grace", "3", "--reloader-arg=--poll-interval=0.2"],
+            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def state(home: Path) -> dict:
+    try:
+        return json.loads(agent_state.state_path(home).read_text())
+    except (FileNotFoundError, ValueError):
+        return {"tenants": {}}
+
+
+def reloaders_by_tenant(home: Path) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for proc, args in agent_state.our_reloaders(f"agent:{home}"):
+        out.setdefault(args["tenant"], []).append(proc.pid)
+    return out
+
+
+async def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := await asyncio.to_thread(check):
+            return result
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def all_serving(home: Path, tenants, version: int) -> bool:
+    entries = state(home)["tenants"]
+    return all(t in entries and entries[t]["healthy"] and entries[t]["live_version"] == version for t in tenants)
+
+
+async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, home):
+    conn = await asyncpg.connect(platform.conn.control_dsn)
+    store = ArtifactStore(home / "artifacts")
+    env_file = home / "tenant-env.json"
+    env_file.write_text(json.dumps({"GREETING": "hello"}))
+    await ensure_schema(conn)
+    await ensure_schema(conn)  # idempotent
+    async with aws_client("secretsmanager", platform.settings) as sm:  # as the provisioner stores it
+        await sm.create_secret(Name="hostplane/tenants/beta", SecretString=json.dumps({"FROM_SECRET": "yes"}))
+    env_refs = {"alpha": f"file:{env_file}", "beta": "hostplane/tenants/beta"}
+    for tenant in TENANTS:
+        await register_service(conn, tenant, env_refs[tenant], 256)
+        first = await conn.fetchval("SELECT updated_at FROM runtime_services WHERE tenant_id = $1", tenant)
+        await register_service(conn, tenant, env_refs[tenant], 256)  # twice: no change, no restart
+        assert await conn.fetchval("SELECT updated_at FROM runtime_services WHERE tenant_id = $1", tenant) == first
+        store.publish_release(tenant, 1, SampleApp(version=1).zipapp())
+        store.set_current(tenant, 1)
+    agent = start_agent(home)
+    try:
+        await wait_for(lambda: all_serving(home, TENANTS, 1), 60, "both tenants serving release 1")
+        before = state(home)["tenants"]
+        assert {t: len(p) for t, p in reloaders_by_tenant(home).items()} == {"alpha": 1, "beta": 1}
+        assert before["alpha"]["app_port"] != before["beta"]["app_port"]
+        assert before["alpha"]["memory_mb"] == 256
+        assert "GREETING" in httpx.get(before["alpha"]["app_url"] + "/env").json()
+        assert "FROM_SECRET" in httpx.get(before["beta"]["app_url"] + "/env").json()
+
+        # the agent dies; its tenants keep serving, and a stray duplicate appears meanwhile
+        load = Load(before["alpha"]["app_url"], clients=2, pause=0.01).start()
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(5)
+        stray = subprocess.Popen(
+            [sys.executable, "-m", "reloader", "--tenant", "alpha", "--artifacts", str(home / "artifacts"),
+             "--port", str(free_port()), "--health-port", str(free_port()), "--events", "none",
+             "--owner", f"agent:{home}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True)
+        await asyncio.sleep(1.0)
+        agent = start_agent(home)
+        await wait_for(lambda: stray.poll() is not None, 20, "the stray duplicate to be stopped")
+        await asyncio.sleep(1.0)  # a few reconcile rounds
+        await load.stop()
+        after = state(home)["tenants"]
+        assert {t: after[t]["pid"] for t in TENANTS} == {t: before[t]["pid"] for t in TENANTS}, "not re-adopted"
+        assert {t: len(p) for t, p in reloaders_by_tenant(home).items()} == {"alpha": 1, "beta": 1}
+        assert load.failures == [] and load.ok > 20
+
+        # a reloader that dies is restarted on the same ports
+        os.kill(after["alpha"]["pid"], signal.SIGKILL)
+        await wait_for(lambda: state(home)["tenants"]["alpha"]["pid"] != after["alpha"]["pid"]
+                       and all_serving(home, ["alpha"], 1), 30, "alpha restarted")
+        restarted = state(home)["tenants"]["alpha"]
+        assert restarted["app_port"] == after["alpha"]["app_port"] and restarted["restarts"] == 1
+
+        # a new release reaches the tenant through its reloader, events go to the bus
+        store.publish_release("beta", 2, SampleApp(version=2).zipapp())
+        store.set_current("beta", 2)
+        await wait_for(lambda: all_serving(home, ["beta"], 2), 20, "beta on release 2")
+        beta_log = Path(after["beta"]["log"]).read_text()
+        await wait_for(lambda: '"event.published"' in Path(after["beta"]["log"]).read_text(), 10, "bus publish")
+        assert "event.publish_failed" not in beta_log
+
+        # a deregistered tenant is drained, stopped and its local files removed
+        beta_pid = after["beta"]["pid"]
+        await deregister_service(conn, "beta")
+        await wait_for(lambda: "beta" not in state(home)["tenants"] and not alive(beta_pid), 20, "beta removed")
+        assert not (home / "runtime" / "beta").exists()
+
+        # one agent per home
+        second = start_agent(home)
+        assert second.wait(10) != 0
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        code = agent.wait(30)
+        await conn.execute("DELETE FROM runtime_services")
+        await conn.close()
+    assert code == 0
+    assert reloaders_by_tenant(home) == {}, "SIGTERM must stop every reloader"
+    assert state(home)["tenants"] == {}

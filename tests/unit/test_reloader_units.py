@@ -1,0 +1,129 @@
+"""Small pieces of the reloader and the agent, without app processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from contracts import ReleaseActivated, ReleaseFailed, parse_envelope
+from reloader.agent_state import reloader_args
+from reloader.artifacts import ArtifactStore
+from reloader.config import RuntimeConfig, Scrubber, TenantEnvError, app_environment, parse_tenant_env
+from reloader.desired import DesiredService
+from reloader.health import serve_health
+from reloader.reporting import FileReporter, MemoryReporter, read_events
+from reloader.runtime import Runtime, backoff
+
+
+def test_backoff_doubles_and_is_capped():
+    assert [backoff(n, 0.5, 4) for n in range(1, 7)] == [0.5, 1, 2, 4, 4, 4]
+
+
+def test_tenant_env_must_be_an_object_of_variable_names_and_errors_hide_values():
+    assert parse_tenant_env('{"DATABASE_URL": "x", "N": 3, "GONE": null}', "f") == {"DATABASE_URL": "x", "N": "3"}
+    with pytest.raises(TenantEnvError) as err:
+        parse_tenant_env('["s3cret"]', "f")
+    assert "s3cret" not in str(err.value)
+    with pytest.raises(TenantEnvError):
+        parse_tenant_env('{"BAD-NAME": "v"}', "f")
+    with pytest.raises(TenantEnvError) as err:
+        parse_tenant_env("not json s3cret", "f")
+    assert "s3cret" not in str(err.value)
+
+
+def test_app_environment_is_the_tenants_plus_platform_variables_that_win(tmp_path):
+    cfg = RuntimeConfig(tenant_id="acme", artifacts=tmp_path, work_dir=tmp_path, port=8123,
+                        tenant_env={"DATABASE_URL": "postgresql://x", "PORT": "1"})
+    env = app_environment(cfg, 7)
+    assert env["PORT"] == "8123" and env["APP_VERSION"] == "7" and env["TENANT_ID"] == "acme"
+    assert env["DATABASE_URL"] == "postgresql://x"
+    assert not [k for k in env if k.startswith(("HOSTPLANE_", "AWS_"))]
+    assert "s3cret" not in repr(RuntimeConfig(tenant_id="a", artifacts=tmp_path, work_dir=tmp_path,
+                                              tenant_env={"K": "s3cret"}))
+
+
+def test_scrubber_removes_secret_values_and_url_passwords():
+    scrub = Scrubber({"API_KEY": "abcdef123456", "FLAG": "1"})
+    assert scrub("key=abcdef123456 flag=1") == "key=<redacted> flag=1"
+    assert scrub("redis://default:pw9@127.0.0.1:6390/0") == "redis://default:<redacted>@127.0.0.1:6390/0"
+
+
+def test_agent_recognises_reloader_command_lines_only():
+    cmd = ["/venv/bin/python", "-m", "reloader", "--tenant", "acme", "--port", "1", "--owner", "agent:/h"]
+    assert reloader_args(cmd) == {"tenant": "acme", "port": "1", "owner": "agent:/h"}
+    assert reloader_args(["python", "-I", "-m", "reloader.worker", "--app", "x"]) is None
+    assert reloader_args(["python", "-m", "reloader.agent", "--home", "h"]) is None
+    assert reloader_args(["bash"]) is None
+
+
+def test_desired_fingerprint_changes_with_what_needs_a_new_runtime():
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    a = DesiredService("acme", "running", "secret:x", 256, at)
+    assert a.fingerprint == DesiredService("acme", "running", "secret:x", 256, at).fingerprint
+    assert a.fingerprint != DesiredService("acme", "running", "secret:x", 512, at).fingerprint
+
+
+async def test_reporters_write_valid_envelopes(tmp_path):
+    path = tmp_path / "events.jsonl"
+    rep = FileReporter("acme", path)
+    corr = "4b8d9c1e-0000-4000-8000-000000000001"
+    await rep.report(ReleaseActivated(version=2, sha256="a" * 64, swap_ms=300, health_ms=20), correlation_id=corr)
+    await rep.report(ReleaseFailed(version=3, stage="start", reason="health_check", error="no", retryable=False,
+                                   last_log_lines=[f"line {i}" for i in range(80)]))
+    first, second = (parse_envelope(e) for e in read_events(path))
+    assert first.producer == "reloader" and str(first.correlation_id) == corr and first.tenant_id == "acme"
+    assert second.data.last_log_lines[-1] == "line 79" and len(second.data.last_log_lines) == 50
+    mem = MemoryReporter("acme")
+    await mem.report(ReleaseActivated(version=1, sha256="b" * 64, swap_ms=1, health_ms=1), correlation_id="bad")
+    assert mem.envelopes[0].data.version == 1
+
+
+async def test_runtime_health_endpoint_separates_runtime_from_app():
+    snapshot = {"status": "ok", "app": {"healthy": False}}
+    server = await serve_health("127.0.0.1", 0, lambda: snapshot)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            ok = await client.get("/runtime/healthz")
+            assert ok.status_code == 200 and ok.json()["app"]["healthy"] is False
+            snapshot["status"] = "stalled"
+            assert (await client.get("/runtime/healthz")).status_code == 503
+            assert (await client.get("/other")).status_code == 404
+    finally:
+        server.close()
+
+
+async def test_poller_coalesces_to_the_newest_generation_and_ignores_stale_reads(tmp_path):
+    store = ArtifactStore(tmp_path / "artifacts")
+    for v in range(1, 6):
+        store.publish_release("acme", v, f"release {v}".encode())
+    cfg = RuntimeConfig(tenant_id="acme", artifacts=store.root, work_dir=tmp_path / "work", poll_interval=0.02)
+    runtime = Runtime(cfg, store, MemoryReporter("acme"))
+    acted: list[int] = []
+
+    async def slow_activate(pointer):
+        acted.append(pointer.generation)
+        await asyncio.sleep(0.3)  # a swap in progress while newer pointers arrive
+        runtime._handled(pointer)
+
+    runtime._activate = slow_activate
+    task = asyncio.create_task(runtime.run())
+    try:
+        store.set_current("acme", 1)
+        await asyncio.sleep(0.1)
+        for v in (2, 3, 4):  # three changes during the first swap: only the newest is acted on
+            store.set_current("acme", v)
+        await asyncio.sleep(0.6)
+        # a stale read (an older generation than handled) must not undo anything
+        store.pointer_path("acme").write_text(json.dumps({"generation": 2, "version": 2, "sha256": "0" * 64}))
+        await asyncio.sleep(0.2)
+    finally:
+        runtime.stopping.set()
+        await task
+        await runtime.shutdown()
+    assert acted == [1, 4]
+    assert runtime.handled_generation == 4
