@@ -37,6 +37,7 @@ class Settings(BaseSettings):
         default=None, description="override the emulator endpoint (else taken from state.json)"
     )
     localstack_venv: Path = Path(".venv-localstack")
+    artifacts_dir: Path | None = Field(default=None, description="artifact store root (default <home>/artifacts; EFS on AWS)")
     start_timeout: float = 90.0
 
     @property

@@ -301,4 +301,4 @@ class ArtifactStore:
 
 def store_root(settings) -> Path:
     """Where the local platform keeps artifacts (EFS mount on AWS): `<home>/artifacts`."""
-    return Path(getattr(settings, "artifacts_dir", None) or settings.home_dir / "artifacts")
+    return Path(settings.artifacts_dir or settings.home_dir / "artifacts")

@@ -188,7 +188,19 @@ def status(settings: Settings) -> dict[str, Any]:
         "emulator": state.emulator,
         "running": any(v["healthy"] for v in comps.values()),
         "components": comps,
+        "runtime": _runtime_state(eff),
     }
+
+
+def _runtime_state(settings: Settings) -> dict[str, Any]:
+    """The runtime agent's view: per tenant its reloader pid, ports, live version, health."""
+    import json
+
+    path = settings.home_dir / "runtime" / "agent.json"
+    try:
+        return json.loads(path.read_text()).get("tenants", {})
+    except (OSError, ValueError):
+        return {}
 
 
 def down(settings: Settings, *, purge: bool = False) -> list[str]:

@@ -76,8 +76,17 @@ class ServiceProcess(Component):
         return pid
 
 
+class RuntimeAgent(ServiceProcess):
+    """The local stand-in for ECS: one reloader per registered tenant runtime (reloader.agent)."""
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "reloader.agent", "--home", str(self.settings.home_dir), "--dsn-from-home"]
+
+
 def service_components(settings: Settings, credentials, emulator: str) -> list[Component]:
-    comps: list[Component] = []
+    agent = RuntimeAgent("runtime-agent", 0, settings, credentials, "")
+    agent.emulator = emulator
+    comps: list[Component] = [agent]
     for name in installed_services():
         port = settings.api_port if name == "api" else 0
         comp = ServiceProcess(name, port, settings, credentials, "HOSTPLANE_API_PORT" if port else "")

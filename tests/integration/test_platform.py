@@ -44,10 +44,10 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path, emulator):
         first = hostplane(env, "up")
         assert first.returncode == 0, first.stderr + first.stdout
         st = json.loads(hostplane(env, "status", "--json").stdout)
-        assert set(st["components"]) == {emulator, "postgres", "valkey", "caddy"}
+        assert {emulator, "postgres", "valkey", "caddy", "runtime-agent"} <= set(st["components"])
         assert all(c["healthy"] for c in st["components"].values()), st
         assert st["edge"] == f"http://localhost:{settings.edge_port}"
-        assert "api" in st
+        assert "api" in st and isinstance(st["runtime"], dict)
 
         second = hostplane(env, "up")
         assert second.returncode == 0, second.stderr
