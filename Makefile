@@ -56,6 +56,7 @@ bench: $(VENV)/.installed $(LS_VENV)/.installed
 
 contracts: $(VENV)/.installed
 	$(BIN)/python -m contracts.generate
+	$(BIN)/python -m contracts.app_spec
 
 clean:
 	rm -rf $(VENV) $(LS_VENV)

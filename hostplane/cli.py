@@ -105,6 +105,9 @@ def demo(emulator: Emulator = typer.Option(None, help="AWS emulator: moto (defau
 
 def _mount_subcommands() -> None:
     from hostplane.cli_events import dlq_app, events_app
+    from hostplane.cli_tenant import tenant_app
+
+    app.add_typer(tenant_app, name="tenant", help="tenants: create, update, delete, list, show, env")
 
     app.add_typer(events_app, name="events", help="the recorded event log and replays")
     app.add_typer(dlq_app, name="dlq", help="dead-letter queues: list and redrive")

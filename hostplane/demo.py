@@ -1,52 +1,58 @@
-"""`hostplane demo`: after `up`, send the example tenant's request through the real bus.
+"""`hostplane demo`: after `up`, create the example tenant through the API and follow it.
 
-The request is committed to the outbox (as the API does), relayed to EventBridge,
-routed by the rules into the queues of the services that consume it, and recorded in
-the event log; the demo then shows that history and where the event now waits.
+The request goes the way every request goes: the API validates the spec and commits the
+tenant with its TenantRequested through the outbox; EventBridge routes it to the
+provisioner, which converges the tenant's database, role, cache user, secret, bucket and
+runtime registration and emits TenantProvisioned. The demo shows the tenant and its
+event history. Stages whose services are not part of this build (routing, build,
+migration, release) show as what the tenant waits for; nothing is faked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import time
 from pathlib import Path
 
 import asyncpg
 from rich.console import Console
 from rich.table import Table
 
-from contracts import Envelope, TenantRequested
-from events.outbox import OutboxRelay, add_to_outbox
-from events.publisher import Publisher
 from events.replay import list_events
-from events.topology import topology
-from hostplane.aws import aws_client
+from hostplane.cli_tenant import Api, api_client, details_table
 from hostplane.local.state import connection_info
 from hostplane.settings import Settings
 
 EXAMPLE_TENANT = "demo"
 EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "examples" / "tasks.yaml"
+SETTLED = {"TenantProvisioned", "ProvisioningFailed"}
+WAIT_S = 120.0
 
 
-async def _demo(settings: Settings, console: Console) -> None:
-    topo = topology(settings.name_prefix)
-    digest = hashlib.sha256(EXAMPLE_SPEC.read_bytes()).hexdigest()
-    envelope = Envelope.new(
-        TenantRequested(spec_ref=f"file:{EXAMPLE_SPEC}", spec_sha256=digest, requested_by="demo"),
-        tenant_id=EXAMPLE_TENANT,
-        producer="api",
-    )
-    pool = await asyncpg.create_pool(connection_info(settings.home_dir).control_dsn, min_size=1, max_size=2)
+async def _history(settings: Settings) -> list:
+    conn = await asyncpg.connect(connection_info(settings.home_dir).control_dsn, timeout=10)
     try:
-        async with pool.acquire() as conn, conn.transaction():
-            await add_to_outbox(conn, [envelope])
-        async with Publisher(settings, topo.bus_name) as pub:
-            while await OutboxRelay(pool, pub).run_once():
-                pass
-        records = await list_events(pool, tenant=EXAMPLE_TENANT)
+        return await list_events(conn, tenant=EXAMPLE_TENANT)
     finally:
-        await pool.close()
+        await conn.close()
 
+
+def _ensure_tenant(api: Api) -> None:
+    names = {t["name"] for t in api.call("GET", "/v1/tenants")["tenants"]}
+    if EXAMPLE_TENANT not in names:
+        api.call("POST", "/v1/tenants", {"name": EXAMPLE_TENANT, "app": EXAMPLE_SPEC.read_text()})
+
+
+def run_demo(settings: Settings, console: Console) -> None:
+    api = api_client()
+    _ensure_tenant(api)
+    deadline = time.monotonic() + WAIT_S
+    with console.status(f"provisioning tenant {EXAMPLE_TENANT!r}..."):
+        while True:
+            records = asyncio.run(_history(settings))
+            if SETTLED & {r.event_type for r in records} or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
     table = Table(title=f"event log of tenant {EXAMPLE_TENANT!r}")
     for col in ("seq", "type", "producer", "correlation", "published"):
         table.add_column(col)
@@ -54,29 +60,11 @@ async def _demo(settings: Settings, console: Console) -> None:
         table.add_row(str(r.seq), r.event_type, r.producer, str(r.correlation_id)[:8],
                       r.published_at.isoformat(timespec="seconds"))
     console.print(table)
-
-    depths = Table(title="where it went: consuming queues")
-    for col in ("service", "queue", "waiting", "dead letters"):
-        depths.add_column(col)
-    async with aws_client("sqs", settings) as sqs:
-        for rule in topo.rules:
-            if envelope.event_type not in rule.detail_types:
-                continue
-            q = topo.queue(rule.service)
-            counts = []
-            for name in (q.name, q.dlq_name):
-                url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
-                attrs = await sqs.get_queue_attributes(
-                    QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
-                )
-                counts.append(attrs["Attributes"]["ApproximateNumberOfMessages"])
-            depths.add_row(rule.service, q.name, *counts)
-    console.print(depths)
+    console.print(details_table(api.call("GET", f"/v1/tenants/{EXAMPLE_TENANT}")))
+    if not SETTLED & {r.event_type for r in records}:
+        raise RuntimeError(f"tenant {EXAMPLE_TENANT!r} was not provisioned within {WAIT_S:.0f}s; "
+                           "see `hostplane status` and .hostplane/logs/provisioner.log")
     console.print(
-        "The request waits in the queues of the services that consume it; "
-        "`hostplane events list --tenant demo` shows the history, `hostplane down` stops everything."
+        f"`hostplane tenant show {EXAMPLE_TENANT}` shows its state, `hostplane events list --tenant "
+        f"{EXAMPLE_TENANT}` its history; `hostplane down` stops everything."
     )
-
-
-def run_demo(settings: Settings, console: Console) -> None:
-    asyncio.run(_demo(settings, console))

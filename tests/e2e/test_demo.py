@@ -28,12 +28,15 @@ def test_demo_runs_the_example_through_the_bus(tmp_path, emulator):
     try:
         demo = hostplane(env, "demo")
         assert demo.returncode == 0, demo.stdout + demo.stderr
-        assert "TenantRequested" in demo.stdout and "provisioner" in demo.stdout
+        assert "TenantRequested" in demo.stdout and "TenantProvisioned" in demo.stdout
         listed = hostplane(env, "events", "list", "--tenant", "demo", "--json")
         assert listed.returncode == 0, listed.stderr
         events = json.loads(listed.stdout)
-        assert [e["event_type"] for e in events] == ["TenantRequested"]
-        assert events[0]["tenant_id"] == "demo" and events[0]["published_at"]
+        types = [e["event_type"] for e in events]
+        assert types[0] == "TenantRequested" and "TenantProvisioned" in types, types
+        assert all(e["tenant_id"] == "demo" and e["published_at"] for e in events)
+        shown = json.loads(hostplane(env, "tenant", "show", "demo", "--json").stdout)
+        assert shown["name"] == "demo" and shown["state"] not in ("failed", "requested"), shown
         creds = (settings.home_dir / "credentials.json").read_text()
         for secret in json.loads(creds).values():
             assert secret not in demo.stdout + demo.stderr + listed.stdout + listed.stderr

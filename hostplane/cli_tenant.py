@@ -1,0 +1,306 @@
+"""`hostplane tenant ...` (mounted by hostplane.cli): every command goes through the HTTP API.
+
+The API's address and token come from the running platform (state.json, credentials.json)
+or from HOSTPLANE_API_URL / HOSTPLANE_API_TOKEN. Exit codes: 0 done; 1 the API refused
+the request or the tenant ended `failed`; 2 the platform or API cannot be reached (or the
+token is refused); 3 `--wait` timed out. Only `tenant env` prints secrets.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any, NoReturn
+
+import httpx
+import typer
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from contracts.app_spec import MAX_SPEC_BYTES
+from hostplane.local.state import CREDENTIALS_FILE, load_state
+from hostplane.settings import get_settings
+from services.api.projection import RANK, TERMINAL
+
+tenant_app = typer.Typer(help="tenants: create, update, delete, list, show, env", no_args_is_help=True)
+console = Console()
+err = Console(stderr=True, soft_wrap=True)  # errors stay one line each: easy to grep and copy
+
+REFUSED, UNREACHABLE, TIMED_OUT = 1, 2, 3
+PIPELINES = {"create": ("provision", "route", "build", "migrate", "release"),
+             "update": ("build", "migrate", "release"), "delete": ("deprovision",)}
+FAILED_STEP = {"provisioning": "provision", "building": "build", "migrating": "migrate",
+               "releasing": "release", "deprovisioning": "deprovision"}
+UNTIL = ("provisioning", "building", "migrating", "ready")
+
+
+def _fail(message: str, code: int = REFUSED, errors: list[dict[str, str]] | None = None) -> NoReturn:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    for e in errors or []:
+        if e.get("message") and e["message"] not in message:
+            err.print(f"  {e['path']}: {e['message']}", highlight=False)
+    raise typer.Exit(code)
+
+
+class Api:
+    """A small client of /v1/; errors become clear messages and exit codes."""
+
+    def __init__(self, base_url: str, token: str) -> None:
+        self.base_url = base_url
+        self.http = httpx.Client(base_url=base_url, timeout=30, headers={
+            "Authorization": f"Bearer {token}", "X-Hostplane-Actor": f"{_user()}@cli"})
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        try:
+            resp = self.http.request(method, path, json=body)
+        except httpx.HTTPError as exc:  # the class only: messages may echo request details
+            _fail(f"cannot reach the API at {self.base_url} ({type(exc).__name__}); is the platform running? "
+                  "see `hostplane status`", UNREACHABLE)
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"detail": resp.text[:200]}
+        if resp.status_code == 401:
+            _fail("the API refused the token (401); is HOSTPLANE_API_TOKEN or credentials.json current?", UNREACHABLE)
+        if resp.status_code >= 400:
+            _fail(f"{data.get('detail', resp.reason_phrase)} (HTTP {resp.status_code})", REFUSED, data.get("errors"))
+        return data
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "unknown"
+
+
+def api_client() -> Api:
+    settings = get_settings()
+    url, token = os.environ.get("HOSTPLANE_API_URL"), os.environ.get("HOSTPLANE_API_TOKEN")
+    if not url or not token:
+        state = load_state(settings.home_dir)
+        if state is None:
+            _fail("the local platform is not running; start it with `hostplane up`", UNREACHABLE)
+        url = url or state.api_url or f"http://{state.host}:{state.ports.get('api_port', settings.api_port)}"
+        try:
+            token = token or json.loads((settings.home_dir / CREDENTIALS_FILE).read_text())["api_token"]
+        except (OSError, ValueError, KeyError):
+            _fail(f"no API token in {settings.home_dir / CREDENTIALS_FILE}; run `hostplane up`", UNREACHABLE)
+    return Api(url.rstrip("/"), token)
+
+
+def _read_spec(path: str) -> str:
+    try:
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
+        else:
+            with Path(path).open("rb") as fh:
+                raw = fh.read(MAX_SPEC_BYTES + 1)
+    except OSError as exc:
+        _fail(f"cannot read the app spec {path!r}: {exc.strerror}")
+    if len(raw) > MAX_SPEC_BYTES:
+        _fail(f"the app spec {path!r} is larger than {MAX_SPEC_BYTES} bytes (the limit)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        _fail(f"the app spec {path!r} is not UTF-8 text")
+
+
+APP = typer.Option(..., "--app", help="app spec file (YAML or JSON), '-' for stdin")
+WAIT = typer.Option(False, "--wait", help="follow the stages until the tenant settles")
+TIMEOUT = typer.Option(300.0, "--timeout", help="seconds --wait waits at most")
+AS_JSON = typer.Option(False, "--json", help="machine-readable output")
+
+
+@tenant_app.command("create")
+def create(
+    name: str = typer.Argument(..., help="tenant name: a DNS label, e.g. acme"),
+    app: str = APP,
+    domain: str | None = typer.Option(None, "--domain", help="custom domain the tenant owns"),
+    wait: bool = WAIT,
+    until: str = typer.Option("ready", "--until", help=f"with --wait: stop at this state ({', '.join(UNTIL)})"),
+    timeout: float = TIMEOUT,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Create a tenant from an app spec."""
+    if until not in UNTIL:
+        _fail(f"--until must be one of {', '.join(UNTIL)}")
+    api = api_client()
+    body: dict[str, Any] = {"name": name, "app": _read_spec(app)}
+    if domain:
+        body["domain"] = domain
+    _follow(api, api.call("POST", "/v1/tenants", body), wait, timeout, as_json, until)
+
+
+@tenant_app.command("update")
+def update(
+    name: str = typer.Argument(...),
+    app: str = APP,
+    allow_destructive: bool = typer.Option(False, "--allow-destructive", help="accept migrations that drop data"),
+    wait: bool = WAIT,
+    timeout: float = TIMEOUT,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Publish a new app spec for a tenant."""
+    api = api_client()
+    body = {"app": _read_spec(app), "allow_destructive": allow_destructive}
+    _follow(api, api.call("PUT", f"/v1/tenants/{name}/app", body), wait, timeout, as_json)
+
+
+@tenant_app.command("delete")
+def delete(name: str = typer.Argument(...), wait: bool = WAIT, timeout: float = TIMEOUT,
+           as_json: bool = AS_JSON) -> None:
+    """Delete a tenant and everything it owns."""
+    api = api_client()
+    _follow(api, api.call("DELETE", f"/v1/tenants/{name}"), wait, timeout, as_json)
+
+
+@tenant_app.command("list")
+def list_(include_deleted: bool = typer.Option(False, "--all", help="include deleted tenants"),
+          as_json: bool = AS_JSON) -> None:
+    """List tenants with their state."""
+    tenants = api_client().call("GET", f"/v1/tenants{'?all=true' if include_deleted else ''}")["tenants"]
+    if as_json:
+        typer.echo(json.dumps(tenants, indent=2))
+        return
+    table = Table(title="tenants")
+    for col in ("name", "state", "stage", "version", "url", "updated"):
+        table.add_column(col)
+    for t in tenants:
+        table.add_row(t["name"], _state(t), t["stage"] or "", str(t["version"] or ""), t["url"] or "",
+                      (t["updated_at"] or "")[:19])
+    console.print(table)
+
+
+@tenant_app.command("show")
+def show(name: str = typer.Argument(...), as_json: bool = AS_JSON) -> None:
+    """Show a tenant's state, version, URL and last error."""
+    tenant = api_client().call("GET", f"/v1/tenants/{name}")
+    if as_json:
+        typer.echo(json.dumps(tenant, indent=2))
+        return
+    console.print(details_table(tenant))
+
+
+@tenant_app.command("env")
+def env(name: str = typer.Argument(...), as_json: bool = AS_JSON) -> None:
+    """Print the tenant's own connection settings (DATABASE_URL, REDIS_URL, ...). Reveals secrets."""
+    values = api_client().call("GET", f"/v1/tenants/{name}/env")["env"]
+    if as_json:
+        typer.echo(json.dumps(values, indent=2))
+        return
+    for key in sorted(values):
+        typer.echo(f"{key}={shlex.quote(str(values[key]))}")
+
+
+def _state(t: dict[str, Any]) -> str:
+    color = {"ready": "green", "failed": "red", "deleted": "dim"}.get(t["state"], "yellow")
+    return f"[{color}]{t['state']}[/]"
+
+
+def details_table(t: dict[str, Any]) -> Table:
+    table = Table(show_header=False, title=f"tenant {t['name']}")
+    table.add_column(style="bold")
+    table.add_column()
+    waiting = f" (waiting for {t['waiting_for']})" if t.get("waiting_for") else ""
+    rows = [("state", _state(t)), ("stage", f"{t['stage'] or '-'}{waiting}"), ("version", str(t["version"] or "-")),
+            ("url", t["url"] or "-"), ("custom domain", t["custom_domain"] or "-")]
+    if t["error"]:
+        e = t["error"]
+        rows.append(("error", f"[red]{e['stage']} ({e['step']}): {e['message']}[/]"))
+    req = t["request"]
+    rows += [("request", f"{req['kind']} #{req['generation']} by {req['requested_by']} at {req['requested_at']}"),
+             ("correlation", req["correlation_id"]), ("created", t["created_at"] or "-"),
+             ("updated", t["updated_at"] or "-")]
+    for key, value in rows:
+        table.add_row(key, Text.from_markup(value) if "[" in value and "/]" in value else Text(value))
+    return table
+
+
+def _follow(api: Api, answer: dict[str, Any], wait: bool, timeout: float, as_json: bool,
+            until: str = "ready") -> None:
+    request = answer["request"]
+    if not answer["changed"] and not as_json:
+        console.print(f"nothing to do: tenant {answer['name']} already has this {request['kind']} in hand")
+    if not wait:
+        if as_json:
+            typer.echo(json.dumps(answer, indent=2))
+        else:
+            console.print(f"accepted: {request['kind']} of tenant {answer['name']} (request #{request['generation']},"
+                          f" correlation {request['correlation_id']}); follow it with "
+                          f"`hostplane tenant show {answer['name']}`")
+        return
+    tenant = _wait(api, answer["name"], request, timeout, until, quiet=as_json)
+    if as_json:
+        typer.echo(json.dumps(tenant, indent=2))
+    if tenant["state"] == "failed":
+        e = tenant["error"] or {}
+        _fail(f"tenant {tenant['name']} failed at stage {e.get('stage')} ({e.get('step')}): {e.get('message')}")
+
+
+def _wait(api: Api, name: str, request: dict[str, Any], timeout: float, until: str, quiet: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    tenant = api.call("GET", f"/v1/tenants/{name}")
+    with Live(_progress(tenant, request, 0), console=err, transient=False, refresh_per_second=8,
+              auto_refresh=False) if not quiet else _NoLive() as live:
+        while True:
+            elapsed = time.monotonic() - started
+            live.update(_progress(tenant, request, elapsed), refresh=True)
+            if tenant["request"]["generation"] > request["generation"]:
+                _fail(f"tenant {name}: a newer request (#{tenant['request']['generation']}) superseded this one")
+            if _settled(tenant, request["kind"], until):
+                return tenant
+            if elapsed > timeout:
+                waiting = f", waiting for {tenant['waiting_for']}" if tenant.get("waiting_for") else ""
+                _fail(f"timed out after {timeout:g}s: tenant {name} is {tenant['state']} "
+                      f"(stage {tenant['stage']}{waiting})", TIMED_OUT)
+            time.sleep(0.5)
+            tenant = api.call("GET", f"/v1/tenants/{name}")
+
+
+def _settled(tenant: dict[str, Any], kind: str, until: str) -> bool:
+    state = tenant["state"]
+    if state in TERMINAL[kind]:
+        return True
+    return kind == "create" and state in RANK and RANK[state] >= RANK[until]
+
+
+def _progress(tenant: dict[str, Any], request: dict[str, Any], elapsed: float) -> Group:
+    steps = PIPELINES[request["kind"]]
+    state, stage = tenant["state"], tenant["stage"]
+    failed = FAILED_STEP.get((tenant.get("error") or {}).get("stage", ""), "") if state == "failed" else ""
+    current = failed or stage
+    done_all = state in ("ready", "deleted")
+    line = Text()
+    for step in steps:
+        idx, cur = steps.index(step), steps.index(current) if current in steps else -1
+        if step == failed:
+            mark, style = "✗", "red"
+        elif done_all or idx < cur:
+            mark, style = "✓", "green"
+        elif idx == cur:
+            mark, style = "…", "yellow"
+        else:
+            mark, style = "·", "dim"
+        line.append(f" {mark} {step} ", style=style)
+    waiting = f", waiting for {tenant['waiting_for']}" if tenant.get("waiting_for") else ""
+    head = Text(f"{tenant['name']}: {state}{waiting}  ({elapsed:.0f}s)")
+    return Group(head, line)
+
+
+class _NoLive:
+    def __enter__(self) -> _NoLive:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None

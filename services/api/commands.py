@@ -1,0 +1,176 @@
+"""What the API changes: create, update and delete requests.
+
+Every input is validated before anything is written; then, in one transaction under the
+tenant's lock, the desired state, the request (its generation and correlation id), the
+status row and the event go in together (the event through the outbox), so a refused
+request leaves nothing and an accepted one cannot lose its event.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+import structlog
+from pydantic import TypeAdapter, ValidationError
+
+from contracts.app_spec import AppSpec, spec_ref
+from contracts.envelope import Envelope, Event
+from contracts.events_v1 import AppUpdateRequested, TenantDeletionRequested, TenantRequested
+from contracts.fields import CustomDomain
+from events.outbox import add_to_outbox
+from services.api import store
+from services.api.projection import Kind, Status, begin
+
+log = structlog.get_logger(__name__)
+PRODUCER = "api"
+# Names that are never a tenant's to claim: the platform's own and special-use domains.
+RESERVED_DOMAIN_SUFFIXES = ("localhost", "local", "internal", "invalid", "arpa", "home.arpa", "onion")
+_DOMAIN = TypeAdapter(CustomDomain)
+
+
+class Refused(Exception):
+    """A request the API will not carry out: HTTP status and a message that says what to fix."""
+
+    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors or []
+
+
+@dataclass(frozen=True)
+class Accepted:
+    tenant_id: str
+    kind: Kind
+    generation: int
+    correlation_id: uuid.UUID
+    changed: bool = True
+
+
+def check_domain(value: str) -> str:
+    """A custom domain the tenant may claim, normalised (lowercase, no trailing dot)."""
+    domain = value.strip().lower().removesuffix(".")
+    if not domain.isascii():
+        raise ValueError(f"custom domain {value!r} must be ASCII; write international names in punycode (xn--...)")
+    if "*" in domain:
+        raise ValueError(f"custom domain {value!r}: wildcards are not accepted; name one host")
+    try:
+        _DOMAIN.validate_python(domain)
+    except ValidationError:
+        raise ValueError(
+            f"custom domain {value!r} is not a fully qualified host name: labels of letters, digits and "
+            "inner hyphens (at most 63 characters each), separated by dots, e.g. shop.example.com"
+        ) from None
+    if re.fullmatch(r"[0-9.]+", domain):
+        raise ValueError(f"custom domain {value!r} is an IP address; give a host name")
+    if any(domain == s or domain.endswith("." + s) for s in RESERVED_DOMAIN_SUFFIXES):
+        raise ValueError(f"custom domain {value!r} is under a reserved suffix "
+                         f"({', '.join(RESERVED_DOMAIN_SUFFIXES)}); use a domain you own")
+    return domain
+
+
+class TenantCommands:
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def create(self, name: str, spec: AppSpec, domain: str | None, actor: str | None) -> Accepted:
+        digest = spec.digest()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_tenant(conn, name)
+            row = await store.tenant_row(conn, name)
+            if row is not None and row["deleted_at"] is None:
+                raise Refused(409, f"tenant {name!r} already exists; update its app with "
+                                   f"PUT /v1/tenants/{name}/app or choose another name")
+            previous = await store.load_status(conn, name) if row is not None else None
+            if previous is not None and previous.state == "failed":
+                raise Refused(409, f"the deletion of tenant {name!r} failed; delete it again, then create it")
+            if previous is not None and previous.state != "deleted":
+                raise Refused(409, f"tenant {name!r} is still being deleted; create it again once "
+                                   "its state is 'deleted'")
+            if domain and (owner := await store.domain_owner(conn, domain, name)):
+                raise Refused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
+            generation = (row["generation"] if row else 0) + 1
+            await store.store_spec(conn, digest, spec.canonical_json())
+            try:
+                await conn.execute(
+                    """
+                    INSERT INTO tenants (tenant_id, spec_sha256, custom_domain, generation)
+                    VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (tenant_id) DO UPDATE SET spec_sha256 = $2, custom_domain = $3,
+                        generation = $4, created_at = now(), updated_at = now(), deleted_at = NULL
+                    """,
+                    name, digest, domain, generation,
+                )
+            except asyncpg.UniqueViolationError:  # a concurrent create claimed the domain
+                raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
+            event = TenantRequested(spec_ref=spec_ref(digest), spec_sha256=digest, custom_domain=domain,
+                                    requested_by=actor)
+            return await self._request(conn, name, generation, "create", event, None, digest, domain, actor)
+
+    async def update(self, name: str, spec: AppSpec, allow_destructive: bool, actor: str | None) -> Accepted:
+        digest = spec.digest()
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_tenant(conn, name)
+            row, status = await self._live(conn, name)
+            if not status.facts.provisioned:
+                raise Refused(409, f"tenant {name!r} is not provisioned yet (state {status.state}); "
+                                   "update it once it is building or ready")
+            if digest == row["spec_sha256"] and status.state != "failed":
+                return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
+                                changed=False)
+            generation = row["generation"] + 1
+            await store.store_spec(conn, digest, spec.canonical_json())
+            await conn.execute(
+                "UPDATE tenants SET spec_sha256 = $2, generation = $3, updated_at = now() WHERE tenant_id = $1",
+                name, digest, generation,
+            )
+            event = AppUpdateRequested(spec_ref=spec_ref(digest), spec_sha256=digest,
+                                       allow_destructive=allow_destructive, requested_by=actor)
+            return await self._request(conn, name, generation, "update", event, status, digest, None, actor)
+
+    async def delete(self, name: str, actor: str | None) -> Accepted:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_tenant(conn, name)
+            row = await store.tenant_row(conn, name)
+            if row is None:
+                raise Refused(404, f"no tenant named {name!r}")
+            status = await store.load_status(conn, name)
+            if row["deleted_at"] is not None and status.state == "deleted":
+                raise Refused(404, f"tenant {name!r} was already deleted")
+            if row["deleted_at"] is not None and status.state != "failed":  # in progress: same request
+                return Accepted(name, "delete", status.generation,
+                                await self._correlation(conn, name, status), changed=False)
+            generation = row["generation"] + 1
+            await conn.execute(
+                "UPDATE tenants SET generation = $2, deleted_at = now(), updated_at = now() WHERE tenant_id = $1",
+                name, generation,
+            )
+            event = TenantDeletionRequested(requested_by=actor)
+            return await self._request(conn, name, generation, "delete", event, status, None, None, actor)
+
+    async def _live(self, conn: Any, name: str) -> tuple[Any, Status]:
+        row = await store.tenant_row(conn, name)
+        if row is None:
+            raise Refused(404, f"no tenant named {name!r}; create it with POST /v1/tenants")
+        if row["deleted_at"] is not None:
+            raise Refused(409, f"tenant {name!r} is deleted or being deleted")
+        return row, await store.load_status(conn, name)
+
+    async def _correlation(self, conn: Any, name: str, status: Status) -> uuid.UUID:
+        return await conn.fetchval("SELECT correlation_id FROM tenant_requests WHERE tenant_id = $1 "
+                                   "AND generation = $2", name, status.generation)
+
+    async def _request(self, conn: Any, name: str, generation: int, kind: Kind, event: Event,
+                       previous: Status | None, digest: str | None, domain: str | None,
+                       actor: str | None) -> Accepted:
+        envelope = Envelope.new(event, tenant_id=name, producer=PRODUCER)
+        await store.record_request(conn, name, generation, envelope.correlation_id, kind, digest, domain, actor)
+        await store.save_status(conn, begin(previous, name, generation, kind))
+        await add_to_outbox(conn, [envelope])
+        log.info("tenant.request_accepted", tenant_id=name, kind=kind, generation=generation,
+                 correlation_id=str(envelope.correlation_id))
+        return Accepted(name, kind, generation, envelope.correlation_id)

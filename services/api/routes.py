@@ -1,0 +1,196 @@
+"""The HTTP API under /v1/ (FastAPI: the OpenAPI document is at /openapi.json).
+
+    POST   /v1/tenants                  create (name, app spec, optional custom domain) → 202
+    GET    /v1/tenants                  list (?all=true includes deleted tenants)
+    GET    /v1/tenants/{name}           status: state, stage, version, url, error, timestamps
+    PUT    /v1/tenants/{name}/app       new app spec → 202 (200 when the spec is unchanged)
+    DELETE /v1/tenants/{name}           delete → 202
+    GET    /v1/tenants/{name}/events    the tenant's event history
+    POST   /v1/tenants/{name}/replay    re-publish the tenant's recorded events → 202
+    GET    /v1/tenants/{name}/env       the tenant's own credentials (the only secret-bearing answer)
+    GET    /healthz                     unauthenticated liveness (+ database)
+
+Authentication and body limits are enforced before routing (services.api.guard).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+
+from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec
+from contracts.tenant import TenantId, tenant_names
+from events.replay import list_events, replay
+from services.api import store
+from services.api.commands import Accepted, Refused, TenantCommands, check_domain
+from services.api.guard import Guard
+from services.api.views import error_body, tenant_view, validation_errors
+
+MAX_BODY_BYTES = 2 * MAX_SPEC_BYTES  # a spec sent as a JSON string grows with its escapes
+_ACTOR = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
+
+
+@dataclass
+class ApiContext:
+    """What the routes need; built once by services.api.main."""
+
+    pool: Any
+    edge_port: int
+    name_prefix: str
+    secrets: Any  # async (secret name) -> dict | None; reads the secret store
+
+
+AppSource = Annotated[
+    Any,
+    Field(description="The app spec: YAML or JSON text, or the spec as a JSON object "
+                      "(schema: contracts/app_spec.schema.json, urn:hostplane:app-spec:1)",
+          json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]}),
+]
+
+
+class CreateTenant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: TenantId
+    app: AppSource
+    domain: Annotated[str, AfterValidator(check_domain)] | None = Field(
+        default=None, description="Custom domain the tenant owns, e.g. shop.example.com")
+
+
+class UpdateApp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    app: AppSource
+    allow_destructive: bool = Field(default=False, description="Accept migrations that drop data")
+
+
+class ReplayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str | None = Field(default=None, description="Only events of this type")
+    since: AwareDatetime | None = Field(default=None, description="Only events at or after this time")
+
+
+def _spec(source: Any) -> Any:
+    if not isinstance(source, (str, dict)):
+        raise Refused(422, "app: send the spec as YAML or JSON text, or as a JSON object",
+                      [{"path": "app", "message": "must be text or an object"}])
+    if isinstance(source, dict) and len(json.dumps(source)) > MAX_SPEC_BYTES:
+        raise Refused(413, f"app: the spec is larger than {MAX_SPEC_BYTES} bytes")
+    try:
+        return load_app_spec(source)
+    except InvalidAppSpec as exc:
+        status = 413 if isinstance(exc, SpecTooLarge) else 422
+        errors = [{"path": f"app.{p.path}" if p.path != "spec" else "app", "message": p.message}
+                  for p in exc.problems]
+        raise Refused(status, "the app spec is invalid: " + "; ".join(map(str, exc.problems)), errors) from None
+
+
+def _actor(x_hostplane_actor: Annotated[str | None, Header(description="Who asks (audit)")] = None) -> str:
+    if x_hostplane_actor is None:
+        return "api"
+    if not _ACTOR.match(x_hostplane_actor):
+        raise Refused(422, "X-Hostplane-Actor must be 1-128 printable ASCII characters")
+    return x_hostplane_actor
+
+
+def create_app(ctx: ApiContext, token: str) -> Guard:
+    app = FastAPI(title="hostplane API", version="1.0.0",
+                  description="Tenants of the hostplane platform: create, update, delete, status, events.")
+    commands = TenantCommands(ctx.pool)
+    bearer = [Depends(HTTPBearer(auto_error=False))]  # documents the scheme; the Guard enforces it
+
+    @app.exception_handler(Refused)
+    async def refused(_: Request, exc: Refused) -> JSONResponse:
+        return JSONResponse(error_body(exc.message, exc.errors), status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, body = validation_errors(list(exc.errors()))
+        return JSONResponse(body, status_code=status)
+
+    async def view(name: str) -> dict[str, Any]:
+        row = await store.read_tenant(ctx.pool, name)
+        if row is None:
+            raise Refused(404, f"no tenant named {name!r}")
+        return tenant_view(row, ctx.edge_port)
+
+    async def accepted(result: Accepted) -> JSONResponse:
+        body = {"name": result.tenant_id, "changed": result.changed,
+                "request": {"kind": result.kind, "generation": result.generation,
+                            "correlation_id": str(result.correlation_id)},
+                "status_url": f"/v1/tenants/{result.tenant_id}", "tenant": await view(result.tenant_id)}
+        return JSONResponse(body, status_code=202 if result.changed else 200,
+                            headers={"Location": body["status_url"]})
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> JSONResponse:
+        try:
+            await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), 2)
+        except Exception:
+            return JSONResponse({"status": "unhealthy", "database": False}, status_code=503)
+        return JSONResponse({"status": "ok", "database": True})
+
+    @app.post("/v1/tenants", status_code=202, tags=["tenants"], dependencies=bearer)
+    async def create_tenant(req: CreateTenant, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+        """Create a tenant: validated completely, then TenantRequested goes out through the outbox."""
+        return await accepted(await commands.create(req.name, _spec(req.app), req.domain, actor))
+
+    @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer)
+    async def list_tenants(all: bool = Query(False, description="include deleted tenants")) -> JSONResponse:
+        rows = await store.read_tenants(ctx.pool, include_deleted=all)
+        return JSONResponse({"tenants": [tenant_view(r, ctx.edge_port) for r in rows]})
+
+    @app.get("/v1/tenants/{name}", tags=["tenants"], dependencies=bearer)
+    async def show_tenant(name: str) -> JSONResponse:
+        return JSONResponse(await view(name))
+
+    @app.put("/v1/tenants/{name}/app", status_code=202, tags=["tenants"], dependencies=bearer)
+    @app.post("/v1/tenants/{name}/app", status_code=202, tags=["tenants"], dependencies=bearer,
+              include_in_schema=False)
+    async def update_app(name: str, req: UpdateApp, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+        """Publish a new app spec: AppUpdateRequested (200 and no event when it is unchanged)."""
+        return await accepted(await commands.update(name, _spec(req.app), req.allow_destructive, actor))
+
+    @app.delete("/v1/tenants/{name}", status_code=202, tags=["tenants"], dependencies=bearer)
+    async def delete_tenant(name: str, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+        """Delete a tenant and everything it owns: TenantDeletionRequested."""
+        return await accepted(await commands.delete(name, actor))
+
+    @app.get("/v1/tenants/{name}/events", tags=["events"], dependencies=bearer)
+    async def tenant_events(name: str, type: str | None = None, since: datetime | None = None,
+                            limit: int = Query(200, ge=1, le=1000)) -> JSONResponse:
+        await view(name)
+        if since is not None and since.tzinfo is None:
+            raise Refused(422, "since: give a time zone, e.g. 2026-05-01T12:00:00Z")
+        records = await list_events(ctx.pool, name, type, since, limit)
+        return JSONResponse({"name": name, "events": [r.to_json() for r in records]})
+
+    @app.post("/v1/tenants/{name}/replay", status_code=202, tags=["events"], dependencies=bearer)
+    async def replay_events(name: str, req: Annotated[ReplayRequest | None, Body()] = None) -> JSONResponse:
+        """Re-publish the tenant's recorded events through the bus, marked as replays."""
+        await view(name)
+        req = req or ReplayRequest()
+        count = await replay(ctx.pool, name, req.type, req.since)
+        return JSONResponse({"name": name, "queued": count}, status_code=202)
+
+    @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer)
+    async def tenant_env(name: str) -> JSONResponse:
+        """The tenant's own connection settings (DATABASE_URL, REDIS_URL, ...). Reveals secrets."""
+        tenant = await view(name)
+        if tenant["state"] == "deleted":
+            raise Refused(404, f"tenant {name!r} was deleted")
+        values = await ctx.secrets(tenant_names(name, prefix=ctx.name_prefix).secret)
+        if values is None:
+            raise Refused(404, f"tenant {name!r} has no credentials yet: it is not provisioned "
+                               f"(state {tenant['state']}, stage {tenant['stage']})")
+        return JSONResponse({"name": name, "env": values}, headers={"Cache-Control": "no-store"})
+
+    return Guard(app, token, MAX_BODY_BYTES)

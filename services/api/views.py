@@ -1,0 +1,91 @@
+"""What the API answers: tenant status documents and error bodies.
+
+A status document never holds a secret: names, states, versions, digests, times, and
+failure messages that the services already scrubbed (contracts: no secret in events).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from services.api.projection import TERMINAL, WAITING_FOR, Facts, failure_in_force
+
+
+def tenant_url(name: str, edge_port: int) -> str:
+    return f"http://{name}.localhost:{edge_port}/"
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def tenant_view(row: Any, edge_port: int) -> dict[str, Any]:
+    facts = Facts.from_json(json.loads(row["facts"]))
+    kind = row["request_kind"]
+    failure = failure_in_force(kind, facts)
+    deleted = row["state"] == "deleted"
+    return {
+        "name": row["tenant_id"],
+        "state": row["state"],
+        "stage": row["stage"],
+        "waiting_for": None if row["state"] in TERMINAL[kind] else WAITING_FOR.get(row["stage"] or ""),
+        "version": row["version"],
+        "url": None if deleted else tenant_url(row["tenant_id"], edge_port),
+        "custom_domain": row["custom_domain"],
+        "spec_sha256": row["spec_sha256"],
+        "error": (
+            {"stage": failure.stage, "step": failure.step, "message": failure.error,
+             "retryable": failure.retryable, "at": failure.at}
+            if failure else None
+        ),
+        "last_error": (
+            {"stage": row["last_error_stage"], "message": row["last_error"], "at": _iso(row["last_error_at"])}
+            if row["last_error"] else None
+        ),
+        "progress": {
+            "provisioned": facts.provisioned, "routed": facts.routed, "built_version": facts.built_version,
+            "migrated_version": facts.migrated_version, "active_version": facts.active_version,
+            "route_removed": facts.route_removed, "deprovisioned": facts.deprovisioned,
+        },
+        "request": {
+            "kind": kind, "generation": row["generation"], "correlation_id": str(row["correlation_id"]),
+            "requested_at": _iso(row["request_at"]), "requested_by": row["requested_by"],
+            "settled": row["state"] in TERMINAL[kind],
+        },
+        "last_event": (
+            {"type": row["last_event_type"], "id": str(row["last_event_id"]), "at": _iso(row["last_event_at"])}
+            if row["last_event_id"] else None
+        ),
+        "created_at": _iso(row["created_at"]),
+        "updated_at": _iso(row["updated_at"]),
+        "deleted_at": _iso(row["deleted_at"]),
+    }
+
+
+def error_body(detail: str, errors: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    return {"detail": detail, "errors": errors or []}
+
+
+def validation_errors(errors: list[dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    """FastAPI's request validation errors as (status, body) that say what to fix."""
+    out: list[dict[str, str]] = []
+    status = 422
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        kind = err.get("type", "")
+        message = str(err.get("msg", "")).removeprefix("Value error, ")
+        if kind == "json_invalid":
+            status, loc = 400, []
+            message = f"the body is not valid JSON ({err.get('ctx', {}).get('error', 'parse error')})"
+        elif kind == "missing" and not loc:
+            message = "send a JSON object body"
+        elif kind == "missing":
+            message = "is required"
+        elif kind == "extra_forbidden":
+            message = "unknown key"
+        elif kind in ("model_attributes_type", "dict_type") and not loc:
+            message = "the body must be a JSON object"
+        out.append({"path": ".".join(loc) or "body", "message": message})
+    detail = "; ".join(f"{e['path']}: {e['message']}" if e["path"] != "body" else e["message"] for e in out)
+    return status, error_body(detail, out)

@@ -1,0 +1,175 @@
+"""`hostplane tenant ...` against a scripted API: output, --wait progress and exit codes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from hostplane import cli_tenant
+from hostplane.cli_tenant import Api, tenant_app
+
+runner = CliRunner()
+SPEC = Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml"
+
+
+def tenant(state="requested", stage="queued", generation=1, kind="create", error=None, waiting="api"):
+    return {
+        "name": "acme", "state": state, "stage": stage, "waiting_for": waiting, "version": None,
+        "url": "http://acme.localhost:8480/", "custom_domain": None, "error": error,
+        "request": {"kind": kind, "generation": generation, "correlation_id": "c0ffee", "requested_by": "me@cli",
+                    "requested_at": "2026-05-01T12:00:00+00:00", "settled": state in ("ready", "failed", "deleted")},
+        "created_at": "2026-05-01T12:00:00+00:00", "updated_at": "2026-05-01T12:00:01+00:00",
+    }
+
+
+def accepted(kind="create", changed=True):
+    return {"name": "acme", "changed": changed, "request": {"kind": kind, "generation": 1, "correlation_id": "c0ffee"},
+            "status_url": "/v1/tenants/acme", "tenant": tenant(kind=kind)}
+
+
+@pytest.fixture
+def api(monkeypatch):
+    """Install a scripted API: `script(handler)` where handler(request) -> httpx.Response."""
+    seen: list[httpx.Request] = []
+
+    def install(handler: Callable[[httpx.Request], httpx.Response]) -> list[httpx.Request]:
+        def record(request: httpx.Request) -> httpx.Response:
+            seen.append(request)
+            return handler(request)
+
+        client = Api("http://api", "tok")
+        client.http = httpx.Client(base_url="http://api", transport=httpx.MockTransport(record),
+                                   headers=client.http.headers)
+        monkeypatch.setattr(cli_tenant, "_api", lambda: client)
+        monkeypatch.setattr(cli_tenant.time, "sleep", lambda _s: None)
+        return seen
+
+    return install
+
+
+def run(*args: str):
+    return runner.invoke(tenant_app, list(args))
+
+
+def test_create_sends_the_spec_text_and_says_how_to_follow(api):
+    seen = api(lambda r: httpx.Response(202, json=accepted()))
+    result = run("create", "acme", "--app", str(SPEC), "--domain", "shop.example.com")
+    assert result.exit_code == 0, result.output
+    body = json.loads(seen[0].content)
+    assert body == {"name": "acme", "app": SPEC.read_text(), "domain": "shop.example.com"}
+    assert seen[0].headers["authorization"] == "Bearer tok" and seen[0].headers["x-hostplane-actor"].endswith("@cli")
+    assert "accepted: create of tenant acme" in result.output and "hostplane tenant show acme" in result.output
+
+
+def test_refusal_exits_1_with_the_apis_message_and_paths(api):
+    api(lambda r: httpx.Response(422, json={"detail": "the app spec is invalid: entities.t.fields.o.to: unknown entity 'x'",
+                                            "errors": [{"path": "app.entities.t.fields.o.to", "message": "unknown"}]}))
+    result = run("create", "acme", "--app", str(SPEC))
+    assert result.exit_code == 1
+    assert "unknown entity 'x'" in result.output and "HTTP 422" in result.output
+
+
+def test_wrong_token_and_unreachable_api_exit_2(api):
+    api(lambda r: httpx.Response(401, json={"detail": "missing or wrong bearer token"}))
+    assert run("list").exit_code == 2
+
+    def down(_r):
+        raise httpx.ConnectError("refused")
+
+    api(down)
+    result = run("show", "acme")
+    assert result.exit_code == 2 and "cannot reach the API" in result.output
+
+
+def test_wait_shows_progress_until_ready(api):
+    states = iter([tenant("provisioning", "provision"), tenant("building", "build"), tenant("ready", None)])
+
+    def handler(r):
+        return httpx.Response(202, json=accepted()) if r.method == "POST" else httpx.Response(200, json=next(states))
+
+    api(handler)
+    result = run("create", "acme", "--app", str(SPEC), "--wait")
+    assert result.exit_code == 0, result.output
+    assert "acme: ready" in result.output and "✓ release" in result.output
+
+
+def test_wait_exits_1_naming_the_failed_stage_and_error(api):
+    failure = {"stage": "building", "step": "codegen", "message": "entity task: cannot build", "retryable": False}
+    states = iter([tenant("building", "build"), tenant("failed", "building", error=failure)])
+
+    def handler(r):
+        return httpx.Response(202, json=accepted()) if r.method == "POST" else httpx.Response(200, json=next(states))
+
+    api(handler)
+    result = run("create", "acme", "--app", str(SPEC), "--wait")
+    assert result.exit_code == 1
+    assert "failed at stage building (codegen): entity task: cannot build" in result.output
+    assert "✗ build" in result.output
+
+
+def test_wait_times_out_with_exit_3_naming_what_it_waits_for(api, monkeypatch):
+    clock = iter(range(0, 1000, 10))
+    monkeypatch.setattr(cli_tenant.time, "monotonic", lambda: next(clock))
+    api(lambda r: httpx.Response(202, json=accepted()) if r.method == "POST"
+        else httpx.Response(200, json=tenant("building", "build", waiting="builder")))
+    result = run("create", "acme", "--app", str(SPEC), "--wait", "--timeout", "25")
+    assert result.exit_code == 3
+    assert "timed out after 25s: tenant acme is building (stage build, waiting for builder)" in result.output
+
+
+def test_wait_until_stops_at_an_earlier_state(api):
+    api(lambda r: httpx.Response(202, json=accepted()) if r.method == "POST"
+        else httpx.Response(200, json=tenant("building", "build")))
+    assert run("create", "acme", "--app", str(SPEC), "--wait", "--until", "building", "--json").exit_code == 0
+    assert run("create", "acme", "--app", str(SPEC), "--wait", "--until", "sideways").exit_code == 1
+
+
+def test_delete_wait_ends_at_deleted(api):
+    states = iter([tenant("deleting", "deprovision", kind="delete"), tenant("deleted", None, kind="delete")])
+    api(lambda r: httpx.Response(202, json=accepted("delete")) if r.method == "DELETE"
+        else httpx.Response(200, json=next(states)))
+    result = run("delete", "acme", "--wait", "--json")
+    assert result.exit_code == 0 and json.loads(result.stdout)["state"] == "deleted"
+
+
+def test_unchanged_update_says_so(api):
+    api(lambda r: httpx.Response(200, json=accepted("update", changed=False)))
+    result = run("update", "acme", "--app", str(SPEC))
+    assert result.exit_code == 0 and "nothing to do" in result.output
+
+
+def test_show_and_list_json_are_the_apis_documents(api):
+    api(lambda r: httpx.Response(200, json={"tenants": [tenant()]} if r.url.path == "/v1/tenants" else tenant()))
+    shown = json.loads(run("show", "acme", "--json").stdout)
+    assert {"name", "state", "version", "url"} <= set(shown)
+    assert json.loads(run("list", "--json").stdout)[0]["name"] == "acme"
+    table = run("list")
+    assert table.exit_code == 0 and "acme" in table.output
+
+
+def test_env_prints_shell_assignments(api):
+    api(lambda r: httpx.Response(200, json={"name": "acme", "env": {"DB_PASSWORD": "p w'd", "DB_NAME": "t_acme"}}))
+    result = run("env", "acme")
+    assert result.stdout.splitlines() == ["DB_NAME=t_acme", "DB_PASSWORD='p w'\"'\"'d'"]
+
+
+def test_missing_spec_file_is_a_clear_error(api):
+    api(lambda r: httpx.Response(500))
+    result = run("create", "acme", "--app", "/nonexistent/spec.yaml")
+    assert result.exit_code == 1 and "cannot read the app spec" in result.output
+
+
+def test_not_running_platform_exits_2(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOSTPLANE_HOME", str(tmp_path))
+    monkeypatch.delenv("HOSTPLANE_API_URL", raising=False)
+    cli_tenant.get_settings.cache_clear()
+    try:
+        result = run("list")
+    finally:
+        cli_tenant.get_settings.cache_clear()
+    assert result.exit_code == 2 and "not running" in result.output

@@ -1,0 +1,226 @@
+"""The status state machine: stages in order, and no order or repetition of events ever
+moves a tenant backwards or changes where it ends."""
+
+from __future__ import annotations
+
+import itertools
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts import (
+    AppUpdateRequested,
+    BuildFailed,
+    DeprovisioningFailed,
+    MigrationFailed,
+    MigrationsApplied,
+    ProvisioningFailed,
+    ReleaseActivated,
+    ReleaseFailed,
+    RouteConfigured,
+    RouteRemoved,
+    TenantChanged,
+    TenantDeletionRequested,
+    TenantDeprovisioned,
+    TenantProvisioned,
+    TenantRequested,
+    registered_events,
+)
+from contracts.envelope import Event
+from services.api.handlers import HANDLERS
+from services.api.projection import RANK, Facts, Observed, Status, begin, derive, observe
+from tests.unit.test_contracts import sample
+
+NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def ev(model: type[Event], generation: int | None = 1, **update) -> Observed:
+    data = sample(model).model_copy(update=update)
+    return Observed(model.event_type, data.model_dump(mode="json"), generation, NOW)
+
+
+def fold(status: Status, events: list[Observed]) -> list[Status]:
+    seen = [status]
+    for e in events:
+        seen.append(observe(seen[-1], e))
+    return seen
+
+
+def created(gen: int = 1) -> Status:
+    return begin(None, "acme", gen, "create")
+
+
+CREATE_EVENTS = [
+    ev(TenantRequested),
+    ev(TenantProvisioned),
+    ev(RouteConfigured),
+    ev(TenantChanged, version=1),
+    ev(MigrationsApplied, version=1),
+    ev(ReleaseActivated, version=1),
+]
+
+
+def test_create_walks_the_stages_in_order():
+    states = [(s.state, s.stage) for s in fold(created(), CREATE_EVENTS)]
+    assert states == [
+        ("requested", "queued"),
+        ("provisioning", "provision"),
+        ("provisioning", "route"),
+        ("building", "build"),
+        ("migrating", "migrate"),
+        ("migrating", "release"),
+        ("ready", None),
+    ]
+
+
+def test_without_builder_a_tenant_waits_honestly_at_building():
+    final = fold(created(), CREATE_EVENTS[:3])[-1]
+    assert (final.state, final.stage, final.version) == ("building", "build", None)
+    assert not final.settled
+
+
+def _ranks(history: list[Status]) -> list[int]:
+    return [RANK[s.state] for s in history]
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(len(CREATE_EVENTS)))),
+                         ids=lambda o: "".join(map(str, o)))
+def test_any_order_never_moves_backwards_and_ends_ready(order):
+    history = fold(created(), [CREATE_EVENTS[i] for i in order])
+    ranks = _ranks(history)
+    assert ranks == sorted(ranks), [s.state for s in history]
+    assert history[-1].state == "ready" and history[-1].version == 1
+
+
+def test_duplicates_and_replays_in_random_order_change_nothing():
+    rng = random.Random(7)
+    for _ in range(300):
+        events = CREATE_EVENTS + rng.choices(CREATE_EVENTS, k=rng.randint(1, 8))
+        rng.shuffle(events)
+        history = fold(created(), events)
+        assert _ranks(history) == sorted(_ranks(history))
+        assert history[-1] == fold(created(), CREATE_EVENTS)[-1]
+
+
+@pytest.mark.parametrize("event", CREATE_EVENTS + [ev(BuildFailed), ev(ProvisioningFailed), ev(RouteRemoved)],
+                         ids=lambda e: e.event_type)
+def test_observing_an_event_twice_equals_once(event):
+    for start in fold(created(), CREATE_EVENTS):
+        once = observe(start, event)
+        assert observe(once, event) == once
+
+
+def test_failure_names_its_stage_and_error():
+    s = fold(created(), [ev(TenantRequested), ev(TenantProvisioned),
+                         ev(BuildFailed, stage="codegen", error="entity x: bad", retryable=False)])[-1]
+    assert (s.state, s.stage) == ("failed", "building")
+    assert (s.facts.failure.step, s.facts.failure.error, s.facts.failure.retryable) == ("codegen", "entity x: bad", False)
+    assert s.settled
+
+
+def test_a_retried_step_that_succeeds_supersedes_its_failure_in_either_order():
+    fail, ok = ev(ProvisioningFailed, retryable=True), ev(TenantProvisioned)
+    for events in ([fail, ok], [ok, fail]):
+        s = fold(created(), [ev(TenantRequested), *events])[-1]
+        assert (s.state, s.stage) == ("provisioning", "route"), events
+
+
+def test_migration_failure_of_a_version_is_superseded_only_by_that_version_applied():
+    base = [ev(TenantRequested), ev(TenantProvisioned), ev(RouteConfigured), ev(TenantChanged, version=2)]
+    failed = fold(created(), [*base, ev(MigrationFailed, version=2), ev(MigrationsApplied, version=1)])[-1]
+    assert failed.state == "failed" and failed.stage == "migrating"
+    assert observe(failed, ev(MigrationsApplied, version=2)).state == "migrating"  # on to release
+
+
+def ready(gen: int = 1) -> Status:
+    return fold(created(gen), [Observed(e.event_type, e.data, gen, NOW) for e in CREATE_EVENTS])[-1]
+
+
+def test_update_goes_updating_then_ready_with_the_new_version():
+    s = begin(ready(), "acme", 2, "update")
+    assert (s.state, s.stage, s.version) == ("updating", "build", 1), "the old version keeps serving"
+    steps = [ev(AppUpdateRequested, 2), ev(TenantChanged, 2, version=2), ev(MigrationsApplied, 2, version=2),
+             ev(ReleaseActivated, 2, version=2)]
+    history = fold(s, steps)
+    assert [(h.state, h.stage) for h in history] == [
+        ("updating", "build"), ("updating", "build"), ("updating", "migrate"), ("updating", "release"),
+        ("ready", None)]
+    assert history[-1].version == 2
+
+
+def test_an_older_requests_late_events_do_not_touch_the_current_one():
+    s = begin(ready(), "acme", 2, "update")
+    late = [ev(TenantChanged, 1, version=1), ev(BuildFailed, 1), ev(MigrationFailed, 1, version=1),
+            ev(ReleaseActivated, 1, version=1)]
+    after = fold(s, late)[-1]
+    assert (after.state, after.stage, after.version) == ("updating", "build", 1)
+    assert after.facts.failure is None
+
+
+def test_update_events_in_any_order_end_ready():
+    start = begin(ready(), "acme", 2, "update")
+    steps = [ev(TenantChanged, 2, version=2), ev(MigrationsApplied, 2, version=2), ev(ReleaseActivated, 2, version=2)]
+    for order in itertools.permutations(steps):
+        history = fold(start, list(order))
+        assert _ranks(history) == sorted(_ranks(history))
+        assert history[-1].state == "ready" and history[-1].version == 2
+
+
+def test_an_event_without_a_known_request_counts_for_the_current_one():
+    s = begin(ready(), "acme", 2, "update")
+    s = fold(s, [ev(TenantChanged, 2, version=2), ev(MigrationsApplied, 2, version=2),
+                 ev(ReleaseFailed, None, version=2, reason="health_check", stage="health_check")])[-1]
+    assert (s.state, s.stage) == ("failed", "releasing")
+
+
+def test_nothing_older_than_a_deletion_resurrects_the_tenant():
+    s = begin(ready(), "acme", 2, "delete")
+    assert (s.state, s.stage) == ("deleting", "deprovision")
+    late = [ev(TenantRequested, 1), ev(TenantProvisioned, 1), ev(RouteConfigured, 1),
+            ev(ReleaseActivated, 1, version=3), ev(BuildFailed, 1)]
+    assert fold(s, late)[-1] == s
+    gone = fold(s, [ev(TenantDeletionRequested, 2), ev(RouteRemoved, 2), ev(TenantDeprovisioned, 2)])[-1]
+    assert gone.state == "deleted" and gone.settled
+    assert fold(gone, late + [ev(ProvisioningFailed, None)])[-1].state == "deleted"
+
+
+def test_deletion_can_fail_then_succeed_on_retry():
+    s = begin(ready(), "acme", 2, "delete")
+    failed = observe(s, ev(DeprovisioningFailed, 2, stage="database", error="in use"))
+    assert (failed.state, failed.stage) == ("failed", "deprovisioning")
+    retry = begin(failed, "acme", 3, "delete")
+    assert retry.state == "deleting"
+    assert observe(retry, ev(DeprovisioningFailed, 2)).state == "deleting", "the old attempt's failure is history"
+    assert observe(retry, ev(TenantDeprovisioned, 3)).state == "deleted"
+
+
+def test_failures_of_another_kind_of_request_do_not_count():
+    deleting = begin(ready(), "acme", 2, "delete")
+    assert observe(deleting, ev(ReleaseFailed, None)).state == "deleting"
+    assert observe(ready(), ev(DeprovisioningFailed, 1)).state == "ready"
+
+
+def test_a_recreated_tenant_ignores_its_previous_life():
+    gone = fold(begin(ready(), "acme", 2, "delete"), [ev(TenantDeprovisioned, 2)])[-1]
+    again = begin(gone, "acme", 3, "create")
+    assert (again.state, again.lifetime, again.facts) == ("requested", 3, Facts())
+    old = [ev(TenantProvisioned, 1), ev(ReleaseActivated, 1, version=1), ev(TenantDeprovisioned, 2)]
+    assert fold(again, old)[-1] == again
+    assert observe(again, ev(TenantProvisioned, 3)).state == "provisioning"
+
+
+def test_facts_survive_their_json_form():
+    s = fold(created(), [*CREATE_EVENTS[:4], ev(MigrationFailed, version=1)])[-1]
+    assert Facts.from_json(s.facts.to_json()) == s.facts
+    assert Facts.from_json({**s.facts.to_json(), "added_later": 1}) == s.facts, "tolerates newer fields"
+
+
+def test_derive_covers_every_kind():
+    assert derive("create", Facts()) == ("requested", "queued")
+    assert derive("update", Facts()) == ("updating", "build")
+    assert derive("delete", Facts()) == ("deleting", "deprovision")
+
+
+def test_the_consumer_handles_every_event_type():
+    assert {m.event_type for m in HANDLERS} == {m.event_type for m in registered_events()}

@@ -1,0 +1,234 @@
+"""The app spec contract: what is accepted, and for what is not, exactly which path is wrong."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from contracts.app_spec import (
+    MAX_SPEC_BYTES,
+    RESERVED_NAMES,
+    SCHEMA_FILE,
+    InvalidAppSpec,
+    digest_of_ref,
+    json_schema,
+    load_app_spec,
+    main,
+    rendered_schema,
+    spec_ref,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+TASKS = (REPO / "examples" / "tasks.yaml").read_text()
+
+
+def problems(source) -> list[str]:
+    with pytest.raises(InvalidAppSpec) as info:
+        load_app_spec(source)
+    return [str(p) for p in info.value.problems]
+
+
+def spec(fields: str, extra: str = "") -> str:
+    """A one-entity spec with `fields` (YAML flow lines, indented under fields:)."""
+    body = "\n".join(f"      {line}" for line in textwrap.dedent(fields).strip().splitlines())
+    return f"app: T\nentities:\n  task:\n    fields:\n{body}\n{extra}"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_every_example_is_valid_for_the_model_and_the_json_schema(path: Path):
+    text = path.read_text()
+    assert load_app_spec(text).entities
+    data = json.loads(json.dumps(yaml.safe_load(text), default=str))
+    jsonschema.Draft202012Validator(json_schema()).validate(data)
+
+
+def test_yaml_json_and_object_forms_have_one_digest():
+    from_yaml = load_app_spec(TASKS)
+    as_json = json.dumps(json.loads(from_yaml.canonical_json()), indent=4)
+    reindented = TASKS.replace("{type: boolean, default: false}", "{type: boolean, default: false, required: false}")
+    assert load_app_spec(as_json).digest() == from_yaml.digest()
+    assert load_app_spec(json.loads(as_json)).digest() == from_yaml.digest()
+    assert load_app_spec(reindented).digest() == from_yaml.digest(), "explicit defaults change nothing"
+    assert load_app_spec(TASKS.replace("Tasks", "Tasks 2")).digest() != from_yaml.digest()
+
+
+def test_canonical_json_keeps_the_order_of_fields():
+    parsed = json.loads(load_app_spec(TASKS).canonical_json())
+    assert list(parsed["entities"]["task"]["fields"]) == ["title", "done", "due", "priority", "owner"]
+
+
+def test_spec_ref_round_trip():
+    digest = load_app_spec(TASKS).digest()
+    assert digest_of_ref(spec_ref(digest)) == digest
+    with pytest.raises(ValueError):
+        digest_of_ref("file:/etc/passwd")
+
+
+BAD_SPECS = [
+    # (spec, expected problem — exact text of one problem)
+    (spec("owner: {type: reference, to: persn}"),
+     "entities.task.fields.owner.to: unknown entity 'persn' (entities: task)"),
+    (spec("title: {type: strin}"),
+     "entities.task.fields.title.type: unknown field type 'strin'; use one of: string, text, integer, number, "
+     "boolean, date, datetime, enum, reference"),
+    (spec("title: {required: true}"),
+     "entities.task.fields.title: a field needs a type: one of string, text, integer, number, boolean, date, "
+     "datetime, enum, reference"),
+    (spec("title: {type: string, maxlength: 3}"),
+     "entities.task.fields.title.maxlength: unknown key; allowed here: required, label, type, min_length, "
+     "max_length, default"),
+    (spec("Title: {type: string}"),
+     "entities.task.fields.Title: 'Title' is not a valid name: use 1-41 lowercase letters, digits or "
+     "underscores, starting with a letter"),
+    (spec("select: {type: string}"),
+     "entities.task.fields.select: 'select' is a reserved word (an SQL keyword); choose another name"),
+    (spec("class: {type: string}"),
+     "entities.task.fields.class: 'class' is a reserved word (a Python keyword); choose another name"),
+    (spec("id: {type: integer}"),
+     "entities.task.fields.id: 'id' is a reserved word (defined by the platform); choose another name"),
+    (spec("pg_x: {type: integer}"),
+     "entities.task.fields.pg_x: 'pg_x' is reserved (names starting with 'pg_' belong to PostgreSQL)"),
+    (spec(f"{'a' * 42}: {{type: string}}"),
+     f"entities.task.fields.{'a' * 42}: '{'a' * 42}' is not a valid name: use 1-41 lowercase letters, digits "
+     "or underscores, starting with a letter"),
+    (spec("n: {type: integer, min: 5, max: 1}"), "entities.task.fields.n.min: 5 is greater than max (1)"),
+    (spec("n: {type: integer, max: 5, default: 9}"), "entities.task.fields.n.default: 9 is above max (5)"),
+    (spec("n: {type: number, min: 0.5, default: 0.1}"), "entities.task.fields.n.default: 0.1 is below min (0.5)"),
+    (spec("n: {type: integer, default: true}"),
+     "entities.task.fields.n.default: must be a valid integer (got a boolean)"),
+    (spec("n: {type: integer, default: 1.5}"),
+     "entities.task.fields.n.default: must be a valid integer (got a number)"),
+    (spec("s: {type: string, min_length: 5, max_length: 2}"),
+     "entities.task.fields.s.min_length: 5 is greater than max_length (2)"),
+    (spec("s: {type: string, max_length: 2, default: abc}"),
+     "entities.task.fields.s.default: is 3 characters, longer than max_length (2)"),
+    (spec("s: {type: string, max_length: 0}"),
+     "entities.task.fields.s.max_length: must be greater than or equal to 1 (got a number)"),
+    (spec("r: {type: enum, values: [a, a]}"), "entities.task.fields.r.values[1]: 'a' is listed twice"),
+    (spec("r: {type: enum, values: [a, b], default: c}"),
+     "entities.task.fields.r.default: 'c' is not one of the values (a, b)"),
+    (spec("r: {type: enum, values: []}"), "entities.task.fields.r.values: has 0 entries; at least 1"),
+    (spec("r: {type: enum}"), "entities.task.fields.r.values: is required"),
+    (spec("o: {type: reference}"), "entities.task.fields.o.to: is required"),
+    (spec("d: {type: date, default: tomorrow}"),
+     "entities.task.fields.d.default: must be a valid date or datetime, input is too short (got text)"),
+    (spec("b: {type: boolean, required: maybe}"),
+     "entities.task.fields.b.required: must be a valid boolean (got text)"),
+    (spec("b: [boolean]"), "entities.task.fields.b: must be a mapping (key: value) (got a list)"),
+    ("app: T\nentities:\n  task:\n    fields: {}\n", "entities.task.fields: has 0 entries; at least 1"),
+    ("app: T\nentities: {}\n", "entities: has 0 entries; at least 1"),
+    ("app: T\n", "entities: is required"),
+    ("entities: {t: {fields: {a: {type: string}}}}\n", "app: is required"),
+    ("app: T\nentities: [task]\n", "entities: must be a mapping (key: value) (got a list)"),
+    ("app: T\nentities: {t: {fields: {a: {type: string}}}}\ntheme: dark\n",
+     "theme: unknown key; allowed here: app, entities, pages, static"),
+    ("app: T\nentities: {t: {colour: red, fields: {a: {type: string}}}}\n",
+     "entities.t.colour: unknown key; allowed here: label, fields"),
+    ("app: T\nentities: {t: {fields: {a: {type: string}}}}\npages:\n  - {path: /, title: Home, shows: u}\n",
+     "pages[0].shows: unknown entity 'u' (entities: t)"),
+    ("app: T\nentities: {t: {fields: {a: {type: string}}}}\npages:\n  - {path: /, title: A, shows: t}\n"
+     "  - {path: /, title: B, shows: t}\n", "pages[1].path: '/' is already used by pages[0]"),
+    ("app: T\nentities: {t: {fields: {a: {type: string}}}}\npages:\n  - {path: /api/t, title: A, shows: t}\n",
+     "pages[0].path: '/api/t' is reserved by the platform (/api, /static, /healthz, /runtime)"),
+    ("app: T\nentities: {t: {fields: {a: {type: string}}}}\npages:\n  - {path: Home, title: A, shows: t}\n",
+     "pages[0].path: String should match pattern '^/(?:[a-z0-9][a-z0-9_-]*(?:/[a-z0-9][a-z0-9_-]*)*)?$'"),
+    ("app: T\nentities: {t: {fields: {a: {type: string}}}}\nstatic: ../../etc\n",
+     "static: '../../etc' must stay inside the spec's folder (no '.' or '..' parts)"),
+    ("app: T\nentities:\n  a: {fields: {b: {type: reference, to: b, required: true}}}\n"
+     "  b: {fields: {a: {type: reference, to: a, required: true}}}\n",
+     "entities.a.fields.b.required: required references form a cycle (a.b → b.a → a); make one of them optional"),
+    ("app: T\nentities:\n  a: {fields: {me: {type: reference, to: a, required: true}}}\n",
+     "entities.a.fields.me.required: required references form a cycle (a.me → a); make one of them optional"),
+    # not a spec at all
+    ("", "spec: is empty"),
+    ("- a\n- b\n", "spec: must be a mapping with app, entities and pages, got a list"),
+    ("app: [unclosed\n", "spec: invalid YAML at line 2, column 1: expected ',' or ']', but got '<stream end>'"),
+    ('{"app": "T",}', "spec: invalid JSON at line 1, column 13: Expecting property name enclosed in double quotes"),
+    ("a: &x [1, 2]\nb: *x\n", "spec: YAML aliases (*name) are not accepted (line 2); write values out"),
+    ("base: &b {type: string}\nx:\n  <<: *b\n", "spec: YAML aliases (*name) are not accepted (line 3); write values out"),
+    ("app: T\napp: U\n", "spec: key 'app' appears twice in one mapping (line 2)"),
+    ('{"app": "T", "app": "U"}', "spec: key 'app' appears twice in one object"),
+    (spec("yes: {type: boolean}"), "spec: key 'yes' at line 5 is read as a boolean, not a name; quote it"),
+    ("app: T\n--- \napp: U\n", "spec: invalid YAML at line 2, column 1: but found another document"),
+    (b"app: \xff\n", "spec: is not UTF-8 text (byte 5)"),
+    ("[" * 50_000, "spec: nested too deeply"),
+    ("app: " + "x" * MAX_SPEC_BYTES, f"spec: is {MAX_SPEC_BYTES + 5} bytes; the limit is {MAX_SPEC_BYTES}"),
+]
+
+
+@pytest.mark.parametrize("source, expected", BAD_SPECS, ids=[f"bad{i}" for i in range(len(BAD_SPECS))])
+def test_bad_spec_names_the_path_and_what_is_wrong(source, expected):
+    found = problems(source)
+    assert expected in found, found
+
+
+def test_every_problem_is_reported_at_once():
+    found = problems(spec("Bad: {type: string}\nn: {type: integer, min: 3, max: 1}\nr: {type: strin}"))
+    assert [p.split(":")[0] for p in found] == [
+        "entities.task.fields.Bad", "entities.task.fields.n.min", "entities.task.fields.r.type"]
+
+
+def test_yaml_billion_laughs_is_refused_before_expansion():
+    bomb = 'a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]\n'
+    for i, prev in zip("bcdefghi", "abcdefgh", strict=True):
+        bomb += f"{i}: &{i} [{', '.join(['*' + prev] * 9)}]\n"
+    assert problems(bomb)[0].startswith("spec: YAML aliases (*name) are not accepted")
+
+
+def test_ten_megabyte_spec_is_refused_by_size():
+    assert problems(b"x" * 10_000_000) == [f"spec: is 10000000 bytes; the limit is {MAX_SPEC_BYTES}"]
+
+
+def test_every_field_type_is_accepted():
+    ok = load_app_spec(spec("""
+        s: {type: string, min_length: 1, max_length: 10, default: abc, label: Name}
+        t: {type: text, max_length: 5000}
+        i: {type: integer, min: -3, max: 3, default: 0, required: true}
+        n: {type: number, min: 0, max: 1.5, default: 0.25}
+        b: {type: boolean, default: true}
+        d: {type: date, default: 2026-01-31}
+        dt: {type: datetime, default: "2026-01-31T12:00:00Z"}
+        e: {type: enum, values: [low, high], default: low}
+        r: {type: reference, to: task}
+    """, "pages:\n  - {path: /tasks/all, title: All, shows: task}\nstatic: static/\n"))
+    assert [f.type for f in ok.entities["task"].fields.values()] == [
+        "string", "text", "integer", "number", "boolean", "date", "datetime", "enum", "reference"]
+
+
+def test_reserved_words_cover_postgres_reserved_keywords():
+    assert {"select", "user", "order", "group", "table", "from", "where", "limit", "offset", "check",
+            "default", "analyse", "collation", "similar", "verbose"} <= RESERVED_NAMES
+    assert not {"name", "role", "title", "owner", "priority", "done", "due"} & RESERVED_NAMES
+
+
+def test_json_schema_is_committed_and_fresh():
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == rendered_schema(), "run `python -m contracts.app_spec`"
+    assert main(["--check"]) == 0
+
+
+def test_json_schema_refuses_what_the_model_refuses():
+    validator = jsonschema.Draft202012Validator(json_schema())
+    good = json.loads(load_app_spec(TASKS).canonical_json())
+    assert validator.is_valid(good)
+    bad_name = {**good, "entities": {"Bad": good["entities"]["task"]}}
+    reserved = {**good, "entities": {"select": good["entities"]["task"]}}
+    bad_type = json.loads(json.dumps(good))
+    bad_type["entities"]["task"]["fields"]["due"]["type"] = "dat"
+    for doc in (bad_name, reserved, bad_type, {**good, "theme": "dark"}):
+        assert not validator.is_valid(doc)
+
+
+def test_oversize_is_its_own_kind_of_refusal():
+    from contracts.app_spec import SpecTooLarge
+
+    with pytest.raises(SpecTooLarge):
+        load_app_spec(b" " * (MAX_SPEC_BYTES + 1))
+    with pytest.raises(InvalidAppSpec) as info:
+        load_app_spec("app: T\n")
+    assert not isinstance(info.value, SpecTooLarge)
