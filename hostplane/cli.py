@@ -105,7 +105,10 @@ def demo(emulator: Emulator = typer.Option(None, help="AWS emulator: moto (defau
 
 def _mount_subcommands() -> None:
     from hostplane.cli_events import dlq_app, events_app
+    from hostplane.cli_doctor import doctor_app
     from hostplane.cli_tenant import tenant_app
+
+    app.add_typer(doctor_app, name="doctor", help="checks of the running platform: --orphans")
 
     app.add_typer(tenant_app, name="tenant", help="tenants: create, update, delete, list, show, env")
 

@@ -1,0 +1,109 @@
+"""Provisioner: TenantRequested → the tenant's own slice of the shared infrastructure.
+
+Converges, in order: database + role, cache ACL user, secret (the credentials of both),
+static bucket, runtime registration; then emits TenantProvisioned (names only).
+Every step is an ensure (safe twice, safe after a crash) and is recorded as it starts
+and ends (services.resources.records), so a re-delivery after a crash skips through
+the finished steps as no-ops and resumes at the one that did not finish.
+
+Passwords: the secret is read first; what it holds is the truth, and the database and
+cache steps keep (or restore) exactly those passwords. Only a step with no stored
+password generates one — nothing else could be using it, since the secret is the only
+place passwords live. A permanent error (PermanentError) ends the run with
+ProvisioningFailed naming the step; anything else is raised so the consumer retries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+
+from contracts.envelope import Envelope, Event
+from contracts.events_v1 import ProvisioningFailed, TenantProvisioned, TenantRequested
+from contracts.tenant import TenantNames
+from services.resources.base import Ensured, PermanentError, scrub
+from services.resources.secret import TenantCredentials
+from services.resources.wiring import TenantResources
+
+log = structlog.get_logger(__name__)
+
+STEPS = ("database", "cache", "secret", "bucket", "runtime")
+T = TypeVar("T")
+
+
+class StepFailed(Exception):
+    def __init__(self, step: str, error: str) -> None:
+        super().__init__(f"{step}: {error}")
+        self.step, self.error = step, error
+
+
+class Steps:
+    """Runs one step of one tenant with its record and its log line."""
+
+    def __init__(self, deps: TenantResources, tenant_id: str) -> None:
+        self.deps, self.tenant_id = deps, tenant_id
+        self.secrets: list[Any] = []  # values to scrub from any error text
+
+    async def run(self, step: str, work: Callable[[], Awaitable[Ensured[T]]]) -> Ensured[T]:
+        records = self.deps.records
+        await records.step_started(self.tenant_id, step)
+        try:
+            result = await work()
+        except PermanentError as exc:
+            error = scrub(str(exc), self.secrets) or type(exc).__name__
+            await records.step_finished(self.tenant_id, step, None, error)
+            raise StepFailed(step, error) from None
+        except Exception as exc:  # transient: recorded, then retried by the consumer
+            await records.step_finished(self.tenant_id, step, None, f"retrying after {type(exc).__name__}")
+            raise
+        await records.step_finished(self.tenant_id, step, result.outcome.value)
+        log.info("provisioning.step", step=step, outcome=result.outcome.value)
+        return result
+
+
+async def on_tenant_requested(envelope: Envelope[TenantRequested], deps: TenantResources) -> list[Event]:
+    tenant = envelope.tenant_id
+    async with deps.records.holding(tenant):
+        if not await deps.records.start_provisioning(tenant, envelope.occurred_at, envelope.correlation_id):
+            log.warning("provisioning.stale_request", reason="the tenant was deleted after this request")
+            return []
+        names = deps.names(tenant)
+        try:
+            secret_arn = await _converge(names, deps)
+        except StepFailed as failed:
+            await deps.records.finish(tenant, "failed", failed.step, failed.error)
+            log.warning("provisioning.failed", stage=failed.step, error=failed.error)
+            return [ProvisioningFailed(stage=failed.step, error=failed.error, retryable=False)]
+        await deps.records.finish(tenant, "provisioned")
+    request = envelope.data
+    log.info("provisioning.done")
+    return [TenantProvisioned(
+        database=names.database, db_role=names.db_role, cache_user=names.cache_user,
+        cache_prefix=names.cache_prefix, bucket=names.bucket, secret_name=names.secret,
+        secret_arn=secret_arn, runtime_service=names.runtime_service, spec_ref=request.spec_ref,
+        spec_sha256=request.spec_sha256, custom_domain=request.custom_domain,
+    )]
+
+
+async def _converge(names: TenantNames, deps: TenantResources) -> str | None:
+    """Every step in order; returns the secret's ARN."""
+    steps = Steps(deps, names.tenant_id)
+    try:
+        known = await deps.secrets.read(names)
+    except PermanentError as exc:
+        raise StepFailed("secret", str(exc)) from None
+    if known is not None:
+        steps.secrets += [known.DB_PASSWORD, known.CACHE_PASSWORD]
+    db = await steps.run("database", lambda: deps.database.ensure(names, known and known.DB_PASSWORD))
+    cache = await steps.run("cache", lambda: deps.cache.ensure(names, known and known.CACHE_PASSWORD))
+    steps.secrets += [db.value, cache.value]
+    creds = TenantCredentials.build(names, deps.endpoints, db.value, cache.value)
+    secret = await steps.run("secret", lambda: deps.secrets.ensure(names, creds))
+    await steps.run("bucket", lambda: deps.bucket.ensure(names))
+    await steps.run("runtime", lambda: deps.runtime.register(names, env_ref=names.secret))
+    return secret.value
+
+
+HANDLERS = {TenantRequested: on_tenant_requested}

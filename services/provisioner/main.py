@@ -1,0 +1,8 @@
+"""`python -m services.provisioner.main`: consume TenantRequested (started by `hostplane up`)."""
+
+from services.provisioner.handlers import HANDLERS
+from services.resources.wiring import make_deps
+from services.runner import main
+
+if __name__ == "__main__":
+    main("provisioner", HANDLERS, make_deps)

@@ -1,0 +1,51 @@
+"""The tenant's runtime service as desired state (reloader.desired, table
+`runtime_services` in the control database); the local runtime agent, or ECS on AWS,
+converges to it. The registration names the tenant's secret (`env_ref`), never values.
+
+Writes commit at once (own connection), not with the handling transaction: a
+deregistration must reach the runtime agent before the tenant's database is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.tenant import TenantNames
+from reloader import desired
+from services.resources.base import Ensured, Outcome, ref
+
+
+class TenantRuntime:
+    def __init__(self, pool: Any, memory_mb: int = desired.DEFAULT_MEMORY_MB) -> None:
+        self.pool = pool
+        self.memory_mb = memory_mb
+
+    async def ensure_schema(self) -> None:
+        async with self.pool.acquire() as conn:
+            await desired.ensure_schema(conn)
+
+    async def register(self, names: TenantNames, env_ref: str) -> Ensured[str]:
+        async with self.pool.acquire() as conn:
+            before = await self._service(conn, names.tenant_id)
+            await desired.register_service(conn, names.tenant_id, env_ref, self.memory_mb)
+            after = await self._service(conn, names.tenant_id)
+        changed = before is not None and before.fingerprint != after.fingerprint
+        return Ensured(Outcome.of(before is None, changed), names.runtime_service)
+
+    async def deregister(self, names: TenantNames) -> list[str]:
+        async with self.pool.acquire() as conn:
+            existed = await self._service(conn, names.tenant_id) is not None
+            await desired.deregister_service(conn, names.tenant_id)
+        return [ref("runtime", names.runtime_service)] if existed else []
+
+    async def existing(self, names: TenantNames) -> list[str]:
+        return [ref("runtime", names.runtime_service)] if names.tenant_id in await self.registered() else []
+
+    async def registered(self) -> set[str]:
+        """Tenant ids with a registered runtime service."""
+        async with self.pool.acquire() as conn:
+            return {s.tenant_id for s in await desired.desired_services(conn)}
+
+    @staticmethod
+    async def _service(conn: Any, tenant_id: str) -> desired.DesiredService | None:
+        return next((s for s in await desired.desired_services(conn) if s.tenant_id == tenant_id), None)
