@@ -1,9 +1,9 @@
 """Bus benchmark: events/s and publish→handler latency through EventBridge + SQS.
 
 For each emulator (moto, LocalStack) a throwaway platform is started on free loopback
-ports; for 1 and 8 consumer workers, N TenantRequested events (one tenant each, so
+ports; for 1 and 8 consumer workers, N AppUpdateRequested events (one tenant each, so
 per-tenant serialisation does not throttle) are published in PutEvents batches of 10
-and consumed from the provisioner queue by the real Consumer (inbox transaction
+and consumed from the builder queue (no builder service runs yet, so nothing else takes them) by the real Consumer (inbox transaction
 included). Latency = handler start − publish call start, per event.
 
     python bench/bus.py [--events 300] [--emulators moto,localstack] [--workers 1,8]
@@ -31,7 +31,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contracts import Envelope, TenantRequested  # noqa: E402
+from contracts import Envelope, AppUpdateRequested  # noqa: E402
 from events.consumer import Consumer, ConsumerOptions  # noqa: E402
 from events.publisher import Publisher  # noqa: E402
 from events.topology import topology  # noqa: E402
@@ -63,7 +63,7 @@ async def run_case(running: RunningPlatform, workers: int, n_events: int, run: i
     digest = hashlib.sha256(b"bench").hexdigest()
     envelopes = [
         Envelope.new(
-            TenantRequested(spec_ref=f"specs/bench-{run}-{i}/1.json", spec_sha256=digest),
+            AppUpdateRequested(spec_ref=f"specs/bench-{run}-{i}/1.json", spec_sha256=digest),
             tenant_id=f"bench-{run}-{i:04d}",
             producer="api",
         )
@@ -72,7 +72,7 @@ async def run_case(running: RunningPlatform, workers: int, n_events: int, run: i
     expected = {str(e.event_id) for e in envelopes}
     pool = await asyncpg.create_pool(running.conn.control_dsn, min_size=2, max_size=workers + 4)
     consumer = Consumer(
-        "provisioner", {TenantRequested: on_requested}, None, pool, running.settings, topo,
+        "builder", {AppUpdateRequested: on_requested}, None, pool, running.settings, topo,
         concurrency=workers, options=ConsumerOptions(wait_time_s=1),
     )
     task = asyncio.create_task(consumer.run())

@@ -88,7 +88,8 @@ class Moto(Component):
         return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
 
     def healthy(self) -> bool:
-        return _http_ok(f"{self.url}/moto-api/data.json")
+        # A cheap probe: /moto-api/data.json dumps the whole (growing) emulator state.
+        return _http_ok(f"{self.url}/", timeout=3.0)
 
 
 LOCALSTACK_SERVICES = ("events", "sqs", "s3", "secretsmanager", "sts", "iam", "route53", "acm")

@@ -119,11 +119,13 @@ def up(settings: Settings, emulator: Emulator | None = None) -> UpReport:
 
 def _ensure_running(comp: Component, state: PlatformState, settings: Settings, report: UpReport) -> None:
     recorded = state.components.get(comp.name)
-    if recorded and process.alive(recorded.pid) and comp.healthy():
+    if recorded and process.alive(recorded.pid) and _healthy_within(comp, 10.0):
         report.already_running.append(comp.name)
         return
     if recorded and process.alive(recorded.pid):
-        process.stop(recorded.pid, sig=comp.stop_signal)  # alive but sick: replace it
+        # Alive but sick for 10 s: replace it (an emulator's in-memory state goes with it).
+        log.warning("component.replaced", component=comp.name)
+        process.stop(recorded.pid, sig=comp.stop_signal)
     pid = comp.start()
     state.components[comp.name] = ComponentState(
         name=comp.name, pid=pid, url=comp.url, port=comp.port, log=str(comp.log_path)
@@ -131,6 +133,15 @@ def _ensure_running(comp: Component, state: PlatformState, settings: Settings, r
     save_state(settings.home_dir, state)
     report.started.append(comp.name)
     log.info("component.started", component=comp.name, url=comp.url, pid=pid)
+
+
+def _healthy_within(comp: Component, seconds: float) -> bool:
+    """One slow probe is not a sick server: retry before declaring it so."""
+    try:
+        process.wait_until(comp.healthy, timeout=seconds, what=comp.name, interval=0.5)
+    except process.StartFailed:
+        return False
+    return True
 
 
 def _new_state(settings: Settings, emulator: Emulator, comps: list[Component],

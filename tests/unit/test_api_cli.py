@@ -45,7 +45,7 @@ def api(monkeypatch):
         client = Api("http://api", "tok")
         client.http = httpx.Client(base_url="http://api", transport=httpx.MockTransport(record),
                                    headers=client.http.headers)
-        monkeypatch.setattr(cli_tenant, "_api", lambda: client)
+        monkeypatch.setattr(cli_tenant, "api_client", lambda: client)
         monkeypatch.setattr(cli_tenant.time, "sleep", lambda _s: None)
         return seen
 
