@@ -30,9 +30,21 @@ pytestmark = pytest.mark.integration
 TENANTS = ("alpha", "beta")
 
 
+def _stop_platform_agent(home: Path) -> None:
+    from hostplane.local import process
+    from hostplane.local.state import load_state, save_state
+
+    state = load_state(home)
+    agent = state.components.pop("runtime-agent", None)
+    if agent is not None:
+        process.stop(agent.pid)
+        save_state(home, state)
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory):
     running = start_platform(tmp_path_factory.mktemp("agent-platform"), "moto")
+    _stop_platform_agent(running.settings.home_dir)  # these tests run and kill agents of their own
     try:
         yield running
     finally:
