@@ -70,18 +70,23 @@ OUTBOX_COLUMNS = (
 )
 
 
-async def ensure_schema(db: Any) -> None:
-    """Create the event tables if missing; safe to run from several processes at once.
+async def apply_schema(db: Any, sql: str, lock_key: int) -> None:
+    """Run idempotent DDL under an advisory lock, so several processes may start at once.
 
-    `db` is an asyncpg pool or connection.
+    `db` is an asyncpg pool or connection. Every control-plane table set is created here.
     """
     if hasattr(db, "acquire"):
         async with db.acquire() as conn:
-            await ensure_schema(conn)
+            await apply_schema(conn, sql, lock_key)
         return
     async with db.transaction():
-        await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-        await db.execute(SCHEMA_SQL)
+        await db.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
+        await db.execute(sql)
+
+
+async def ensure_schema(db: Any) -> None:
+    """Create the event tables if missing."""
+    await apply_schema(db, SCHEMA_SQL, _SCHEMA_LOCK)
 
 
 def outbox_row(envelope: Envelope[Any]) -> tuple[Any, ...]:

@@ -23,6 +23,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from events.store import apply_schema
 from services.api.projection import Facts, Status
 
 CONSUMER = "api"
@@ -79,14 +80,8 @@ CREATE TABLE IF NOT EXISTS tenant_status (
 
 
 async def ensure_schema(db: Any) -> None:
-    """Create the API's tables if missing; safe from several processes at once."""
-    if hasattr(db, "acquire"):
-        async with db.acquire() as conn:
-            await ensure_schema(conn)
-        return
-    async with db.transaction():
-        await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-        await db.execute(SCHEMA_SQL)
+    """Create the API's tables if missing."""
+    await apply_schema(db, SCHEMA_SQL, _SCHEMA_LOCK)
 
 
 async def lock_tenant(conn: Any, tenant_id: str) -> None:

@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
+from events.store import apply_schema
 from events.inbox import current_connection
 
 LIVE_STATES = ("provisioning", "provisioned", "failed")
@@ -63,13 +64,7 @@ CREATE TABLE IF NOT EXISTS provisioning_steps (
 
 async def ensure_records_schema(db: Any) -> None:
     """Create the tables if missing; `db` is a pool or a connection."""
-    if hasattr(db, "acquire"):
-        async with db.acquire() as conn:
-            await ensure_records_schema(conn)
-        return
-    async with db.transaction():
-        await db.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
-        await db.execute(SCHEMA_SQL)
+    await apply_schema(db, SCHEMA_SQL, _SCHEMA_LOCK)
 
 
 class ProvisioningRecords:
