@@ -1,0 +1,1 @@
+"""Migrator: TenantChanged → the tenant database migrated, then the release marked live."""
