@@ -300,6 +300,33 @@ class DeprovisioningFailed(Failure):
     remaining: list[ResourceRef] = Field(default_factory=list)
 
 
+# --- any consuming service ---------------------------------------------------------------
+
+# Lifecycle stage each consuming service's failures belong to (the status projection's
+# `failed` stage when that service gives up on a message).
+SERVICE_STAGES = {"provisioner": "provisioning", "builder": "building", "migrator": "migrating",
+                  "router-config": "routing", "deprovisioner": "deprovisioning"}
+
+
+@register
+class MessageDeadLettered(Event):
+    """A service failed an event on its last receive: the message now waits in that
+    service's DLQ (`hostplane dlq list`) until it is redriven. Tells the status projection
+    the tenant is stuck at `stage`; a later success of that stage supersedes it."""
+
+    event_type = "MessageDeadLettered"
+    schema_version = V1
+    producers = tuple(SERVICE_STAGES)
+    consumers = EVERYONE_WATCHING
+
+    service: Code = Field(description="The consuming service that gave up")
+    stage: Code = Field(description="Lifecycle stage of that service, e.g. 'provisioning'")
+    failed_event_type: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$", description="Type of the event that kept failing")
+    failed_event_id: str = Field(min_length=1, max_length=64, description="Its envelope event_id")
+    receives: NonNegativeInt
+    error: ErrorMessage
+
+
 FAILURES: tuple[type[Failure], ...] = (
     ProvisioningFailed,
     BuildFailed,

@@ -10,7 +10,9 @@ EventBridge ids (EventBridge assigns a new id on every publish).
 While a handler runs (or waits for its tenant) a heartbeat keeps extending the message's
 visibility. On failure the message is not deleted: its visibility is set to a short
 backoff (retry_delay_s × 2^(receives-1), capped at the visibility timeout) so it comes back
-sooner than a full timeout, and after the queue's max receives SQS moves it to the DLQ.
+sooner than a full timeout, and after the queue's max receives SQS moves it to the DLQ;
+a failure on the last receive also publishes MessageDeadLettered, so the tenant's status
+shows the stuck stage instead of waiting forever.
 On stop()/SIGTERM the consumer stops receiving, lets in-flight handlers finish within
 the grace period, then cancels the rest and releases their messages (visibility 0).
 """
@@ -29,6 +31,7 @@ import structlog
 
 from contracts.envelope import Envelope, Event
 from events.inbox import Inbox, PgInbox
+from events.outbox import add_to_outbox
 from events.topology import Topology
 from hostplane.aws import aws_client
 from hostplane.settings import Settings
@@ -88,6 +91,7 @@ class Consumer:
         self.heartbeat_s = self.options.heartbeat_s or max(self.visibility_s / 3, 0.5)
         self._handlers = {(cls.event_type, cls.major()): (cls, fn) for cls, fn in handlers.items()}
         self._inbox: Inbox = inbox or PgInbox(pool, service)
+        self._pool = pool
         self._sqs = sqs
         self._url: str | None = None
         self._stop = asyncio.Event()
@@ -187,6 +191,8 @@ class Consumer:
         structlog.contextvars.bind_contextvars(service=self.service, message_id=msg["MessageId"])
         receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         heartbeat = asyncio.create_task(self._heartbeat(msg))
+        envelope: Envelope[Any] | None = None
+        error: Exception | None = None
         try:
             envelope = self._read(msg)
             outcome = "ignored"
@@ -201,13 +207,15 @@ class Consumer:
                 outcome = await self._process(envelope)
         except _Released:
             outcome = "released"
-        except Exception:
-            outcome = "failed"
+        except Exception as exc:
+            outcome, error = "failed", exc
             log.exception("message.failed", receive_count=receives, retry_in_s=self._retry_delay(receives))
         finally:
             heartbeat.cancel()  # before settling, so no late extension overrides it
         if outcome == "failed":
             await self._set_visibility(msg, self._retry_delay(receives))
+            if envelope is not None and error is not None and receives >= self.spec.max_receives:
+                await self._dead_lettered(envelope, error, receives)
         elif outcome == "released":
             await self._set_visibility(msg, 0)
         else:
@@ -244,6 +252,27 @@ class Consumer:
             results = await handler(envelope, self.deps) or ()
             await tx.complete(envelope, [self.wrap(r, envelope) for r in results])
         return "handled"
+
+    async def _dead_lettered(self, envelope: Envelope[Any], error: Exception, receives: int) -> None:
+        """Last receive failed: SQS moves the message to the DLQ next; say so on the bus
+        (MessageDeadLettered, through the outbox, outside the inbox: a redrive must still
+        run the handler), so the tenant shows `failed` at this service's stage."""
+        from contracts.events_v1 import SERVICE_STAGES, MessageDeadLettered
+        from hostplane.logging import redact
+
+        if self._pool is None or self.service not in SERVICE_STAGES:
+            return
+        text = redact(None, "", {"error": f"{type(error).__name__}: {error}"})["error"]
+        notice = MessageDeadLettered(
+            service=self.service, stage=SERVICE_STAGES[self.service], failed_event_type=envelope.event_type,
+            failed_event_id=str(envelope.event_id), receives=receives, error=text,
+        )
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                await add_to_outbox(conn, [self.wrap(notice, envelope)])
+            log.warning("message.dead_lettered", receive_count=receives, queue=self.spec.dlq_name)
+        except Exception:
+            log.exception("message.dead_letter_notice_failed")
 
     def wrap(self, item: Event | Envelope[Any], cause: Envelope[Any]) -> Envelope[Any]:
         """An emitted event in its envelope: same tenant and correlation, caused by `cause`."""

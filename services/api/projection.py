@@ -150,6 +150,10 @@ def observe(status: Status, event: Observed) -> Status:
         facts = replace(facts, deprovisioned=True, route_removed=True)
     elif etype in _FAILURE_STAGES and current:
         facts = replace(facts, failure=_failure(etype, data, event.occurred_at))
+    elif etype == "MessageDeadLettered" and current:
+        facts = replace(facts, failure=FailureFact(
+            stage=data["stage"], step=f"{data['service']}:dead-lettered", error=data["error"], retryable=True,
+            at=event.occurred_at.isoformat()))
     return replace(status, facts=facts)
 
 
@@ -177,6 +181,7 @@ def failure_in_force(kind: Kind, f: Facts) -> FailureFact | None:
         "migrating": _at_least(f.migrated_version, fail.version or f.built_version),
         "releasing": _at_least(f.active_version, fail.version or f.built_version),
         "deprovisioning": f.deprovisioned,
+        "routing": f.routed,
     }.get(fail.stage, False)
     return None if superseded else fail
 

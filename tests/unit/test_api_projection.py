@@ -224,3 +224,22 @@ def test_derive_covers_every_kind():
 
 def test_the_consumer_handles_every_event_type():
     assert {m.event_type for m in HANDLERS} == {m.event_type for m in registered_events()}
+
+
+def test_a_dead_lettered_message_fails_its_stage_until_a_redrive_succeeds():
+    from contracts.events_v1 import MessageDeadLettered
+
+    status = fold(created(), [ev(TenantRequested), ev(MessageDeadLettered)])[-1]
+    assert (status.state, status.stage) == ("failed", "provisioning")
+    assert status.facts.failure.retryable and "provisioner" in status.facts.failure.step
+    redriven = fold(status, [ev(TenantProvisioned)])[-1]
+    assert (redriven.state, redriven.stage) == ("provisioning", "route")
+
+
+def test_a_dead_lettered_route_fails_routing_and_the_route_supersedes_it():
+    from contracts.events_v1 import MessageDeadLettered
+
+    stuck = fold(created(), [ev(TenantRequested), ev(TenantProvisioned),
+                             ev(MessageDeadLettered, service="router-config", stage="routing")])[-1]
+    assert (stuck.state, stuck.stage) == ("failed", "routing")
+    assert fold(stuck, [ev(RouteConfigured)])[-1].state != "failed"

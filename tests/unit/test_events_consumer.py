@@ -318,3 +318,47 @@ async def test_sigterm_stops_receiving_and_lets_the_handler_finish():
     late = sqs.send(ping())
     await asyncio.sleep(0.1)
     assert sqs.messages[late]["receives"] == 0  # nothing is received after the stop
+
+
+class FakePool:
+    """Captures what the consumer writes to the outbox outside the inbox transaction."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[Any, ...]] = []
+
+    @contextlib.asynccontextmanager
+    async def acquire(self) -> AsyncIterator[FakePool]:
+        yield self
+
+    def transaction(self) -> contextlib.AbstractAsyncContextManager[None]:
+        return contextlib.nullcontext()  # type: ignore[return-value]
+
+    async def executemany(self, _sql: str, rows: list[tuple[Any, ...]]) -> None:
+        self.rows += rows
+
+
+async def test_last_receive_failure_announces_the_dead_letter_without_marking_the_inbox():
+    sqs, inbox, pool, calls = FakeSQS(), FakeInbox(), FakePool(), []
+
+    async def handler(env, deps):
+        calls.append(1)
+        raise RuntimeError("cannot reach postgresql://t_acme:hunter2-secret@127.0.0.1/t_acme")
+
+    opts = ConsumerOptions(wait_time_s=0, visibility_timeout_s=30, grace_period_s=2, retry_delay_s=0)
+    topo = Topology(bus_name="b", archive_name="a", queues=(QueueSpec(SERVICE, "q", "q-dlq", max_receives=3),),
+                    rules=())
+    consumer = Consumer(SERVICE, {Ping: handler}, None, pool, Settings(), topo, options=opts, sqs=sqs, inbox=inbox)
+    cause = ping()
+    sqs.send(cause)
+    async with running(consumer):
+        await until(lambda: len(calls) >= 4 and pool.rows)
+    assert inbox.keys == set(), "a redrive must still run the handler"
+    details = [json.loads(next(v for v in row if isinstance(v, str) and v.startswith("{"))) for row in pool.rows]
+    notices = [d for d in details if d["event_type"] == "MessageDeadLettered"]
+    assert 1 <= len(notices) <= len(calls) - 2, "notices only for receives at or beyond the last"
+    assert all(n["data"]["receives"] >= 3 for n in notices)
+    data = notices[0]["data"]
+    assert data["service"] == SERVICE and data["stage"] == "building" and data["receives"] == 3
+    assert data["failed_event_type"] == "UnitPing" and data["failed_event_id"] == str(cause.event_id)
+    assert "hunter2-secret" not in json.dumps(notices) and "RuntimeError" in data["error"]
+    assert notices[0]["correlation_id"] == str(cause.correlation_id)
