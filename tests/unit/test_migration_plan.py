@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from contracts.app_spec import load_app_spec
-from services.migrator.model import Model, relational_model
+from services.builder.model import Model, relational_model
 from services.migrator.plan import check_update, plan
 
 V1 = {"app": "Tasks", "entities": {

@@ -1,0 +1,132 @@
+"""Migrator: TenantChanged → the tenant database migrated in one transaction, then the
+release marked live (current.json), then MigrationsApplied.
+
+The previous data model is the one in the ledger's latest row (the database's truth),
+never what the event says; the new one comes from `spec.json` inside the release's
+verified artifact. In one transaction, as the tenant's own role, under an advisory
+lock: re-read the ledger (already applied → nothing to do), apply the plan, record it.
+Only after the commit does the pointer move, and the ledger remembers that it moved, so
+a replay (or a redelivery after a crash anywhere) neither migrates twice nor moves the
+pointer again (a rollback made since stays). A failing statement rolls everything back:
+MigrationFailed carries the server's message and the old release keeps serving.
+Connection and other transient errors are raised, so the consumer retries (then DLQ).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import asyncpg
+import structlog
+
+from contracts.app_spec import InvalidAppSpec
+from contracts.envelope import Envelope, Event
+from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
+from reloader.artifacts import ArtifactError
+from services.migrator import adapters
+from services.migrator.adapters import LOCK_KEY, MigratorDeps
+from services.builder.model import Model, relational_model
+from services.migrator.plan import plan
+from services.resources.base import scrub
+
+log = structlog.get_logger(__name__)
+# SQLSTATE a retry cannot fix: data exception, integrity, feature, dependency, syntax/access,
+# program limit; plus a statement cancelled by the role's statement_timeout.
+_PERMANENT_CLASSES = ("0A", "22", "23", "2B", "42", "54")
+_PERMANENT_STATES = ("57014",)
+
+
+class Refused(Exception):
+    def __init__(self, stage: str, error: str) -> None:
+        super().__init__(error)
+        self.stage, self.error = stage, error
+
+
+def _permanent(exc: asyncpg.PostgresError) -> bool:
+    state = getattr(exc, "sqlstate", "") or ""
+    return state[:2] in _PERMANENT_CLASSES or state in _PERMANENT_STATES
+
+
+async def on_tenant_changed(envelope: Envelope[TenantChanged], deps: MigratorDeps) -> list[Event]:
+    event, tenant = envelope.data, envelope.tenant_id
+    started = time.perf_counter()
+    try:
+        applied = await _migrate_and_release(tenant, event, str(envelope.correlation_id), deps)
+    except Refused as refused:
+        log.warning("migration.failed", version=event.version, stage=refused.stage, error=refused.error)
+        return [MigrationFailed(stage=refused.stage, error=refused.error, retryable=False, version=event.version)]
+    if applied is None:
+        return []
+    log.info("migration.applied", version=event.version, migrations=applied,
+             ms=round((time.perf_counter() - started) * 1000, 1))
+    return [MigrationsApplied(version=event.version, migrations=applied)]
+
+
+async def _migrate_and_release(tenant: str, event: TenantChanged, correlation_id: str,
+                               deps: MigratorDeps) -> list[str] | None:
+    """Names of the migrations applied now; None for a stale event (a newer version is in)."""
+    try:
+        spec = await asyncio.to_thread(adapters.release_spec, deps.store, tenant, event.version, event.sha256)
+    except (ArtifactError, InvalidAppSpec) as exc:
+        raise Refused("artifact", str(exc)) from None
+    if spec.digest() != event.spec_sha256:
+        raise Refused("artifact", f"release {event.version} carries spec {spec.digest()[:12]}, "
+                                  f"the event names {event.spec_sha256[:12]}")
+    new = relational_model(spec)
+    creds = await deps.secrets.read(deps.names(tenant))
+    if creds is None:
+        raise Refused("credentials", f"tenant {tenant} has no readable secret {deps.names(tenant).secret}")
+    conn = await adapters.connect_as_tenant(creds)
+    try:
+        result = await _migrate(conn, event, new, creds)
+        if result is not None and result[1]:
+            await _release(tenant, event, correlation_id, deps)
+            await adapters.mark_released(conn, event.version)
+    finally:
+        await conn.close()
+    return result[0] if result is not None else None
+
+
+async def _release(tenant: str, event: TenantChanged, correlation_id: str, deps: MigratorDeps) -> None:
+    """Point current.json at the release, unless it already does (a replay keeps the generation)."""
+    pointer = await asyncio.to_thread(deps.store.read_current, tenant)
+    if pointer is None or (pointer.version, pointer.sha256) != (event.version, event.sha256):
+        await asyncio.to_thread(deps.store.set_current, tenant, event.version, correlation_id=correlation_id)
+
+
+async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[str], bool] | None:
+    """One transaction: (names applied now, whether the release is still to be marked live)."""
+    step = "ledger"
+    try:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            await conn.execute(adapters.LEDGER_DDL)
+            this, latest = await adapters.ledger_rows(conn, event.version)
+            if this is not None:
+                if this.spec_sha256 != event.spec_sha256:
+                    raise Refused("plan", f"version {event.version} was migrated with spec "
+                                          f"{this.spec_sha256[:12]}, not {event.spec_sha256[:12]}")
+                log.info("migration.already_applied", version=event.version)
+                return [], not this.released
+            if latest is not None and latest.version > event.version:
+                log.warning("migration.stale", version=event.version, database_version=latest.version)
+                return None
+            steps = plan(Model.from_json(latest.model) if latest else None, new)
+            if problems := steps.problems(event.allow_destructive):
+                raise Refused("plan", "; ".join(problems))
+            for s in steps.steps:
+                step = s.description
+                for statement in s.sql:
+                    await conn.execute(statement)
+            step = "ledger"
+            await adapters.record(conn, event.version, event.spec_sha256, new.to_json(), steps.to_json())
+    except asyncpg.PostgresError as exc:
+        if not _permanent(exc):
+            raise
+        error = scrub(f"{step}: {exc} (SQLSTATE {exc.sqlstate})", [creds.DB_PASSWORD, creds.DATABASE_URL])
+        raise Refused("apply", error) from None
+    return ([steps.name(event.version)] if steps.steps else []), True
+
+
+HANDLERS = {TenantChanged: on_tenant_changed}
