@@ -103,15 +103,15 @@ async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
             await conn.execute(adapters.LEDGER_DDL)
             this, latest = await adapters.ledger_rows(conn, event.version)
+            if latest is not None and latest.version > event.version:  # an old event replayed
+                log.warning("migration.stale", version=event.version, database_version=latest.version)
+                return None
             if this is not None:
                 if this.spec_sha256 != event.spec_sha256:
                     raise Refused("plan", f"version {event.version} was migrated with spec "
                                           f"{this.spec_sha256[:12]}, not {event.spec_sha256[:12]}")
                 log.info("migration.already_applied", version=event.version)
                 return [], not this.released
-            if latest is not None and latest.version > event.version:
-                log.warning("migration.stale", version=event.version, database_version=latest.version)
-                return None
             steps = plan(Model.from_json(latest.model) if latest else None, new)
             if problems := steps.problems(event.allow_destructive):
                 raise Refused("plan", "; ".join(problems))

@@ -1,0 +1,184 @@
+"""The migrator handler on a real tenant (provisioned by the provisioner on real PostgreSQL
+and the emulator): spec evolution keeps the rows, runs as the tenant's role, a replay
+changes nothing, a failing migration leaves schema and live release exactly as before,
+a destructive change needs the flag."""
+
+from __future__ import annotations
+
+import copy
+import io
+import zipfile
+from collections.abc import AsyncIterator
+
+import pytest
+
+from contracts.app_spec import load_app_spec
+from contracts.envelope import Envelope
+from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
+from services.migrator import adapters
+from services.migrator.adapters import MigratorDeps, open_deps
+from services.migrator.handlers import on_tenant_changed
+from services.provisioner.handlers import on_tenant_requested
+from tests.integration.test_provision_resources import res, tenant  # noqa: F401
+from tests.unit.test_provisioner import requested
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
+              pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
+
+V1 = {"app": "Tasks", "entities": {"task": {"fields": {
+    "title": {"type": "string", "required": True, "max_length": 200},
+    "done": {"type": "boolean", "default": False},
+}}}}
+
+
+def version(n: int) -> dict:
+    """V1 evolved n-1 steps: + entity person, + optional task.owner, + required task.priority with default."""
+    spec = copy.deepcopy(V1)
+    if n >= 2:
+        spec["entities"]["person"] = {"fields": {"name": {"type": "string", "required": True}}}
+    if n >= 3:
+        spec["entities"]["task"]["fields"]["owner"] = {"type": "reference", "to": "person"}
+    if n >= 4:
+        spec["entities"]["task"]["fields"]["priority"] = {"type": "integer", "required": True, "default": 3,
+                                                          "min": 1}
+    return spec
+
+
+def release(deps: MigratorDeps, tenant: str, number: int, spec: dict, *, allow_destructive: bool = False,
+            previous: int | None = None) -> Envelope[TenantChanged]:
+    """Publish release `number` (a zip with spec.json, as the builder does) and its TenantChanged."""
+    app = load_app_spec(spec)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("spec.json", (2026, 1, 1, 0, 0, 0)), app.canonical_json())
+        zf.writestr(zipfile.ZipInfo("__main__.py", (2026, 1, 1, 0, 0, 0)), "")
+    manifest = deps.store.publish_release(tenant, number, buf.getvalue())
+    return Envelope.new(TenantChanged(
+        version=number, artifact_path=f"{tenant}/releases/{number}/app.pyz", sha256=manifest.sha256,
+        size=manifest.size, spec_sha256=app.digest(), previous_version=previous,
+        allow_destructive=allow_destructive), tenant_id=tenant, producer="builder")
+
+
+@pytest.fixture
+async def deps(running_platform) -> AsyncIterator[MigratorDeps]:
+    d = await open_deps(running_platform.settings)
+    try:
+        yield d
+    finally:
+        await d.aclose()
+
+
+@pytest.fixture
+async def db(res, tenant, deps):  # noqa: F811
+    """A provisioned tenant; yields a connection as the tenant's own role."""
+    await on_tenant_requested(requested(tenant), res)
+    conn = await adapters.connect_as_tenant(await deps.secrets.read(deps.names(tenant)))
+    try:
+        yield conn
+    finally:
+        await conn.close()
+
+
+async def snapshot(conn) -> dict:
+    """Everything a migration can change in the tenant database."""
+    columns = await conn.fetch(
+        "SELECT table_name, column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+        "WHERE table_schema = 'public' ORDER BY 1, 2")
+    constraints = await conn.fetch(
+        "SELECT conrelid::regclass::text AS t, conname, pg_get_constraintdef(oid) AS def FROM pg_constraint "
+        "WHERE connamespace = 'public'::regnamespace ORDER BY 1, 2")
+    ledger = await conn.fetch(f"SELECT version, spec_sha256, released_at FROM {adapters.LEDGER} ORDER BY 1")
+    return {"columns": [tuple(r) for r in columns], "constraints": [tuple(r) for r in constraints],
+            "ledger": [tuple(r) for r in ledger]}
+
+
+async def apply(deps, tenant, number, spec, **kwargs):
+    return await on_tenant_changed(release(deps, tenant, number, spec, **kwargs), deps)
+
+
+async def test_spec_evolution_keeps_every_row_and_runs_as_the_tenant_role(deps, tenant, db):  # noqa: F811
+    [first] = await apply(deps, tenant, 1, version(1))
+    assert isinstance(first, MigrationsApplied) and first.version == 1 and len(first.migrations) == 1
+    assert deps.store.read_current(tenant).version == 1
+    await db.execute("INSERT INTO task (title) VALUES ('write tests'), ('ship')")
+    for n in (2, 3, 4):
+        [event] = await apply(deps, tenant, n, version(n), previous=n - 1)
+        assert isinstance(event, MigrationsApplied), event
+        assert event.version == n and event.migrations[0].startswith(f"v{n}-")
+        assert deps.store.read_current(tenant).version == n
+    rows = await db.fetch("SELECT title, done, owner, priority FROM task ORDER BY id")
+    assert [tuple(r) for r in rows] == [("write tests", False, None, 3), ("ship", False, None, 3)]
+    person = await db.fetchval("INSERT INTO person (name) VALUES ('ada') RETURNING id")
+    await db.execute("UPDATE task SET owner = $1 WHERE title = 'ship'", person)
+    owners = await db.fetch("SELECT tablename, tableowner FROM pg_tables WHERE schemaname = 'public' ORDER BY 1")
+    role = deps.names(tenant).db_role
+    assert [tuple(r) for r in owners] == [(adapters.LEDGER, role), ("person", role), ("task", role)]
+    assert [r["version"] for r in await db.fetch(f"SELECT version FROM {adapters.LEDGER} ORDER BY 1")] == [1, 2, 3, 4]
+
+
+async def test_a_replay_changes_nothing(deps, tenant, db):  # noqa: F811
+    await apply(deps, tenant, 1, version(1))
+    v2 = release(deps, tenant, 2, version(2))
+    [applied] = await on_tenant_changed(v2, deps)
+    before, pointer = await snapshot(db), deps.store.read_current(tenant)
+    [again] = await on_tenant_changed(v2, deps)
+    assert again == MigrationsApplied(version=2, migrations=[]) and applied.migrations
+    assert await snapshot(db) == before
+    assert deps.store.read_current(tenant) == pointer, "same generation: the reloader sees no news"
+    stale = release(deps, tenant, 1, version(1))  # the same bytes: v1 republished is a no-op
+    assert await on_tenant_changed(stale, deps) == [], "an older version never goes live again by replay"
+    assert await snapshot(db) == before and deps.store.read_current(tenant) == pointer
+
+
+async def test_a_crash_before_the_release_is_marked_live_is_finished_by_the_redelivery(deps, tenant, db,
+                                                                                       monkeypatch):  # noqa: F811
+    await apply(deps, tenant, 1, version(1))
+    v2 = release(deps, tenant, 2, version(2))
+    real = deps.store.set_current
+
+    def dies(*args, **kwargs):
+        raise OSError("EFS went away")
+
+    monkeypatch.setattr(deps.store, "set_current", dies)
+    with pytest.raises(OSError):
+        await on_tenant_changed(v2, deps)
+    assert deps.store.read_current(tenant).version == 1
+    monkeypatch.setattr(deps.store, "set_current", real)
+    [event] = await on_tenant_changed(v2, deps)
+    assert event == MigrationsApplied(version=2, migrations=[])  # migrated before the crash
+    assert deps.store.read_current(tenant).version == 2
+    assert (await snapshot(db))["ledger"][-1][2] is not None
+
+
+async def test_a_failing_migration_leaves_schema_and_live_release_as_before(deps, tenant, db):  # noqa: F811
+    await apply(deps, tenant, 1, version(1))
+    await apply(deps, tenant, 2, version(2))
+    await db.execute("INSERT INTO task (title) VALUES ('a title of thirty-two characters')")
+    before, pointer = await snapshot(db), deps.store.read_current(tenant)
+    tighter = version(3)  # adds a column and a foreign key first, then a limit existing rows break
+    tighter["entities"]["task"]["fields"]["title"]["max_length"] = 10
+    [failed] = await apply(deps, tenant, 3, tighter)
+    assert isinstance(failed, MigrationFailed) and failed.stage == "apply" and failed.version == 3
+    assert "task_title_max_length" in failed.error and "23514" in failed.error and not failed.retryable
+    assert await snapshot(db) == before
+    assert deps.store.read_current(tenant) == pointer
+    assert await db.fetchval("SELECT count(*) FROM task") == 1
+    [fixed] = await apply(deps, tenant, 4, version(3))  # the next good version migrates from v2
+    assert isinstance(fixed, MigrationsApplied) and deps.store.read_current(tenant).version == 4
+
+
+async def test_a_destructive_change_needs_the_flag(deps, tenant, db):  # noqa: F811
+    await apply(deps, tenant, 1, version(1))
+    await db.execute("INSERT INTO task (title, done) VALUES ('keep me', TRUE)")
+    before, pointer = await snapshot(db), deps.store.read_current(tenant)
+    without_done = copy.deepcopy(version(1))
+    del without_done["entities"]["task"]["fields"]["done"]
+    [refused] = await apply(deps, tenant, 2, without_done)
+    assert isinstance(refused, MigrationFailed) and refused.stage == "plan"
+    assert refused.error == "entities.task.fields.done: removing a field deletes its data; send --allow-destructive"
+    assert await snapshot(db) == before and deps.store.read_current(tenant) == pointer
+    [applied] = await apply(deps, tenant, 3, without_done, allow_destructive=True)
+    assert isinstance(applied, MigrationsApplied) and deps.store.read_current(tenant).version == 3
+    columns = await db.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'task'")
+    assert "done" not in {r["column_name"] for r in columns}
+    assert await db.fetchval("SELECT title FROM task") == "keep me"
