@@ -1,0 +1,131 @@
+"""Density benchmark: how many tenants one machine hosts, and where it stops coping.
+
+Tenants are added in steps (default 50 → 100 → 200) on one platform, each created from
+examples/tasks.yaml through the API, all of a step submitted at once. Per step:
+  - time until every new tenant is `ready` (provisioned, routed, built, migrated, live);
+  - idle memory per tenant: its runtime (reloader + app workers), RSS and USS;
+  - edge latency p50/p99 of GET /healthz on random tenants through Caddy, and errors;
+  - machine memory used.
+The knee is the first step where a tenant fails or misses the deadline, the edge errors,
+or p99 exceeds --p99-limit-ms; the run stops there (the machine has stopped coping).
+
+    python bench/density.py [--steps 50,100,200] [--step-timeout 900] [--emulator moto]
+
+Prints a table, saves bench/results/density-<timestamp>.json and a PNG chart beside it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+from rich.console import Console
+from rich.table import Table
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.support.fleet import Fleet, save, summary  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+async def run(steps: list[int], step_timeout: float, emulator: str, p99_limit_ms: float) -> dict:
+    rows: list[dict] = []
+    knee = None
+    with tempfile.TemporaryDirectory(prefix="hp-density-") as folder:
+        fleet = await Fleet.start(Path(folder) / "home", emulator)
+        try:
+            live: list[str] = []
+            for target in steps:
+                names = [f"d{i:04d}" for i in range(len(live), target)]
+                started = time.monotonic()
+                refused = await fleet.create(names)
+                ready = await fleet.wait_settled([n for n in names if n not in refused], step_timeout)
+                took = time.monotonic() - started
+                live += list(ready)
+                await asyncio.sleep(5)  # let start-up settle before measuring idle memory
+                memory = fleet.runtime_memory()
+                edge = await fleet.edge_latency(live, requests=max(400, 2 * len(live)))
+                row = {
+                    "tenants": target, "created": len(names), "ready": len(ready), "refused": len(refused),
+                    "all_ready_s": round(took, 1), "create_to_ready_s": summary(list(ready.values())),
+                    "memory": memory, "edge": edge,
+                    "machine_used_gb": round((psutil.virtual_memory().total - psutil.virtual_memory().available) / 2**30, 1),
+                }
+                rows.append(row)
+                print(f"step {target}: {len(ready)}/{len(names)} ready in {took:.0f} s, "
+                      f"edge p99 {edge['latency_ms'].get('p99')} ms, {edge['errors']} errors", flush=True)
+                reasons = []
+                if len(ready) < len(names):
+                    reasons.append(f"{len(names) - len(ready)} of {len(names)} new tenants not ready in {step_timeout:.0f} s")
+                if edge["errors"]:
+                    reasons.append(f"{edge['errors']} edge errors")
+                if edge["latency_ms"].get("p99", 0) > p99_limit_ms:
+                    reasons.append(f"edge p99 {edge['latency_ms']['p99']} ms > {p99_limit_ms:.0f} ms")
+                if reasons:
+                    knee = {"tenants": target, "reasons": reasons}
+                    break
+        finally:
+            await fleet.stop()
+    return {"emulator": emulator, "steps": rows, "knee": knee}
+
+
+def chart(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = result["steps"]
+    n = [s["tenants"] for s in steps]
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    axes[0].plot(n, [s["all_ready_s"] for s in steps], marker="o")
+    axes[0].set(title="time until the step's tenants are ready", xlabel="tenants", ylabel="s")
+    axes[1].plot(n, [s["memory"]["rss_mb_per_tenant"] for s in steps], marker="o", label="RSS")
+    axes[1].plot(n, [s["memory"]["uss_mb_per_tenant"] for s in steps], marker="o", label="USS")
+    axes[1].set(title="idle memory per tenant", xlabel="tenants", ylabel="MB")
+    axes[1].legend()
+    axes[2].plot(n, [s["edge"]["latency_ms"].get("p50") for s in steps], marker="o", label="p50")
+    axes[2].plot(n, [s["edge"]["latency_ms"].get("p99") for s in steps], marker="o", label="p99")
+    axes[2].set(title="edge latency, random tenant", xlabel="tenants", ylabel="ms")
+    axes[2].legend()
+    if result.get("knee"):
+        fig.suptitle(f"knee at {result['knee']['tenants']} tenants: {'; '.join(result['knee']['reasons'])}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", default="50,100,200")
+    parser.add_argument("--step-timeout", type=float, default=900)
+    parser.add_argument("--emulator", default="moto", choices=["moto", "localstack"])
+    parser.add_argument("--p99-limit-ms", type=float, default=1000)
+    args = parser.parse_args()
+    result = asyncio.run(run([int(s) for s in args.steps.split(",")], args.step_timeout, args.emulator,
+                             args.p99_limit_ms))
+    table = Table(title=f"density on one machine ({args.emulator})")
+    for col in ("tenants", "ready/new", "all ready s", "create→ready p50 s", "RSS MB/tenant", "USS MB/tenant",
+                "edge p50 ms", "edge p99 ms", "errors", "machine GB"):
+        table.add_column(col, justify="right")
+    for s in result["steps"]:
+        lat = s["edge"]["latency_ms"]
+        table.add_row(str(s["tenants"]), f"{s['ready']}/{s['created']}", str(s["all_ready_s"]),
+                      str(s["create_to_ready_s"].get("p50")), str(s["memory"]["rss_mb_per_tenant"]),
+                      str(s["memory"]["uss_mb_per_tenant"]), str(lat.get("p50")), str(lat.get("p99")),
+                      str(s["edge"]["errors"]), str(s["machine_used_gb"]))
+    Console(width=160).print(table)
+    print("knee:", result["knee"] or "not reached")
+    out = save(RESULTS, "density", result)
+    chart(result, out.with_suffix(".png"))
+    print(f"saved {out} and {out.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,166 @@
+"""Many tenants on one throwaway platform, driven through the public API and edge.
+
+The benchmarks measure what a user would see: creations go through `POST /v1/tenants`
+(the same path as `hostplane tenant create`), readiness is the API's own status, and
+requests go through the Caddy edge with the tenant's Host header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
+from hostplane.local.state import CREDENTIALS_FILE, load_state
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLE_SPEC = (REPO / "examples" / "tasks.yaml").read_text()
+SETTLED = {"ready", "failed", "deleted"}
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    return {"n": len(values), "p50": round(statistics.median(values), 1), "p95": round(percentile(values, 0.95), 1),
+            "p99": round(percentile(values, 0.99), 1), "max": round(max(values), 1)}
+
+
+@dataclass
+class Fleet:
+    running: RunningPlatform
+    api: httpx.AsyncClient
+    edge: httpx.AsyncClient
+    edge_port: int
+    created_at: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    async def start(cls, home: Path, emulator: str = "moto") -> Fleet:
+        running = await asyncio.to_thread(start_platform, home, emulator)
+        state = load_state(running.settings.home_dir)
+        token = json.loads((running.settings.home_dir / CREDENTIALS_FILE).read_text())["api_token"]
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)
+        api = httpx.AsyncClient(base_url=state.api_url, headers={"Authorization": f"Bearer {token}"},
+                                timeout=60, limits=limits)
+        edge = httpx.AsyncClient(base_url=f"http://127.0.0.1:{running.settings.edge_port}", timeout=10, limits=limits)
+        return cls(running, api, edge, running.settings.edge_port)
+
+    async def stop(self) -> None:
+        await self.api.aclose()
+        await self.edge.aclose()
+        await asyncio.to_thread(stop_platform, self.running)
+
+    async def create(self, names: list[str], spec: str = EXAMPLE_SPEC) -> dict[str, str]:
+        """Submit every creation at once; returns the names the API refused, with why."""
+        async def one(name: str) -> tuple[str, str | None]:
+            self.created_at[name] = time.monotonic()
+            resp = await self.api.post("/v1/tenants", json={"name": name, "app": spec})
+            return name, None if resp.status_code == 202 else f"{resp.status_code}: {resp.text[:200]}"
+
+        results = await asyncio.gather(*(one(n) for n in names))
+        return {name: err for name, err in results if err}
+
+    async def states(self) -> dict[str, dict[str, Any]]:
+        resp = await self.api.get("/v1/tenants")
+        resp.raise_for_status()
+        body = resp.json()
+        items = body["tenants"] if isinstance(body, dict) else body
+        return {t["name"]: t for t in items}
+
+    async def wait_settled(self, names: list[str], timeout: float) -> dict[str, float]:
+        """Seconds from each creation to `ready` (polling the API every 0.5 s); tenants
+        not ready by the deadline (or failed) are missing from the result."""
+        ready: dict[str, float] = {}
+        pending = set(names)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            states = await self.states()
+            now = time.monotonic()
+            for name in list(pending):
+                state = states.get(name, {}).get("state")
+                if state == "ready":
+                    ready[name] = now - self.created_at[name]
+                if state in SETTLED:
+                    pending.discard(name)
+            if pending:
+                await asyncio.sleep(0.5)
+        return ready
+
+    async def edge_latency(self, names: list[str], requests: int, concurrency: int = 8) -> dict[str, Any]:
+        """GET /healthz on random tenants through the edge; latency in ms and errors."""
+        latencies: list[float] = []
+        errors: list[str] = []
+        queue = [random.choice(names) for _ in range(requests)]
+
+        async def worker() -> None:
+            while queue:
+                name = queue.pop()
+                start = time.perf_counter()
+                try:
+                    resp = await self.edge.get("/healthz", headers={"Host": f"{name}.localhost"})
+                    if resp.status_code != 200:
+                        errors.append(f"{name}: {resp.status_code}")
+                        continue
+                except httpx.HTTPError as exc:
+                    errors.append(f"{name}: {type(exc).__name__}")
+                    continue
+                latencies.append((time.perf_counter() - start) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return {"latency_ms": summary(latencies), "errors": len(errors), "error_samples": errors[:5]}
+
+    def runtime_memory(self) -> dict[str, Any]:
+        """RSS and USS of every tenant runtime (reloader + app workers), from the agent's state."""
+        path = self.running.settings.home_dir / "runtime" / "agent.json"
+        tenants = json.loads(path.read_text()).get("tenants", {}) if path.exists() else {}
+        rss = uss = procs = 0
+        for rec in tenants.values():
+            try:
+                root = psutil.Process(rec["pid"])
+                for proc in (root, *root.children(recursive=True)):
+                    info = proc.memory_full_info()
+                    rss, uss, procs = rss + info.rss, uss + info.uss, procs + 1
+            except (psutil.Error, KeyError, TypeError):
+                continue
+        n = max(len(tenants), 1)
+        return {"runtimes": len(tenants), "processes": procs, "rss_mb_per_tenant": round(rss / n / 2**20, 1),
+                "uss_mb_per_tenant": round(uss / n / 2**20, 1), "rss_mb_total": round(rss / 2**20)}
+
+    async def dlq_depths(self) -> dict[str, int]:
+        from hostplane.aws import aws_client
+        from events.topology import topology
+
+        depths = {}
+        async with aws_client("sqs", self.running.settings) as sqs:
+            for q in topology(self.running.settings.name_prefix).queues:
+                url = (await sqs.get_queue_url(QueueName=q.dlq_name))["QueueUrl"]
+                attrs = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+                depths[q.service] = int(attrs["Attributes"]["ApproximateNumberOfMessages"])
+        return depths
+
+
+def save(results_dir: Path, name: str, payload: dict[str, Any]) -> Path:
+    import os
+    import platform as host_platform
+    from datetime import UTC, datetime
+
+    results_dir.mkdir(exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = results_dir / f"{name}-{stamp}.json"
+    meta = {"at": stamp, "machine": host_platform.platform(), "cpus": os.cpu_count(),
+            "memory_gb": round(psutil.virtual_memory().total / 2**30)}
+    out.write_text(json.dumps(meta | payload, indent=2) + "\n")
+    return out
