@@ -182,3 +182,22 @@ async def test_a_destructive_change_needs_the_flag(deps, tenant, db):  # noqa: F
     columns = await db.fetch("SELECT column_name FROM information_schema.columns WHERE table_name = 'task'")
     assert "done" not in {r["column_name"] for r in columns}
     assert await db.fetchval("SELECT title FROM task") == "keep me"
+
+
+async def test_the_running_migrator_consumes_tenant_changed_from_the_bus(res, tenant, deps,  # noqa: F811
+                                                                         running_platform):
+    from tests.integration.test_provision_bus import publish, wait_for_event
+
+    home = running_platform.settings.home_dir
+    assert (home / "run" / "migrator.ready").exists()
+    pool = res.records.pool
+    await publish(pool, requested(tenant))
+    await wait_for_event(pool, tenant, "TenantProvisioned")
+    changed = release(deps, tenant, 1, version(1))
+    await publish(pool, changed)
+    applied = await wait_for_event(pool, tenant, "MigrationsApplied")
+    assert applied.producer == "migrator" and applied.causation_id == changed.event_id
+    assert deps.store.read_current(tenant).version == 1
+    secret = (await deps.secrets.read(deps.names(tenant))).env()["DB_PASSWORD"]
+    assert tenant in (home / "logs" / "migrator.log").read_text(errors="replace")
+    assert secret not in (home / "logs" / "migrator.log").read_text(errors="replace")
