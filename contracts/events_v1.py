@@ -259,7 +259,8 @@ class ReleaseActivated(Event):
 
 @register
 class ReleaseFailed(Failure):
-    """A release never received traffic; the previous one keeps serving."""
+    """A release was refused before it received traffic (start, health, digest), or was
+    taken out of service after crashing in a loop; the last good release serves."""
 
     event_type = "ReleaseFailed"
     schema_version = V1
@@ -269,6 +270,25 @@ class ReleaseFailed(Failure):
 
     version: ReleaseVersion
     reason: Code = Field(description="e.g. 'health_check', 'crash_loop', 'digest_mismatch'")
+    last_log_lines: LogLines = Field(default_factory=list)
+
+
+@register
+class AppCrashed(Event):
+    """The live app process died (crash, memory limit, hang) and the runtime restarts it
+    after `restart_in_ms` (exponential backoff: a crash loop never spins the CPU)."""
+
+    event_type = "AppCrashed"
+    schema_version = V1
+    producers = ("reloader",)
+    consumers = EVERYONE_WATCHING
+
+    version: ReleaseVersion
+    reason: Code = Field(description="'crashed', 'memory_limit' or 'hung'")
+    exit_code: int | None = None
+    uptime_ms: Milliseconds
+    crashes_in_a_row: NonNegativeInt
+    restart_in_ms: Milliseconds
     last_log_lines: LogLines = Field(default_factory=list)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 
-from contracts.events_v1 import ReleaseActivated, ReleaseFailed
+from contracts.events_v1 import AppCrashed, ReleaseActivated, ReleaseFailed
 from reloader.artifacts import ArtifactError, ArtifactStore, LocalRelease, Pointer
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess, StartFailure
@@ -255,6 +255,11 @@ class Runtime:
             delay = backoff(max(1, self.crashes), self.cfg.backoff_initial, self.cfg.backoff_max)
             self.state = "restarting"
             self.log.warning("app.restart_scheduled", version=release.version, delay_s=delay, crashes=self.crashes)
+            await self.reporter.report(AppCrashed(
+                version=proc.version, reason=reason if reason in ("memory_limit", "hung") else "crashed",
+                exit_code=code if isinstance(code, int) else None, uptime_ms=int(uptime * 1000),
+                crashes_in_a_row=self.crashes, restart_in_ms=int(delay * 1000),
+                last_log_lines=list(proc.lines)[-10:]))
         asyncio.create_task(self._restart_later(release, delay, announce=release is not proc.release))
 
     async def _revert_to(self, standby: AppProcess, dead: AppProcess) -> bool:

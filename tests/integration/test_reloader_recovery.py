@@ -32,9 +32,13 @@ async def test_crash_loop_backs_off_without_spinning(tmp_path):
         delays = [e["delay_s"] for e in rt.logs("app.restart_scheduled")][:5]
         spawned = [e["timestamp"] for e in rt.logs("app.spawned")]
         status, body = rt.health()
+        crashed = [e["data"] for e in rt.events("AppCrashed")]
     finally:
         rt.stop()
     assert delays == [0.2, 0.4, 0.8, 1.6, 1.6]  # doubling, capped
+    assert [c["restart_in_ms"] for c in crashed[:4]] == [200, 400, 800, 1600]  # reported, same backoff
+    assert crashed[0]["reason"] == "crashed" and crashed[0]["exit_code"] == 7
+    assert any("crashing on purpose" in line for line in crashed[0]["last_log_lines"])
     assert len(spawned) <= 7
     assert cpu < 0.5 * elapsed, f"reloader used {cpu:.2f}s CPU in {elapsed:.1f}s"
     assert status == 200 and body["status"] == "ok"
@@ -93,6 +97,7 @@ async def test_memory_limit_kills_reports_and_restarts(tmp_path):
         await rt.async_wait_for(lambda: rt.health()[1]["app"]["pid"] not in (None, first_pid)
                                 and rt.serving_version() == 1, 10, "restart")
         body = rt.health()[1]
+        crashed = rt.events("AppCrashed")[0]["data"]
         rt.publish(SampleApp(version=2, hog_mb_at_start=400))  # too big from the start: never live
         await rt.async_wait_for(lambda: rt.events("ReleaseFailed"), 15, "refused hog")
         failed = rt.events("ReleaseFailed")[0]["data"]
@@ -100,6 +105,7 @@ async def test_memory_limit_kills_reports_and_restarts(tmp_path):
     finally:
         rt.stop()
     assert body["app"]["last_exit"]["reason"] == "memory_limit"
+    assert crashed["reason"] == "memory_limit" and crashed["version"] == 1
     assert rt.logs("app.memory_limit_exceeded")[0]["limit_mb"] == 150
     assert failed["reason"] == "memory_limit" and failed["version"] == 2
 

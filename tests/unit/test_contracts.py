@@ -35,7 +35,7 @@ from contracts import (
     registered_events,
     tenant_names,
 )
-from contracts.events_v1 import MessageDeadLettered
+from contracts.events_v1 import AppCrashed, MessageDeadLettered
 from contracts.catalog import SERVICES, consumed_types, consumers_of, producers_of
 from contracts.tenant import validate_tenant_id
 
@@ -69,6 +69,8 @@ SAMPLES: list[Event] = [
     TenantDeprovisioned(removed=["database:t_acme", "bucket:hostplane-acme-static"]),
     DeprovisioningFailed(stage="bucket", error="bucket not empty", retryable=True,
                          remaining=["bucket:hostplane-acme-static"]),
+    AppCrashed(version=2, reason="memory_limit", exit_code=-9, uptime_ms=5300, crashes_in_a_row=1,
+               restart_in_ms=500, last_log_lines=["allocating"]),
     MessageDeadLettered(service="provisioner", stage="provisioning", failed_event_type="TenantRequested",
                         failed_event_id="0b1c2d3e-0000-4000-8000-000000000001", receives=5,
                         error="ConnectionRefusedError: [Errno 111] Connection refused"),
@@ -265,7 +267,7 @@ def test_api_consumes_everything_and_emits_the_requests():
     assert {m.event_type for m in producers_of("api")} == {
         "TenantRequested", "AppUpdateRequested", "TenantDeletionRequested"
     }
-    assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed"}
+    assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed", "AppCrashed"}
     with pytest.raises(ValueError):
         consumers_of("billing")
 
