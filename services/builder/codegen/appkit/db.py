@@ -52,7 +52,7 @@ class Table:
     async def delete(self, db: Any, row_id: int) -> bool:
         try:
             status = await db.execute(f"DELETE FROM {self.name} WHERE {q('id')} = $1", row_id)
-        except asyncpg.ForeignKeyViolationError as exc:
+        except (asyncpg.RestrictViolationError, asyncpg.ForeignKeyViolationError) as exc:
             raise Conflict(f"{self.entity.name} {row_id} is still referenced ({exc.table_name})") from None
         return status.endswith(" 1")
 
