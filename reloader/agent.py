@@ -1,8 +1,8 @@
 """The local runtime agent: the local stand-in for ECS.
 
 Level-triggered: every `interval` it reads the desired runtime services
-(reloader.desired) and converges — one reloader process per running tenant, on ports
-it assigns and keeps; a reloader that died is restarted (with backoff); one whose
+(reloader.desired) and converges — one reloader process per running tenant, serving on
+the tenant's registered `app_port` (the health port is the agent's choice, kept); a reloader that died is restarted (with backoff); one whose
 tenant is gone or stopped is drained and removed with its local files; a changed
 environment or memory limit replaces it. When the database cannot be read nothing is
 started or stopped: running tenants keep serving.
@@ -197,9 +197,9 @@ class Agent:
         fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             json.dump(env, fh)
-        ports = (rec.app_port, rec.health_port) if rec else (0, 0)
-        if not all(ports) or any(process.port_open(self.host, p) for p in ports):
-            ports = (process.free_port(self.host), process.free_port(self.host))
+        ports = self.ports(service, rec)
+        if ports is None:
+            return
         log_path = self.home / "logs" / f"runtime-{tenant}.log"
         cmd = [sys.executable, "-m", "reloader", "--tenant", tenant, "--artifacts", str(self.artifacts),
                "--host", self.host, "--port", str(ports[0]), "--health-port", str(ports[1]),
@@ -214,6 +214,27 @@ class Agent:
             log=str(log_path))
         self.save()  # recorded before anything else can fail: a crash now leaves no orphan
         log.info("runtime.started", tenant_id=tenant, pid=pid, app_port=ports[0], health_port=ports[1])
+
+    def ports(self, service: DesiredService, rec: TenantRuntime | None) -> tuple[int, int] | None:
+        """(app port, health port): the app port is the registered one (router-config points the
+        edge there); if someone else holds it the tenant is not started elsewhere — the error is
+        logged and recorded, and the next reconcile tries again."""
+        health = rec.health_port if rec and rec.health_port else 0
+        if not health or process.port_open(self.host, health):
+            health = process.free_port(self.host)
+        app = service.app_port
+        if app is None:  # registered before ports existed: keep the agent-chosen one
+            app = rec.app_port if rec and rec.app_port and not process.port_open(self.host, rec.app_port) \
+                else process.free_port(self.host)
+        elif process.port_open(self.host, app):
+            log.error("runtime.port_taken", tenant_id=service.tenant_id, app_port=app,
+                      error="another program listens on the tenant's registered port; retrying")
+            if rec is None:
+                rec = self.state.tenants[service.tenant_id] = TenantRuntime(
+                    tenant_id=service.tenant_id, app_port=app, health_port=health, host=self.host)
+            rec.app_port, rec.healthy, rec.app_state = app, False, "port_taken"
+            return None
+        return app, health
 
     async def remove(self, tenant: str) -> None:
         """Drain and stop the tenant's reloader, then forget it and its local files."""

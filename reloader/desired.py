@@ -5,6 +5,12 @@ tenant); on AWS the provisioner creates an ECS service instead. `env_ref` names 
 the tenant's environment lives (a secret name or ARN, or `file:<path>` locally), never
 the values. Registering is convergent: the same call twice changes nothing, so it does
 not restart the tenant's runtime (only a real change bumps `updated_at`).
+
+`app_port` is the tenant's address in this registry (the local stand-in for Cloud Map's
+SRV record): router-config points the edge at it and the agent serves the tenant on it.
+It is allocated once, at registration, as the lowest port of the configured range
+(settings `runtime_port_base`/`runtime_port_count`) that no row holds and nothing
+listens on; a transaction-level advisory lock serialises allocations.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts.tenant import validate_tenant_id
+from hostplane.local.process import port_open
 
 _SCHEMA_LOCK = 0x72756E74  # "runt": serialises concurrent ensure_schema calls
+_PORT_LOCK = 0x706F7274  # "port": serialises app port allocation
 DEFAULT_MEMORY_MB = 512
 
 SCHEMA_SQL = """
@@ -25,7 +33,12 @@ CREATE TABLE IF NOT EXISTS runtime_services (
     memory_mb     integer     NOT NULL DEFAULT 512 CHECK (memory_mb BETWEEN 32 AND 65536),
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+ALTER TABLE runtime_services ADD COLUMN IF NOT EXISTS app_port integer UNIQUE;
 """
+
+
+class NoFreePort(RuntimeError):
+    """Every port of the runtime range is taken (raise the count or move the base)."""
 
 
 @dataclass(frozen=True)
@@ -35,11 +48,19 @@ class DesiredService:
     env_ref: str | None
     memory_mb: int
     updated_at: datetime
+    app_port: int | None = None
 
     @property
     def fingerprint(self) -> str:
-        """Changes exactly when the runtime must be replaced (new credentials, new limit)."""
-        return f"{self.env_ref or ''}|{self.memory_mb}|{self.updated_at.isoformat()}"
+        """Changes exactly when the runtime must be replaced (new credentials, limit or port)."""
+        return f"{self.env_ref or ''}|{self.memory_mb}|{self.app_port or ''}|{self.updated_at.isoformat()}"
+
+
+def port_range() -> range:
+    from hostplane.settings import get_settings
+
+    settings = get_settings()
+    return range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
 
 
 async def ensure_schema(conn) -> None:
@@ -48,8 +69,27 @@ async def ensure_schema(conn) -> None:
         await conn.execute(SCHEMA_SQL)
 
 
-async def register_service(conn, tenant_id: str, env_ref: str | None, memory_mb: int = DEFAULT_MEMORY_MB) -> None:
-    """Ask for the tenant's runtime to run with this environment and memory limit."""
+async def register_service(conn, tenant_id: str, env_ref: str | None, memory_mb: int = DEFAULT_MEMORY_MB,
+                           *, ports: range | None = None, host: str = "127.0.0.1") -> int:
+    """Ask for the tenant's runtime to run with this environment and memory limit; returns
+    its app port (allocated on the first registration, kept afterwards)."""
+    async with conn.transaction():
+        await _upsert(conn, tenant_id, env_ref, memory_mb)
+        port = await conn.fetchval("SELECT app_port FROM runtime_services WHERE tenant_id = $1", tenant_id)
+        if port is None:
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", _PORT_LOCK)
+            taken = {r["app_port"] for r in await conn.fetch(
+                "SELECT app_port FROM runtime_services WHERE app_port IS NOT NULL")}
+            port = next((p for p in (ports or port_range()) if p not in taken and not port_open(host, p, 0.05)),
+                        None)
+            if port is None:
+                raise NoFreePort(f"no free runtime port in {ports or port_range()}")
+            await conn.execute("UPDATE runtime_services SET app_port = $2, updated_at = now() WHERE tenant_id = $1",
+                               tenant_id, port)
+    return port
+
+
+async def _upsert(conn, tenant_id: str, env_ref: str | None, memory_mb: int) -> None:
     await conn.execute(
         """
         INSERT INTO runtime_services (tenant_id, desired_state, env_ref, memory_mb)
@@ -78,5 +118,11 @@ async def deregister_service(conn, tenant_id: str) -> None:
 
 async def desired_services(conn) -> list[DesiredService]:
     rows = await conn.fetch(
-        "SELECT tenant_id, desired_state, env_ref, memory_mb, updated_at FROM runtime_services ORDER BY tenant_id")
+        "SELECT tenant_id, desired_state, env_ref, memory_mb, updated_at, app_port FROM runtime_services "
+        "ORDER BY tenant_id")
     return [DesiredService(**dict(r)) for r in rows]
+
+
+async def app_port(conn, tenant_id: str) -> int | None:
+    """The tenant's registered app port (None: not registered yet)."""
+    return await conn.fetchval("SELECT app_port FROM runtime_services WHERE tenant_id = $1", tenant_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,9 @@ def platform_settings(home: Path, emulator: str) -> Settings:
         caddy_admin_port=free_port(),
         edge_port=free_port(),
         api_port=free_port(),
+        # A range of its own per platform, so concurrent test platforms' tenants do not collide.
+        runtime_port_base=11000 + 100 * random.randrange(180),
+        runtime_port_count=100,
         localstack_venv=REPO / ".venv-localstack",
     )
 

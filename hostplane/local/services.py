@@ -17,7 +17,7 @@ from hostplane.settings import Settings
 
 CONTROL_PLANE = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
 PORT_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "caddy_admin_port",
-            "edge_port", "api_port")
+            "edge_port", "api_port", "runtime_port_base", "runtime_port_count")
 
 
 def module_of(service: str) -> str:

@@ -21,6 +21,7 @@ from hostplane.aws import aws_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from hostplane.local.process import alive, free_port
 from reloader import agent_state
+from reloader.agent import Agent
 from reloader.artifacts import ArtifactStore
 from reloader.desired import deregister_service, ensure_schema, register_service
 from reloader.harness import Load
@@ -102,10 +103,12 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
     async with aws_client("secretsmanager", platform.settings) as sm:  # as the provisioner stores it
         await sm.create_secret(Name="hostplane/tenants/beta", SecretString=json.dumps({"FROM_SECRET": "yes"}))
     env_refs = {"alpha": f"file:{env_file}", "beta": "hostplane/tenants/beta"}
+    ports = {}
     for tenant in TENANTS:
-        await register_service(conn, tenant, env_refs[tenant], 256)
+        ports[tenant] = await register_service(conn, tenant, env_refs[tenant], 256)
         first = await conn.fetchval("SELECT updated_at FROM runtime_services WHERE tenant_id = $1", tenant)
-        await register_service(conn, tenant, env_refs[tenant], 256)  # twice: no change, no restart
+        # twice: no change, no restart, the same registered port
+        assert await register_service(conn, tenant, env_refs[tenant], 256) == ports[tenant]
         assert await conn.fetchval("SELECT updated_at FROM runtime_services WHERE tenant_id = $1", tenant) == first
         store.publish_release(tenant, 1, SampleApp(version=1).zipapp())
         store.set_current(tenant, 1)
@@ -114,7 +117,8 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
         await wait_for(lambda: all_serving(home, TENANTS, 1), 60, "both tenants serving release 1")
         before = state(home)["tenants"]
         assert {t: len(p) for t, p in reloaders_by_tenant(home).items()} == {"alpha": 1, "beta": 1}
-        assert before["alpha"]["app_port"] != before["beta"]["app_port"]
+        assert {t: before[t]["app_port"] for t in TENANTS} == ports, "served on the registered ports"
+        assert ports["alpha"] != ports["beta"]
         assert before["alpha"]["memory_mb"] == 256
         assert "GREETING" in httpx.get(before["alpha"]["app_url"] + "/env").json()
         assert "FROM_SECRET" in httpx.get(before["beta"]["app_url"] + "/env").json()
@@ -170,3 +174,39 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
     assert code == 0
     assert reloaders_by_tenant(home) == {}, "SIGTERM must stop every reloader"
     assert state(home)["tenants"] == {}
+
+
+async def test_a_taken_registered_port_is_reported_and_retried_never_replaced(platform, tmp_path):
+    """Someone else listens on the tenant's registered port: the agent does not start it
+    elsewhere (the edge points at that port); once the port is free it starts there."""
+    import socket
+
+    conn = await asyncpg.connect(platform.conn.control_dsn)
+    squatter = None
+    taken = free_port()
+    store = ArtifactStore(tmp_path / "artifacts")
+    store.publish_release("gamma", 1, SampleApp(version=1).zipapp())
+    store.set_current("gamma", 1)
+    agent = Agent(tmp_path / "home", platform.conn.control_dsn, tmp_path / "artifacts", interval=0.2, grace=2,
+                  events="none")
+    try:
+        await ensure_schema(conn)
+        assert await register_service(conn, "gamma", None, 128, ports=range(taken, taken + 1)) == taken
+        squatter = socket.socket()  # someone else takes the port after the registration
+        squatter.bind(("127.0.0.1", taken))
+        squatter.listen()
+        await agent.reconcile()
+        rec = agent.state.tenants["gamma"]
+        assert (rec.pid, rec.app_state, rec.app_port) == (None, "port_taken", taken)
+        squatter.close()
+        await agent.reconcile()
+        rec = agent.state.tenants["gamma"]
+        assert rec.pid and rec.app_port == taken
+    finally:
+        if squatter is not None:
+            squatter.close()
+        await agent.remove("gamma")
+        await conn.execute("DELETE FROM runtime_services WHERE tenant_id = 'gamma'")
+        await conn.close()
+        if agent.conn is not None:
+            await agent.conn.close()
