@@ -8,7 +8,9 @@
     GET    /v1/tenants/{name}/events    the tenant's event history
     POST   /v1/tenants/{name}/replay    re-publish the tenant's recorded events → 202
     GET    /v1/tenants/{name}/env       the tenant's own credentials (the only secret-bearing answer)
+    GET    /v1/audit                    the audit trail (?tenant=), newest first; append-only
     GET    /healthz                     unauthenticated liveness (+ database)
+    /ui/                                 the web dashboard (cookie session; services.api.dashboard)
 
 Authentication and body limits are enforced before routing (services.api.guard).
 """
@@ -31,8 +33,9 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec
 from contracts.tenant import TenantId, tenant_names
 from events.replay import list_events, replay
-from services.api import store
+from services.api import audit, store
 from services.api.commands import Accepted, Refused, TenantCommands, check_domain
+from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
 from services.api.views import error_body, tenant_view, validation_errors
 
@@ -48,6 +51,7 @@ class ApiContext:
     edge_port: int
     name_prefix: str
     secrets: Any  # async (secret name) -> dict | None; reads the secret store
+    settings: Any = None  # the dashboard reads DLQs, releases and runtime health with it
 
 
 AppSource = Annotated[
@@ -193,4 +197,10 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
                                f"(state {tenant['state']}, stage {tenant['stage']})")
         return JSONResponse({"name": name, "env": values}, headers={"Cache-Control": "no-store"})
 
-    return Guard(app, token, MAX_BODY_BYTES)
+    @app.get("/v1/audit", tags=["ops"], dependencies=bearer)
+    async def audit_log(tenant: str | None = None, limit: int = Query(200, ge=1, le=audit.MAX_LIMIT)) -> JSONResponse:
+        """The audit trail, newest first: who asked what, when, from where, and the outcome (read-only)."""
+        return JSONResponse({"records": await audit.read(ctx.pool, tenant, limit)})
+
+    mount_dashboard(app, ctx, token, commands, _spec)
+    return Guard(audit.AuditedApi(app, ctx.pool, audit.token_identity(token)), token, MAX_BODY_BYTES)

@@ -26,7 +26,7 @@ import uvicorn
 from hostplane.aws import aws_client
 from hostplane.local.state import CREDENTIALS_FILE
 from hostplane.settings import Settings
-from services.api import store
+from services.api import audit, store
 from services.api.routes import ApiContext, create_app
 
 log = structlog.get_logger(__name__)
@@ -102,9 +102,10 @@ async def start_api(settings: Settings, _consumer_pool: asyncpg.Pool, *, dsn: st
     pool = await asyncpg.create_pool(dsn or control_dsn(settings), min_size=1, max_size=HTTP_POOL_SIZE)
     try:
         await store.ensure_schema(pool)
+        await audit.ensure_schema(pool)
         sock = bind(settings.host, settings.api_port)
         ctx = ApiContext(pool=pool, edge_port=settings.edge_port, name_prefix=settings.name_prefix,
-                         secrets=secret_reader(settings))
+                         secrets=secret_reader(settings), settings=settings)
         config = uvicorn.Config(create_app(ctx, token), lifespan="off", log_config=None, access_log=False,
                                 server_header=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
         server = _Server(config)

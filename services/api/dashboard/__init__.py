@@ -1,0 +1,1 @@
+"""The web dashboard (services.api.dashboard.routes), served by the API service."""
