@@ -35,6 +35,7 @@ log = structlog.get_logger(__name__)
 # program limit; plus a statement cancelled by the role's statement_timeout.
 _PERMANENT_CLASSES = ("0A", "22", "23", "2B", "42", "54")
 _PERMANENT_STATES = ("57014",)
+LOCK_TIMEOUT = "5s"
 
 
 class Refused(Exception):
@@ -101,6 +102,9 @@ async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[
     try:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
+            # A live app's long transaction blocks ALTER TABLE: give up soon (55P03, retried)
+            # instead of queueing every app query behind the migration's lock request.
+            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             await conn.execute(adapters.LEDGER_DDL)
             this, latest = await adapters.ledger_rows(conn, event.version)
             if latest is not None and latest.version > event.version:  # an old event replayed

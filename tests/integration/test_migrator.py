@@ -201,3 +201,25 @@ async def test_the_running_migrator_consumes_tenant_changed_from_the_bus(res, te
     secret = (await deps.secrets.read(deps.names(tenant))).env()["DB_PASSWORD"]
     assert tenant in (home / "logs" / "migrator.log").read_text(errors="replace")
     assert secret not in (home / "logs" / "migrator.log").read_text(errors="replace")
+
+
+async def test_a_table_held_by_the_live_app_is_retried_not_failed(deps, tenant, db, monkeypatch):  # noqa: F811
+    import asyncpg
+
+    from services.migrator import handlers
+
+    monkeypatch.setattr(handlers, "LOCK_TIMEOUT", "200ms")
+    await apply(deps, tenant, 1, version(1))
+    before, pointer = await snapshot(db), deps.store.read_current(tenant)
+    v3 = release(deps, tenant, 2, version(3))
+    app = await adapters.connect_as_tenant(await deps.secrets.read(deps.names(tenant)))
+    try:
+        async with app.transaction():
+            await app.execute("LOCK TABLE task IN ACCESS SHARE MODE")  # a long read by the app
+            with pytest.raises(asyncpg.LockNotAvailableError):
+                await on_tenant_changed(v3, deps)  # the consumer redelivers it later
+            assert await snapshot(db) == before and deps.store.read_current(tenant) == pointer
+    finally:
+        await app.close()
+    [event] = await on_tenant_changed(v3, deps)
+    assert isinstance(event, MigrationsApplied) and deps.store.read_current(tenant).version == 2
