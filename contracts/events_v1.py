@@ -79,10 +79,13 @@ class TenantRequested(Event):
 
 @register
 class AppUpdateRequested(Event):
-    """A user published a new spec for an existing tenant (state: updating)."""
+    """A user published a new spec for an existing tenant (state: updating).
+
+    1.1 adds `source_ref`: an edited source tree (`hostplane app deploy --source`) whose
+    spec.json is the spec of `spec_ref`."""
 
     event_type = "AppUpdateRequested"
-    schema_version = V1
+    schema_version = "1.1"
     producers = ("api",)
     consumers = ("api", "builder")
 
@@ -92,6 +95,10 @@ class AppUpdateRequested(Event):
         default=False, description="The user accepted migrations that drop data"
     )
     requested_by: Actor | None = None
+    source_ref: str | None = Field(
+        default=None, pattern=r"^source:sha256:[0-9a-f]{64}$",
+        description="Edited source tree (zip stored by the API) the builder packages instead of generating",
+    )
 
 
 @register

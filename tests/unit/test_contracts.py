@@ -95,7 +95,7 @@ def test_envelope_round_trip_gives_the_typed_payload(data: Event):
     assert type(parsed.data) is type(data)
     assert parsed.data == data
     assert parsed.event_id == env.event_id
-    assert parsed.event_type == data.event_type and parsed.schema_version == "1.0"
+    assert parsed.event_type == data.event_type and parsed.schema_version == type(data).schema_version
     assert parsed.source == f"hostplane.{data.producers[0]}"
 
 

@@ -96,7 +96,7 @@ def test_asyncapi_has_a_channel_per_event_and_send_per_producer():
         channel = doc["channels"][model.event_type]
         assert channel["address"] == model.event_type
         assert channel["x-eventbridge"]["bus"] == "hostplane"
-        message = resolve(channel["messages"][f"{model.event_type}.1.0"]["$ref"])
+        message = resolve(channel["messages"][f"{model.event_type}.{model.schema_version}"]["$ref"])
         assert (CONTRACTS_DIR / message["payload"]["$ref"]).is_file()
         for producer in model.producers:
             op = doc["operations"][f"{producer}.send.{model.event_type}"]
