@@ -109,6 +109,11 @@ def _mount_subcommands() -> None:
     from hostplane.cli_tenant import tenant_app
 
     app.add_typer(doctor_app, name="doctor", help="checks of the running platform: --orphans")
+    from hostplane.cli_audit import audit
+    from hostplane.cli_logs import logs
+
+    app.command("audit")(audit)
+    app.command("logs")(logs)
 
     app.add_typer(tenant_app, name="tenant", help="tenants: create, update, delete, list, show, env")
 

@@ -23,8 +23,18 @@ def redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     return event_dict
 
 
-def configure_logging(*, verbose: bool = False, quiet: bool = False, json_output: bool | None = None) -> None:
-    """`quiet` (commands): warnings only, the command's own output is the story."""
+def _stamp_service(service: str) -> Any:
+    def stamp(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+        event_dict.setdefault("service", service)
+        return event_dict
+
+    return stamp
+
+
+def configure_logging(*, verbose: bool = False, quiet: bool = False, json_output: bool | None = None,
+                      service: str | None = None) -> None:
+    """`quiet` (commands): warnings only, the command's own output is the story.
+    `service`: stamped on every line that does not name one (`hostplane logs` merges by it)."""
     if json_output is None:
         json_output = not sys.stderr.isatty()
     level = logging.DEBUG if verbose else logging.INFO
@@ -34,6 +44,7 @@ def configure_logging(*, verbose: bool = False, quiet: bool = False, json_output
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
+            *([_stamp_service(service)] if service else []),
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             redact,
             structlog.processors.format_exc_info,

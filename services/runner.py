@@ -82,6 +82,6 @@ def _mark_ready() -> None:
 def main(service: str, handlers: Mapping[type[Event], Handler],
          make_deps: Callable[[Settings, asyncpg.Pool], Awaitable[Any]], **kwargs: Any) -> None:
     """Entry point for `python -m services.<name>`: JSON logs, then run until stopped."""
-    configure_logging(json_output=True)
+    configure_logging(json_output=True, service=service)
     structlog.contextvars.bind_contextvars(service=service)
     asyncio.run(run_service(service, handlers, make_deps, **kwargs))
