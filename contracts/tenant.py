@@ -67,10 +67,12 @@ class TenantNames:
     runtime_service: str
     artifact_dir: str
     host: str
+    task_role: str  # AWS: the runtime task's IAM role (the platform scopes `<prefix>-t-*`)
 
 
-def tenant_names(tenant_id: str, *, prefix: str = "hostplane") -> TenantNames:
-    """Derive resource names; `prefix` separates installations sharing one account."""
+def tenant_names(tenant_id: str, *, prefix: str = "hostplane", base_domain: str = "localhost") -> TenantNames:
+    """Derive resource names; `prefix` separates installations sharing one account;
+    `base_domain` is the zone tenant host names live under (AWS: the platform's domain)."""
     tid = validate_tenant_id(tenant_id)
     sql_safe = tid.replace("-", "_")
     return TenantNames(
@@ -84,5 +86,6 @@ def tenant_names(tenant_id: str, *, prefix: str = "hostplane") -> TenantNames:
         route_id=f"tenant-{tid}",
         runtime_service=f"{prefix}-{tid}",
         artifact_dir=tid,
-        host=f"{tid}.localhost",
+        host=f"{tid}.{base_domain}",
+        task_role=f"{prefix}-t-{tid}",
     )

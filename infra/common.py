@@ -1,0 +1,55 @@
+"""What every component shares: tags, IAM policy documents, the ECS placement rule.
+
+Policies are built as plain dicts and serialised here, so tests read exactly what AWS
+would receive and can refuse any statement allowing `*` on `*`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pulumi
+
+TENANT_TAG = "hostplane:tenant"
+COMPONENT_TAG = "hostplane:component"
+# Tenants are packed onto as few instances as fit (memory first), never spread.
+BINPACK = [{"type": "binpack", "field": "memory"}]
+
+
+def tags(component: str, tenant_id: str | None = None, **extra: str) -> dict[str, str]:
+    out = {"hostplane:managed-by": "pulumi", COMPONENT_TAG: component, **extra}
+    if tenant_id:
+        out[TENANT_TAG] = tenant_id
+    return out
+
+
+def statement(actions: list[str], resources: Any, *, sid: str | None = None,
+              condition: dict[str, Any] | None = None, principal: dict[str, Any] | None = None,
+              effect: str = "Allow") -> dict[str, Any]:
+    st: dict[str, Any] = {"Effect": effect, "Action": actions, "Resource": resources}
+    if sid:
+        st["Sid"] = sid
+    if condition:
+        st["Condition"] = condition
+    if principal:
+        st["Principal"] = principal
+    return st
+
+
+def policy_json(*statements: Any) -> pulumi.Output[str]:
+    """A policy document; statements may hold Outputs (ARNs) anywhere inside."""
+    return pulumi.Output.from_input({"Version": "2012-10-17", "Statement": list(statements)}).apply(
+        lambda doc: json.dumps(doc, sort_keys=True)
+    )
+
+
+def assume_role(service: str) -> str:
+    return json.dumps({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    })
+
+
+def child(parent: pulumi.Resource, **kw: Any) -> pulumi.ResourceOptions:
+    return pulumi.ResourceOptions(parent=parent, **kw)

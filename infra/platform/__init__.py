@@ -1,0 +1,1 @@
+"""The shared, multi-tenant parts of hostplane on AWS, one ComponentResource per concern."""

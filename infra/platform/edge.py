@@ -1,0 +1,153 @@
+"""The shared edge: Cloud Map namespace, ALB → Caddy ECS service, and the pooled
+CloudFront multi-tenant distribution with its KeyValueStore (host → tenant id).
+
+One ALB listener rule exists, ever: "the request carries the origin-verify header"
+(so only CloudFront reaches Caddy); tenants are routed by Caddy, not by the ALB.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.common import BINPACK, assume_role, child, tags
+from infra.platform.caddy import HEALTH_PATH, caddy_config_json
+
+CADDY_IMAGE = "public.ecr.aws/docker/library/caddy:2.11-alpine"
+FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+ORIGIN_VERIFY_HEADER = "X-Origin-Verify"
+
+
+@dataclass
+class EdgeArgs:
+    vpc_id: pulumi.Input[str]
+    public_subnet_ids: list[pulumi.Input[str]]
+    private_subnet_ids: list[pulumi.Input[str]]
+    alb_security_group_id: pulumi.Input[str]
+    caddy_security_group_id: pulumi.Input[str]
+    cluster_arn: pulumi.Input[str]
+    certificate_arn: pulumi.Input[str]
+    origin_verify: pulumi.Input[str]
+    execution_role_arn: pulumi.Input[str]
+    prefix: str = "hostplane"
+    namespace: str = "hostplane.internal"
+    caddy_tasks: int = 2
+
+
+class Edge(pulumi.ComponentResource):
+    def __init__(self, name: str, args: EdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostplane:platform:Edge", name, None, opts)
+        t = tags("edge")
+        self.namespace = aws.servicediscovery.PrivateDnsNamespace(
+            f"{name}-ns", name=args.namespace, vpc=args.vpc_id, tags=t, opts=child(self))
+        self.alb = aws.lb.LoadBalancer(
+            f"{name}-alb", load_balancer_type="application", internal=False, subnets=args.public_subnet_ids,
+            security_groups=[args.alb_security_group_id], drop_invalid_header_fields=True, idle_timeout=120,
+            tags=t, opts=child(self))
+        caddy_tg = aws.lb.TargetGroup(
+            f"{name}-caddy", port=80, protocol="HTTP", target_type="ip", vpc_id=args.vpc_id,
+            deregistration_delay=30, health_check={"path": HEALTH_PATH, "matcher": "200"}, tags=t,
+            opts=child(self))
+        self.listener = aws.lb.Listener(
+            f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
+            ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06", certificate_arn=args.certificate_arn,
+            default_actions=[{"type": "fixed-response", "fixed_response": {
+                "content_type": "text/plain", "status_code": "403", "message_body": "forbidden"}}],
+            tags=t, opts=child(self))
+        aws.lb.ListenerRule(
+            f"{name}-from-cloudfront", listener_arn=self.listener.arn, priority=1,
+            conditions=[{"http_header": {"http_header_name": ORIGIN_VERIFY_HEADER, "values": [args.origin_verify]}}],
+            actions=[{"type": "forward", "target_group_arn": caddy_tg.arn}], tags=t, opts=child(self))
+        config = caddy_config_json(prefix=args.prefix, namespace=args.namespace)
+        task_role = aws.iam.Role(f"{name}-caddy-task", assume_role_policy=assume_role("ecs-tasks.amazonaws.com"),
+                                 tags=t, opts=child(self))  # Caddy needs no AWS permission at all
+        logs = aws.cloudwatch.LogGroup(f"{name}-caddy", retention_in_days=30, tags=t, opts=child(self))
+        task = aws.ecs.TaskDefinition(
+            f"{name}-caddy", family=f"{args.prefix}-caddy", network_mode="awsvpc",
+            requires_compatibilities=["FARGATE"], cpu="512", memory="1024", task_role_arn=task_role.arn,
+            execution_role_arn=args.execution_role_arn, runtime_platform={"cpu_architecture": "ARM64"},
+            container_definitions=logs.name.apply(lambda group: json.dumps([{
+                "name": "caddy", "image": CADDY_IMAGE, "essential": True,
+                "portMappings": [{"containerPort": 80, "protocol": "tcp"}],
+                "environment": [{"name": "CADDY_CONFIG", "value": config}],
+                "entryPoint": ["sh", "-c"],
+                "command": ['printf %s "$CADDY_CONFIG" > /tmp/caddy.json && exec caddy run --config /tmp/caddy.json'],
+                "logConfiguration": {"logDriver": "awslogs", "options": {
+                    "awslogs-group": group, "awslogs-region": aws.config.region or "us-east-1",
+                    "awslogs-stream-prefix": "caddy"}},
+            }])), tags=t, opts=child(self))
+        self.caddy = aws.ecs.Service(
+            f"{name}-caddy", cluster=args.cluster_arn, task_definition=task.arn, desired_count=args.caddy_tasks,
+            launch_type="FARGATE", network_configuration={"subnets": args.private_subnet_ids,
+                                                          "security_groups": [args.caddy_security_group_id]},
+            load_balancers=[{"target_group_arn": caddy_tg.arn, "container_name": "caddy", "container_port": 80}],
+            propagate_tags="SERVICE", tags=t, opts=child(self, depends_on=[self.listener]))
+        self.register_outputs({"alb_dns_name": self.alb.dns_name, "namespace_id": self.namespace.id})
+
+
+@dataclass
+class PooledEdgeArgs:
+    alb_dns_name: pulumi.Input[str]
+    origin_verify: pulumi.Input[str]
+    prefix: str = "hostplane"
+
+
+class PooledEdge(pulumi.ComponentResource):
+    """One CloudFront multi-tenant distribution shared by every `pooled` tenant: a viewer-
+    request function resolves the tenant id from the KeyValueStore by host name."""
+
+    def __init__(self, name: str, args: PooledEdgeArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostplane:platform:PooledEdge", name, None, opts)
+        t = tags("pooled-edge")
+        self.kvs = aws.cloudfront.KeyValueStore(f"{name}-tenants", name=f"{args.prefix}-tenants",
+                                                comment="host name -> tenant id", opts=child(self))
+        request_fn = aws.cloudfront.Function(
+            f"{name}-tenant-from-host", name=f"{args.prefix}-pooled-tenant", runtime="cloudfront-js-2.0",
+            publish=True, code=(FUNCTIONS / "pooled_viewer_request.js").read_text(),
+            key_value_store_associations=[self.kvs.arn], opts=child(self))
+        response_fn = aws.cloudfront.Function(
+            f"{name}-security-headers", name=f"{args.prefix}-pooled-security-headers", runtime="cloudfront-js-2.0",
+            publish=True, code=(FUNCTIONS / "viewer_response.js").read_text(), opts=child(self))
+        functions = [{"event_type": "viewer-request", "function_arn": request_fn.arn},
+                     {"event_type": "viewer-response", "function_arn": response_fn.arn}]
+        managed = aws.cloudfront.get_cache_policy_output(name="Managed-CachingDisabled")
+        optimized = aws.cloudfront.get_cache_policy_output(name="Managed-CachingOptimized")
+        all_viewer = aws.cloudfront.get_origin_request_policy_output(name="Managed-AllViewer")
+        self.distribution = aws.cloudfront.MultitenantDistribution(
+            f"{name}-pooled", comment=f"{args.prefix} pooled tenants", enabled=True, http_version="http2and3",
+            tenant_config={"parameter_definitions": [{"name": "tenant", "definition": {
+                "string_schema": {"required": True, "comment": "tenant id (bucket name part)"}}}]},
+            origins=[
+                {"id": "alb", "domain_name": args.alb_dns_name,
+                 "custom_headers": [{"name": ORIGIN_VERIFY_HEADER, "value": args.origin_verify}],
+                 "custom_origin_configs": [{"http_port": 80, "https_port": 443,
+                                            "origin_protocol_policy": "https-only",
+                                            "origin_ssl_protocols": ["TLSv1.2"]}]},
+                {"id": "static", "domain_name": f"{args.prefix}-{{{{tenant}}}}-static.s3.amazonaws.com",
+                 "origin_access_control_id": _oac(self, name, args.prefix).id},
+            ],
+            default_cache_behavior={
+                "target_origin_id": "alb", "viewer_protocol_policy": "redirect-to-https",
+                "allowed_methods": {"items": ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"],
+                                    "cached_methods": ["GET", "HEAD"]},
+                "cache_policy_id": managed.id, "origin_request_policy_id": all_viewer.id,
+                "function_associations": functions},
+            cache_behaviors=[{
+                "path_pattern": "/static/*", "target_origin_id": "static", "viewer_protocol_policy": "redirect-to-https",
+                "allowed_methods": {"items": ["GET", "HEAD"], "cached_methods": ["GET", "HEAD"]},
+                "cache_policy_id": optimized.id, "function_associations": functions}],
+            viewer_certificate={"cloudfront_default_certificate": True}, tags=t, opts=child(self))
+        self.connection_group = aws.cloudfront.ConnectionGroup(
+            f"{name}-pooled", name=f"{args.prefix}-pooled", enabled=True, tags=t, opts=child(self))
+        self.register_outputs({"distribution_id": self.distribution.id, "distribution_arn": self.distribution.arn,
+                               "kvs_arn": self.kvs.arn, "routing_endpoint": self.connection_group.routing_endpoint})
+
+
+def _oac(parent: pulumi.Resource, name: str, prefix: str) -> aws.cloudfront.OriginAccessControl:
+    return aws.cloudfront.OriginAccessControl(
+        f"{name}-static-oac", name=f"{prefix}-pooled-static", origin_access_control_origin_type="s3",
+        signing_behavior="always", signing_protocol="sigv4", opts=child(parent))

@@ -1,0 +1,1 @@
+"""One `TenantStack` per tenant (a Pulumi stack each, run by the provisioner's AWS backend)."""

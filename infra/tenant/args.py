@@ -1,0 +1,73 @@
+"""What a tenant stack needs: the tenant's choices and the platform stack's outputs."""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from typing import Literal
+
+import pulumi
+
+from contracts.tenant import TenantNames, tenant_names
+
+EdgeMode = Literal["dedicated", "pooled"]
+EDGE_MODES: tuple[str, ...] = ("dedicated", "pooled")
+
+
+@dataclass
+class PlatformRefs:
+    """The platform stack outputs a tenant stack builds on (see infra/platform/program.py)."""
+
+    cluster_arn: pulumi.Input[str]
+    capacity_provider: pulumi.Input[str]
+    namespace_id: pulumi.Input[str]
+    file_system_id: pulumi.Input[str]
+    file_system_arn: pulumi.Input[str]
+    alb_dns_name: pulumi.Input[str]
+    origin_verify: pulumi.Input[str]
+    cache_user_group_id: pulumi.Input[str]
+    pooled_distribution_id: pulumi.Input[str]
+    pooled_distribution_arn: pulumi.Input[str]
+    pooled_kvs_arn: pulumi.Input[str]
+    pooled_routing_endpoint: pulumi.Input[str]
+
+
+@dataclass
+class TenantInfraArgs:
+    tenant_id: str
+    platform: PlatformRefs
+    image: str
+    zone_id: str
+    base_domain: str
+    secret_arn: pulumi.Input[str]
+    wildcard_certificate_arn: pulumi.Input[str] | None = None  # us-east-1, *.<base_domain>
+    edge: EdgeMode = "pooled"
+    custom_domain: str | None = None
+    # The custom domain's Route 53 zone, when we host it: validation records are written
+    # there. Otherwise the records are exported for the owner, and the certificate is
+    # attached once they say it validated (custom_domain_ready).
+    custom_domain_zone_id: str | None = None
+    custom_domain_ready: bool = False
+    prefix: str = "hostplane"
+    cpu: int = 256
+    memory_mb: int = 256
+    min_tasks: int = 1
+    max_tasks: int = 4
+    container_port: int = 8080
+    extra_tags: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.edge not in EDGE_MODES:
+            raise ValueError(f"edge must be one of {EDGE_MODES}, not {self.edge!r}")
+        if not 1 <= self.min_tasks <= self.max_tasks:
+            raise ValueError(f"need 1 <= min_tasks ({self.min_tasks}) <= max_tasks ({self.max_tasks})")
+
+    @property
+    def names(self) -> TenantNames:
+        return tenant_names(self.tenant_id, prefix=self.prefix, base_domain=self.base_domain)
+
+    @property
+    def posix_id(self) -> int:
+        """A stable POSIX uid/gid per tenant, above every system range. A clash between two
+        tenants would not open one's files to the other: each access point pins its own root."""
+        return 100_000 + zlib.crc32(self.tenant_id.encode()) % 2_000_000_000

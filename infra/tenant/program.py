@@ -1,0 +1,42 @@
+"""The tenant stack program: config (set by the provisioner's AWS backend) + the platform
+stack's outputs (StackReference) → one TenantStack."""
+
+from __future__ import annotations
+
+import pulumi
+
+from infra.tenant.args import PlatformRefs, TenantInfraArgs
+from infra.tenant.stack import TenantStack
+
+PLATFORM_OUTPUTS = {
+    "cluster_arn": "clusterArn", "capacity_provider": "capacityProvider", "namespace_id": "namespaceId",
+    "file_system_id": "fileSystemId", "file_system_arn": "fileSystemArn", "alb_dns_name": "albDnsName",
+    "origin_verify": "originVerify", "cache_user_group_id": "cacheUserGroupId",
+    "pooled_distribution_id": "pooledDistributionId", "pooled_distribution_arn": "pooledDistributionArn",
+    "pooled_kvs_arn": "pooledKvsArn", "pooled_routing_endpoint": "pooledRoutingEndpoint",
+}
+
+
+def platform_refs(platform: pulumi.StackReference) -> PlatformRefs:
+    return PlatformRefs(**{field: platform.require_output(key) for field, key in PLATFORM_OUTPUTS.items()})
+
+
+def tenant_args(config: pulumi.Config, platform: PlatformRefs) -> TenantInfraArgs:
+    return TenantInfraArgs(
+        tenant_id=config.require("tenantId"), platform=platform, image=config.require("image"),
+        zone_id=config.require("zoneId"), base_domain=config.require("baseDomain"),
+        secret_arn=config.require("secretArn"), wildcard_certificate_arn=config.get("wildcardCertificateArn"),
+        edge=config.get("edge") or "pooled", custom_domain=config.get("customDomain"),
+        custom_domain_zone_id=config.get("customDomainZoneId"),
+        custom_domain_ready=config.get_bool("customDomainReady") or False,
+        prefix=config.get("prefix") or "hostplane",
+    )
+
+
+def tenant_program() -> None:
+    config = pulumi.Config("hostplane")
+    platform = pulumi.StackReference(config.require("platformStack"))
+    args = tenant_args(config, platform_refs(platform))
+    stack = TenantStack(args.tenant_id, args)
+    for key, value in stack.outputs.items():
+        pulumi.export(key, value)

@@ -1,0 +1,111 @@
+"""A tenant's runtime: the reloader container as an ECS service, bin-packed on the shared
+fleet, mounting only the tenant's EFS access point, with secrets injected from the
+tenant's secret, registered in Cloud Map with an SRV record (what Caddy resolves) and
+scaled on CPU and on requests per task."""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.common import BINPACK, assume_role, child, policy_json, statement, tags
+from infra.tenant.args import TenantInfraArgs
+from services.resources.secret import TenantCredentials
+
+CPU_TARGET_PERCENT = 60
+REQUESTS_PER_TASK_TARGET = 200  # per minute; published by the reloader as hostplane/Runtime
+HEALTH_PROBE = "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/runtime/healthz', timeout=3)"
+SECRET_KEYS = tuple(k for k in TenantCredentials.model_fields if k != "AWS_ENDPOINT_URL")
+
+
+class TenantRuntime(pulumi.ComponentResource):
+    def __init__(self, name: str, args: TenantInfraArgs, bucket_arn: pulumi.Input[str],
+                 opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostplane:tenant:Runtime", name, None, opts)
+        names, p = args.names, args.platform
+        t = tags("runtime", args.tenant_id, **args.extra_tags)
+        uid = args.posix_id
+        self.access_point = aws.efs.AccessPoint(
+            f"{name}-artifacts", file_system_id=p.file_system_id, tags=t, opts=child(self),
+            posix_user={"uid": uid, "gid": uid},
+            root_directory={"path": f"/{names.artifact_dir}", "creation_info": {
+                "owner_uid": uid, "owner_gid": uid, "permissions": "0750"}})
+        logs = aws.cloudwatch.LogGroup(f"{name}-logs", name=f"/{args.prefix}/tenants/{args.tenant_id}",
+                                       retention_in_days=14, tags=t, opts=child(self))
+        # One role is both task and execution role: IAM roles are an account quota (1,000 by
+        # default) and the agent's pulls/secret reads are the tenant's own anyway.
+        self.role = aws.iam.Role(f"{name}-role", name=names.task_role, tags=t, opts=child(self),
+                                 assume_role_policy=assume_role("ecs-tasks.amazonaws.com"))
+        aws.iam.RolePolicy(f"{name}-role", role=self.role.id, opts=child(self), policy=policy_json(
+            statement(["secretsmanager:GetSecretValue"], args.secret_arn, sid="OwnSecret"),
+            statement(["elasticfilesystem:ClientMount"], p.file_system_arn, sid="OwnArtifacts",
+                      condition={"StringEquals": {"elasticfilesystem:AccessPointArn": self.access_point.arn}}),
+            statement(["s3:GetObject", "s3:PutObject", "s3:ListBucket"],
+                      [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")], sid="OwnBucket"),
+            statement(["logs:CreateLogStream", "logs:PutLogEvents"],
+                      pulumi.Output.concat(logs.arn, ":*"), sid="OwnLogs"),
+            statement(["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                      "*", sid="PullImage"),
+            statement(["cloudwatch:PutMetricData"], "*", sid="RuntimeMetrics",
+                      condition={"StringEquals": {"cloudwatch:namespace": "hostplane/Runtime"}}),
+        ))
+        container = pulumi.Output.all(args.secret_arn, logs.name).apply(lambda v: json.dumps([{
+            "name": "reloader", "image": args.image, "essential": True, "memoryReservation": args.memory_mb,
+            "portMappings": [{"containerPort": args.container_port, "hostPort": 0, "protocol": "tcp"}],
+            "environment": [{"name": "HOSTPLANE_TENANT_ID", "value": args.tenant_id},
+                            {"name": "HOSTPLANE_ARTIFACTS_DIR", "value": "/artifacts"},
+                            {"name": "HOSTPLANE_TARGET", "value": "aws"}],
+            "secrets": [{"name": k, "valueFrom": f"{v[0]}:{k}::"} for k in SECRET_KEYS],
+            "mountPoints": [{"sourceVolume": "artifacts", "containerPath": "/artifacts", "readOnly": True}],
+            # The health check probes the reloader, never the app (DESIGN.md, Reloader).
+            "healthCheck": {"command": ["CMD", "python", "-c", HEALTH_PROBE.format(port=args.container_port)],
+                            "interval": 15,
+                            "timeout": 5, "retries": 3, "startPeriod": 20},
+            "logConfiguration": {"logDriver": "awslogs", "options": {
+                "awslogs-group": v[1], "awslogs-region": aws.config.region or "us-east-1",
+                "awslogs-stream-prefix": "runtime"}},
+        }]))
+        self.task = aws.ecs.TaskDefinition(
+            f"{name}-task", family=names.runtime_service, network_mode="bridge",
+            requires_compatibilities=["EC2"], cpu=str(args.cpu), task_role_arn=self.role.arn,
+            execution_role_arn=self.role.arn, container_definitions=container, tags=t, opts=child(self),
+            volumes=[{"name": "artifacts", "efs_volume_configuration": {
+                "file_system_id": p.file_system_id, "transit_encryption": "ENABLED",
+                "authorization_config": {"access_point_id": self.access_point.id, "iam": "ENABLED"}}}])
+        self.discovery = aws.servicediscovery.Service(
+            f"{name}-srv", name=names.runtime_service, tags=t, opts=child(self),
+            dns_config={"namespace_id": p.namespace_id, "routing_policy": "MULTIVALUE",
+                        "dns_records": [{"type": "SRV", "ttl": 10}]},
+            health_check_custom_config={})
+        self.service = aws.ecs.Service(
+            f"{name}-service", name=names.runtime_service, cluster=p.cluster_arn, task_definition=self.task.arn,
+            desired_count=args.min_tasks, ordered_placement_strategies=BINPACK,
+            capacity_provider_strategies=[{"capacity_provider": p.capacity_provider, "weight": 1}],
+            service_registries={"registry_arn": self.discovery.arn, "container_name": "reloader",
+                                "container_port": args.container_port},
+            deployment_minimum_healthy_percent=100, deployment_maximum_percent=200,
+            propagate_tags="SERVICE", enable_ecs_managed_tags=True, tags=t,
+            opts=child(self, ignore_changes=["desiredCount"]))
+        self._autoscaling(name, args, t)
+        self.register_outputs({"service_name": self.service.name, "srv_name": self.discovery.name,
+                               "access_point_id": self.access_point.id, "task_role_arn": self.role.arn})
+
+    def _autoscaling(self, name: str, args: TenantInfraArgs, t: dict[str, str]) -> None:
+        resource_id = pulumi.Output.all(args.platform.cluster_arn, self.service.name).apply(
+            lambda v: f"service/{v[0].split('/')[-1]}/{v[1]}")
+        target = aws.appautoscaling.Target(
+            f"{name}-scaling", service_namespace="ecs", scalable_dimension="ecs:service:DesiredCount",
+            resource_id=resource_id, min_capacity=args.min_tasks, max_capacity=args.max_tasks, tags=t,
+            opts=child(self))
+        common = {"policy_type": "TargetTrackingScaling", "resource_id": target.resource_id,
+                  "scalable_dimension": target.scalable_dimension, "service_namespace": target.service_namespace}
+        aws.appautoscaling.Policy(f"{name}-cpu", **common, opts=child(self), target_tracking_scaling_policy_configuration={
+            "target_value": CPU_TARGET_PERCENT, "scale_in_cooldown": 120, "scale_out_cooldown": 30,
+            "predefined_metric_specification": {"predefined_metric_type": "ECSServiceAverageCPUUtilization"}})
+        aws.appautoscaling.Policy(f"{name}-requests", **common, opts=child(self), target_tracking_scaling_policy_configuration={
+            "target_value": REQUESTS_PER_TASK_TARGET, "scale_in_cooldown": 120, "scale_out_cooldown": 30,
+            "customized_metric_specification": {
+                "namespace": "hostplane/Runtime", "metric_name": "RequestsPerTask", "statistic": "Average",
+                "dimensions": [{"name": "TenantId", "value": args.tenant_id}]}})

@@ -1,0 +1,98 @@
+"""`TenantStack`: everything one tenant owns on AWS, as one component.
+
+Bucket (private, OAC), cache user (in the platform's Valkey user group), runtime (ECS
+service + EFS access point + Cloud Map SRV + autoscaling), edge (dedicated or pooled),
+Route 53 records and, for a custom domain, an ACM certificate in us-east-1. The tenant's
+database and role live in the shared Aurora cluster and are made by the provisioner's
+SQL adapter (services/resources/postgres.py), as locally; the secret by its secret adapter.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pulumi
+import pulumi_aws as aws
+
+from infra.common import child, tags
+from infra.tenant.args import TenantInfraArgs
+from infra.tenant.edge import DedicatedEdge, PooledTenantEdge, StaticBucket
+from infra.tenant.runtime import TenantRuntime
+from services.resources.cache import COMMAND_RULES
+
+
+def cache_access_string(prefix: str) -> str:
+    """The same rules as the local ACL user (services/resources/cache.py)."""
+    return " ".join(["on", f"~{prefix}*", f"&{prefix}*", *COMMAND_RULES])
+
+
+class TenantStack(pulumi.ComponentResource):
+    def __init__(self, name: str, args: TenantInfraArgs, opts: pulumi.ResourceOptions | None = None) -> None:
+        super().__init__("hostplane:tenant:TenantStack", name, None, opts)
+        names, t = args.names, tags("tenant", args.tenant_id, **args.extra_tags)
+        self.static = StaticBucket(f"{name}-static", args, child(self))
+        self._cache_user(name, args, t)
+        self.runtime = TenantRuntime(f"{name}-runtime", args, self.static.bucket.arn, child(self))
+        hosts = [names.host] + ([args.custom_domain] if args.custom_domain else [])
+        cert_arn, self.validation_records = self._certificate(name, args, t)
+        attached = [names.host] + ([args.custom_domain] if args.custom_domain and cert_arn is not None else [])
+        viewer_cert = cert_arn if cert_arn is not None else args.wildcard_certificate_arn
+        if args.edge == "dedicated":
+            edge: DedicatedEdge | PooledTenantEdge = DedicatedEdge(
+                f"{name}-edge", args, self.static, viewer_cert, attached, child(self))
+            aws.route53.Record(f"{name}-host", zone_id=args.zone_id, name=names.host, type="A", opts=child(self),
+                               aliases=[{"name": edge.domain_name, "zone_id": edge.zone_id,
+                                         "evaluate_target_health": False}])
+        else:
+            edge = PooledTenantEdge(f"{name}-edge", args, self.static, viewer_cert, attached, child(self))
+            aws.route53.Record(f"{name}-host", zone_id=args.zone_id, name=names.host, type="CNAME", ttl=300,
+                               records=[edge.domain_name], opts=child(self))
+        if args.custom_domain and args.custom_domain_zone_id:
+            aws.route53.Record(f"{name}-custom", zone_id=args.custom_domain_zone_id, name=args.custom_domain,
+                               type="CNAME", ttl=300, records=[edge.domain_name], opts=child(self))
+        self.edge = edge
+        self.outputs = {
+            "tenantId": args.tenant_id, "edge": args.edge, "hosts": hosts,
+            "bucket": self.static.bucket.bucket, "runtimeService": self.runtime.service.name,
+            "srvName": self.runtime.discovery.name, "taskRoleArn": self.runtime.role.arn,
+            "accessPointId": self.runtime.access_point.id, "cacheUser": names.cache_user,
+            "edgeDomain": edge.domain_name, "certificateValidation": self.validation_records,
+        }
+        self.register_outputs(self.outputs)
+
+    def _cache_user(self, name: str, args: TenantInfraArgs, t: dict[str, str]) -> None:
+        names = args.names
+        secret = aws.secretsmanager.get_secret_version_output(secret_id=args.secret_arn)
+        password = pulumi.Output.secret(secret.secret_string.apply(lambda s: json.loads(s)["CACHE_PASSWORD"]))
+        self.cache_user = aws.elasticache.User(
+            f"{name}-cache-user", user_id=f"{args.prefix}-{names.cache_user}", user_name=names.cache_user,
+            engine="valkey", access_string=cache_access_string(names.cache_prefix),
+            authentication_mode={"type": "password", "passwords": [password]}, tags=t, opts=child(self))
+        aws.elasticache.UserGroupAssociation(
+            f"{name}-cache-group", user_group_id=args.platform.cache_user_group_id,
+            user_id=self.cache_user.user_id, opts=child(self))
+
+    def _certificate(self, name: str, args: TenantInfraArgs, t: dict[str, str]
+                     ) -> tuple[pulumi.Output[str] | None, pulumi.Output | list]:
+        if not args.custom_domain:
+            return None, []
+        us_east_1 = aws.Provider(f"{name}-us-east-1", region="us-east-1", opts=child(self))
+        cert = aws.acm.Certificate(
+            f"{name}-cert", domain_name=args.custom_domain, validation_method="DNS", tags=t,
+            opts=child(self, provider=us_east_1))
+        records = cert.domain_validation_options.apply(lambda opts: [
+            {"name": o.resource_record_name, "type": o.resource_record_type, "value": o.resource_record_value}
+            for o in opts])
+        if args.custom_domain_zone_id:
+            rec = aws.route53.Record(
+                f"{name}-cert-validation", zone_id=args.custom_domain_zone_id, ttl=60, allow_overwrite=True,
+                name=cert.domain_validation_options[0].resource_record_name,
+                type=cert.domain_validation_options[0].resource_record_type,
+                records=[cert.domain_validation_options[0].resource_record_value], opts=child(self))
+            done = aws.acm.CertificateValidation(
+                f"{name}-cert-validated", certificate_arn=cert.arn, validation_record_fqdns=[rec.fqdn],
+                opts=child(self, provider=us_east_1))
+            return done.certificate_arn, records
+        if args.custom_domain_ready:
+            return cert.arn, records
+        return None, records

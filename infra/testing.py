@@ -1,0 +1,113 @@
+"""Run a Pulumi program under in-process mocks and record every resource it declares.
+
+No CLI, no cloud. Each run happens in its own thread with its own event loop: Pulumi's
+runtime settings are context variables and its helpers grab "the" event loop, so a
+fresh thread keeps one test's mock runtime from leaking into any other test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pulumi
+
+ACCOUNT = "123456789012"
+REGION = "eu-west-1"
+MOCK_CACHE_PASSWORD = "mock-cache-password-0123456789"
+
+
+@dataclass(frozen=True)
+class Declared:
+    typ: str
+    name: str
+    inputs: dict[str, Any]
+    parent: str | None
+
+
+# Outputs AWS computes that programs read (the mock echoes inputs; these fill the rest).
+_EXTRA_OUTPUTS: dict[str, dict[str, Any]] = {
+    "aws:rds/cluster:Cluster": {"masterUserSecrets": [
+        {"secretArn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:rds-admin", "kmsKeyId": "k"}]},
+    "aws:elasticache/replicationGroup:ReplicationGroup": {"primaryEndpointAddress": "cache.example.aws"},
+    "aws:lb/loadBalancer:LoadBalancer": {"arnSuffix": "app/hostplane/0123"},
+    "aws:lb/targetGroup:TargetGroup": {"arnSuffix": "targetgroup/caddy/0123"},
+    "aws:acm/certificate:Certificate": {"domainValidationOptions": [
+        {"domainName": "shop.example.com", "resourceRecordName": "_x.shop.example.com.",
+         "resourceRecordType": "CNAME", "resourceRecordValue": "_y.acm-validations.aws."}]},
+}
+
+
+class RecordingMocks(pulumi.runtime.Mocks):
+    def __init__(self) -> None:
+        self.resources: list[Declared] = []
+        self.calls: list[str] = []
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
+        self.resources.append(Declared(args.typ, args.name, dict(args.inputs), None))
+        service = args.typ.split(":")[1].split("/")[0] if args.typ.count(":") >= 2 else "x"
+        outputs = {
+            "arn": f"arn:aws:{service}:{REGION}:{ACCOUNT}:{args.name}",
+            "id": f"{args.name}-id",
+            "name": args.inputs.get("name", args.name),
+            "domainName": f"{args.name}.example.aws",
+            "dnsName": f"{args.name}.elb.example.aws",
+            "zoneId": "Z2FDTNDATAQYW2",
+            "hostedZoneId": "Z2FDTNDATAQYW2",
+            "endpoint": f"{args.name}.cluster.example.aws",
+            "routingEndpoint": "d111111abcdef8.cloudfront.net",
+            "bucketRegionalDomainName": f"{args.inputs.get('bucket', args.name)}.s3.{REGION}.amazonaws.com",
+            **_EXTRA_OUTPUTS.get(args.typ, {}),
+            **args.inputs,
+        }
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
+        self.calls.append(args.token)
+        if args.token.endswith("getCallerIdentity"):
+            return {"accountId": ACCOUNT, "arn": f"arn:aws:iam::{ACCOUNT}:root", "userId": "x"}
+        if args.token.endswith("getRegion"):
+            return {"name": REGION, "region": REGION, "id": REGION}
+        if args.token.endswith("getAvailabilityZones"):
+            return {"names": [f"{REGION}a", f"{REGION}b", f"{REGION}c"], "zoneIds": ["a", "b", "c"]}
+        if args.token.endswith("getSecretVersion"):
+            secret = json.dumps({"CACHE_PASSWORD": MOCK_CACHE_PASSWORD})
+            return {"secretString": secret, "arn": args.args.get("secretId", ""), "versionId": "v1"}
+        if args.token.endswith("getParameter"):
+            return {"value": "ami-0123456789abcdef0", "name": args.args.get("name", ""), "type": "String"}
+        return {}
+
+
+def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict[str, str] | None = None,
+                timeout: float = 60.0) -> RecordingMocks:
+    """Declare `program`'s resources under mocks; returns what was declared."""
+    box: dict[str, Any] = {}
+
+    def target() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            mocks = RecordingMocks()
+            pulumi.runtime.set_mocks(mocks, project="hostplane", stack=stack, preview=False)
+            if config:
+                pulumi.runtime.set_all_config(config)
+            pulumi.runtime.test(program)()
+            box["mocks"] = mocks
+        except BaseException as exc:  # re-raised in the caller's thread
+            box["error"] = exc
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    thread = threading.Thread(target=target, name="pulumi-mocks", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"pulumi program did not finish within {timeout}s")
+    if "error" in box:
+        raise box["error"]
+    return box["mocks"]

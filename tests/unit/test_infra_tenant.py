@@ -1,0 +1,226 @@
+"""TenantStack under Pulumi's in-process mocks (no CLI, no AWS): what matters for
+isolation, privacy and the two edge modes."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import json
+from functools import lru_cache
+
+import pytest
+
+from contracts.tenant import InvalidTenantId, tenant_names
+from infra.common import TENANT_TAG
+from infra.tenant.args import PlatformRefs, TenantInfraArgs
+from infra.tenant.stack import TenantStack, cache_access_string
+from infra.testing import Declared, RecordingMocks, run_program
+from services.resources.cache import COMMAND_RULES
+
+pytestmark = pytest.mark.timeout(120)
+
+ACCT = "123456789012"
+REFS = PlatformRefs(
+    cluster_arn=f"arn:aws:ecs:eu-west-1:{ACCT}:cluster/hostplane", capacity_provider="hostplane-fleet",
+    namespace_id="ns-1", file_system_id="fs-1",
+    file_system_arn=f"arn:aws:elasticfilesystem:eu-west-1:{ACCT}:file-system/fs-1",
+    alb_dns_name="alb.example.aws", origin_verify="origin-verify-value", cache_user_group_id="hostplane-tenants",
+    pooled_distribution_id="MT1", pooled_distribution_arn=f"arn:aws:cloudfront::{ACCT}:distribution/MT1",
+    pooled_kvs_arn=f"arn:aws:cloudfront::{ACCT}:key-value-store/k1", pooled_routing_endpoint="d1.cloudfront.net")
+
+
+def secret_arn(tid: str) -> str:
+    return f"arn:aws:secretsmanager:eu-west-1:{ACCT}:secret:hostplane/tenants/{tid}-AbCdEf"
+
+
+def tenant_args(tid: str = "acme", edge: str = "dedicated", **kw) -> TenantInfraArgs:
+    return TenantInfraArgs(tenant_id=tid, platform=REFS, image="reloader:1", zone_id="Z1",
+                           base_domain="apps.example.com", secret_arn=secret_arn(tid), edge=edge,
+                           wildcard_certificate_arn="arn:aws:acm:us-east-1:1:certificate/w", **kw)
+
+
+@lru_cache(maxsize=None)
+def declared(tid: str, edge: str, custom: bool = False) -> RecordingMocks:
+    extra = {"custom_domain": "shop.example.com", "custom_domain_zone_id": "Z2"} if custom else {}
+    args = tenant_args(tid, edge, **extra)
+    return run_program(lambda: TenantStack(tid, args))
+
+
+def of_type(m: RecordingMocks, typ: str) -> list[Declared]:
+    return [r for r in m.resources if r.typ == typ]
+
+
+def one(m: RecordingMocks, typ: str) -> Declared:
+    found = of_type(m, typ)
+    assert len(found) == 1, f"{typ}: {len(found)}"
+    return found[0]
+
+
+def statements(doc: str) -> list[dict]:
+    return json.loads(doc)["Statement"]
+
+
+def as_list(v) -> list:
+    return v if isinstance(v, list) else [v]
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+def test_bucket_is_private_and_read_only_by_cloudfront(edge):
+    m = declared("acme", edge)
+    assert one(m, "aws:s3/bucket:Bucket").inputs["bucket"] == tenant_names("acme").bucket
+    block = one(m, "aws:s3/bucketPublicAccessBlock:BucketPublicAccessBlock").inputs
+    assert all(block[k] is True for k in ("blockPublicAcls", "blockPublicPolicy", "ignorePublicAcls",
+                                          "restrictPublicBuckets"))
+    assert one(m, "aws:s3/bucketOwnershipControls:BucketOwnershipControls").inputs["rule"] == {
+        "objectOwnership": "BucketOwnerEnforced"}
+    allows = [s for s in statements(one(m, "aws:s3/bucketPolicy:BucketPolicy").inputs["policy"])
+              if s["Effect"] == "Allow"]
+    assert len(allows) == 1 and allows[0]["Principal"] == {"Service": "cloudfront.amazonaws.com"}
+    assert allows[0]["Action"] == ["s3:GetObject"]
+    source = allows[0]["Condition"]["StringEquals"]["AWS:SourceArn"]
+    expected = REFS.pooled_distribution_arn if edge == "pooled" else None
+    assert source == expected if expected else source.startswith("arn:aws:cloudfront:")
+
+
+def test_task_role_reads_only_its_own_secret_and_access_point():
+    m = declared("acme", "dedicated")
+    role = one(m, "aws:iam/role:Role").inputs
+    assert role["name"] == tenant_names("acme").task_role
+    sts = statements(one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    secret_reads = [s for s in sts if any(a.startswith("secretsmanager:") for a in s["Action"])]
+    assert [r for s in secret_reads for r in as_list(s["Resource"])] == [secret_arn("acme")]
+    efs = [s for s in sts if any(a.startswith("elasticfilesystem:") for a in s["Action"])]
+    assert len(efs) == 1 and efs[0]["Action"] == ["elasticfilesystem:ClientMount"]
+    ap = one(m, "aws:efs/accessPoint:AccessPoint")
+    assert efs[0]["Condition"]["StringEquals"]["elasticfilesystem:AccessPointArn"].endswith(ap.name)
+    assert ap.inputs["rootDirectory"]["path"] == "/acme"
+    assert ap.inputs["posixUser"]["uid"] == tenant_args().posix_id
+    volume = one(m, "aws:ecs/taskDefinition:TaskDefinition").inputs["volumes"][0]["efsVolumeConfiguration"]
+    assert volume["authorizationConfig"] == {"accessPointId": f"{ap.name}-id", "iam": "ENABLED"}
+    assert volume["transitEncryption"] == "ENABLED"
+    # nothing of another tenant anywhere in acme's policy
+    other = declared("beta", "dedicated")
+    beta_policy = one(other, "aws:iam/rolePolicy:RolePolicy").inputs["policy"]
+    assert "acme" not in beta_policy and secret_arn("beta") in beta_policy
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+def test_no_statement_allows_everything_on_everything(edge):
+    for r in declared("acme", edge, True).resources:
+        for key in ("policy", "assumeRolePolicy"):
+            if isinstance(r.inputs.get(key), str):
+                for s in statements(r.inputs[key]):
+                    if s["Effect"] == "Allow":
+                        assert not ("*" in as_list(s["Action"]) and "*" in as_list(s.get("Resource", []))), r.name
+
+
+def test_runtime_secrets_come_from_the_tenant_secret_and_never_inline():
+    m = declared("acme", "dedicated")
+    (container,) = json.loads(one(m, "aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    assert {s["valueFrom"].rsplit(":", 3)[0] for s in container["secrets"]} == {secret_arn("acme")}
+    assert {"DATABASE_URL", "REDIS_URL"} <= {s["name"] for s in container["secrets"]}
+    assert all("PASSWORD" not in e["name"] and "URL" not in e["name"] for e in container["environment"])
+    assert container["mountPoints"][0]["readOnly"] is True
+
+
+def test_service_is_binpacked_on_the_fleet_and_registered_with_an_srv_record():
+    m = declared("acme", "dedicated")
+    svc = one(m, "aws:ecs/service:Service").inputs
+    assert svc["name"] == tenant_names("acme").runtime_service
+    assert svc["orderedPlacementStrategies"] == [{"type": "binpack", "field": "memory"}]
+    assert svc["capacityProviderStrategies"][0]["capacityProvider"] == REFS.capacity_provider
+    disc = one(m, "aws:servicediscovery/service:Service").inputs
+    assert disc["name"] == tenant_names("acme").runtime_service
+    assert disc["dnsConfig"]["dnsRecords"] == [{"type": "SRV", "ttl": 10}]
+    assert svc["serviceRegistries"]["registryArn"].endswith("srv")
+    policies = of_type(m, "aws:appautoscaling/policy:Policy")
+    kinds = {json.dumps(p.inputs["targetTrackingScalingPolicyConfiguration"], sort_keys=True) for p in policies}
+    assert any("ECSServiceAverageCPUUtilization" in k for k in kinds)
+    assert any("RequestsPerTask" in k for k in kinds)
+
+
+def test_dedicated_distribution_has_exactly_two_origins_and_two_functions():
+    m = declared("acme", "dedicated")
+    dist = one(m, "aws:cloudfront/distribution:Distribution").inputs
+    origins = {o["originId"]: o for o in dist["origins"]}
+    assert set(origins) == {"static", "alb"}
+    assert origins["static"]["domainName"].startswith(tenant_names("acme").bucket)
+    assert origins["alb"]["domainName"] == REFS.alb_dns_name
+    assert (dist["orderedCacheBehaviors"][0]["pathPattern"], dist["orderedCacheBehaviors"][0]["targetOriginId"]) == (
+        "/static/*", "static")
+    assert dist["defaultCacheBehavior"]["targetOriginId"] == "alb"
+    fns = of_type(m, "aws:cloudfront/function:Function")
+    assert len(fns) == 2
+    for behavior in (dist["defaultCacheBehavior"], dist["orderedCacheBehaviors"][0]):
+        assert sorted(f["eventType"] for f in behavior["functionAssociations"]) == ["viewer-request", "viewer-response"]
+    request = next(f for f in fns if "x-tenant-id" in f.inputs["code"])
+    assert "'acme'" in request.inputs["code"] and "__TENANT_ID__" not in request.inputs["code"]
+    assert not of_type(m, "aws:cloudfront/distributionTenant:DistributionTenant")
+
+
+def test_pooled_tenant_creates_no_distribution():
+    m = declared("acme", "pooled", True)
+    assert not of_type(m, "aws:cloudfront/distribution:Distribution")
+    assert not of_type(m, "aws:cloudfront/multitenantDistribution:MultitenantDistribution")
+    dt = one(m, "aws:cloudfront/distributionTenant:DistributionTenant").inputs
+    assert dt["distributionId"] == REFS.pooled_distribution_id
+    assert dt["parameters"] == [{"name": "tenant", "value": "acme"}]
+    keys = {k.inputs["key"]: k.inputs["value"] for k in of_type(m, "aws:cloudfront/keyvaluestoreKey:KeyvaluestoreKey")}
+    assert keys == {"acme.apps.example.com": "acme", "shop.example.com": "acme"}
+
+
+def test_custom_domain_gets_a_dns_validated_certificate_in_us_east_1():
+    m = declared("acme", "dedicated", True)
+    cert = one(m, "aws:acm/certificate:Certificate").inputs
+    assert cert == {**cert, "domainName": "shop.example.com", "validationMethod": "DNS"}
+    assert one(m, "pulumi:providers:aws").inputs["region"] == "us-east-1"
+    one(m, "aws:acm/certificateValidation:CertificateValidation")
+    dist = one(m, "aws:cloudfront/distribution:Distribution").inputs
+    assert sorted(dist["aliases"]) == ["acme.apps.example.com", "shop.example.com"]
+    records = {r.inputs["name"] for r in of_type(m, "aws:route53/record:Record")}
+    assert "acme.apps.example.com" in records and "shop.example.com" in records
+
+
+def test_cache_user_has_the_local_acl_rules_and_joins_the_platform_group():
+    m = declared("acme", "pooled")
+    user = one(m, "aws:elasticache/user:User").inputs
+    assert user["userName"] == tenant_names("acme").cache_user and user["engine"] == "valkey"
+    assert user["accessString"] == cache_access_string("acme:")
+    assert user["accessString"].split()[1:3] == ["~acme:*", "&acme:*"]
+    assert set(COMMAND_RULES) <= set(user["accessString"].split())
+    assoc = one(m, "aws:elasticache/userGroupAssociation:UserGroupAssociation").inputs
+    assert assoc["userGroupId"] == REFS.cache_user_group_id
+
+
+def _taggable(typ: str) -> bool:
+    if not typ.startswith("aws:"):
+        return False
+    _, module, cls = typ.split(":")
+    pkg = module.split("/")[0]
+    resource = getattr(importlib.import_module(f"pulumi_aws.{pkg}"), cls)
+    return "tags" in inspect.signature(resource._internal_init).parameters
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+def test_every_taggable_resource_carries_the_tenant_tag(edge):
+    m = declared("acme", edge, True)
+    taggable = [r for r in m.resources if _taggable(r.typ)]
+    assert len(taggable) >= 10
+    untagged = [r.name for r in taggable if (r.inputs.get("tags") or {}).get(TENANT_TAG) != "acme"]
+    assert untagged == [], untagged
+
+
+def test_bad_arguments_are_refused_before_any_resource():
+    with pytest.raises(ValueError, match="edge must be one of"):
+        tenant_args(edge="sideways")
+    with pytest.raises(ValueError, match="min_tasks"):
+        tenant_args(min_tasks=3, max_tasks=2)
+    with pytest.raises(InvalidTenantId):
+        _ = tenant_args(tid="Bad_Name").names
+
+
+def test_mock_runtime_does_not_leak_into_the_calling_thread():
+    declared("acme", "pooled")
+    from pulumi.runtime.settings import SETTINGS
+
+    assert SETTINGS.monitor is None
