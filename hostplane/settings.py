@@ -32,6 +32,7 @@ class Settings(BaseSettings):
     caddy_admin_port: int = 2099
     edge_port: int = 8480
     api_port: int = 8400
+    metrics_port: int = Field(default=0, description="each service's /metrics port (0: any free port)")
     # Tenant app ports (the runtime registry's addresses), below Linux's ephemeral range.
     runtime_port_base: int = Field(default=10000, ge=1024, le=65000)
     runtime_port_count: int = Field(default=2000, ge=1, le=20000)

@@ -15,7 +15,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from hostplane import metrics
+
 PATH = "/runtime/healthz"
+METRICS_PATH = "/metrics"
 
 
 async def serve_health(host: str, port: int, snapshot: Callable[[], dict[str, Any]]) -> asyncio.base_events.Server:
@@ -23,13 +26,19 @@ async def serve_health(host: str, port: int, snapshot: Callable[[], dict[str, An
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
             target = request.split(b" ", 2)[1].decode(errors="replace") if request.count(b" ") >= 2 else ""
+            ctype = "application/json"
             if target.split("?")[0] == PATH:
                 body = snapshot()
                 status = "200 OK" if body.get("status") == "ok" else "503 Service Unavailable"
+            elif target.split("?")[0] == METRICS_PATH:  # swaps, swap time, failed releases, restarts
+                body, status = None, "200 OK"
             else:
-                body, status = {"error": f"not found; try {PATH}"}, "404 Not Found"
-            payload = json.dumps(body).encode()
-            writer.write(f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len(payload)}\r\n"
+                body, status = {"error": f"not found; try {PATH} or {METRICS_PATH}"}, "404 Not Found"
+            if body is None:
+                payload, ctype = metrics.exposition()
+            else:
+                payload = json.dumps(body).encode()
+            writer.write(f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(payload)}\r\n"
                          "connection: close\r\n\r\n".encode() + payload)
             await writer.drain()
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.TimeoutError, ConnectionError):

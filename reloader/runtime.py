@@ -26,6 +26,7 @@ from typing import Any
 import structlog
 
 from contracts.events_v1 import AppCrashed, ReleaseActivated, ReleaseFailed
+from hostplane import metrics
 from reloader.artifacts import ArtifactError, ArtifactStore, LocalRelease, Pointer
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess, StartFailure
@@ -181,6 +182,8 @@ class Runtime:
         elif old is not None:
             asyncio.create_task(old.close())  # died while this one was starting
         swap_ms = int((time.monotonic() - seen) * 1000)
+        metrics.SWAPS.labels(self.cfg.tenant_id).inc()
+        metrics.SWAP_SECONDS.labels(self.cfg.tenant_id).observe(swap_ms / 1000)
         self.log.info("release.live", version=release.version, swap_ms=swap_ms, health_ms=health_ms,
                       pid=new.pid, previous=old.version if old else None)
         if announce:
@@ -192,6 +195,7 @@ class Runtime:
     async def _failed(self, version: int, stage: str, reason: str, error: str, lines: list[str],
                       correlation_id: str | None = None) -> None:
         self.last_failure = {"version": version, "stage": stage, "reason": reason, "error": error[:500]}
+        metrics.RELEASES_FAILED.labels(self.cfg.tenant_id).inc()
         await self.reporter.report(ReleaseFailed(version=version, stage=stage, reason=reason, error=error or reason,
                                                  retryable=False, last_log_lines=lines),
                                    correlation_id=correlation_id)
@@ -286,6 +290,7 @@ class Runtime:
             if self.live is not None or self.stopping.is_set():
                 return  # a new release went live meanwhile, or we are shutting down
             self.restarts += 1
+            metrics.APP_RESTARTS.labels(self.cfg.tenant_id).inc()
             if await self._start(release, seen=time.monotonic(), announce=announce):
                 return
             self.crashes += 1

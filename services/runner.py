@@ -22,6 +22,7 @@ from events.outbox import OutboxRelay
 from events.publisher import Publisher
 from events.store import ensure_schema
 from events.topology import topology
+from hostplane import metrics
 from hostplane.local.state import connection_info
 from hostplane.logging import configure_logging
 from hostplane.settings import Settings, get_settings
@@ -53,16 +54,24 @@ async def run_service(
         await ensure_schema(pool)
         deps = await make_deps(settings, pool)
         topo = topology(settings.name_prefix)
+        handlers = {cls: metrics.instrument(service, cls.event_type, fn) for cls, fn in handlers.items()}
+        metrics_server, metrics_port = metrics.serve(settings.host, settings.metrics_port)
+        spec = topo.queue(service)
+        gauges = asyncio.create_task(metrics.refresh_gauges(pool, settings, spec.name, spec.dlq_name))
         async with Publisher(settings, topo.bus_name) as publisher:
             relay = OutboxRelay(pool, publisher)
             relay_task = asyncio.create_task(relay.run())
             consumer = Consumer(service, handlers, deps, pool, settings, topo, concurrency, options=options)
-            _mark_ready()
+            _mark_ready(f"http://{settings.host}:{metrics_port}/metrics")
             try:
                 await consumer.run(handle_signals=True)
             finally:
                 relay.stop()
                 await relay_task
+                gauges.cancel()
+                await asyncio.gather(gauges, return_exceptions=True)
+                metrics_server.shutdown()
+                metrics_server.server_close()
         close = getattr(deps, "aclose", None)
         if close is not None:
             await close()
@@ -71,10 +80,13 @@ async def run_service(
     log.info("service.stopped", service=service)
 
 
-def _mark_ready() -> None:
-    """Tell the launcher (hostplane up) this service consumes; see hostplane.local.services."""
+def _mark_ready(metrics_url: str) -> None:
+    """Tell the launcher (hostplane up) this service consumes; see hostplane.local.services.
+    The metrics URL goes beside the ready file (`<name>.metrics`) for `hostplane status`."""
     path = os.environ.get("HOSTPLANE_READY_FILE")
     if path:
+        with open(path + ".metrics", "w") as fh:
+            fh.write(metrics_url)
         with open(path, "w") as fh:
             fh.write(str(os.getpid()))
 

@@ -193,6 +193,8 @@ def status(settings: Settings) -> dict[str, Any]:
         comp = by_name.get(name)
         healthy = process.alive(rec.pid) and (comp.healthy() if comp else True)
         comps[name] = {"url": rec.url, "healthy": healthy, "pid": rec.pid}
+        if (metrics := eff.home_dir / "run" / f"{name}.ready.metrics").exists():  # written by services.runner
+            comps[name]["metrics"] = metrics.read_text().strip()
     return {
         "api": state.api_url,
         "edge": state.edge_url,

@@ -56,6 +56,7 @@ class ServiceProcess(Component):
     def prepare(self) -> None:
         self.ready_file.parent.mkdir(parents=True, exist_ok=True)
         self.ready_file.unlink(missing_ok=True)
+        self.ready_file.with_name(self.ready_file.name + ".metrics").unlink(missing_ok=True)
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", module_of(self.name)]
