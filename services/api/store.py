@@ -2,7 +2,7 @@
 
 - `app_specs`: every accepted spec, as canonical JSON under its sha256 (immutable,
   content-addressed). Events carry `spec:sha256:<digest>` (contracts.app_spec.spec_ref);
-  the builder reads the body here.
+  the builder reads the body here. `app_sources`: edited source zips, the same way.
 - `tenants`: the desired state, one row per tenant name: spec digest, custom domain,
   newest request generation, `deleted_at` once deletion was asked. A live tenant is a
   row with `deleted_at IS NULL` (the registry the orphan scan can use).
@@ -33,6 +33,12 @@ SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS app_specs (
     sha256     text PRIMARY KEY,
     body       text        NOT NULL,
+    size       integer     NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS app_sources (
+    sha256     text PRIMARY KEY,
+    body       bytea       NOT NULL,
     size       integer     NOT NULL,
     created_at timestamptz NOT NULL DEFAULT now()
 );
@@ -98,6 +104,18 @@ async def store_spec(conn: Any, digest: str, body: str) -> None:
 
 async def load_spec_body(conn: Any, digest: str) -> str | None:
     return await conn.fetchval("SELECT body FROM app_specs WHERE sha256 = $1", digest)
+
+
+async def store_source(conn: Any, digest: str, body: bytes) -> None:
+    """An edited source tree (zip) for `hostplane app deploy --source`, content-addressed."""
+    await conn.execute(
+        "INSERT INTO app_sources (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        digest, body, len(body),
+    )
+
+
+async def load_source_body(conn: Any, digest: str) -> bytes | None:
+    return await conn.fetchval("SELECT body FROM app_sources WHERE sha256 = $1", digest)
 
 
 async def tenant_row(conn: Any, tenant_id: str) -> Any:

@@ -161,4 +161,50 @@ def unpack_source(artifact: bytes) -> dict[str, str]:
         return {n: zf.read(n).decode("utf-8") for n in sorted(zf.namelist()) if not n.endswith(".pyc")}
 
 
-__all__ = ["SourceError", "InvalidAppSpec", "check_source", "generate", "package", "unpack_source"]
+__all__ = ["SourceError", "InvalidAppSpec", "check_source", "generate", "package", "read_source_zip",
+           "source_zip", "unpack_source"]
+
+
+STATIC_DIR = "static/"
+MAX_ZIP_BYTES = 20 * 1024 * 1024  # uncompressed total of a deployed source zip
+
+
+def read_source_zip(body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
+    """A deployed source zip -> (source files as text, static files under static/ as bytes).
+    Compiled files and __pycache__ are dropped; everything else must be UTF-8 text."""
+    try:
+        zf = zipfile.ZipFile(io.BytesIO(body))
+    except zipfile.BadZipFile:
+        raise SourceError("the upload is not a zip file") from None
+    with zf:
+        infos = [i for i in zf.infolist() if not i.is_dir()]
+        if sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
+            raise SourceError(f"the source unpacks to more than {MAX_ZIP_BYTES} bytes")
+        files: dict[str, str] = {}
+        static: dict[str, bytes] = {}
+        for info in infos:
+            name = info.filename
+            if name.endswith(".pyc") or "__pycache__/" in name:
+                continue
+            if name.startswith(STATIC_DIR):
+                static[name.removeprefix(STATIC_DIR)] = zf.read(info)
+                continue
+            try:
+                files[name] = zf.read(info).decode("utf-8")
+            except UnicodeDecodeError:
+                raise SourceError("is not UTF-8 text (binary files belong in static/)", name) from None
+    for key in static:
+        if not key or any(p in ("", ".", "..") for p in key.split("/")) or "\\" in key:
+            raise SourceError("is not a safe relative path", STATIC_DIR + key)
+    return files, static
+
+
+def source_zip(files: dict[str, str], static: dict[str, bytes] | None = None) -> bytes:
+    """The export format (and what `app deploy --source` uploads): a plain zip of the tree."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name in sorted(files):
+            zf.writestr(_entry(name), files[name].encode("utf-8"))
+        for name in sorted(static or {}):
+            zf.writestr(_entry(STATIC_DIR + name), (static or {})[name])
+    return buf.getvalue()

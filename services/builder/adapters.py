@@ -1,0 +1,72 @@
+"""The builder's I/O: specs and source trees stored by the API (read-only), the artifact
+store, the tenant's static bucket."""
+
+from __future__ import annotations
+
+import contextlib
+import mimetypes
+from dataclasses import dataclass
+from typing import Any
+
+from contracts.tenant import TenantNames, tenant_names
+from hostplane.aws import aws_client
+from hostplane.settings import Settings
+from reloader.artifacts import ArtifactStore, store_root
+from services.api.store import load_source_body, load_spec_body
+
+
+class StoredInputs:
+    """Specs and source zips the API stored content-addressed (the builder only reads)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def spec_body(self, digest: str) -> str | None:
+        async with self.pool.acquire() as conn:
+            return await load_spec_body(conn, digest)
+
+    async def source_body(self, digest: str) -> bytes | None:
+        async with self.pool.acquire() as conn:
+            return await load_source_body(conn, digest)
+
+
+class StaticUploader:
+    """Put the static files into the tenant's bucket (keys = path inside the static folder;
+    the edge serves them under /static/<key>). Overwriting is the convergent form."""
+
+    def __init__(self, s3: Any) -> None:
+        self.s3 = s3
+
+    async def upload(self, bucket: str, files: dict[str, bytes]) -> int:
+        for key, body in sorted(files.items()):
+            kind = mimetypes.guess_type(key)[0] or "application/octet-stream"
+            await self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=kind)
+        return len(files)
+
+
+@dataclass
+class BuilderDeps:
+    prefix: str
+    inputs: StoredInputs
+    store: ArtifactStore
+    static: StaticUploader
+    _stack: contextlib.AsyncExitStack | None = None
+
+    def names(self, tenant_id: str) -> TenantNames:
+        return tenant_names(tenant_id, prefix=self.prefix)
+
+    async def aclose(self) -> None:
+        if self._stack is not None:
+            await self._stack.aclose()
+
+
+async def open_deps(settings: Settings, pool: Any) -> BuilderDeps:
+    stack = contextlib.AsyncExitStack()
+    s3 = await stack.enter_async_context(aws_client("s3", settings))
+    return BuilderDeps(settings.name_prefix, StoredInputs(pool), ArtifactStore(store_root(settings)),
+                       StaticUploader(s3), stack)
+
+
+async def make_deps(settings: Settings, pool: Any) -> BuilderDeps:
+    """For services.runner.main: reads the API's tables through the consumer's pool."""
+    return await open_deps(settings, pool)
