@@ -290,7 +290,7 @@ class _Dashboard:
                 "routed": progress["routed"], "runtime": runtime,
                 "runtime_health": await self._probe(runtime.get("health_url")) if runtime else None,
                 "app_health": await self._probe(runtime.get("app_url", "").rstrip("/") + "/healthz")
-                if runtime and runtime.get("app_url") else None}
+                if runtime.get("app_url") and runtime.get("app_state") != "no_release" else None}
 
     def _runtime(self, name: str) -> dict[str, Any]:
         settings = getattr(self.ctx, "settings", None)
