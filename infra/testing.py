@@ -48,7 +48,7 @@ class RecordingMocks(pulumi.runtime.Mocks):
         self.calls: list[str] = []
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
-        self.resources.append(Declared(args.typ, args.name, dict(args.inputs), None))
+        self.resources.append(Declared(args.typ, args.name, _unwrap(dict(args.inputs)), None))
         service = args.typ.split(":")[1].split("/")[0] if args.typ.count(":") >= 2 else "x"
         outputs = {
             "arn": f"arn:aws:{service}:{REGION}:{ACCOUNT}:{args.name}",
@@ -80,6 +80,20 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token.endswith("getParameter"):
             return {"value": "ami-0123456789abcdef0", "name": args.args.get("name", ""), "type": "String"}
         return {}
+
+
+_SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value
+
+
+def _unwrap(value: Any) -> Any:
+    """Inputs with Pulumi's secret wrappers replaced by the values they hold."""
+    if isinstance(value, dict):
+        if value.get(_SECRET_SIG) == "1b47061264138c4ac30d75fd1eb44270":
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    return value
 
 
 def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict[str, str] | None = None,
