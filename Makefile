@@ -10,7 +10,7 @@ LS_VENV := .venv-localstack
 BIN := $(VENV)/bin
 EMULATOR ?= moto
 
-.PHONY: demo test unit integration e2e up down status bench contracts localstack-venv clean
+.PHONY: demo test unit integration e2e up down status bench contracts localstack-venv chromium clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x "$(BIN)/python" || $(PYTHON311) -m venv $(VENV)
@@ -25,6 +25,13 @@ $(LS_VENV)/.installed: localstack-requirements.txt localstack-constraints.txt
 
 localstack-venv: $(LS_VENV)/.installed
 
+# The dashboard's browser test drives Debian's Chromium through Playwright (never `playwright install`).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+chromium:
+	@command -v chromium >/dev/null || { echo "installing chromium (apt-get)"; \
+	  $(SUDO) apt-get install -y -q chromium >/dev/null || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
+
 demo: $(VENV)/.installed
 	$(BIN)/hostplane demo
 
@@ -38,16 +45,16 @@ status: $(VENV)/.installed
 	$(BIN)/hostplane status
 
 # Every test: unit, integration (both emulators) and end-to-end. Exit 5 (no tests) fails.
-test: $(VENV)/.installed $(LS_VENV)/.installed
+test: $(VENV)/.installed $(LS_VENV)/.installed chromium
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests/unit
 
-integration: $(VENV)/.installed $(LS_VENV)/.installed
+integration: $(VENV)/.installed $(LS_VENV)/.installed chromium
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests/integration
 
-e2e: $(VENV)/.installed $(LS_VENV)/.installed
+e2e: $(VENV)/.installed $(LS_VENV)/.installed chromium
 	HOSTPLANE_E2E_EMULATOR=$(EMULATOR) $(BIN)/python -m pytest -p no:cacheprovider -ra tests/e2e
 
 # Every benchmark in bench/; each prints its table and saves JSON under bench/results/.
