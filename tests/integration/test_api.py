@@ -47,9 +47,20 @@ SPEC_V2 = SPEC.replace("app: Tasks", "app: Tasks v2")
 WAIT_S = 20.0
 
 
+def _stop_router_config(running: RunningPlatform) -> None:
+    from hostplane.local import process
+    from hostplane.local.state import load_state, save_state
+
+    state = load_state(running.settings.home_dir)
+    if (comp := state.components.pop("router-config", None)) is not None:
+        process.stop(comp.pid)
+        save_state(running.settings.home_dir, state)
+
+
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory) -> RunningPlatform:
     running = start_platform(tmp_path_factory.mktemp("api"), "moto")
+    _stop_router_config(running)  # the projection tests inject RouteConfigured themselves
     try:
         yield running
     finally:

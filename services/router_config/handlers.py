@@ -1,0 +1,142 @@
+"""Router-config: the edge routes of every tenant, by `@id`, in one writer.
+
+TenantProvisioned → route `<tenant>.localhost` (+ custom domain) to the tenant's runtime
+port from the runtime registry (not registered yet: a transient error, the consumer
+retries), record it in `routes`, write it to Caddy, emit RouteConfigured.
+DomainChangeRequested → the same with the new domain. TenantDeletionRequested → the route
+leaves Caddy first (traffic stops), then the row becomes a tombstone, RouteRemoved.
+
+Convergent: desired state is written first and Caddy is only written when its route
+differs, so the same event twice changes nothing the second time. Events older than the
+tenant's deletion are ignored (store.py). If Caddy lost the edge server or its
+catch-all, the whole route list is reloaded from the table (`resync`), which the service
+also does at start and periodically (main.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import structlog
+
+from contracts.envelope import Envelope, Event
+from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRemoved, TenantDeletionRequested, \
+    TenantProvisioned
+from contracts.tenant import TenantNames, tenant_names
+from reloader import desired
+from services.router_config.caddy import CaddyEdge, EdgeDrifted
+from services.router_config.routes import Route, caddy_route, desired_routes, drifted, is_tenant_route
+from services.router_config.store import RouteRow, RouteStore
+
+log = structlog.get_logger(__name__)
+
+
+class RuntimeNotRegistered(RuntimeError):
+    """The tenant has no runtime port yet (transient: the provisioner registers it)."""
+
+
+class HostTaken(RuntimeError):
+    """Another live tenant already routes this host; never route one host to two tenants."""
+
+
+@dataclass
+class RouterDeps:
+    store: RouteStore
+    edge: CaddyEdge
+    origin: str | None  # host:port serving buckets path-style (the emulator), None: no /static/
+    prefix: str = "hostplane"
+    runtime_host: str = "127.0.0.1"
+
+    def names(self, tenant_id: str) -> TenantNames:
+        return tenant_names(tenant_id, prefix=self.prefix)
+
+    async def aclose(self) -> None:
+        await self.edge.aclose()
+
+
+async def resync(deps: RouterDeps) -> bool:
+    """Reload every route from the table when Caddy's differ; True when it had to."""
+    routes = await deps.store.live_routes()
+    live = await deps.edge.routes()
+    wanted = [caddy_route(r, deps.origin) for r in routes]
+    if not drifted(live, wanted):
+        return False
+    await deps.edge.load(desired_routes(routes, deps.origin, live))
+    log.warning("edge.resynced", routes=len(routes), had=len([r for r in live or [] if is_tenant_route(r)]))
+    return True
+
+
+async def _stale(row: RouteRow | None, at: datetime) -> bool:
+    return row is not None and row.deleted_at is not None and at <= row.deleted_at
+
+
+async def _configure(deps: RouterDeps, tenant: str, domain: str | None, domain_at: datetime | None) -> list[Event]:
+    names = deps.names(tenant)
+    async with deps.store.pool.acquire() as conn:
+        port = await desired.app_port(conn, tenant)
+    if port is None:
+        raise RuntimeNotRegistered(f"tenant {tenant} has no registered runtime port yet")
+    hosts = (names.host, domain) if domain else (names.host,)
+    for host in hosts:
+        if owner := await deps.store.host_owner(host, tenant):
+            raise HostTaken(f"host {host} is already routed to tenant {owner}")
+    route = Route(tenant, names.route_id, hosts, f"{deps.runtime_host}:{port}", names.bucket)
+    await deps.store.save(route, domain, domain_at)
+    try:
+        wrote = await deps.edge.put(caddy_route(route, deps.origin))
+    except EdgeDrifted as exc:
+        log.warning("edge.drifted", error=str(exc))
+        wrote = await resync(deps)
+    log.info("route.configured", route_id=route.route_id, hosts=list(hosts), upstream=route.upstream,
+             caddy_write=wrote)
+    return [RouteConfigured(hosts=list(hosts), route_id=route.route_id, upstream=route.upstream)]
+
+
+async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: RouterDeps) -> list[Event]:
+    tenant = envelope.tenant_id
+    row = await deps.store.get(tenant)
+    if await _stale(row, envelope.occurred_at):
+        log.warning("route.stale_event", reason="the tenant was deleted after this event")
+        return []
+    if row is not None and row.live:  # a domain change may have come since: keep it
+        return await _configure(deps, tenant, row.custom_domain, row.domain_at)
+    return await _configure(deps, tenant, envelope.data.custom_domain, row.deleted_at if row else None)
+
+
+async def on_domain_change_requested(envelope: Envelope[DomainChangeRequested], deps: RouterDeps) -> list[Event]:
+    tenant = envelope.tenant_id
+    row = await deps.store.get(tenant)
+    if await _stale(row, envelope.occurred_at):
+        log.warning("route.stale_event", reason="the tenant was deleted after this event")
+        return []
+    if row is not None and row.live and row.domain_at is not None and envelope.occurred_at < row.domain_at:
+        log.warning("route.stale_domain", reason="a newer domain change was already applied")
+        return await _configure(deps, tenant, row.custom_domain, row.domain_at)
+    return await _configure(deps, tenant, envelope.data.custom_domain, envelope.occurred_at)
+
+
+async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequested],
+                                       deps: RouterDeps) -> list[Event]:
+    tenant = envelope.tenant_id
+    names = deps.names(tenant)
+    row = await deps.store.get(tenant)
+    if await _stale(row, envelope.occurred_at) and row.deleted_at != envelope.occurred_at:
+        return []  # an older deletion than the one already applied
+    try:
+        removed = await deps.edge.delete(names.route_id)  # traffic stops before anything else
+    except EdgeDrifted:
+        removed = False
+    hosts = row.route.hosts if row is not None else (names.host,)
+    await deps.store.tombstone(Route(tenant, names.route_id, hosts, "", names.bucket), envelope.occurred_at)
+    if not removed:
+        await resync(deps)  # whatever Caddy holds, it must not keep this tenant's route
+    log.info("route.removed", route_id=names.route_id, caddy_write=removed)
+    return [RouteRemoved(route_id=names.route_id, hosts=list(hosts))]
+
+
+HANDLERS = {
+    TenantProvisioned: on_tenant_provisioned,
+    DomainChangeRequested: on_domain_change_requested,
+    TenantDeletionRequested: on_tenant_deletion_requested,
+}

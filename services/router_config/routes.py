@@ -1,0 +1,117 @@
+"""Edge routes as data: what Caddy must hold for each tenant (pure functions).
+
+One route per tenant, addressed by `@id` = `tenant_names(t).route_id`, matching the
+tenant's host names. It first replaces any client-supplied `X-Tenant-Id` with the
+tenant's own, then:
+
+- `GET|HEAD /static/<key>` → the tenant's bucket on the AWS emulator, S3 path style
+  (`/<bucket>/<key>`, query string dropped so nobody lists the bucket or reads its ACL
+  through the edge, upstream Host = the emulator's, any client Authorization replaced); a path with `..` is refused (400)
+  so no request climbs into another bucket, other methods on `/static/` get 405;
+- everything else → the tenant's runtime upstream (`127.0.0.1:<app_port>` locally).
+
+Every tenant route sits before the catch-all (`@id catch-all`, 404), so a host that
+names no tenant never reaches a tenant's app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from hostplane.local.edge import CATCH_ALL_ID, base_config
+
+TENANT_HEADER = "X-Tenant-Id"
+# The emulator refuses anonymous reads of a private bucket and does not check signatures:
+# Caddy presents its public test credentials, the local stand-in for CloudFront's origin
+# access control (on AWS CloudFront serves /static/ and this route has no origin).
+EMULATOR_AUTH = ("AWS4-HMAC-SHA256 Credential=test/20000101/us-east-1/s3/aws4_request, "
+                 "SignedHeaders=host, Signature=unsigned")
+ROUTE_ID_PREFIX = "tenant-"
+
+
+@dataclass(frozen=True)
+class Route:
+    """A tenant's desired edge route (a row of the `routes` table)."""
+
+    tenant_id: str
+    route_id: str
+    hosts: tuple[str, ...]
+    upstream: str
+    bucket: str
+
+
+def static_origin(endpoint: str | None) -> str | None:
+    """`host:port` of the S3 endpoint serving buckets path-style (the emulator), if any."""
+    if not endpoint:
+        return None
+    parts = urlsplit(endpoint)
+    return parts.netloc or None
+
+
+def catch_all() -> dict[str, Any]:
+    """The edge's last route (hostplane.local.edge defines it once)."""
+    routes = base_config("127.0.0.1", 1, 1)["apps"]["http"]["servers"]["edge"]["routes"]
+    return next(r for r in routes if r.get("@id") == CATCH_ALL_ID)
+
+
+def caddy_route(route: Route, origin: str | None) -> dict[str, Any]:
+    """The Caddy JSON of one tenant route."""
+    app = {"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": route.upstream}]}]}
+    inner: list[dict[str, Any]] = []
+    if origin:
+        inner += [
+            {"match": [{"path": ["/static/*"], "path_regexp": {"pattern": r"\.\."}}],
+             "handle": [_status(400, "bad static path\n")], "terminal": True},
+            {"match": [{"path": ["/static/*"], "method": ["GET", "HEAD"]}],
+             "handle": [
+                 {"handler": "rewrite", "uri": "?",
+                  "path_regexp": [{"find": "^/static/", "replace": f"/{route.bucket}/"}]},
+                 {"handler": "reverse_proxy", "upstreams": [{"dial": origin}],
+                  "headers": {"request": {"set": {"Host": [origin], "Authorization": [EMULATOR_AUTH]}}}},
+             ], "terminal": True},
+            {"match": [{"path": ["/static/*"]}], "handle": [_status(405, "static assets are read-only\n")],
+             "terminal": True},
+        ]
+    inner.append(app)
+    return {
+        "@id": route.route_id,
+        "match": [{"host": list(route.hosts)}],
+        "handle": [
+            # `set` replaces every value a client sent under that name
+            {"handler": "headers", "request": {"set": {TENANT_HEADER: [route.tenant_id]}}},
+            {"handler": "subroute", "routes": inner},
+        ],
+        "terminal": True,
+    }
+
+
+def _status(code: int, body: str) -> dict[str, Any]:
+    return {"handler": "static_response", "status_code": code, "body": body,
+            "headers": {"Content-Type": ["text/plain"]}}
+
+
+def is_tenant_route(route: dict[str, Any]) -> bool:
+    return str(route.get("@id", "")).startswith(ROUTE_ID_PREFIX)
+
+
+def desired_routes(routes: list[Route], origin: str | None,
+                   live: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The edge server's whole route list: every tenant route (by id), then any route that is
+    neither a tenant's nor the catch-all (kept from `live`, in order), then the catch-all."""
+    others = [r for r in live or [] if isinstance(r, dict) and not is_tenant_route(r)
+              and r.get("@id") != CATCH_ALL_ID]
+    return [caddy_route(r, origin) for r in sorted(routes, key=lambda r: r.route_id)] + others + [catch_all()]
+
+
+def drifted(live: list[dict[str, Any]] | None, tenant_routes: list[dict[str, Any]]) -> bool:
+    """True when Caddy's tenant routes are not the desired ones (one missing, extra or
+    different) or the catch-all is not the single last route. Order among tenant routes
+    does not matter: their hosts never overlap."""
+    live = [r for r in live or [] if isinstance(r, dict)]
+    ids = [r.get("@id") for r in live]
+    if not live or ids[-1] != CATCH_ALL_ID or ids.count(CATCH_ALL_ID) != 1:
+        return True
+    key = lambda r: str(r.get("@id", ""))  # noqa: E731
+    return sorted((r for r in live if is_tenant_route(r)), key=key) != sorted(tenant_routes, key=key)

@@ -1,0 +1,107 @@
+"""The `routes` table: router-config's desired state, in the control database.
+
+One row per tenant that ever had a route. A deletion leaves a tombstone (`deleted_at`),
+so an event older than the deletion that arrives late (a redelivered TenantProvisioned,
+a domain change) cannot bring the route back, while a re-created tenant (its events are
+newer) gets it again. `domain_at` is when the custom domain was last set by a domain
+change: TenantProvisioned carries the domain asked for at creation and only sets it on a
+route that has none yet, so a replay never undoes a later change.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from events.store import apply_schema
+from services.router_config.routes import Route
+
+_SCHEMA_LOCK = 0x726F7574  # "rout"
+
+SCHEMA_SQL = """
+CREATE TABLE IF NOT EXISTS routes (
+    tenant_id     text        PRIMARY KEY,
+    route_id      text        NOT NULL UNIQUE,
+    hosts         text[]      NOT NULL,
+    custom_domain text,
+    upstream      text        NOT NULL,
+    bucket        text        NOT NULL,
+    domain_at     timestamptz,
+    deleted_at    timestamptz,
+    updated_at    timestamptz NOT NULL DEFAULT now()
+);
+"""
+
+
+@dataclass(frozen=True)
+class RouteRow:
+    route: Route
+    custom_domain: str | None
+    domain_at: datetime | None
+    deleted_at: datetime | None
+
+    @property
+    def live(self) -> bool:
+        return self.deleted_at is None
+
+
+def _row(r: Any) -> RouteRow:
+    route = Route(r["tenant_id"], r["route_id"], tuple(r["hosts"]), r["upstream"], r["bucket"])
+    return RouteRow(route, r["custom_domain"], r["domain_at"], r["deleted_at"])
+
+
+class RouteStore:
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def ensure_schema(self) -> None:
+        await apply_schema(self.pool, SCHEMA_SQL, _SCHEMA_LOCK)
+
+    async def get(self, tenant_id: str) -> RouteRow | None:
+        r = await self.pool.fetchrow("SELECT * FROM routes WHERE tenant_id = $1", tenant_id)
+        return _row(r) if r else None
+
+    async def live_routes(self) -> list[Route]:
+        rows = await self.pool.fetch("SELECT * FROM routes WHERE deleted_at IS NULL ORDER BY route_id")
+        return [_row(r).route for r in rows]
+
+    async def live_tenants(self) -> set[str]:
+        return {r["tenant_id"] for r in await self.pool.fetch("SELECT tenant_id FROM routes WHERE deleted_at IS NULL")}
+
+    async def host_owner(self, host: str, tenant_id: str) -> str | None:
+        """Another live tenant already routing `host`, if any."""
+        return await self.pool.fetchval(
+            "SELECT tenant_id FROM routes WHERE deleted_at IS NULL AND $1 = ANY(hosts) AND tenant_id <> $2",
+            host, tenant_id)
+
+    async def save(self, route: Route, custom_domain: str | None, domain_at: datetime | None) -> bool:
+        """Upsert the live route; True when anything changed."""
+        status = await self.pool.execute(
+            """
+            INSERT INTO routes (tenant_id, route_id, hosts, custom_domain, upstream, bucket, domain_at)
+            VALUES ($1, $2, $3, $4, $5, $6, $7)
+            ON CONFLICT (tenant_id) DO UPDATE
+               SET route_id = EXCLUDED.route_id, hosts = EXCLUDED.hosts, custom_domain = EXCLUDED.custom_domain,
+                   upstream = EXCLUDED.upstream, bucket = EXCLUDED.bucket, domain_at = EXCLUDED.domain_at,
+                   deleted_at = NULL, updated_at = now()
+             WHERE (routes.route_id, routes.hosts, routes.custom_domain, routes.upstream, routes.bucket,
+                    routes.domain_at, routes.deleted_at)
+                   IS DISTINCT FROM (EXCLUDED.route_id, EXCLUDED.hosts, EXCLUDED.custom_domain,
+                                     EXCLUDED.upstream, EXCLUDED.bucket, EXCLUDED.domain_at, NULL::timestamptz)
+            """,
+            route.tenant_id, route.route_id, list(route.hosts), custom_domain, route.upstream, route.bucket,
+            domain_at)
+        return status != "INSERT 0 0"
+
+    async def tombstone(self, route: Route, at: datetime) -> None:
+        """The tenant's route is gone as of `at`; the row stays as a marker against late events
+        (inserted if the tenant never had a route, e.g. deleted while still provisioning)."""
+        await self.pool.execute(
+            """
+            INSERT INTO routes (tenant_id, route_id, hosts, upstream, bucket, deleted_at)
+            VALUES ($1, $2, $3, '', $4, $5)
+            ON CONFLICT (tenant_id) DO UPDATE SET deleted_at = EXCLUDED.deleted_at, updated_at = now()
+             WHERE routes.deleted_at IS NULL OR routes.deleted_at < EXCLUDED.deleted_at
+            """,
+            route.tenant_id, route.route_id, list(route.hosts), route.bucket, at)
