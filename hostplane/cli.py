@@ -106,6 +106,7 @@ def demo(emulator: Emulator = typer.Option(None, help="AWS emulator: moto (defau
 def _mount_subcommands() -> None:
     from hostplane.cli_events import dlq_app, events_app
     from hostplane.cli_doctor import doctor_app
+    from hostplane.cli_app import app_app
     from hostplane.cli_tenant import tenant_app
 
     app.add_typer(doctor_app, name="doctor", help="checks of the running platform: --orphans")
@@ -116,6 +117,7 @@ def _mount_subcommands() -> None:
     app.command("logs")(logs)
 
     app.add_typer(tenant_app, name="tenant", help="tenants: create, update, delete, list, show, env")
+    app.add_typer(app_app, name="app", help="an app's source: export, edit, deploy")
 
     app.add_typer(events_app, name="events", help="the recorded event log and replays")
     app.add_typer(dlq_app, name="dlq", help="dead-letter queues: list and redrive")

@@ -112,7 +112,9 @@ class TenantCommands:
                                     requested_by=actor)
             return await self._request(conn, name, generation, "create", event, None, digest, domain, actor)
 
-    async def update(self, name: str, spec: AppSpec, allow_destructive: bool, actor: str | None) -> Accepted:
+    async def update(self, name: str, spec: AppSpec, allow_destructive: bool, actor: str | None,
+                     source: tuple[str, bytes] | None = None) -> Accepted:
+        """`source` = (sha256, zip) of an edited source tree whose spec.json is `spec`."""
         digest = spec.digest()
         async with self.pool.acquire() as conn, conn.transaction():
             await store.lock_tenant(conn, name)
@@ -120,7 +122,7 @@ class TenantCommands:
             if not status.facts.provisioned:
                 raise Refused(409, f"tenant {name!r} is not provisioned yet (state {status.state}); "
                                    "update it once it is building or ready")
-            if digest == row["spec_sha256"] and status.state != "failed":
+            if digest == row["spec_sha256"] and status.state != "failed" and source is None:
                 return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
                                 changed=False)
             if problems := await self._migration_problems(conn, row, spec, allow_destructive):
@@ -133,8 +135,11 @@ class TenantCommands:
                 "UPDATE tenants SET spec_sha256 = $2, generation = $3, updated_at = now() WHERE tenant_id = $1",
                 name, digest, generation,
             )
+            if source is not None:
+                await store.store_source(conn, *source)
             event = AppUpdateRequested(spec_ref=spec_ref(digest), spec_sha256=digest,
-                                       allow_destructive=allow_destructive, requested_by=actor)
+                                       allow_destructive=allow_destructive, requested_by=actor,
+                                       source_ref=f"source:sha256:{source[0]}" if source else None)
             return await self._request(conn, name, generation, "update", event, status, digest, None, actor)
 
     async def delete(self, name: str, actor: str | None) -> Accepted:

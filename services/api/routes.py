@@ -8,6 +8,8 @@
     GET    /v1/tenants/{name}/events    the tenant's event history
     POST   /v1/tenants/{name}/replay    re-publish the tenant's recorded events → 202
     GET    /v1/tenants/{name}/env       the tenant's own credentials (the only secret-bearing answer)
+    GET    /v1/tenants/{name}/source    zip of the live release's source (hostplane app export)
+    POST   /v1/tenants/{name}/source    deploy an edited source tree (base64 zip) → 202 (hostplane app deploy)
     GET    /v1/audit                    the audit trail (?tenant=), newest first; append-only
     GET    /healthz                     unauthenticated liveness (+ database)
     /ui/                                 the web dashboard (cookie session; services.api.dashboard)
@@ -26,18 +28,20 @@ from typing import Annotated, Any
 
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec
 from contracts.tenant import TenantId, tenant_names
 from events.replay import list_events, replay
+from reloader.artifacts import store_root
 from services.api import audit, store
 from services.api.commands import Accepted, Refused, TenantCommands, check_domain
 from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
 from services.api.views import error_body, tenant_view, validation_errors
+from services.builder import source
 
 MAX_BODY_BYTES = 2 * MAX_SPEC_BYTES  # a spec sent as a JSON string grows with its escapes
 _ACTOR = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
@@ -52,6 +56,12 @@ class ApiContext:
     name_prefix: str
     secrets: Any  # async (secret name) -> dict | None; reads the secret store
     settings: Any = None  # the dashboard reads DLQs, releases and runtime health with it
+
+
+class DeploySource(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    source_zip: str = Field(description="The source tree (app.py, appkit/, spec.json, static/) as a base64 zip")
+    allow_destructive: bool = False
 
 
 AppSource = Annotated[
@@ -184,6 +194,32 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         req = req or ReplayRequest()
         count = await replay(ctx.pool, name, req.type, req.since)
         return JSONResponse({"name": name, "queued": count}, status_code=202)
+
+    @app.get("/v1/tenants/{name}/source", tags=["tenants"], dependencies=bearer)
+    async def export_source(name: str) -> Response:
+        """The live release's source tree as a zip: edit it, then POST it back."""
+        await view(name)
+        try:
+            version, body = await asyncio.to_thread(source.export_live_source, store_root(ctx.settings), name)
+        except source.NoLiveRelease as exc:
+            raise Refused(404, str(exc)) from None
+        return Response(body, media_type="application/zip",
+                        headers={"X-Hostplane-Version": str(version),
+                                 "Content-Disposition": f'attachment; filename="{name}-v{version}.zip"'})
+
+    @app.post("/v1/tenants/{name}/source", status_code=202, tags=["tenants"], dependencies=bearer)
+    async def deploy_source(name: str, req: DeploySource, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+        """Build and release an edited source tree through the builder (AppUpdateRequested)."""
+        try:
+            upload = source.accept_upload(req.source_zip)
+        except source.SourceError as exc:
+            raise Refused(422, f"the source cannot be built: {exc}",
+                          [{"path": exc.where or "source_zip", "message": str(exc)}]) from None
+        except source.InvalidAppSpec as exc:
+            raise Refused(422, f"spec.json: {exc}", [{"path": f"spec.json:{p.path}", "message": p.message}
+                                                     for p in exc.problems]) from None
+        return await accepted(await commands.update(name, upload.spec, req.allow_destructive, actor,
+                                                    source=(upload.digest, upload.body)))
 
     @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer)
     async def tenant_env(name: str) -> JSONResponse:
