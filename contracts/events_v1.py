@@ -113,6 +113,20 @@ class TenantDeletionRequested(Event):
     requested_by: Actor | None = None
 
 
+@register
+class DomainChangeRequested(Event):
+    """A user set, changed or removed (None) the tenant's custom domain; only the edge
+    route changes (router-config answers with RouteConfigured carrying the new hosts)."""
+
+    event_type = "DomainChangeRequested"
+    schema_version = V1
+    producers = ("api",)
+    consumers = ("api", "router-config")
+
+    custom_domain: CustomDomain | None = None
+    requested_by: Actor | None = None
+
+
 # --- provisioner ----------------------------------------------------------------------
 
 

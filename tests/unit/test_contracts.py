@@ -35,7 +35,7 @@ from contracts import (
     registered_events,
     tenant_names,
 )
-from contracts.events_v1 import AppCrashed, MessageDeadLettered
+from contracts.events_v1 import AppCrashed, DomainChangeRequested, MessageDeadLettered
 from contracts.catalog import SERVICES, consumed_types, consumers_of, producers_of
 from contracts.tenant import validate_tenant_id
 
@@ -66,6 +66,7 @@ SAMPLES: list[Event] = [
     ReleaseFailed(stage="health_check", error="GET /healthz returned 500", retryable=False,
                   version=3, reason="health_check", last_log_lines=["Traceback ...", "KeyError: 'x'"]),
     TenantDeletionRequested(requested_by="alice"),
+    DomainChangeRequested(custom_domain="shop.example.com", requested_by="alice"),
     TenantDeprovisioned(removed=["database:t_acme", "bucket:hostplane-acme-static"]),
     DeprovisioningFailed(stage="bucket", error="bucket not empty", retryable=True,
                          remaining=["bucket:hostplane-acme-static"]),
@@ -252,7 +253,7 @@ def test_every_event_names_known_producers_and_consumers():
         ("provisioner", ["TenantRequested"]),
         ("builder", ["AppUpdateRequested", "TenantProvisioned"]),
         ("migrator", ["TenantChanged"]),
-        ("router-config", ["TenantDeletionRequested", "TenantProvisioned"]),
+        ("router-config", ["DomainChangeRequested", "TenantDeletionRequested", "TenantProvisioned"]),
         ("deprovisioner", ["TenantDeletionRequested"]),
         ("reloader", []),
     ],
@@ -265,7 +266,7 @@ def test_consumers_follow_the_design_table(service: str, types: list[str]):
 def test_api_consumes_everything_and_emits_the_requests():
     assert consumers_of("api") == registered_events()
     assert {m.event_type for m in producers_of("api")} == {
-        "TenantRequested", "AppUpdateRequested", "TenantDeletionRequested"
+        "TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested"
     }
     assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed", "AppCrashed"}
     with pytest.raises(ValueError):
