@@ -167,3 +167,20 @@ def test_pages_never_carry_the_token(base, token):
         resp = client.get(path)
         assert resp.status_code == 200, (path, resp.status_code)
         assert token not in resp.text and "password" not in resp.text.lower()
+
+
+def test_the_audit_command_lists_the_trail(platform, base, token):
+    import subprocess
+    import sys
+
+    api = httpx.Client(base_url=base, timeout=15, headers={"Authorization": f"Bearer {token}"})
+    assert api.post("/v1/tenants", json={"name": "dash-cli", "app": SPEC}).status_code == 202
+    out = subprocess.run([sys.executable, "-m", "hostplane", "audit", "--tenant", "dash-cli", "--json"],
+                         env=platform.env(), capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    records = json.loads(out.stdout)
+    assert [(r["tenant_id"], r["action"], r["actor"]) for r in records] == [("dash-cli", "tenant.create", "api")]
+    assert {"at", "identity", "actor", "channel", "remote", "action", "request", "status", "outcome"} <= set(records[0])
+    pretty = subprocess.run([sys.executable, "-m", "hostplane", "audit", "--tenant", "dash-cli"],
+                            env=platform.env() | {"COLUMNS": "220"}, capture_output=True, text=True, timeout=60)
+    assert pretty.returncode == 0 and "tenant.create" in pretty.stdout
