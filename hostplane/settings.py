@@ -14,6 +14,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Emulator = Literal["moto", "localstack"]
+Target = Literal["local", "aws"]
 
 
 class Settings(BaseSettings):
@@ -21,6 +22,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path(".hostplane"), description="state folder (git-ignored)")
     emulator: Emulator = "moto"
+    target: Target = Field(
+        default="local", description="tenant resources: local drivers, or AWS tenant stacks (HOSTPLANE_AWS_*)")
     host: str = "127.0.0.1"
     region: str = "us-east-1"
     name_prefix: str = "hostplane"

@@ -4,6 +4,7 @@ stack's outputs (StackReference) → one TenantStack."""
 from __future__ import annotations
 
 import pulumi
+import pulumi_aws as aws
 
 from infra.tenant.args import PlatformRefs, TenantInfraArgs
 from infra.tenant.stack import TenantStack
@@ -25,7 +26,8 @@ def tenant_args(config: pulumi.Config, platform: PlatformRefs) -> TenantInfraArg
     return TenantInfraArgs(
         tenant_id=config.require("tenantId"), platform=platform, image=config.require("image"),
         zone_id=config.require("zoneId"), base_domain=config.require("baseDomain"),
-        secret_arn=config.require("secretArn"), wildcard_certificate_arn=config.get("wildcardCertificateArn"),
+        secret_arn=config.get("secretArn") or aws.secretsmanager.get_secret_output(
+            name=config.require("secretName")).arn, wildcard_certificate_arn=config.get("wildcardCertificateArn"),
         edge=config.get("edge") or "pooled", custom_domain=config.get("customDomain"),
         custom_domain_zone_id=config.get("customDomainZoneId"),
         custom_domain_ready=config.get_bool("customDomainReady") or False,

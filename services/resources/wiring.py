@@ -112,7 +112,7 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
         raise
     runtime = TenantRuntime(pool)
     await runtime.ensure_schema()
-    return TenantResources(
+    res = TenantResources(
         prefix=settings.name_prefix,
         endpoints=endpoints(settings, at),
         records=ProvisioningRecords(pool),
@@ -125,6 +125,11 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
         caddy_admin_url=at.caddy_admin_url,
         _stack=stack,
     )
+    if settings.target == "aws":  # bucket, cache user and runtime through tenant stacks
+        from services.resources.aws.wiring import use_tenant_stacks
+
+        use_tenant_stacks(res, settings)
+    return res
 
 
 @contextlib.asynccontextmanager

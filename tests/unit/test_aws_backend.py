@@ -1,0 +1,236 @@
+"""The provisioner's AWS backend against a fake Automation workspace: the tenant stack
+lifecycle (create, update, destroy), concurrent updates retried, outputs checked against
+the naming function, and the adapters keeping the local drivers' contract."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from pulumi.automation import ConcurrentUpdateError
+from pulumi.automation._cmd import CommandResult
+from pydantic import SecretStr, ValidationError
+
+from contracts.tenant import tenant_names
+from hostplane.settings import Settings
+from services.resources.aws.adapters import StackBucket, StackCache, StackRuntime, TenantStackConvergence
+from services.resources.aws.stacks import StackSettings, TenantStacks, converge
+from services.resources.aws.wiring import AwsTarget, use_tenant_stacks
+from services.resources.base import Outcome, PermanentError
+
+pytestmark = pytest.mark.timeout(30)
+
+SETTINGS = StackSettings(backend_url="s3://state/hostplane", secrets_provider="awskms://alias/hostplane?region=eu-west-1",
+                         platform_stack="org/hostplane-platform/prod", region="eu-west-1",
+                         base_config={"image": "reloader:1", "zoneId": "Z1", "baseDomain": "apps.example.com"})
+
+
+def locked() -> ConcurrentUpdateError:
+    return ConcurrentUpdateError(CommandResult("", "error: the stack is currently locked by 1 lock(s)", 255))
+
+
+@dataclass
+class FakeStack:
+    name: str
+    ws: FakeWorkspace
+    config: dict[str, Any] = field(default_factory=dict)
+    deployed: dict[str, Any] | None = None
+    ups: int = 0
+
+    def set_all_config(self, config: dict[str, Any]) -> None:
+        self.config = {k: v.value for k, v in config.items()}
+
+    def _take_lock(self) -> None:
+        if self.ws.busy > 0:
+            self.ws.busy -= 1
+            raise locked()
+
+    def up(self, **kw: Any) -> Any:
+        self._take_lock()
+        self.ups += 1
+        before, self.deployed = self.deployed, dict(self.config)
+        op = "create" if before is None else "same" if before == self.deployed else "update"
+        names = tenant_names(self.config["hostplane:tenantId"], prefix=self.config["hostplane:prefix"])
+        outputs = self.ws.outputs_for(names)
+        return SimpleNamespace(
+            outputs={k: SimpleNamespace(value=v, secret=False) for k, v in outputs.items()}
+            | {"originVerify": SimpleNamespace(value="never-exposed", secret=True)},
+            summary=SimpleNamespace(resource_changes={op: 27} if op != "update" else {"same": 26, "update": 1}))
+
+    def destroy(self, **kw: Any) -> Any:
+        self._take_lock()
+        self.deployed = None
+        return SimpleNamespace(summary=SimpleNamespace(resource_changes={"delete": 27}))
+
+
+@dataclass
+class FakeWorkspace:
+    stacks: dict[str, FakeStack] = field(default_factory=dict)
+    busy: int = 0  # how many next operations meet a lock held by someone else
+    drift: bool = False
+
+    def outputs_for(self, names) -> dict[str, str]:
+        return {"bucket": names.bucket + ("-x" if self.drift else ""), "runtimeService": names.runtime_service,
+                "cacheUser": names.cache_user, "edgeDomain": "d1.cloudfront.net"}
+
+    def create_or_select(self, stack: str) -> tuple[FakeStack, bool]:
+        if stack in self.stacks:
+            return self.stacks[stack], False
+        self.stacks[stack] = FakeStack(stack, self)
+        return self.stacks[stack], True
+
+    def select(self, stack: str) -> FakeStack | None:
+        return self.stacks.get(stack)
+
+    def remove(self, stack: str) -> None:
+        assert self.stacks[stack].deployed is None, "remove_stack before destroy would orphan resources"
+        del self.stacks[stack]
+
+    def list(self) -> list[str]:
+        return sorted(self.stacks)
+
+
+class FakeS3Bucket:
+    def __init__(self, ws: FakeWorkspace) -> None:
+        self.ws = ws
+
+    async def existing(self, names) -> list[str]:
+        st = self.ws.stacks.get(names.runtime_service)
+        return [f"bucket:{names.bucket}"] if st and st.deployed else []
+
+    async def remove(self, names) -> list[str]:
+        return await self.existing(names)
+
+    async def is_private(self, names) -> bool:
+        return True
+
+    async def all_names(self) -> list[str]:
+        return []
+
+
+def drivers(ws: FakeWorkspace, fresh_s: float = 120.0):
+    stacks = TenantStacks(SETTINGS, workspace=ws, backoff_s=0)
+    conv = TenantStackConvergence(stacks, fresh_s=fresh_s)
+    return StackBucket(conv, FakeS3Bucket(ws)), StackRuntime(conv)
+
+
+async def test_create_then_unchanged_then_update():
+    ws, names = FakeWorkspace(), tenant_names("acme")
+    bucket, runtime = drivers(ws, fresh_s=0)
+    created = await bucket.ensure(names)
+    assert (created.outcome, created.value) == (Outcome.CREATED, names.bucket)
+    again = await runtime.register(names, env_ref=names.secret)
+    assert (again.outcome, again.value) == (Outcome.UNCHANGED, names.runtime_service)
+    stack = ws.stacks[names.runtime_service]
+    assert stack.config["hostplane:tenantId"] == "acme"
+    assert stack.config["hostplane:secretName"] == names.secret
+    assert stack.config["hostplane:platformStack"] == SETTINGS.platform_stack
+    assert not any("password" in k.lower() for k in stack.config)  # secrets stay in the secret
+    stack.deployed["hostplane:image"] = "reloader:0"  # the deployed image is older than desired
+    updated = await runtime.register(names, env_ref=names.secret)
+    assert updated.outcome == Outcome.UPDATED
+    assert stack.ups == 3
+
+
+async def test_bucket_and_runtime_steps_share_one_up_per_handler_run():
+    ws, names = FakeWorkspace(), tenant_names("acme")
+    bucket, runtime = drivers(ws)
+    await bucket.ensure(names)
+    reused = await runtime.register(names, env_ref=names.secret)
+    assert ws.stacks[names.runtime_service].ups == 1
+    assert reused.outcome == Outcome.UNCHANGED
+
+
+async def test_destroy_removes_the_stack_and_is_safe_twice():
+    ws, names = FakeWorkspace(), tenant_names("acme")
+    bucket, runtime = drivers(ws)
+    await runtime.register(names, env_ref=names.secret)
+    assert await runtime.existing(names) == [f"runtime:{names.runtime_service}"]
+    assert await runtime.registered() == {"acme"}
+    assert await runtime.deregister(names) == [f"runtime:{names.runtime_service}"]
+    assert ws.stacks == {}
+    assert await runtime.deregister(names) == []
+    assert await bucket.remove(names) == []
+    assert await runtime.existing(names) == []
+
+
+async def test_concurrent_update_is_retried_until_the_lock_is_free():
+    ws, names = FakeWorkspace(busy=2), tenant_names("acme")
+    _, runtime = drivers(ws)
+    result = await runtime.register(names, env_ref=names.secret)
+    assert result.outcome == Outcome.CREATED and ws.busy == 0
+    ws.busy = 1
+    assert await runtime.deregister(names) == [f"runtime:{names.runtime_service}"]
+
+
+async def test_a_lock_that_never_frees_is_raised_for_redelivery():
+    ws, names = FakeWorkspace(busy=100), tenant_names("acme")
+    _, runtime = drivers(ws)
+    with pytest.raises(ConcurrentUpdateError):
+        await runtime.register(names, env_ref=names.secret)
+    assert ws.busy == 100 - 6  # first try + CONCURRENT_RETRIES, then it gives up
+
+
+def test_converge_waits_longer_between_attempts():
+    ws, slept = FakeWorkspace(busy=3), []
+    converge(ws, "hostplane-acme", {"tenantId": "acme", "prefix": "hostplane"}, backoff_s=2, sleep=slept.append)
+    assert slept == [2, 4, 6]
+
+
+async def test_outputs_that_differ_from_the_names_fail_permanently():
+    ws, names = FakeWorkspace(drift=True), tenant_names("acme")
+    bucket, _ = drivers(ws)
+    with pytest.raises(PermanentError, match="bucket"):
+        await bucket.ensure(names)
+
+
+async def test_runtime_refuses_an_environment_other_than_the_tenants_secret():
+    _, runtime = drivers(FakeWorkspace())
+    with pytest.raises(PermanentError):
+        await runtime.register(tenant_names("acme"), env_ref="hostplane/tenants/other")
+
+
+async def test_cache_keeps_the_secrets_password_and_makes_one_when_none():
+    class Local:
+        async def key_prefixes(self):
+            return {"acme:": 3}
+
+        async def remove_keys(self, names):
+            return [f"cache_keys:{names.cache_prefix}*"]
+
+    cache, names = StackCache(Local()), tenant_names("acme")
+    kept = await cache.ensure(names, SecretStr("stored-password-123"))
+    assert kept.outcome == Outcome.UNCHANGED and kept.value.get_secret_value() == "stored-password-123"
+    new = await cache.ensure(names, None)
+    assert new.outcome == Outcome.CREATED and len(new.value.get_secret_value()) >= 32
+    assert "stored" not in repr(kept)
+    assert await cache.existing(names) == ["cache_keys:acme:*"]
+    assert await cache.remove_keys(names) == ["cache_keys:acme:*"]
+
+
+def test_aws_target_settings_are_required_and_checked(monkeypatch):
+    for key in ("STATE_URL", "PLATFORM_STACK", "TENANT_IMAGE", "ZONE_ID", "BASE_DOMAIN"):
+        monkeypatch.delenv(f"HOSTPLANE_AWS_{key}", raising=False)
+    with pytest.raises(ValidationError, match="state_url"):
+        AwsTarget()
+    monkeypatch.setenv("HOSTPLANE_AWS_STATE_URL", "https://not-s3")
+    for key, value in (("PLATFORM_STACK", "org/p/prod"), ("TENANT_IMAGE", "r:1"), ("ZONE_ID", "Z"),
+                       ("BASE_DOMAIN", "apps.example.com")):
+        monkeypatch.setenv(f"HOSTPLANE_AWS_{key}", value)
+    with pytest.raises(ValidationError, match="s3://"):
+        AwsTarget()
+    monkeypatch.setenv("HOSTPLANE_AWS_STATE_URL", "s3://state")
+    st = AwsTarget().stack_settings(Settings(region="eu-west-1"))
+    assert st.secrets_provider == "awskms://alias/hostplane?region=eu-west-1"
+    assert st.base_config == {"image": "r:1", "zoneId": "Z", "baseDomain": "apps.example.com", "edge": "pooled"}
+
+
+def test_target_aws_swaps_exactly_the_stack_owned_drivers(monkeypatch):
+    monkeypatch.setenv("HOSTPLANE_TARGET", "aws")
+    assert Settings().target == "aws"
+    res = SimpleNamespace(bucket=object(), cache=object(), runtime=object(), database="db", secrets="sm", _stack=None)
+    use_tenant_stacks(res, Settings(), stacks=TenantStacks(SETTINGS, workspace=FakeWorkspace()))
+    assert (type(res.bucket), type(res.cache), type(res.runtime)) == (StackBucket, StackCache, StackRuntime)
+    assert (res.database, res.secrets) == ("db", "sm")
