@@ -43,12 +43,15 @@ _EXTRA_OUTPUTS: dict[str, dict[str, Any]] = {
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self) -> None:
+    def __init__(self, stack_outputs: dict[str, Any] | None = None) -> None:
         self.resources: list[Declared] = []
         self.calls: list[str] = []
+        self.stack_outputs = stack_outputs or {}  # what a StackReference reads
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
         self.resources.append(Declared(args.typ, args.name, _unwrap(dict(args.inputs)), None))
+        if args.typ == "pulumi:pulumi:StackReference":
+            return f"{args.name}-id", {"name": args.name, "outputs": self.stack_outputs, "secretOutputNames": []}
         service = args.typ.split(":")[1].split("/")[0] if args.typ.count(":") >= 2 else "x"
         outputs = {
             "arn": f"arn:aws:{service}:{REGION}:{ACCOUNT}:{args.name}",
@@ -77,6 +80,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token.endswith("getSecretVersion"):
             secret = json.dumps({"CACHE_PASSWORD": MOCK_CACHE_PASSWORD})
             return {"secretString": secret, "arn": args.args.get("secretId", ""), "versionId": "v1"}
+        if args.token == "aws:secretsmanager/getSecret:getSecret":
+            name = args.args.get("name", "x")
+            return {"arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf", "name": name}
         if args.token.endswith("getParameter"):
             return {"value": "ami-0123456789abcdef0", "name": args.args.get("name", ""), "type": "String"}
         return {}
@@ -97,7 +103,7 @@ def _unwrap(value: Any) -> Any:
 
 
 def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict[str, str] | None = None,
-                timeout: float = 60.0) -> RecordingMocks:
+                stack_outputs: dict[str, Any] | None = None, timeout: float = 60.0) -> RecordingMocks:
     """Declare `program`'s resources under mocks; returns what was declared."""
     box: dict[str, Any] = {}
 
@@ -105,7 +111,7 @@ def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            mocks = RecordingMocks()
+            mocks = RecordingMocks(stack_outputs)
             pulumi.runtime.set_mocks(mocks, project="hostplane", stack=stack, preview=False)
             if config:
                 pulumi.runtime.set_all_config(config)

@@ -224,3 +224,18 @@ def test_mock_runtime_does_not_leak_into_the_calling_thread():
     from pulumi.runtime.settings import SETTINGS
 
     assert SETTINGS.monitor is None
+
+
+def test_program_reads_the_backends_config_and_the_platform_stack_outputs():
+    from infra.tenant.program import PLATFORM_OUTPUTS, tenant_program
+
+    outputs = {key: getattr(REFS, field) for field, key in PLATFORM_OUTPUTS.items()}
+    config = {"hostplane:tenantId": "acme", "hostplane:image": "reloader:1", "hostplane:zoneId": "Z1",
+              "hostplane:baseDomain": "apps.example.com", "hostplane:secretName": "hostplane/tenants/acme",
+              "hostplane:platformStack": "org/hostplane-platform/prod", "hostplane:edge": "pooled"}
+    m = run_program(tenant_program, config=config, stack_outputs=outputs)
+    ref = one(m, "pulumi:pulumi:StackReference")
+    assert ref.name == "org/hostplane-platform/prod"
+    assert one(m, "aws:cloudfront/distributionTenant:DistributionTenant").inputs["distributionId"] == "MT1"
+    policy = one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"]
+    assert "secret:hostplane/tenants/acme-AbCdEf" in policy
