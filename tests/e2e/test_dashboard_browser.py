@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from hostplane.local.ephemeral import start_platform, stop_platform
+from hostplane.local.services import CONTROL_PLANE, installed_services
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"
@@ -103,6 +104,8 @@ def test_login_create_watch_timeline_delete(running, browser):
         page.wait_for_timeout(300)
     seen.add(state)
     assert final["state"] in ("ready", "provisioning", "building", "migrating", "failed"), final
+    if set(CONTROL_PLANE) <= set(installed_services()):  # every stage has its service: nothing less will do
+        assert final["state"] == "ready", final
     assert seen - {"requested"}, seen  # the row moved past `requested` without a reload
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "dashboard-tenants.png"), full_page=True)
