@@ -2,7 +2,8 @@
 
 It reads every place a tenant owns something — PostgreSQL (databases, roles), Valkey
 (ACL users, key prefixes in every database), the AWS emulator (buckets, secrets), Caddy
-(routes whose `@id` is a tenant's), the artifact store and the runtime registrations —
+(routes whose `@id` is a tenant's), router-config's `routes` table, the artifact store and
+the runtime registrations —
 and reports what no live tenant explains. "Live" is the provisioner's notion
 (services.resources.records): provisioning, provisioned or failed; a tenant being
 deleted or deleted owns nothing.
@@ -28,7 +29,7 @@ _PROBE = "tenantprobe"
 FIELDS = {
     "database": "database", "role": "db_role", "cache_user": "cache_user", "cache_keys": "cache_prefix",
     "bucket": "bucket", "secret": "secret", "route": "route_id", "artifacts": "artifact_dir",
-    "runtime": "runtime_service",
+    "runtime": "runtime_service", "route_row": "route_id",
 }
 
 
@@ -75,6 +76,13 @@ async def caddy_route_ids(admin_url: str | None) -> list[str]:
             if isinstance(r, dict) and isinstance(r.get("@id"), str)]
 
 
+async def route_rows(pool: Any) -> list[str]:
+    """Route ids of router-config's desired routes (`routes` table; tombstones excluded)."""
+    if not await pool.fetchval("SELECT to_regclass('routes') IS NOT NULL"):
+        return []  # router-config never ran here
+    return [r["route_id"] for r in await pool.fetch("SELECT route_id FROM routes WHERE deleted_at IS NULL")]
+
+
 async def _found(res: TenantResources) -> list[tuple[str, str, str]]:
     """(kind, name, detail) of everything that looks like some tenant's."""
     found = [("database", n, "") for n in await res.database.tenant_like_databases()]
@@ -84,6 +92,7 @@ async def _found(res: TenantResources) -> list[tuple[str, str, str]]:
     found += [("bucket", n, "") for n in await res.bucket.all_names()]
     found += [("secret", n, "") for n in await res.secrets.names_under(f"{res.prefix}/")]
     found += [("route", n, "") for n in await caddy_route_ids(res.caddy_admin_url)]
+    found += [("route_row", n, "desired route in router-config's table") for n in await route_rows(res.records.pool)]
     found += [("artifacts", n, "") for n in res.artifacts.folders()]
     found += [("runtime", res.names(t).runtime_service, "") for t in await res.runtime.registered()]
     return found

@@ -19,11 +19,13 @@ from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRem
     TenantProvisioned
 from contracts.tenant import tenant_names
 from hostplane.aws import aws_client
+from hostplane.doctor import find_orphans
 from hostplane.local.edge import CATCH_ALL_ID, base_config
 from hostplane.local.ephemeral import start_platform, stop_platform
 from reloader import desired
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned, resync
+from services.resources.wiring import resources
 from services.router_config.service import open_router
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
@@ -176,6 +178,11 @@ async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_aw
         assert names.route_id not in [r.get("@id") for r in await live_routes(deps)]
         # a re-created tenant (newer events) is routed again
         assert (await on_tenant_provisioned(provisioned(TENANT), deps))[0].route_id == names.route_id
+
+        # the tenant is not live for the provisioner: its route and its desired route are orphans
+        async with resources(settings) as res:
+            found = {(o.kind, o.name) for o in await find_orphans(res)}
+        assert {("route", names.route_id), ("route_row", names.route_id)} <= found
     finally:
         echo.shutdown()
         await deps.aclose()

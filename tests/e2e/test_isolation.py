@@ -1,0 +1,179 @@
+"""Two tenants through the CLI: each one's credentials work on its own database and cache
+prefix and are refused on the other's; the edge sends each host to its own tenant only;
+deleting one leaves no orphan and the other untouched.
+
+Routing is proven at the layers that decide it, independent of whether an app is built
+yet: Caddy's route for `a`'s host dials `a`'s port in the runtime registry (the port a's
+runtime serves on) and sets `X-Tenant-Id: a`, no route for `a`'s host reaches `b`'s port,
+and an unknown host gets the edge's 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aredis
+from redis.exceptions import NoPermissionError, ResponseError
+
+from hostplane.local.ephemeral import RunningPlatform, platform_settings
+from hostplane.local.state import connection_info
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"
+SPEC = str(Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml")
+A, B = "acme", "bravo"
+
+
+def run(env, *args, timeout=240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hostplane", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ok_json(env, *args, timeout=240):
+    done = run(env, *args, timeout=timeout)
+    assert done.returncode == 0, f"hostplane {' '.join(args)}: {done.stderr[-2000:]}"
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    settings = platform_settings(tmp_path_factory.mktemp("isolation") / "home", EMULATOR)
+    env = RunningPlatform(settings=settings, conn=None, emulator=EMULATOR).env()  # type: ignore[arg-type]
+    up = run(env, "up")
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield settings, env
+    finally:
+        run(env, "down", "--purge")
+
+
+def other_database(dsn: str, database: str) -> str:
+    parts = urlsplit(dsn)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def db_works(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn, timeout=10)
+    try:
+        await conn.execute("CREATE TABLE IF NOT EXISTS isolation_probe (v text)")
+        await conn.execute("INSERT INTO isolation_probe VALUES ('mine')")
+        assert await conn.fetchval("SELECT count(*) FROM isolation_probe") >= 1
+    finally:
+        await conn.close()
+
+
+async def db_refused(dsn: str) -> None:
+    with pytest.raises(asyncpg.PostgresError) as refused:
+        conn = await asyncpg.connect(dsn, timeout=10)
+        await conn.close()
+    assert "permission denied" in str(refused.value)
+
+
+async def cache_checks(own: dict, other_prefix: str) -> None:
+    r = aredis.Redis.from_url(own["REDIS_URL"], socket_timeout=5)
+    try:
+        await r.set(f"{own['CACHE_PREFIX']}probe", "mine")
+        assert await r.get(f"{own['CACHE_PREFIX']}probe") == b"mine"
+        for attempt in (lambda: r.get(f"{other_prefix}probe"), lambda: r.set(f"{other_prefix}probe", "x"),
+                        lambda: r.keys("*"), lambda: r.flushall(), lambda: r.flushdb()):
+            with pytest.raises((NoPermissionError, ResponseError)) as refused:
+                await attempt()
+            assert "NOPERM" in str(refused.value) or "permission" in str(refused.value).lower()
+    finally:
+        await r.aclose()
+
+
+def edge_routes(settings) -> dict[str, dict]:
+    admin = connection_info(settings.home_dir).caddy_admin_url
+    routes = httpx.get(f"{admin}/config/apps/http/servers/edge/routes", timeout=5).json()
+    return {r.get("@id"): r for r in routes}
+
+
+def dials(route: dict) -> set[str]:
+    found: set[str] = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("handler") == "reverse_proxy" and not node.get("headers"):  # the app, not /static/
+                found.update(u["dial"] for u in node.get("upstreams", []))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(route)
+    return found
+
+
+async def registered_ports(settings) -> dict[str, int]:
+    conn = await asyncpg.connect(connection_info(settings.home_dir).control_dsn)
+    try:
+        rows = await conn.fetch("SELECT tenant_id, app_port FROM runtime_services")
+        return {r["tenant_id"]: r["app_port"] for r in rows}
+    finally:
+        await conn.close()
+
+
+def test_two_tenants_are_isolated_and_deleting_one_leaves_the_other_working(platform):
+    settings, env = platform
+    for name in (A, B):
+        shown = ok_json(env, "tenant", "create", name, "--app", SPEC, "--wait", "--until", "building",
+                        "--timeout", "120", "--json")
+        assert shown["progress"]["routed"], shown  # provisioned and routed; building may follow
+    for name in (A, B):
+        events = ok_json(env, "events", "list", "--tenant", name, "--json")
+        assert "RouteConfigured" in [e["event_type"] for e in events]
+    creds = {name: ok_json(env, "tenant", "env", name, "--json") for name in (A, B)}
+
+    async def credentials_isolated() -> None:
+        for me, other in ((A, B), (B, A)):
+            await db_works(creds[me]["DATABASE_URL"])
+            other_db = urlsplit(creds[other]["DATABASE_URL"]).path.lstrip("/")
+            await db_refused(other_database(creds[me]["DATABASE_URL"], other_db))
+            await cache_checks(creds[me], creds[other]["CACHE_PREFIX"])
+
+    asyncio.run(credentials_isolated())
+
+    # the edge: each host → its own runtime port, its own tenant header; unknown host → 404
+    ports = asyncio.run(registered_ports(settings))
+    routes = edge_routes(settings)
+    for me, other in ((A, B), (B, A)):
+        mine = routes[f"tenant-{me}"]
+        assert mine["match"] == [{"host": [f"{me}.localhost"]}]
+        assert dials(mine) == {f"127.0.0.1:{ports[me]}"} and ports[me] != ports[other]
+        assert mine["handle"][0]["request"]["set"]["X-Tenant-Id"] == [me]
+        reaching = [rid for rid, r in routes.items() if any(f"{me}.localhost" in m.get("host", [])
+                                                            for m in r.get("match", []))]
+        assert reaching == [f"tenant-{me}"], "exactly one route answers the host"
+    assert list(routes)[-1] == "catch-all"
+    edge = f"http://127.0.0.1:{settings.edge_port}/"
+    assert httpx.get(edge, headers={"Host": "nobody.localhost"}, timeout=5).status_code == 404
+
+    # delete b: no orphan anywhere, a still works
+    deleted = ok_json(env, "tenant", "delete", B, "--wait", "--timeout", "120", "--json")
+    assert deleted["state"] == "deleted", deleted
+    # router-config and the deprovisioner handle the deletion side by side: allow a moment
+    deadline = time.monotonic() + 15
+    while (orphans := ok_json(env, "doctor", "--orphans", "--json")) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert orphans == []
+    routes = edge_routes(settings)
+    assert f"tenant-{B}" not in routes and f"tenant-{A}" in routes
+    assert httpx.get(edge, headers={"Host": f"{B}.localhost"}, timeout=5).status_code == 404
+
+    async def a_still_works() -> None:
+        await db_works(creds[A]["DATABASE_URL"])
+        await cache_checks(creds[A], creds[B]["CACHE_PREFIX"])
+
+    asyncio.run(a_still_works())
