@@ -63,3 +63,30 @@ def test_services_count_handled_messages_and_expose_queue_gauges(running):
     assert _sample(api_text, "hostplane_messages_total", service="api", event_type="TenantRequested",
                    outcome="handled") >= 1
     assert token not in text + api_text
+
+
+def test_logs_merge_the_services_lines_about_a_tenant(running):
+    """Runs after the test above created metrics-one: its lines from several services, in order."""
+    import subprocess
+    import sys
+
+    deadline = time.monotonic() + 30
+    while True:
+        out = subprocess.run([sys.executable, "-m", "hostplane", "logs", "--tenant", "metrics-one", "--json",
+                              "-n", "500"], env=running.env(), capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        records = [json.loads(line) for line in out.stdout.splitlines()]
+        handled = [r for r in records if r.get("event") == "message.handled"]
+        if {r["service"] for r in handled} >= {"api", "provisioner"} or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert {r["service"] for r in handled} >= {"api", "provisioner"}, {r.get("service") for r in records}
+    for r in handled:
+        assert r["tenant_id"] == "metrics-one" and r["correlation_id"] and r["event_type"]
+    stamps = [r["timestamp"] for r in records if "timestamp" in r]
+    assert stamps == sorted(stamps)
+    assert all(r.get("service") for r in records)
+    pretty = subprocess.run([sys.executable, "-m", "hostplane", "logs", "--correlation", handled[0]["correlation_id"]],
+                            env=running.env() | {"COLUMNS": "200"}, capture_output=True, text=True, timeout=60)
+    assert pretty.returncode == 0 and "message.handled" in pretty.stdout
