@@ -49,7 +49,9 @@ class TenantInfraArgs:
     custom_domain_zone_id: str | None = None
     custom_domain_ready: bool = False
     prefix: str = "hostplane"
-    cpu: int = 256
+    # Tenants are packed by memory; CPU is a soft share (64 of an instance's 2048 units
+    # reserves little, so an m7g.large holds ~28 runtimes of 256 MiB, not 8).
+    cpu: int = 64
     memory_mb: int = 256
     min_tasks: int = 1
     max_tasks: int = 4
