@@ -22,6 +22,7 @@ from infra.common import assume_role, child, policy_json, statement, tags
 SERVICES = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
 # Create databases and cache users: these tasks carry the tenant-admin security group.
 TENANT_ADMINS = frozenset({"provisioner", "migrator", "deprovisioner"})
+ARTIFACT_WRITERS = frozenset({"builder", "deprovisioner"})  # mount EFS (publish / remove releases)
 QUEUE_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                  "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
 # What a tenant stack manages (provisioner: create/update; deprovisioner: destroy).
@@ -100,10 +101,13 @@ def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
                           list(s.queue_arns.values()), sid="DlqOperations")]
     if service in ("provisioner", "deprovisioner"):
         out += _stack_permissions(service, s)
+    if service in ARTIFACT_WRITERS:
+        # Root access: these write (or remove) every tenant's releases; runtimes only read,
+        # each through its own access point.
+        out += [statement(["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
+                           "elasticfilesystem:ClientRootAccess"], s.file_system_arn, sid="WriteArtifacts")]
     if service == "builder":
-        out += [statement(["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite"],
-                          s.file_system_arn, sid="WriteArtifacts"),
-                statement(["s3:PutObject", "s3:DeleteObject", "s3:ListBucket"], s.tenant_buckets,
+        out += [statement(["s3:PutObject", "s3:DeleteObject", "s3:ListBucket"], s.tenant_buckets,
                           sid="UploadStaticAssets")]
     if service == "migrator":
         out += [read_tenant_secrets]
@@ -204,13 +208,16 @@ class ControlPlane(pulumi.ComponentResource):
     def _service(self, name: str, service: str, role: aws.iam.Role, args: ControlPlaneArgs,
                  secrets: Secrets, t: dict[str, str]) -> None:
         module = service.replace("-", "_")
+        writes_artifacts = service in ARTIFACT_WRITERS
         logs = aws.cloudwatch.LogGroup(f"{name}-{service}-logs", retention_in_days=30, tags=t, opts=child(self))
         container = pulumi.Output.all(args.image, logs.name, secrets.platform_secret.arn).apply(
             lambda v: json.dumps([{
                 "name": service, "image": v[0], "essential": True,
                 "command": ["python", "-m", f"services.{module}.main"],
                 "environment": [{"name": "HOSTPLANE_TARGET", "value": "aws"},
-                                {"name": "HOSTPLANE_NAME_PREFIX", "value": args.prefix}],
+                                {"name": "HOSTPLANE_NAME_PREFIX", "value": args.prefix}]
+                + ([{"name": "HOSTPLANE_ARTIFACTS_DIR", "value": "/artifacts"}] if writes_artifacts else []),
+                "mountPoints": [{"sourceVolume": "artifacts", "containerPath": "/artifacts"}] if writes_artifacts else [],
                 "secrets": [{"name": "HOSTPLANE_CONTROL_DSN", "valueFrom": f"{v[2]}:control_dsn::"},
                             {"name": "HOSTPLANE_VALKEY_URL", "valueFrom": f"{v[2]}:valkey_url::"}],
                 "logConfiguration": {"logDriver": "awslogs", "options": {
@@ -221,7 +228,10 @@ class ControlPlane(pulumi.ComponentResource):
             f"{name}-{service}", family=f"{args.prefix}-{service}", network_mode="awsvpc",
             requires_compatibilities=["FARGATE"], cpu="512", memory="1024", task_role_arn=role.arn,
             execution_role_arn=self.execution_role.arn, container_definitions=container,
-            runtime_platform={"cpu_architecture": "ARM64"}, tags=t, opts=child(self))
+            runtime_platform={"cpu_architecture": "ARM64"}, tags=t, opts=child(self),
+            volumes=[{"name": "artifacts", "efs_volume_configuration": {
+                "file_system_id": args.file_system_id, "transit_encryption": "ENABLED",
+                "authorization_config": {"iam": "ENABLED"}}}] if writes_artifacts else None)
         groups = [args.control_security_group_id]
         if service in TENANT_ADMINS:
             groups.append(args.admin_security_group_id)

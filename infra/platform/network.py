@@ -71,7 +71,7 @@ class Network(pulumi.ComponentResource):
         self.admin_sg = sg("tenant-admin", "control-plane tasks that create tenant databases and users")
         self.db_sg = sg("database", "Aurora: runtimes and tenant admins only")
         self.cache_sg = sg("cache", "Valkey: runtimes and tenant admins only")
-        self.efs_sg = sg("efs", "artifact file system: runtimes and the builder")
+        self.efs_sg = sg("efs", "artifact file system: runtimes and the control plane")
 
         cloudfront = aws.ec2.get_managed_prefix_list_output(name="com.amazonaws.global.cloudfront.origin-facing")
         self._allow("alb-from-cloudfront", self.alb_sg, 443, prefix_list=cloudfront.id)
@@ -84,7 +84,8 @@ class Network(pulumi.ComponentResource):
             self._allow(f"{role}-from-runtime", target, port, source=self.runtime_sg)
             self._allow(f"{role}-from-admin", target, port, source=self.admin_sg)
         self._allow("efs-from-runtime", self.efs_sg, NFS_PORT, source=self.runtime_sg)
-        self._allow("efs-from-admin", self.efs_sg, NFS_PORT, source=self.admin_sg)
+        # Network path for control tasks; IAM lets only builder and deprovisioner mount.
+        self._allow("efs-from-control", self.efs_sg, NFS_PORT, source=self.control_sg)
         self.register_outputs({
             "vpc_id": self.vpc.id,
             "private_subnet_ids": [s.id for s in self.private_subnets],

@@ -203,3 +203,14 @@ def test_secrets_never_appear_in_plain_resource_inputs():
             continue  # these receive the value on purpose (as a Pulumi secret)
         blob = json.dumps(r.inputs, default=str)
         assert "cache-admin-password-value" not in blob and "origin-verify-value" not in blob, r.name
+
+
+def test_only_builder_and_deprovisioner_mount_the_artifact_file_system():
+    tasks = {t.inputs["family"]: t.inputs for t in of_type("aws:ecs/taskDefinition:TaskDefinition")}
+    with_volume = {f for f, t in tasks.items() if t.get("volumes")}
+    assert with_volume == {"hostplane-builder", "hostplane-deprovisioner"}
+    mounters = {svc for svc in SERVICES
+                if any("elasticfilesystem:ClientMount" in st["Action"] for st in permissions(svc, scope()))}
+    assert mounters == {"builder", "deprovisioner"}
+    volume = tasks["hostplane-builder"]["volumes"][0]["efsVolumeConfiguration"]
+    assert volume["transitEncryption"] == "ENABLED" and volume["authorizationConfig"]["iam"] == "ENABLED"
