@@ -68,6 +68,7 @@ class PlatformStack(pulumi.ComponentResource):
             "pooledKvsArn": pooled.kvs.arn,
             "pooledRoutingEndpoint": pooled.connection_group.routing_endpoint,
             "busName": bus.bus.name,
+            "busArn": bus.bus.arn,
         }
         self.register_outputs(self.outputs)
 

@@ -30,6 +30,7 @@ class PlatformRefs:
     pooled_distribution_arn: pulumi.Input[str]
     pooled_kvs_arn: pulumi.Input[str]
     pooled_routing_endpoint: pulumi.Input[str]
+    bus_arn: pulumi.Input[str]
 
 
 @dataclass

@@ -12,12 +12,12 @@ import pulumi_aws as aws
 
 from infra.common import BINPACK, assume_role, child, policy_json, statement, tags
 from infra.tenant.args import TenantInfraArgs
-from services.resources.secret import TenantCredentials
+from reloader.config import TENANT_ENV_VAR
 
 CPU_TARGET_PERCENT = 60
 REQUESTS_PER_TASK_TARGET = 200  # per minute; published by the reloader as hostplane/Runtime
+HEALTH_PORT = 8081  # the reloader's own /runtime/healthz, never the app's
 HEALTH_PROBE = "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/runtime/healthz', timeout=3)"
-SECRET_KEYS = tuple(k for k in TenantCredentials.model_fields if k != "AWS_ENDPOINT_URL")
 
 
 class TenantRuntime(pulumi.ComponentResource):
@@ -48,19 +48,24 @@ class TenantRuntime(pulumi.ComponentResource):
                       pulumi.Output.concat(logs.arn, ":*"), sid="OwnLogs"),
             statement(["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
                       "*", sid="PullImage"),
+            statement(["events:PutEvents"], p.bus_arn, sid="ReportReleases"),
             statement(["cloudwatch:PutMetricData"], "*", sid="RuntimeMetrics",
                       condition={"StringEquals": {"cloudwatch:namespace": "hostplane/Runtime"}}),
         ))
         container = pulumi.Output.all(args.secret_arn, logs.name).apply(lambda v: json.dumps([{
             "name": "reloader", "image": args.image, "essential": True, "memoryReservation": args.memory_mb,
             "portMappings": [{"containerPort": args.container_port, "hostPort": 0, "protocol": "tcp"}],
-            "environment": [{"name": "HOSTPLANE_TENANT_ID", "value": args.tenant_id},
-                            {"name": "HOSTPLANE_ARTIFACTS_DIR", "value": "/artifacts"},
-                            {"name": "HOSTPLANE_TARGET", "value": "aws"}],
-            "secrets": [{"name": k, "valueFrom": f"{v[0]}:{k}::"} for k in SECRET_KEYS],
+            "command": ["python", "-m", "reloader", "--tenant", args.tenant_id, "--artifacts", "/artifacts",
+                        "--work-dir", "/tmp/releases", "--host", "0.0.0.0", "--port", str(args.container_port),
+                        "--health-port", str(HEALTH_PORT), "--events", "bus"],
+            "environment": [{"name": "HOSTPLANE_TARGET", "value": "aws"},
+                            {"name": "HOSTPLANE_NAME_PREFIX", "value": args.prefix}],
+            # The whole secret (a JSON object of the tenant's variables) is what the reloader
+            # hands to the app: the value never appears in the task definition.
+            "secrets": [{"name": TENANT_ENV_VAR, "valueFrom": v[0]}],
             "mountPoints": [{"sourceVolume": "artifacts", "containerPath": "/artifacts", "readOnly": True}],
             # The health check probes the reloader, never the app (DESIGN.md, Reloader).
-            "healthCheck": {"command": ["CMD", "python", "-c", HEALTH_PROBE.format(port=args.container_port)],
+            "healthCheck": {"command": ["CMD", "python", "-c", HEALTH_PROBE.format(port=HEALTH_PORT)],
                             "interval": 15,
                             "timeout": 5, "retries": 3, "startPeriod": 20},
             "logConfiguration": {"logDriver": "awslogs", "options": {

@@ -26,7 +26,8 @@ REFS = PlatformRefs(
     file_system_arn=f"arn:aws:elasticfilesystem:eu-west-1:{ACCT}:file-system/fs-1",
     alb_dns_name="alb.example.aws", origin_verify="origin-verify-value", cache_user_group_id="hostplane-tenants",
     pooled_distribution_id="MT1", pooled_distribution_arn=f"arn:aws:cloudfront::{ACCT}:distribution/MT1",
-    pooled_kvs_arn=f"arn:aws:cloudfront::{ACCT}:key-value-store/k1", pooled_routing_endpoint="d1.cloudfront.net")
+    pooled_kvs_arn=f"arn:aws:cloudfront::{ACCT}:key-value-store/k1", pooled_routing_endpoint="d1.cloudfront.net",
+    bus_arn=f"arn:aws:events:eu-west-1:{ACCT}:event-bus/hostplane")
 
 
 def secret_arn(tid: str) -> str:
@@ -117,9 +118,10 @@ def test_no_statement_allows_everything_on_everything(edge):
 def test_runtime_secrets_come_from_the_tenant_secret_and_never_inline():
     m = declared("acme", "dedicated")
     (container,) = json.loads(one(m, "aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
-    assert {s["valueFrom"].rsplit(":", 3)[0] for s in container["secrets"]} == {secret_arn("acme")}
-    assert {"DATABASE_URL", "REDIS_URL"} <= {s["name"] for s in container["secrets"]}
+    assert container["secrets"] == [{"name": "HOSTPLANE_TENANT_ENV", "valueFrom": secret_arn("acme")}]
     assert all("PASSWORD" not in e["name"] and "URL" not in e["name"] for e in container["environment"])
+    assert container["command"][:5] == ["python", "-m", "reloader", "--tenant", "acme"]
+    assert "8081/runtime/healthz" in container["healthCheck"]["command"][-1]  # the reloader, not the app
     assert container["mountPoints"][0]["readOnly"] is True
 
 
