@@ -184,3 +184,41 @@ def test_the_audit_command_lists_the_trail(platform, base, token):
     pretty = subprocess.run([sys.executable, "-m", "hostplane", "audit", "--tenant", "dash-cli"],
                             env=platform.env() | {"COLUMNS": "220"}, capture_output=True, text=True, timeout=60)
     assert pretty.returncode == 0 and "tenant.create" in pretty.stdout
+
+
+async def test_reveal_replay_and_redrive_are_audited_without_the_secret(platform, base, token):
+    client = _login(base, token, actor="dave")
+    api = httpx.Client(base_url=base, timeout=15, headers={"Authorization": f"Bearer {token}"})
+    assert api.post("/v1/tenants", json={"name": "dash-sec", "app": SPEC}).status_code == 202
+    deadline = time.monotonic() + 60
+    while not api.get("/v1/tenants/dash-sec").json()["progress"]["provisioned"]:
+        assert time.monotonic() < deadline, "dash-sec was never provisioned"
+        time.sleep(0.5)
+    page = client.get("/ui/tenants/dash-sec")
+    assert "DATABASE_URL" not in page.text
+    csrf = _csrf(page.text)
+    assert client.post("/ui/tenants/dash-sec/reveal", data={"x": "1"}).status_code == 403  # no CSRF token
+    revealed = client.post("/ui/tenants/dash-sec/reveal", data={"csrf": csrf})
+    assert revealed.status_code == 200 and "DATABASE_URL" in revealed.text
+    assert revealed.headers["cache-control"] == "no-store"
+    env = api.get("/v1/tenants/dash-sec/env").json()["env"]
+    secret_values = [v for k, v in env.items() if "PASSWORD" in k or "SECRET" in k or (k.endswith("_URL") and "@" in v)]
+    replayed = client.post("/ui/tenants/dash-sec/replay", data={"csrf": csrf})
+    assert replayed.status_code == 303
+    dlq = client.get("/ui/dlq")
+    assert dlq.status_code == 200 and 'data-queue="provisioner"' in dlq.text
+    redriven = client.post("/ui/dlq/redrive", data={"csrf": _csrf(dlq.text), "queue": "provisioner"})
+    assert redriven.status_code == 200 and "messages sent back" in redriven.text
+    unknown = client.post("/ui/dlq/redrive", data={"csrf": _csrf(dlq.text), "queue": "nope"})
+    assert unknown.status_code == 404
+
+    rows = await _audit(platform, "SELECT * FROM audit_log WHERE actor = 'dave' OR tenant_id = 'dash-sec' ORDER BY id")
+    actions = [(r["channel"], r["action"], r["status"]) for r in rows]
+    assert ("dashboard", "tenant.reveal_credentials", 403) in actions
+    assert ("dashboard", "tenant.reveal_credentials", 200) in actions
+    assert ("api", "tenant.reveal_credentials", 200) in actions
+    assert ("dashboard", "tenant.replay", 202) in actions
+    assert ("dashboard", "dlq.redrive", 202) in actions and ("dashboard", "dlq.redrive", 404) in actions
+    everything = json.dumps([dict(r) for r in await _audit(platform)], default=str)
+    assert secret_values and not any(v in everything for v in secret_values)
+    assert token not in everything
