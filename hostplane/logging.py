@@ -51,6 +51,8 @@ def configure_logging(*, verbose: bool = False, quiet: bool = False, json_output
             structlog.processors.JSONRenderer() if json_output else structlog.dev.ConsoleRenderer(),
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # sys.stderr looked up per logger, not frozen now: a stream swapped in for a while
+        # (a CLI runner, a captured test) must not stay the log target after it closes.
+        logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
