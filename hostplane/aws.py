@@ -14,6 +14,7 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
+from hostplane.logging import keep_secret_values_out_of_botocore_logs
 from hostplane.settings import Settings, get_settings
 
 # Emulators accept any credentials; real AWS uses the normal credential chain.
@@ -40,6 +41,7 @@ async def aws_client(
 ) -> AsyncIterator[Any]:
     """An aiobotocore client for `service`, pointed at the emulator when one runs."""
     settings = settings or get_settings()
+    keep_secret_values_out_of_botocore_logs()
     url = endpoint or endpoint_url(settings)
     kwargs: dict[str, Any] = {"region_name": settings.region}
     if url:

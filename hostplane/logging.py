@@ -56,3 +56,23 @@ def configure_logging(*, verbose: bool = False, quiet: bool = False, json_output
         logger_factory=lambda *_: structlog.PrintLogger(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+class _WithoutSecretValues(logging.Filter):
+    """botocore logs request parameters and response bodies at DEBUG; those of Secrets
+    Manager calls carry the value. Drop them, whoever turned DEBUG on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            text = record.getMessage()
+        except Exception:  # a record we cannot render cannot be checked: drop it
+            return False
+        return "SecretString" not in text and "SecretBinary" not in text
+
+
+def keep_secret_values_out_of_botocore_logs() -> None:
+    """Installed by the AWS client factory (hostplane.aws), so every client is covered."""
+    for name in ("botocore.endpoint", "botocore.parsers", "aiobotocore.endpoint"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _WithoutSecretValues) for f in logger.filters):
+            logger.addFilter(_WithoutSecretValues())

@@ -16,7 +16,6 @@ Events carry the secret's name and ARN, never its value.
 from __future__ import annotations
 
 import json
-import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,25 +89,6 @@ class TenantCredentials(BaseModel):
         return cls.model_validate(env)
 
 
-class _WithoutSecretValues(logging.Filter):
-    """botocore logs request parameters and response bodies at DEBUG; the ones of
-    Secrets Manager calls carry the value. Drop them, whoever turned DEBUG on."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            text = record.getMessage()
-        except Exception:  # a record we cannot render cannot be checked: drop it
-            return False
-        return "SecretString" not in text and "SecretBinary" not in text
-
-
-def keep_secret_values_out_of_botocore_logs() -> None:
-    for name in ("botocore.endpoint", "botocore.parsers", "aiobotocore.endpoint"):
-        logger = logging.getLogger(name)
-        if not any(isinstance(f, _WithoutSecretValues) for f in logger.filters):
-            logger.addFilter(_WithoutSecretValues())
-
-
 def _code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
@@ -123,7 +103,6 @@ class TenantSecrets:
 
     def __init__(self, client: Any) -> None:
         self.client = client
-        keep_secret_values_out_of_botocore_logs()
 
     async def read(self, names: TenantNames) -> TenantCredentials | None:
         """The stored credentials; None when there is no (readable, well-formed) secret."""
