@@ -118,12 +118,21 @@ def summarize(body: bytes | dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
+_TENANT_PATH = re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)(?P<rest>/.*)?$")
+MUTATING = ("POST", "PUT", "PATCH", "DELETE")
+
+
 def classify(method: str, path: str) -> tuple[str, str | None] | None:
-    """(action, tenant) of an audited API request, or None for reads."""
+    """(action, tenant) of an audited API request, or None for reads. Any write under /v1/
+    is audited, also one added after this list: it is named `<method> <path template>`."""
     for verb, pattern, action in _ACTIONS:
         if verb == method and (m := pattern.match(path)):
             return action, m.groupdict().get("tenant")
-    return None
+    if method not in MUTATING or not path.startswith("/v1/"):
+        return None
+    if m := _TENANT_PATH.match(path):
+        return f"{method.lower()} /v1/tenants/{{name}}{m['rest'] or ''}", m["tenant"]
+    return f"{method.lower()} {path}", None
 
 
 async def record(db: Any, entry: AuditEntry) -> None:

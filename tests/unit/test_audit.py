@@ -5,12 +5,15 @@ import json
 from services.api import audit
 
 
-def test_only_mutating_requests_and_credential_reveals_are_audited():
+def test_every_write_under_v1_and_credential_reveals_are_audited():
     assert audit.classify("POST", "/v1/tenants") == ("tenant.create", None)
     assert audit.classify("PUT", "/v1/tenants/acme/app") == ("tenant.update", "acme")
     assert audit.classify("DELETE", "/v1/tenants/acme") == ("tenant.delete", "acme")
     assert audit.classify("POST", "/v1/tenants/acme/replay") == ("tenant.replay", "acme")
     assert audit.classify("GET", "/v1/tenants/acme/env") == ("tenant.reveal_credentials", "acme")
+    assert audit.classify("POST", "/v1/tenants/acme/source") == ("post /v1/tenants/{name}/source", "acme")
+    assert audit.classify("PATCH", "/v1/tenants/acme/domain") == ("patch /v1/tenants/{name}/domain", "acme")
+    assert audit.classify("POST", "/v1/other") == ("post /v1/other", None)
     for method, path in (("GET", "/v1/tenants"), ("GET", "/v1/tenants/acme"), ("GET", "/v1/audit"),
                          ("GET", "/healthz"), ("GET", "/v1/tenants/acme/events")):
         assert audit.classify(method, path) is None
