@@ -35,9 +35,9 @@ err = Console(stderr=True, soft_wrap=True)  # errors stay one line each: easy to
 
 REFUSED, UNREACHABLE, TIMED_OUT = 1, 2, 3
 PIPELINES = {"create": ("provision", "route", "build", "migrate", "release"),
-             "update": ("build", "migrate", "release"), "delete": ("deprovision",)}
+             "update": ("build", "migrate", "release"), "delete": ("deprovision",), "domain": ("route",)}
 FAILED_STEP = {"provisioning": "provision", "building": "build", "migrating": "migrate",
-               "releasing": "release", "deprovisioning": "deprovision"}
+               "releasing": "release", "deprovisioning": "deprovision", "routing": "route"}
 UNTIL = ("provisioning", "building", "migrating", "ready")
 
 
@@ -142,16 +142,25 @@ def create(
 @tenant_app.command("update")
 def update(
     name: str = typer.Argument(...),
-    app: str = APP,
+    app: str | None = typer.Option(None, "--app", help="new app spec file (YAML or JSON), '-' for stdin"),
+    domain: str | None = typer.Option(None, "--domain", help="set the custom domain"),
+    no_domain: bool = typer.Option(False, "--no-domain", help="remove the custom domain"),
     allow_destructive: bool = typer.Option(False, "--allow-destructive", help="accept migrations that drop data"),
     wait: bool = WAIT,
     timeout: float = TIMEOUT,
     as_json: bool = AS_JSON,
 ) -> None:
-    """Publish a new app spec for a tenant."""
+    """Publish a new app spec and/or change the custom domain of a tenant."""
+    if app is None and domain is None and not no_domain:
+        _fail("nothing to update: give --app SPEC, --domain HOST or --no-domain")
+    if domain is not None and no_domain:
+        _fail("give either --domain HOST or --no-domain, not both")
+    body = {"app": _read_spec(app), "allow_destructive": allow_destructive} if app is not None else None
     api = api_client()
-    body = {"app": _read_spec(app), "allow_destructive": allow_destructive}
-    _follow(api, api.call("PUT", f"/v1/tenants/{name}/app", body), wait, timeout, as_json)
+    if domain is not None or no_domain:  # the domain first: it only changes the route
+        _follow(api, api.call("PUT", f"/v1/tenants/{name}/domain", {"domain": domain}), wait, timeout, as_json)
+    if body is not None:
+        _follow(api, api.call("PUT", f"/v1/tenants/{name}/app", body), wait, timeout, as_json)
 
 
 @tenant_app.command("delete")

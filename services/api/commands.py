@@ -1,4 +1,4 @@
-"""What the API changes: create, update and delete requests.
+"""What the API changes: create, update, delete and domain-change requests.
 
 Every input is validated before anything is written; then, in one transaction under the
 tenant's lock, the desired state, the request (its generation and correlation id), the
@@ -19,7 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.app_spec import AppSpec, InvalidAppSpec, load_app_spec, spec_ref
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import AppUpdateRequested, TenantDeletionRequested, TenantRequested
+from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, TenantDeletionRequested, \
+    TenantRequested
 from contracts.fields import CustomDomain
 from events.outbox import add_to_outbox
 from services.api import store
@@ -161,6 +162,28 @@ class TenantCommands:
             )
             event = TenantDeletionRequested(requested_by=actor)
             return await self._request(conn, name, generation, "delete", event, status, None, None, actor)
+
+    async def change_domain(self, name: str, domain: str | None, actor: str | None) -> Accepted:
+        """Set (or with None remove) the tenant's custom domain; only its edge route changes."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_tenant(conn, name)
+            row, status = await self._live(conn, name)
+            if row["custom_domain"] == domain and status.state != "failed":
+                return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
+                                changed=False)
+            if domain and (owner := await store.domain_owner(conn, domain, name)):
+                raise Refused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
+            if not status.facts.provisioned or not status.settled:
+                raise Refused(409, f"tenant {name!r} is busy (state {status.state}); change its domain once it "
+                                   "is ready")
+            generation = row["generation"] + 1
+            try:
+                await conn.execute("UPDATE tenants SET custom_domain = $2, generation = $3, updated_at = now() "
+                                   "WHERE tenant_id = $1", name, domain, generation)
+            except asyncpg.UniqueViolationError:  # a concurrent request claimed the domain
+                raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
+            event = DomainChangeRequested(custom_domain=domain, requested_by=actor)
+            return await self._request(conn, name, generation, "domain", event, status, None, domain, actor)
 
     async def _migration_problems(self, conn: Any, row: Any, spec: AppSpec, allow_destructive: bool) -> list[str]:
         """What the migrator would refuse (services.migrator.plan), against the current desired spec."""

@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from contracts.events_v1 import FAILURES
 
-Kind = Literal["create", "update", "delete"]
+Kind = Literal["create", "update", "delete", "domain"]
 STATES = ("requested", "provisioning", "building", "migrating", "updating", "ready", "failed",
           "deleting", "deleted")
 # Forward order inside one request; `failed` sits outside it (a retry may still succeed).
@@ -43,7 +43,8 @@ RANK = {"requested": 0, "provisioning": 1, "building": 2, "migrating": 3, "updat
 # Who the tenant is waiting for at each stage (honest while a service does not exist yet).
 WAITING_FOR = {"queued": "api", "provision": "provisioner", "route": "router-config", "build": "builder",
                "migrate": "migrator", "release": "reloader", "deprovision": "deprovisioner"}
-TERMINAL = {"create": ("ready", "failed"), "update": ("ready", "failed"), "delete": ("deleted", "failed")}
+TERMINAL = {"create": ("ready", "failed"), "update": ("ready", "failed"), "delete": ("deleted", "failed"),
+            "domain": ("ready", "failed")}
 _FAILURE_STAGES = {cls.event_type: cls.lifecycle_stage for cls in FAILURES}
 
 
@@ -68,6 +69,7 @@ class Facts:
     route_removed: bool = False
     deprovisioned: bool = False
     failure: FailureFact | None = None
+    route_current: bool = False  # a RouteConfigured of this request's generation (a domain change's end)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -119,7 +121,7 @@ def begin(previous: Status | None, tenant_id: str, generation: int, kind: Kind) 
     starts a new lifetime (nothing from an earlier one counts)."""
     if kind == "create" or previous is None:
         return Status(tenant_id, generation, generation, kind)
-    keep = replace(previous.facts, published=False, built_version=None, failure=None)
+    keep = replace(previous.facts, published=False, built_version=None, failure=None, route_current=False)
     return Status(tenant_id, generation, previous.lifetime, kind, keep)
 
 
@@ -130,12 +132,13 @@ def observe(status: Status, event: Observed) -> Status:
     current = gen >= status.generation
     facts = status.facts
     data, etype = event.data, event.event_type
-    if etype in ("TenantRequested", "AppUpdateRequested", "TenantDeletionRequested") and current:
+    if etype in ("TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested") \
+            and current:
         facts = replace(facts, published=True)
     elif etype == "TenantProvisioned":
         facts = replace(facts, provisioned=True)
     elif etype == "RouteConfigured":
-        facts = replace(facts, routed=True)
+        facts = replace(facts, routed=True, route_current=facts.route_current or current)
     elif etype == "TenantChanged":
         facts = replace(facts, provisioned=True)
         if current:
@@ -181,7 +184,7 @@ def failure_in_force(kind: Kind, f: Facts) -> FailureFact | None:
         "migrating": _at_least(f.migrated_version, fail.version or f.built_version),
         "releasing": _at_least(f.active_version, fail.version or f.built_version),
         "deprovisioning": f.deprovisioned,
-        "routing": f.routed,
+        "routing": f.route_current if kind == "domain" else f.routed,
     }.get(fail.stage, False)
     return None if superseded else fail
 
@@ -205,6 +208,8 @@ def derive(kind: Kind, f: Facts) -> tuple[str, str | None]:
                  ("migrating", "release", active)]
         if not f.published and not provisioned:
             return "requested", "queued"
+    elif kind == "domain":  # only the edge route changes
+        steps = [("updating", "route", f.route_current)]
     else:
         target = f.built_version
         steps = [("updating", "build", target is not None),

@@ -4,6 +4,7 @@
     GET    /v1/tenants                  list (?all=true includes deleted tenants)
     GET    /v1/tenants/{name}           status: state, stage, version, url, error, timestamps
     PUT    /v1/tenants/{name}/app       new app spec → 202 (200 when the spec is unchanged)
+    PUT    /v1/tenants/{name}/domain    {"domain": host | null} → 202 (200 when unchanged)
     DELETE /v1/tenants/{name}           delete → 202
     GET    /v1/tenants/{name}/events    the tenant's event history
     POST   /v1/tenants/{name}/replay    re-publish the tenant's recorded events → 202
@@ -84,6 +85,12 @@ class UpdateApp(BaseModel):
     model_config = ConfigDict(extra="forbid")
     app: AppSource
     allow_destructive: bool = Field(default=False, description="Accept migrations that drop data")
+
+
+class ChangeDomain(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    domain: Annotated[str, AfterValidator(check_domain)] | None = Field(
+        ..., description="The new custom domain, or null to remove it")
 
 
 class ReplayRequest(BaseModel):
@@ -172,6 +179,11 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
     async def update_app(name: str, req: UpdateApp, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Publish a new app spec: AppUpdateRequested (200 and no event when it is unchanged)."""
         return await accepted(await commands.update(name, _spec(req.app), req.allow_destructive, actor))
+
+    @app.put("/v1/tenants/{name}/domain", status_code=202, tags=["tenants"], dependencies=bearer)
+    async def change_domain(name: str, req: ChangeDomain, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+        """Set or remove the custom domain: DomainChangeRequested (200 and no event when unchanged)."""
+        return await accepted(await commands.change_domain(name, req.domain, actor))
 
     @app.delete("/v1/tenants/{name}", status_code=202, tags=["tenants"], dependencies=bearer)
     async def delete_tenant(name: str, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:

@@ -57,13 +57,17 @@ CREATE TABLE IF NOT EXISTS tenant_requests (
     tenant_id      text        NOT NULL,
     generation     integer     NOT NULL,
     correlation_id uuid        NOT NULL UNIQUE,
-    kind           text        NOT NULL CHECK (kind IN ('create', 'update', 'delete')),
+    kind           text        NOT NULL CHECK (kind IN ('create', 'update', 'delete', 'domain')),
     spec_sha256    text,
     custom_domain  text,
     requested_by   text,
     requested_at   timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (tenant_id, generation)
 );
+-- databases created before domain changes existed accept them too
+ALTER TABLE tenant_requests DROP CONSTRAINT IF EXISTS tenant_requests_kind_check;
+ALTER TABLE tenant_requests ADD CONSTRAINT tenant_requests_kind_check
+    CHECK (kind IN ('create', 'update', 'delete', 'domain'));
 CREATE TABLE IF NOT EXISTS tenant_status (
     tenant_id        text PRIMARY KEY,
     state            text        NOT NULL,

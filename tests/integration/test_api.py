@@ -216,6 +216,15 @@ BAD = [
     ("update-unknown", "PUT", "/v1/tenants/nosuch/app", {"json": {"app": SPEC}}, 404, "no tenant named 'nosuch'"),
     ("update-bad-spec", "PUT", "/v1/tenants/taken/app", {"json": {"app": "app: T\n"}}, 422, "entities: is required"),
     ("delete-unknown", "DELETE", "/v1/tenants/nosuch", {}, 404, "no tenant named 'nosuch'"),
+    ("domain-change-unknown", "PUT", "/v1/tenants/nosuch/domain", {"json": {"domain": "a.example.com"}}, 404,
+     "no tenant named 'nosuch'"),
+    ("domain-change-reserved", "PUT", "/v1/tenants/taken/domain", {"json": {"domain": "x.localhost"}}, 422,
+     "reserved suffix"),
+    ("domain-change-missing", "PUT", "/v1/tenants/taken/domain", {"json": {}}, 422, "domain: is required"),
+    ("domain-change-extra", "PUT", "/v1/tenants/taken/domain", {"json": {"domain": None, "x": 1}}, 422,
+     "x: unknown key"),
+    ("domain-change-busy", "PUT", "/v1/tenants/taken/domain", {"json": {"domain": "new.example.com"}}, 409,
+     "is busy"),
     ("events-unknown", "GET", "/v1/tenants/nosuch/events", {}, 404, "no tenant named 'nosuch'"),
     ("events-limit", "GET", "/v1/tenants/taken/events?limit=0", {}, 422, "limit"),
     ("replay-bad-since", "POST", "/v1/tenants/taken/replay", {"json": {"since": "yesterday"}}, 422, "since"),
@@ -246,7 +255,8 @@ async def test_a_streamed_oversize_body_is_refused(api, taken):
 ROUTES = [("POST", "/v1/tenants", {"json": {"name": "sneaky", "app": SPEC}}), ("GET", "/v1/tenants", {}),
           ("GET", "/v1/tenants/taken", {}), ("PUT", "/v1/tenants/taken/app", {"json": {"app": SPEC_V2}}),
           ("DELETE", "/v1/tenants/taken", {}), ("GET", "/v1/tenants/taken/events", {}),
-          ("POST", "/v1/tenants/taken/replay", {}), ("GET", "/v1/tenants/taken/env", {})]
+          ("POST", "/v1/tenants/taken/replay", {}), ("GET", "/v1/tenants/taken/env", {}),
+          ("PUT", "/v1/tenants/taken/domain", {"json": {"domain": None}})]
 
 
 @pytest.mark.parametrize("token", [None, "wrong-token-of-the-right-length-000000000"], ids=["none", "wrong"])

@@ -243,3 +243,44 @@ def test_a_dead_lettered_route_fails_routing_and_the_route_supersedes_it():
                              ev(MessageDeadLettered, service="router-config", stage="routing")])[-1]
     assert (stuck.state, stuck.stage) == ("failed", "routing")
     assert fold(stuck, [ev(RouteConfigured)])[-1].state != "failed"
+
+
+# --- domain changes: a request whose pipeline is just the route -------------------------------
+
+def test_a_domain_change_is_updating_at_route_until_its_own_route_configured():
+    from contracts.events_v1 import DomainChangeRequested
+
+    s = begin(ready(), "acme", 2, "domain")
+    assert (s.state, s.stage, s.version) == ("updating", "route", 1), "the tenant keeps serving"
+    old_route = fold(s, [ev(RouteConfigured, 1)])[-1]  # the create's route, late: not this request's
+    assert (old_route.state, old_route.stage) == ("updating", "route")
+    history = fold(s, [ev(DomainChangeRequested, 2), ev(RouteConfigured, 2)])
+    assert [(h.state, h.stage) for h in history] == [("updating", "route"), ("updating", "route"), ("ready", None)]
+    assert history[-1].version == 1 and history[-1].settled
+
+
+def test_domain_change_events_in_any_order_or_twice_end_ready():
+    from contracts.events_v1 import DomainChangeRequested
+
+    start = begin(ready(), "acme", 2, "domain")
+    steps = [ev(DomainChangeRequested, 2), ev(RouteConfigured, 2), ev(RouteConfigured, 2)]
+    for order in itertools.permutations(steps):
+        history = fold(start, list(order))
+        assert _ranks(history) == sorted(_ranks(history))
+        assert history[-1].state == "ready"
+
+
+def test_a_dead_lettered_domain_change_fails_routing_until_its_route_arrives():
+    from contracts.events_v1 import MessageDeadLettered
+
+    s = begin(ready(), "acme", 2, "domain")
+    stuck = fold(s, [ev(MessageDeadLettered, 2, service="router-config", stage="routing")])[-1]
+    assert (stuck.state, stuck.stage) == ("failed", "routing"), "an earlier route does not supersede it"
+    assert fold(stuck, [ev(RouteConfigured, 2)])[-1].state == "ready"
+
+
+def test_a_later_update_starts_without_the_domain_changes_route_fact():
+    s = fold(begin(ready(), "acme", 2, "domain"), [ev(RouteConfigured, 2)])[-1]
+    update = begin(s, "acme", 3, "update")
+    assert not update.facts.route_current and update.facts.routed
+    assert derive("domain", Facts()) == ("updating", "route")
