@@ -160,6 +160,25 @@ def test_two_tenants_are_isolated_and_deleting_one_leaves_the_other_working(plat
     edge = f"http://127.0.0.1:{settings.edge_port}/"
     assert httpx.get(edge, headers={"Host": "nobody.localhost"}, timeout=5).status_code == 404
 
+    # a custom domain for a, once its create settled (ready, or failed at a later stage)
+    deadline = time.monotonic() + 300
+    while not ok_json(env, "tenant", "show", A, "--json")["request"]["settled"]:
+        assert time.monotonic() < deadline, "a's create never settled"
+        time.sleep(1)
+    changed = ok_json(env, "tenant", "update", A, "--domain", "Shop.Example.com", "--wait", "--timeout", "60",
+                      "--json")
+    assert (changed["state"], changed["custom_domain"], changed["request"]["kind"]) == (
+        "ready", "shop.example.com", "domain")
+    assert edge_routes(settings)[f"tenant-{A}"]["match"] == [{"host": [f"{A}.localhost", "shop.example.com"]}]
+    taken = run(env, "tenant", "update", B, "--domain", "shop.example.com")
+    assert taken.returncode == 1 and "already belongs to tenant 'acme'" in taken.stderr
+    removed = ok_json(env, "tenant", "update", A, "--no-domain", "--wait", "--timeout", "60", "--json")
+    assert removed["state"] == "ready" and removed["custom_domain"] is None
+    assert edge_routes(settings)[f"tenant-{A}"]["match"] == [{"host": [f"{A}.localhost"]}]
+    assert httpx.get(edge, headers={"Host": "shop.example.com"}, timeout=5).status_code == 404
+    nothing = run(env, "tenant", "update", A)
+    assert nothing.returncode == 1 and "nothing to update" in nothing.stderr
+
     # delete b: no orphan anywhere, a still works
     deleted = ok_json(env, "tenant", "delete", B, "--wait", "--timeout", "120", "--json")
     assert deleted["state"] == "deleted", deleted
