@@ -47,20 +47,25 @@ SPEC_V2 = SPEC.replace("app: Tasks", "app: Tasks v2")
 WAIT_S = 20.0
 
 
-def _stop_router_config(running: RunningPlatform) -> None:
+# The projection tests play these stages themselves by injecting their events.
+PLAYED_BY_TESTS = ("router-config", "builder", "migrator")
+
+
+def _stop_services(running: RunningPlatform, names: tuple[str, ...]) -> None:
     from hostplane.local import process
     from hostplane.local.state import load_state, save_state
 
     state = load_state(running.settings.home_dir)
-    if (comp := state.components.pop("router-config", None)) is not None:
-        process.stop(comp.pid)
-        save_state(running.settings.home_dir, state)
+    for name in names:
+        if (comp := state.components.pop(name, None)) is not None:
+            process.stop(comp.pid)
+    save_state(running.settings.home_dir, state)
 
 
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory) -> RunningPlatform:
     running = start_platform(tmp_path_factory.mktemp("api"), "moto")
-    _stop_router_config(running)  # the projection tests inject RouteConfigured themselves
+    _stop_services(running, PLAYED_BY_TESTS)
     try:
         yield running
     finally:
