@@ -127,6 +127,21 @@ class DomainChangeRequested(Event):
     requested_by: Actor | None = None
 
 
+@register
+class RollbackRequested(Event):
+    """A user asked to serve a retained release again (state: updating). The builder
+    copies that release's artifact byte for byte into a new version ("v7 = rollback of
+    v4"), so versions keep growing and no rebuild happens."""
+
+    event_type = "RollbackRequested"
+    schema_version = V1
+    producers = ("api",)
+    consumers = ("api", "builder")
+
+    to_version: ReleaseVersion = Field(description="The retained release to serve again")
+    requested_by: Actor | None = None
+
+
 # --- provisioner ----------------------------------------------------------------------
 
 
@@ -170,10 +185,13 @@ class ProvisioningFailed(Failure):
 
 @register
 class TenantChanged(Event):
-    """A new release was built and written to the artifact store (immutable)."""
+    """A new release was built and written to the artifact store (immutable).
+
+    1.1 adds `rollback_of`: the release is a byte-identical copy of that older release
+    (a rollback); the migrator applies no DDL for it."""
 
     event_type = "TenantChanged"
-    schema_version = V1
+    schema_version = "1.1"
     producers = ("builder",)
     consumers = ("api", "migrator")
 
@@ -186,6 +204,9 @@ class TenantChanged(Event):
         default=None, description="Release live when the build started; none for the first"
     )
     allow_destructive: bool = False
+    rollback_of: ReleaseVersion | None = Field(
+        default=None, description="The older release this one copies (a rollback); none for a build"
+    )
 
 
 @register

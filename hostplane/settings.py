@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     localstack_venv: Path = Path(".venv-localstack")
     artifacts_dir: Path | None = Field(default=None, description="artifact store root (default <home>/artifacts; EFS on AWS)")
     start_timeout: float = 90.0
+    release_retention: int = Field(default=20, ge=2, description="releases kept per tenant (for rollbacks)")
 
     @property
     def home_dir(self) -> Path:

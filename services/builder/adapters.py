@@ -51,6 +51,7 @@ class BuilderDeps:
     store: ArtifactStore
     static: StaticUploader
     _stack: contextlib.AsyncExitStack | None = None
+    retention: int = 20  # releases kept per tenant (settings.release_retention)
 
     def names(self, tenant_id: str) -> TenantNames:
         return tenant_names(tenant_id, prefix=self.prefix)
@@ -64,7 +65,7 @@ async def open_deps(settings: Settings, pool: Any) -> BuilderDeps:
     stack = contextlib.AsyncExitStack()
     s3 = await stack.enter_async_context(aws_client("s3", settings))
     return BuilderDeps(settings.name_prefix, StoredInputs(pool), ArtifactStore(store_root(settings)),
-                       StaticUploader(s3), stack)
+                       StaticUploader(s3), stack, retention=settings.release_retention)
 
 
 async def make_deps(settings: Settings, pool: Any) -> BuilderDeps:

@@ -15,15 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
+import shutil
+import zipfile
 
 import structlog
 
 from contracts.app_spec import InvalidAppSpec, digest_of_ref, load_app_spec
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import AppUpdateRequested, BuildFailed, TenantChanged, TenantProvisioned
-from reloader.artifacts import ARTIFACT
+from contracts.events_v1 import AppUpdateRequested, BuildFailed, RollbackRequested, TenantChanged, \
+    TenantProvisioned
+from reloader.artifacts import ARTIFACT, ArtifactError, ArtifactStore
 from services.builder.adapters import BuilderDeps
-from services.builder.codegen import SourceError, check_source, generate, package, read_source_zip
+from services.builder.codegen import SPEC_FILE, SourceError, check_source, generate, package, read_source_zip
 
 log = structlog.get_logger(__name__)
 SOURCE_REF_PREFIX = "source:sha256:"
@@ -92,6 +96,7 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
         version = (releases[-1].version if releases else 0) + 1
         manifest = await asyncio.to_thread(store.publish_release, tenant, version, artifact)
         log.info("artifact.published", version=version, sha256=sha256[:12], bytes=len(artifact))
+    await asyncio.to_thread(prune_releases, store, tenant, deps.retention, manifest.version)
     if static:
         count = await deps.static.upload(deps.names(tenant).bucket, static)
         log.info("static.uploaded", files=count)
@@ -113,4 +118,78 @@ async def on_app_update_requested(envelope: Envelope[AppUpdateRequested], deps: 
                        source_ref=data.source_ref, allow_destructive=data.allow_destructive)
 
 
-HANDLERS = {TenantProvisioned: on_tenant_provisioned, AppUpdateRequested: on_app_update_requested}
+def prune_releases(store: ArtifactStore, tenant: str, keep: int, published: int) -> list[int]:
+    """Delete release folders older than the newest `keep`, never the live one or the one
+    just published (the reloader runs a local copy, so the shared folder may go)."""
+    current = store.read_current(tenant)
+    spare = {published, current.version if current else None}
+    gone = [m.version for m in store.releases(tenant)[:-keep] if m.version not in spare]
+    for version in gone:
+        shutil.rmtree(store.release_dir(tenant, version), ignore_errors=True)
+    if gone:
+        log.info("releases.pruned", versions=gone, keep=keep)
+    return gone
+
+
+async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: BuilderDeps) -> list[Event]:
+    """A rollback is a new release whose artifact is a byte-identical copy of the target:
+    no rebuild. A redelivery finds the copy already newest and names it again."""
+    tenant, target = envelope.tenant_id, envelope.data.to_version
+    store = deps.store
+    try:
+        source = await asyncio.to_thread(store.read_manifest, tenant, target)
+        artifact = await asyncio.to_thread((store.release_dir(tenant, target) / ARTIFACT).read_bytes)
+    except (ArtifactError, OSError) as exc:
+        return _rollback_failed(f"release {target} is not retained: {exc}")
+    if hashlib.sha256(artifact).hexdigest() != source.sha256 or len(artifact) != source.size:
+        return _rollback_failed(f"release {target} is corrupt: its artifact does not match its manifest")
+    try:
+        spec = spec_of_artifact(artifact)
+    except (KeyError, zipfile.BadZipFile, InvalidAppSpec) as exc:
+        return _rollback_failed(f"release {target} has no readable {SPEC_FILE}: {exc}")
+    releases = await asyncio.to_thread(store.releases, tenant)
+    current = await asyncio.to_thread(store.read_current, tenant)
+    newest = releases[-1]
+    if newest.version > target and newest.sha256 == source.sha256 and _is_copy(store, tenant, newest.version, target):
+        manifest = newest
+        log.info("rollback.unchanged", version=manifest.version, rollback_of=target)
+    else:
+        manifest = await asyncio.to_thread(store.publish_release, tenant, newest.version + 1, artifact,
+                                           entry=source.entry)
+        await asyncio.to_thread(_mark_copy, store, tenant, manifest.version, target)
+        log.info("artifact.published", version=manifest.version, sha256=manifest.sha256[:12],
+                 bytes=manifest.size, rollback_of=target)
+    await asyncio.to_thread(prune_releases, store, tenant, deps.retention, manifest.version)
+    return [TenantChanged(
+        version=manifest.version, artifact_path=f"{store.tenant_dir(tenant).name}/releases/{manifest.version}/{ARTIFACT}",
+        sha256=manifest.sha256, size=manifest.size, spec_sha256=spec.digest(),
+        previous_version=current.version if current else None, rollback_of=target,
+    )]
+
+
+def _rollback_failed(error: str) -> list[Event]:
+    log.warning("build.failed", stage="rollback", error=error)
+    return [BuildFailed(stage="rollback", error=error, retryable=False, spec_sha256="0" * 64)]
+
+
+def spec_of_artifact(artifact: bytes):
+    """The AppSpec packed inside a release (spec.json in the zipapp)."""
+    with zipfile.ZipFile(io.BytesIO(artifact)) as zf:
+        return load_app_spec(zf.read(SPEC_FILE).decode())
+
+
+ROLLBACK_MARK = "rollback_of"
+
+
+def _mark_copy(store: ArtifactStore, tenant: str, version: int, target: int) -> None:
+    """Remember beside the release which one it copies (a redelivery reuses it)."""
+    (store.release_dir(tenant, version) / ROLLBACK_MARK).write_text(str(target))
+
+
+def _is_copy(store: ArtifactStore, tenant: str, version: int, target: int) -> bool:
+    mark = store.release_dir(tenant, version) / ROLLBACK_MARK
+    return mark.exists() and mark.read_text().strip() == str(target)
+
+
+HANDLERS = {TenantProvisioned: on_tenant_provisioned, AppUpdateRequested: on_app_update_requested,
+            RollbackRequested: on_rollback_requested}

@@ -35,7 +35,7 @@ from contracts import (
     registered_events,
     tenant_names,
 )
-from contracts.events_v1 import AppCrashed, DomainChangeRequested, MessageDeadLettered
+from contracts.events_v1 import AppCrashed, DomainChangeRequested, MessageDeadLettered, RollbackRequested
 from contracts.catalog import SERVICES, consumed_types, consumers_of, producers_of
 from contracts.tenant import validate_tenant_id
 
@@ -55,6 +55,7 @@ SAMPLES: list[Event] = [
     AppUpdateRequested(spec_ref="specs/acme/2.json", spec_sha256=OTHER_DIGEST, allow_destructive=True),
     TenantChanged(version=2, artifact_path="acme/releases/2/app.pyz", sha256=DIGEST, size=48213,
                   spec_sha256=OTHER_DIGEST, previous_version=1),
+    RollbackRequested(to_version=1, requested_by="alice"),
     BuildFailed(stage="compile", error="entity 'Order' has no fields", retryable=False,
                 spec_sha256=OTHER_DIGEST),
     MigrationsApplied(version=2, migrations=["0002_add_order_total"]),
@@ -251,7 +252,7 @@ def test_every_event_names_known_producers_and_consumers():
     ("service", "types"),
     [
         ("provisioner", ["TenantRequested"]),
-        ("builder", ["AppUpdateRequested", "TenantProvisioned"]),
+        ("builder", ["AppUpdateRequested", "RollbackRequested", "TenantProvisioned"]),
         ("migrator", ["TenantChanged"]),
         ("router-config", ["DomainChangeRequested", "TenantDeletionRequested", "TenantProvisioned"]),
         ("deprovisioner", ["TenantDeletionRequested"]),
@@ -266,7 +267,8 @@ def test_consumers_follow_the_design_table(service: str, types: list[str]):
 def test_api_consumes_everything_and_emits_the_requests():
     assert consumers_of("api") == registered_events()
     assert {m.event_type for m in producers_of("api")} == {
-        "TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested"
+        "TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested",
+        "RollbackRequested",
     }
     assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed", "AppCrashed"}
     with pytest.raises(ValueError):
