@@ -142,6 +142,8 @@ async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_aw
                               producer="api")
         out = await on_domain_change_requested(change, deps)
         assert out[0].hosts == [names.host, "shop.example.com"]
+        writes = deps.edge.writes
+        assert await on_domain_change_requested(change, deps) == out and deps.edge.writes == writes, "twice: no write"
         assert (await asyncio.to_thread(edge_get, platform, "shop.example.com")).json()["tenant"] == [TENANT]
         # a redelivered TenantProvisioned (domain-less) keeps the newer domain
         await on_tenant_provisioned(provisioned(TENANT), deps)
@@ -154,6 +156,10 @@ async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_aw
         base = base_config(settings.host, settings.caddy_admin_port, settings.edge_port)
         (await deps.edge.client.post("/load", json=base)).raise_for_status()
         assert (await asyncio.to_thread(edge_get, platform, names.host)).status_code == 404
+        restarted = await open_router(settings, platform.conn.control_dsn, resync_every=None)  # re-syncs on start
+        await restarted.aclose()
+        assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["tenant"] == [TENANT]
+        (await deps.edge.client.post("/load", json=base)).raise_for_status()
         assert await resync(deps) is True
         assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["tenant"] == [TENANT]
         assert await resync(deps) is False, "no drift, no write"
