@@ -15,6 +15,7 @@ Connection and other transient errors are raised, so the consumer retries (then 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import asyncpg
@@ -27,7 +28,7 @@ from reloader.artifacts import ArtifactError
 from services.migrator import adapters
 from services.migrator.adapters import LOCK_KEY, MigratorDeps
 from services.builder.model import Model, relational_model
-from services.migrator.plan import plan
+from services.migrator.plan import check_rollback, plan
 from services.resources.base import scrub
 
 log = structlog.get_logger(__name__)
@@ -116,6 +117,9 @@ async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[
                                           f"{this.spec_sha256[:12]}, not {event.spec_sha256[:12]}")
                 log.info("migration.already_applied", version=event.version)
                 return [], not this.released
+            if event.rollback_of is not None:
+                await _record_rollback(conn, event, new, latest)
+                return [], True
             steps = plan(Model.from_json(latest.model) if latest else None, new)
             if problems := steps.problems(event.allow_destructive):
                 raise Refused("plan", "; ".join(problems))
@@ -131,6 +135,19 @@ async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[
         error = scrub(f"{step}: {exc} (SQLSTATE {exc.sqlstate})", [creds.DB_PASSWORD, creds.DATABASE_URL])
         raise Refused("apply", error) from None
     return ([steps.name(event.version)] if steps.steps else []), True
+
+
+async def _record_rollback(conn, event: TenantChanged, target: Model, latest) -> None:
+    """A rollback applies no DDL: the old code must fit the schema the database has now
+    (checked against the ledger, the database's truth). Its ledger row keeps that schema's
+    model, so the next update diffs against the real tables, not the old spec's."""
+    current = Model.from_json(latest.model) if latest else None
+    if problems := check_rollback(target, current):
+        raise Refused("rollback", f"release {event.rollback_of} cannot serve the current schema; "
+                                  "blocked by: " + "; ".join(problems))
+    model = json.loads(latest.model) if latest else target.to_json()
+    await adapters.record(conn, event.version, event.spec_sha256, model, [])
+    log.info("migration.rollback_recorded", version=event.version, rollback_of=event.rollback_of)
 
 
 HANDLERS = {TenantChanged: on_tenant_changed}

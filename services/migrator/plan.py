@@ -163,3 +163,11 @@ def check_update(old_spec: AppSpec | None, new_spec: AppSpec, allow_destructive:
     """Why an update cannot be accepted (empty: it can): for the API, before anything is written."""
     before = relational_model(old_spec) if old_spec is not None else None
     return plan(before, relational_model(new_spec)).problems(allow_destructive)
+
+
+def check_rollback(target: Model, current: Model | None) -> list[str]:
+    """Why the code of a release with data model `target` cannot serve the schema `current`
+    (empty: it can): every migration since must have been additive, i.e. going from
+    `target` to `current` needs no destructive step (a dropped field, a changed type...)."""
+    steps = plan(target, current or Model({}))
+    return [f"{s.description} ({s.path}): {s.destructive}" for s in steps.destructive] + list(steps.refused)
