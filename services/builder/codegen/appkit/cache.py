@@ -1,6 +1,6 @@
 """List reads cached in the tenant's own Valkey prefix. Every key starts with
 CACHE_PREFIX (the ACL refuses others). A write bumps the entity's generation counter,
-and list keys include the generation, so a write is visible on the next list without
+and list keys include the generation (and the release), so a write is visible on the next list without
 KEYS/SCAN (which the tenant's cache user may not run). A cache failure is a miss."""
 
 from __future__ import annotations
@@ -8,10 +8,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 from typing import Any
 
 log = logging.getLogger("app.cache")
 TTL_SECONDS = 300
+RELEASE = os.environ.get("APP_VERSION", "0")
 
 
 class ListCache:
@@ -25,7 +27,9 @@ class ListCache:
     async def _key(self, entity: str, query: Any) -> str:
         gen = await self.client.get(self._gen_key(entity))
         digest = hashlib.sha256(json.dumps(query, default=str, sort_keys=True).encode()).hexdigest()[:32]
-        return f"{self.prefix}cache:{entity}:list:{int(gen or 0)}:{digest}"
+        # The release is part of the key: after a migration the new release must not serve
+        # lists cached by the old one (other columns, defaults not yet filled).
+        return f"{self.prefix}cache:{entity}:list:v{RELEASE}:{int(gen or 0)}:{digest}"
 
     async def read(self, entity: str, query: Any, load) -> tuple[Any, bool]:
         """(value, hit): the cached list, or `await load()` stored for next time."""
