@@ -24,7 +24,6 @@ from contracts.envelope import Envelope, Event
 from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRemoved, TenantDeletionRequested, \
     TenantProvisioned
 from contracts.tenant import TenantNames, tenant_names
-from reloader import desired
 from services.router_config.caddy import CaddyEdge, EdgeDrifted
 from services.router_config.routes import Route, caddy_route, desired_routes, drifted, is_tenant_route
 from services.router_config.store import RouteRow, RouteStore
@@ -73,8 +72,7 @@ async def _stale(row: RouteRow | None, at: datetime) -> bool:
 
 async def _configure(deps: RouterDeps, tenant: str, domain: str | None, domain_at: datetime | None) -> list[Event]:
     names = deps.names(tenant)
-    async with deps.store.pool.acquire() as conn:
-        port = await desired.app_port(conn, tenant)
+    port = await deps.store.app_port(tenant)
     if port is None:
         raise RuntimeNotRegistered(f"tenant {tenant} has no registered runtime port yet")
     hosts = (names.host, domain) if domain else (names.host,)

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from events.store import apply_schema
+from reloader import desired
 from services.router_config.routes import Route
 
 _SCHEMA_LOCK = 0x726F7574  # "rout"
@@ -65,6 +66,11 @@ class RouteStore:
     async def live_routes(self) -> list[Route]:
         rows = await self.pool.fetch("SELECT * FROM routes WHERE deleted_at IS NULL ORDER BY route_id")
         return [_row(r).route for r in rows]
+
+    async def app_port(self, tenant_id: str) -> int | None:
+        """The tenant's port in the runtime registry (reloader.desired); None: not registered."""
+        async with self.pool.acquire() as conn:
+            return await desired.app_port(conn, tenant_id)
 
     async def live_tenants(self) -> set[str]:
         return {r["tenant_id"] for r in await self.pool.fetch("SELECT tenant_id FROM routes WHERE deleted_at IS NULL")}
