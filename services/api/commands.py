@@ -19,13 +19,14 @@ from pydantic import TypeAdapter, ValidationError
 
 from contracts.app_spec import AppSpec, InvalidAppSpec, load_app_spec, spec_ref
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, TenantDeletionRequested, \
-    TenantRequested
+from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, RollbackRequested, \
+    TenantDeletionRequested, TenantRequested
 from contracts.fields import CustomDomain
 from events.outbox import add_to_outbox
-from services.api import store
+from services.api import releases, store
 from services.api.projection import Kind, Status, begin
-from services.migrator.plan import check_update
+from services.builder.model import relational_model
+from services.migrator.plan import check_rollback, check_update
 
 log = structlog.get_logger(__name__)
 PRODUCER = "api"
@@ -73,6 +74,10 @@ def check_domain(value: str) -> str:
         raise ValueError(f"custom domain {value!r} is under a reserved suffix "
                          f"({', '.join(RESERVED_DOMAIN_SUFFIXES)}); use a domain you own")
     return domain
+
+
+def _sha(known: list[dict[str, Any]], version: int) -> str | None:
+    return next((r["sha256"] for r in known if r["version"] == version), None)
 
 
 class TenantCommands:
@@ -184,6 +189,53 @@ class TenantCommands:
                 raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
             event = DomainChangeRequested(custom_domain=domain, requested_by=actor)
             return await self._request(conn, name, generation, "domain", event, status, None, domain, actor)
+
+    async def rollback(self, name: str, to: int | None, actor: str | None, retained: set[int] | None) -> Accepted:
+        """Serve a retained release again as a new version (the builder copies its bytes).
+        `to` None: the release before the live one. `retained`: versions the artifact store
+        still holds (None: take the read model's word)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_tenant(conn, name)
+            row, status = await self._live(conn, name)
+            if not status.settled or status.version is None:
+                raise Refused(409, f"tenant {name!r} is busy or has no live release (state {status.state}); "
+                                   "roll back once it is ready")
+            known = await releases.read(conn, name)
+            live = status.version
+            kept = [r for r in known if retained is None or r["version"] in retained]
+            target = next((r for r in kept if r["version"] == to), None) if to is not None else \
+                next((r for r in kept if r["version"] < live and r["activated_at"]
+                      and r["sha256"] != _sha(known, live)), None)
+            if target is None:
+                listed = ", ".join(str(r["version"]) for r in kept) or "none"
+                what = f"release {to} is not a retained release" if to is not None else "there is no earlier release"
+                raise Refused(404 if to is not None else 409,
+                              f"{what} of tenant {name!r} (retained: {listed}); see `hostplane tenant releases {name}`")
+            if target["version"] == live:
+                raise Refused(409, f"release {live} is already live")
+            if problems := await self._rollback_problems(conn, target, known):
+                raise Refused(409, f"release {target['version']} cannot serve the current schema; the migrations "
+                                   "since were not all additive: " + "; ".join(problems))
+            generation = row["generation"] + 1
+            await conn.execute("UPDATE tenants SET spec_sha256 = $2, generation = $3, updated_at = now() "
+                               "WHERE tenant_id = $1", name, target["spec_sha256"], generation)
+            event = RollbackRequested(to_version=target["version"], requested_by=actor)
+            return await self._request(conn, name, generation, "rollback", event, status, target["spec_sha256"],
+                                       None, actor)
+
+    async def _rollback_problems(self, conn: Any, target: dict[str, Any], known: list[dict[str, Any]]) -> list[str]:
+        """What makes the target's code unfit for the database's schema (services.migrator.plan)."""
+        schema = releases.schema_version(known)
+        if schema is None:
+            return []
+        models = []
+        for digest in (target["spec_sha256"], schema["spec_sha256"]):
+            body = await store.load_spec_body(conn, digest)
+            if body is None:
+                return [f"the spec of release {target['version']} is not stored"]
+            models.append(relational_model(load_app_spec(body)))
+        problems = check_rollback(*models)
+        return [f"{p} (migrated in release {schema['version']})" for p in problems]
 
     async def _migration_problems(self, conn: Any, row: Any, spec: AppSpec, allow_destructive: bool) -> list[str]:
         """What the migrator would refuse (services.migrator.plan), against the current desired spec."""

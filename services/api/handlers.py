@@ -18,7 +18,7 @@ from contracts.catalog import consumers_of
 from contracts.envelope import Envelope
 from events.inbox import current_connection
 from events.store import record_external
-from services.api import store
+from services.api import releases, store
 from services.api.projection import Observed, observe
 
 log = structlog.get_logger(__name__)
@@ -29,6 +29,7 @@ async def on_event(envelope: Envelope[Any], deps: Any) -> list[Any]:
     if not await _logged(conn, envelope) and await record_external(conn, envelope):
         log.info("event.recorded_external", producer=envelope.producer)
     await project(conn, envelope)
+    await releases.record(conn, envelope)
     return []
 
 

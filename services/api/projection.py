@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 from contracts.events_v1 import FAILURES
 
-Kind = Literal["create", "update", "delete", "domain"]
+Kind = Literal["create", "update", "delete", "domain", "rollback"]
 STATES = ("requested", "provisioning", "building", "migrating", "updating", "ready", "failed",
           "deleting", "deleted")
 # Forward order inside one request; `failed` sits outside it (a retry may still succeed).
@@ -44,7 +44,7 @@ RANK = {"requested": 0, "provisioning": 1, "building": 2, "migrating": 3, "updat
 WAITING_FOR = {"queued": "api", "provision": "provisioner", "route": "router-config", "build": "builder",
                "migrate": "migrator", "release": "reloader", "deprovision": "deprovisioner"}
 TERMINAL = {"create": ("ready", "failed"), "update": ("ready", "failed"), "delete": ("deleted", "failed"),
-            "domain": ("ready", "failed")}
+            "domain": ("ready", "failed"), "rollback": ("ready", "failed")}
 _FAILURE_STAGES = {cls.event_type: cls.lifecycle_stage for cls in FAILURES}
 
 
@@ -132,8 +132,8 @@ def observe(status: Status, event: Observed) -> Status:
     current = gen >= status.generation
     facts = status.facts
     data, etype = event.data, event.event_type
-    if etype in ("TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested") \
-            and current:
+    if etype in ("TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested",
+                 "RollbackRequested") and current:
         facts = replace(facts, published=True)
     elif etype == "TenantProvisioned":
         facts = replace(facts, provisioned=True)
@@ -210,7 +210,7 @@ def derive(kind: Kind, f: Facts) -> tuple[str, str | None]:
             return "requested", "queued"
     elif kind == "domain":  # only the edge route changes
         steps = [("updating", "route", f.route_current)]
-    else:
+    else:  # an update, or a rollback (a new release copying an old one): build → migrate → release
         target = f.built_version
         steps = [("updating", "build", target is not None),
                  ("updating", "migrate", _at_least(f.migrated_version, target) or _at_least(f.active_version, target)),

@@ -6,6 +6,8 @@
     PUT    /v1/tenants/{name}/app       new app spec → 202 (200 when the spec is unchanged)
     PUT    /v1/tenants/{name}/domain    {"domain": host | null} → 202 (200 when unchanged)
     DELETE /v1/tenants/{name}           delete → 202
+    GET    /v1/tenants/{name}/releases  releases: version, digests, times, who, retained, live
+    POST   /v1/tenants/{name}/rollback  {"to": version | null} → 202: a retained release serves again
     GET    /v1/tenants/{name}/events    the tenant's event history
     POST   /v1/tenants/{name}/replay    re-publish the tenant's recorded events → 202
     GET    /v1/tenants/{name}/env       the tenant's own credentials (the only secret-bearing answer)
@@ -36,8 +38,8 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec
 from contracts.tenant import TenantId, tenant_names
 from events.replay import list_events, replay
-from reloader.artifacts import store_root
-from services.api import audit, store
+from reloader.artifacts import ArtifactStore, store_root
+from services.api import audit, releases, store
 from services.api.commands import Accepted, Refused, TenantCommands, check_domain
 from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
@@ -91,6 +93,12 @@ class ChangeDomain(BaseModel):
     model_config = ConfigDict(extra="forbid")
     domain: Annotated[str, AfterValidator(check_domain)] | None = Field(
         ..., description="The new custom domain, or null to remove it")
+
+
+class Rollback(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: int | None = Field(default=None, ge=1, description="The retained release to serve again; "
+                                                            "null: the release before the live one")
 
 
 class ReplayRequest(BaseModel):
@@ -189,6 +197,29 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
     async def delete_tenant(name: str, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Delete a tenant and everything it owns: TenantDeletionRequested."""
         return await accepted(await commands.delete(name, actor))
+
+    async def retained(name: str) -> set[int] | None:
+        """Versions the artifact store still holds (None when this API cannot see the store)."""
+        if ctx.settings is None:
+            return None
+        found = await asyncio.to_thread(ArtifactStore(store_root(ctx.settings)).releases, name)
+        return {m.version for m in found}
+
+    @app.get("/v1/tenants/{name}/releases", tags=["tenants"], dependencies=bearer)
+    async def tenant_releases(name: str) -> JSONResponse:
+        """Every release, newest first: digests, when built/migrated/activated, who asked, retained, live."""
+        tenant = await view(name)
+        rows = await releases.read(ctx.pool, name)
+        kept = await retained(name)
+        return JSONResponse({"name": name, "live": tenant["version"], "releases": [
+            releases.view(r, live=tenant["version"], retained=kept) for r in rows]})
+
+    @app.post("/v1/tenants/{name}/rollback", status_code=202, tags=["tenants"], dependencies=bearer)
+    async def rollback(name: str, actor: Annotated[str, Depends(_actor)],
+                       req: Annotated[Rollback | None, Body()] = None) -> JSONResponse:
+        """Serve a retained release again, as a new version copying its artifact (RollbackRequested)."""
+        req = req or Rollback()
+        return await accepted(await commands.rollback(name, req.to, actor, await retained(name)))
 
     @app.get("/v1/tenants/{name}/events", tags=["events"], dependencies=bearer)
     async def tenant_events(name: str, type: str | None = None, since: datetime | None = None,

@@ -57,7 +57,7 @@ CREATE TABLE IF NOT EXISTS tenant_requests (
     tenant_id      text        NOT NULL,
     generation     integer     NOT NULL,
     correlation_id uuid        NOT NULL UNIQUE,
-    kind           text        NOT NULL CHECK (kind IN ('create', 'update', 'delete', 'domain')),
+    kind           text        NOT NULL CHECK (kind IN ('create', 'update', 'delete', 'domain', 'rollback')),
     spec_sha256    text,
     custom_domain  text,
     requested_by   text,
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS tenant_requests (
 -- databases created before domain changes existed accept them too
 ALTER TABLE tenant_requests DROP CONSTRAINT IF EXISTS tenant_requests_kind_check;
 ALTER TABLE tenant_requests ADD CONSTRAINT tenant_requests_kind_check
-    CHECK (kind IN ('create', 'update', 'delete', 'domain'));
+    CHECK (kind IN ('create', 'update', 'delete', 'domain', 'rollback'));
 CREATE TABLE IF NOT EXISTS tenant_status (
     tenant_id        text PRIMARY KEY,
     state            text        NOT NULL,
@@ -92,6 +92,9 @@ CREATE TABLE IF NOT EXISTS tenant_status (
 async def ensure_schema(db: Any) -> None:
     """Create the API's tables if missing."""
     await apply_schema(db, SCHEMA_SQL, _SCHEMA_LOCK)
+    from services.api import releases  # the releases read model lives beside the status
+
+    await releases.ensure_schema(db)
 
 
 async def lock_tenant(conn: Any, tenant_id: str) -> None:

@@ -128,7 +128,8 @@ def test_the_openapi_document_builds_and_documents_every_route():
     doc = create_app(ApiContext(pool=None, edge_port=8480, name_prefix="hostplane", secrets=None), TOKEN).app.openapi()
     assert set(doc["paths"]) == {"/healthz", "/v1/tenants", "/v1/tenants/{name}", "/v1/tenants/{name}/app",
                                  "/v1/tenants/{name}/events", "/v1/tenants/{name}/replay", "/v1/tenants/{name}/env",
-                                 "/v1/audit", "/v1/tenants/{name}/source"}
+                                 "/v1/audit", "/v1/tenants/{name}/source", "/v1/tenants/{name}/domain",
+                                 "/v1/tenants/{name}/releases", "/v1/tenants/{name}/rollback"}
     assert set(doc["paths"]["/v1/tenants/{name}/app"]) == {"put"}
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert doc["components"]["schemas"]["CreateTenant"]["required"] == ["name", "app"]

@@ -284,3 +284,47 @@ def test_a_later_update_starts_without_the_domain_changes_route_fact():
     update = begin(s, "acme", 3, "update")
     assert not update.facts.route_current and update.facts.routed
     assert derive("domain", Facts()) == ("updating", "route")
+
+
+# --- rollback: a new release copying an old one; versions never go backwards -------------
+
+
+def _rolled_back_to_1() -> Status:
+    """v1 → v2 live, then a rollback (generation 3) of v1 as new version 3."""
+    v2 = fold(begin(ready(), "acme", 2, "update"), [
+        ev(TenantChanged, 2, version=2), ev(MigrationsApplied, 2, version=2), ev(ReleaseActivated, 2, version=2)])[-1]
+    return begin(v2, "acme", 3, "rollback")
+
+
+def test_a_rollback_walks_build_migrate_release_and_ends_on_the_new_version():
+    from contracts.events_v1 import RollbackRequested
+    s = _rolled_back_to_1()
+    assert (s.state, s.stage, s.version) == ("updating", "build", 2), "the live release keeps serving"
+    steps = [ev(RollbackRequested, 3), ev(TenantChanged, 3, version=3, rollback_of=1),
+             ev(MigrationsApplied, 3, version=3), ev(ReleaseActivated, 3, version=3)]
+    history = fold(s, steps)
+    assert [(h.state, h.stage) for h in history] == [
+        ("updating", "build"), ("updating", "build"), ("updating", "migrate"), ("updating", "release"),
+        ("ready", None)]
+    assert history[1].facts.published
+    assert [h.version for h in history] == [2, 2, 2, 2, 3]
+
+
+def test_rollback_events_in_any_order_or_with_old_replays_never_move_backwards():
+    start = _rolled_back_to_1()
+    steps = [ev(TenantChanged, 3, version=3, rollback_of=1), ev(MigrationsApplied, 3, version=3),
+             ev(ReleaseActivated, 3, version=3),
+             ev(ReleaseActivated, 1, version=1), ev(MigrationsApplied, 1, version=1)]  # v1's old events replayed
+    for order in itertools.permutations(steps):
+        history = fold(start, list(order))
+        assert _ranks(history) == sorted(_ranks(history))
+        versions = [h.version for h in history]
+        assert versions == sorted(versions) and versions[-1] == 3
+        assert history[-1].state == "ready"
+
+
+def test_a_refused_rollback_at_the_migrator_fails_migrating_and_keeps_the_live_version():
+    s = fold(_rolled_back_to_1(), [ev(TenantChanged, 3, version=3, rollback_of=1),
+                                   ev(MigrationFailed, 3, stage="rollback", version=3)])[-1]
+    assert (s.state, s.stage, s.version) == ("failed", "migrating", 2)
+    assert derive("rollback", Facts()) == ("updating", "build")
