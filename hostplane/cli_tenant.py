@@ -29,13 +29,14 @@ from hostplane.local.state import CREDENTIALS_FILE, load_state
 from hostplane.settings import get_settings
 from services.api.projection import RANK, TERMINAL
 
-tenant_app = typer.Typer(help="tenants: create, update, delete, list, show, env", no_args_is_help=True)
+tenant_app = typer.Typer(help="tenants: create, update, delete, list, show, env, releases, rollback", no_args_is_help=True)
 console = Console()
 err = Console(stderr=True, soft_wrap=True)  # errors stay one line each: easy to grep and copy
 
 REFUSED, UNREACHABLE, TIMED_OUT = 1, 2, 3
 PIPELINES = {"create": ("provision", "route", "build", "migrate", "release"),
-             "update": ("build", "migrate", "release"), "delete": ("deprovision",), "domain": ("route",)}
+             "update": ("build", "migrate", "release"), "delete": ("deprovision",), "domain": ("route",),
+             "rollback": ("build", "migrate", "release")}
 FAILED_STEP = {"provisioning": "provision", "building": "build", "migrating": "migrate",
                "releasing": "release", "deprovisioning": "deprovision", "routing": "route"}
 UNTIL = ("provisioning", "building", "migrating", "ready")
@@ -161,6 +162,39 @@ def update(
         _follow(api, api.call("PUT", f"/v1/tenants/{name}/domain", {"domain": domain}), wait, timeout, as_json)
     if body is not None:
         _follow(api, api.call("PUT", f"/v1/tenants/{name}/app", body), wait, timeout, as_json)
+
+
+@tenant_app.command("rollback")
+def rollback(
+    name: str = typer.Argument(...),
+    to: int | None = typer.Option(None, "--to", min=1, help="the retained release to serve again "
+                                                            "(default: the one before the live one)"),
+    wait: bool = WAIT,
+    timeout: float = TIMEOUT,
+    as_json: bool = AS_JSON,
+) -> None:
+    """Serve a retained release again, instantly (no rebuild): a new version copying it."""
+    api = api_client()
+    _follow(api, api.call("POST", f"/v1/tenants/{name}/rollback", {"to": to}), wait, timeout, as_json)
+
+
+@tenant_app.command("releases")
+def releases(name: str = typer.Argument(...), as_json: bool = AS_JSON) -> None:
+    """List a tenant's releases: version, digests, times, who released them."""
+    doc = api_client().call("GET", f"/v1/tenants/{name}/releases")
+    if as_json:
+        typer.echo(json.dumps(doc, indent=2))
+        return
+    table = Table(title=f"releases of {name}")
+    for col in ("version", "sha256", "spec", "built", "activated", "by", "note"):
+        table.add_column(col)
+    for r in doc["releases"]:
+        note = ", ".join(n for n in ("live" if r["live"] else "",
+                                     f"rollback of {r['rollback_of']}" if r["rollback_of"] else "",
+                                     "pruned" if r["retained"] is False else "") if n)
+        table.add_row(str(r["version"]), (r["sha256"] or "")[:12], (r["spec_sha256"] or "")[:12],
+                      (r["built_at"] or "")[:19], (r["activated_at"] or "")[:19], r["requested_by"] or "", note)
+    console.print(table)
 
 
 @tenant_app.command("delete")

@@ -1,0 +1,102 @@
+"""Rollback through a real platform (API, builder, migrator, reloader, edge): a rollback
+is a new version serving a byte-identical copy of the target release, rows stay; a
+rollback across a destructive migration is refused at the API, naming the step; the
+releases list says who released what; unsafe requests change nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import uuid
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
+              pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
+
+V1 = yaml.safe_load(open("examples/tasks.yaml"))
+
+
+def spec(n: int) -> dict:
+    """1: the example; 2: + optional task.notes; 3: 2 without task.done (destructive)."""
+    out = copy.deepcopy(V1)
+    if n >= 2:
+        out["entities"]["task"]["fields"]["notes"] = {"type": "text"}
+    if n >= 3:
+        del out["entities"]["task"]["fields"]["done"]
+    return out
+
+
+async def settled(http: httpx.AsyncClient, name: str, version: int | None = None) -> dict:
+    for _ in range(600):
+        tenant = (await http.get(f"/v1/tenants/{name}")).json()
+        if tenant["state"] == "failed":
+            return tenant
+        if tenant["state"] == "ready" and (version is None or tenant["version"] == version):
+            return tenant
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{name} did not settle: {tenant}")
+
+
+async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one(running_platform):
+    settings = running_platform.settings
+    token = json.loads((settings.home_dir / "credentials.json").read_text())["api_token"]
+    name = f"rb-{uuid.uuid4().hex[:8]}"
+    api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10,
+                            headers={"Authorization": f"Bearer {token}", "X-Hostplane-Actor": "alice@test"})
+    app = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.edge_port}", timeout=10,
+                            headers={"Host": f"{name}.localhost"})
+    async with api, app:
+        try:
+            assert (await api.post("/v1/tenants", json={"name": name, "app": spec(1)})).status_code == 202
+            assert (await settled(api, name, 1))["state"] == "ready"
+            for i in range(3):
+                assert (await app.post("/api/task", json={"title": f"row {i}"})).status_code == 201
+            refused = await api.post(f"/v1/tenants/{name}/rollback", json={})
+            assert refused.status_code == 409 and "no earlier release" in refused.json()["detail"]
+
+            assert (await api.put(f"/v1/tenants/{name}/app", json={"app": spec(2)})).status_code == 202
+            assert (await settled(api, name, 2))["state"] == "ready"
+            assert (await app.post("/api/task", json={"title": "with notes", "notes": "n"})).status_code == 201
+
+            for bad, status in (({"to": 9}, 404), ({"to": 2}, 409), ({"to": 0}, 422)):
+                answer = await api.post(f"/v1/tenants/{name}/rollback", json=bad)
+                assert answer.status_code == status, answer.text
+            rolled = await api.post(f"/v1/tenants/{name}/rollback", json={"to": 1})
+            assert rolled.status_code == 202, rolled.text
+            assert rolled.json()["request"]["kind"] == "rollback"
+            tenant = await settled(api, name, 3)
+            assert (tenant["state"], tenant["version"]) == ("ready", 3), tenant
+            listed = (await api.get(f"/v1/tenants/{name}/releases")).json()
+            by_version = {r["version"]: r for r in listed["releases"]}
+            assert sorted(by_version) == [1, 2, 3] and listed["live"] == 3
+            assert by_version[3]["sha256"] == by_version[1]["sha256"] != by_version[2]["sha256"]
+            assert by_version[3]["rollback_of"] == 1 and by_version[3]["live"] and by_version[3]["retained"]
+            assert all(r["requested_by"] == "alice@test" and r["built_at"] and r["activated_at"]
+                       for r in by_version.values())
+            rows = (await app.get("/api/task?limit=41")).json()["items"]
+            assert sorted(r["title"] for r in rows) == ["row 0", "row 1", "row 2", "with notes"]
+            assert all("notes" not in r for r in rows), "v1's code serves again (it knows no notes)"
+            assert (await app.post("/api/task", json={"title": "after rollback"})).status_code == 201
+
+            # forward again to the notes field, then drop `done` (destructive): going back is refused
+            assert (await api.put(f"/v1/tenants/{name}/app", json={"app": spec(2)})).status_code == 202
+            assert (await settled(api, name, 4))["version"] == 4
+            drop = await api.put(f"/v1/tenants/{name}/app", json={"app": spec(3), "allow_destructive": True})
+            assert drop.status_code == 202
+            assert (await settled(api, name, 5))["version"] == 5
+            before = (await api.get(f"/v1/tenants/{name}")).json()
+            refused = await api.post(f"/v1/tenants/{name}/rollback", json={"to": 4})
+            assert refused.status_code == 409, refused.text
+            detail = refused.json()["detail"]
+            assert "drop column task.done" in detail and "entities.task.fields.done" in detail, detail
+            assert "release 5" in detail, detail
+            after = (await api.get(f"/v1/tenants/{name}")).json()
+            assert (after["version"], after["state"]) == (before["version"], "ready"), "a refusal changes nothing"
+            rows = (await app.get("/api/task?limit=43")).json()["items"]
+            assert len(rows) == 5 and all("done" not in r for r in rows)
+        finally:
+            await api.delete(f"/v1/tenants/{name}")
