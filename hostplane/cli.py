@@ -96,11 +96,17 @@ def down(purge: bool = typer.Option(False, "--purge", help="also delete all loca
 
 @app.command()
 def demo(emulator: Emulator = typer.Option(None, help="AWS emulator: moto (default) or localstack")) -> None:
-    """Start the platform, then show an example event travel through the bus."""
-    from hostplane.demo import run_demo
+    """Start the platform, then create the example tenant, write rows, update its spec, all timed."""
+    import time
 
+    from hostplane.demo import DemoFailed, run_demo
+
+    started = time.perf_counter()
     up(emulator)
-    run_demo(get_settings(), console)
+    try:
+        run_demo(get_settings(), console, up_s=time.perf_counter() - started)
+    except DemoFailed as exc:
+        _fail(str(exc))
 
 
 def _mount_subcommands() -> None:
