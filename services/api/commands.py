@@ -211,8 +211,8 @@ class TenantCommands:
                 what = f"release {to} is not a retained release" if to is not None else "there is no earlier release"
                 raise Refused(404 if to is not None else 409,
                               f"{what} of tenant {name!r} (retained: {listed}); see `hostplane tenant releases {name}`")
-            if target["version"] == live:
-                raise Refused(409, f"release {live} is already live")
+            if target["version"] == live or target["sha256"] == _sha(known, live):
+                raise Refused(409, f"release {target['version']}'s code is already live (release {live})")
             if problems := await self._rollback_problems(conn, target, known):
                 raise Refused(409, f"release {target['version']} cannot serve the current schema; the migrations "
                                    "since were not all additive: " + "; ".join(problems))

@@ -62,7 +62,7 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert (await settled(api, name, 2))["state"] == "ready"
             assert (await app.post("/api/task", json={"title": "with notes", "notes": "n"})).status_code == 201
 
-            for bad, status in (({"to": 9}, 404), ({"to": 2}, 409), ({"to": 0}, 422)):
+            for bad, status in (({"to": 9}, 404), ({"to": 2}, 409), ({"to": 0}, 422), ({"to": "x"}, 422)):
                 answer = await api.post(f"/v1/tenants/{name}/rollback", json=bad)
                 assert answer.status_code == status, answer.text
             rolled = await api.post(f"/v1/tenants/{name}/rollback", json={"to": 1})
@@ -82,9 +82,14 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert all("notes" not in r for r in rows), "v1's code serves again (it knows no notes)"
             assert (await app.post("/api/task", json={"title": "after rollback"})).status_code == 201
 
-            # forward again to the notes field, then drop `done` (destructive): going back is refused
-            assert (await api.put(f"/v1/tenants/{name}/app", json={"app": spec(2)})).status_code == 202
+            same_code = await api.post(f"/v1/tenants/{name}/rollback", json={"to": 1})
+            assert same_code.status_code == 409 and "already live" in same_code.json()["detail"]
+            # forward again by rolling back to v2 (its schema is the database's), then drop `done`
+            # (destructive): going back across that is refused
+            assert (await api.post(f"/v1/tenants/{name}/rollback", json={"to": 2})).status_code == 202
             assert (await settled(api, name, 4))["version"] == 4
+            rows = (await app.get("/api/task?limit=42")).json()["items"]
+            assert len(rows) == 5 and all("notes" in r for r in rows), "v2's code serves again"
             drop = await api.put(f"/v1/tenants/{name}/app", json={"app": spec(3), "allow_destructive": True})
             assert drop.status_code == 202
             assert (await settled(api, name, 5))["version"] == 5
