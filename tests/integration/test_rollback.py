@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
+import re
 import uuid
 
 import httpx
@@ -86,8 +87,18 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert same_code.status_code == 409 and "already live" in same_code.json()["detail"]
             # forward again by rolling back to v2 (its schema is the database's), then drop `done`
             # (destructive): going back across that is refused
-            assert (await api.post(f"/v1/tenants/{name}/rollback", json={"to": 2})).status_code == 202
+            # ... through the dashboard's button this time (session + CSRF like every form there)
+            ui = httpx.Client(base_url=str(api.base_url), timeout=10, headers={"Origin": str(api.base_url)})
+            assert ui.post("/ui/login", data={"token": token, "actor": "bob"}).status_code == 303
+            page = ui.get(f"/ui/tenants/{name}").text
+            assert "Roll back to v2" in page and "Roll back to v3" not in page, "the live one has no button"
+            csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+            assert ui.post(f"/ui/tenants/{name}/rollback", data={"to": "2"}).status_code == 403, "no CSRF token"
+            clicked = ui.post(f"/ui/tenants/{name}/rollback", data={"to": "2", "csrf": csrf})
+            assert clicked.status_code == 303, clicked.text
             assert (await settled(api, name, 4))["version"] == 4
+            releases = (await api.get(f"/v1/tenants/{name}/releases")).json()["releases"]
+            assert (releases[0]["version"], releases[0]["rollback_of"], releases[0]["requested_by"]) == (4, 2, "bob")
             rows = (await app.get("/api/task?limit=42")).json()["items"]
             assert len(rows) == 5 and all("notes" in r for r in rows), "v2's code serves again"
             drop = await api.put(f"/v1/tenants/{name}/app", json={"app": spec(3), "allow_destructive": True})
@@ -101,6 +112,8 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert "release 5" in detail, detail
             after = (await api.get(f"/v1/tenants/{name}")).json()
             assert (after["version"], after["state"]) == (before["version"], "ready"), "a refusal changes nothing"
+            shown = ui.post(f"/ui/tenants/{name}/rollback", data={"to": "4", "csrf": csrf})
+            assert shown.status_code == 409 and "drop column task.done" in shown.text
             rows = (await app.get("/api/task?limit=43")).json()["items"]
             assert len(rows) == 5 and all("done" not in r for r in rows)
         finally:

@@ -70,6 +70,7 @@ def mount_dashboard(app: FastAPI, ctx: Any, token: str, commands: TenantCommands
     get("/ui/fragments/tenants/{name}")(ui.tenant_live)
     post("/ui/tenants/{name}/app")(ui.update)
     post("/ui/tenants/{name}/delete")(ui.delete)
+    post("/ui/tenants/{name}/rollback")(ui.rollback)
     post("/ui/tenants/{name}/replay")(ui.replay)
     post("/ui/tenants/{name}/reveal")(ui.reveal)
     get("/ui/dlq")(ui.dlq_page)
@@ -259,6 +260,19 @@ class _Dashboard:
             return 202, None, result.changed, str(result.correlation_id), None
 
         return await self._act(request, name, "tenant.delete", run)
+
+    async def rollback(self, request: Request, name: str) -> Response:
+        """Serve a retained release again (the API's rollback: a new version copying it)."""
+        async def run(session: sess.Session, fields: dict[str, str]) -> tuple:
+            try:
+                to = int(fields.get("to", ""))
+            except ValueError:
+                raise Refused(422, "to: give the version of a retained release") from None
+            kept = {r["version"] for r in self.releases(name)} or None
+            result = await self.commands.rollback(name, to, session.actor, kept)
+            return 202, None, result.changed, str(result.correlation_id), None
+
+        return await self._act(request, name, "tenant.rollback", run)
 
     async def replay(self, request: Request, name: str) -> Response:
         async def run(session: sess.Session, fields: dict[str, str]) -> tuple:
