@@ -15,6 +15,13 @@ import httpx
 import pytest
 import yaml
 
+from contracts.app_spec import load_app_spec
+from contracts.envelope import Envelope
+from contracts.events_v1 import MigrationFailed, TenantChanged
+from reloader.artifacts import ARTIFACT
+from services.migrator.adapters import open_deps
+from services.migrator.handlers import on_tenant_changed
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
 
@@ -40,6 +47,25 @@ async def settled(http: httpx.AsyncClient, name: str, version: int | None = None
             return tenant
         await asyncio.sleep(0.1)
     raise AssertionError(f"{name} did not settle: {tenant}")
+
+
+async def migrator_refuses_what_the_api_would(settings, name: str) -> None:
+    """Had a rollback across the dropped field slipped past the API (a race), the migrator
+    re-checks against the database's ledger: MigrationFailed naming the step, pointer unmoved."""
+    deps = await open_deps(settings)
+    try:
+        store = deps.store
+        live = store.read_current(name)
+        source = store.read_manifest(name, 4)
+        copy_ = store.publish_release(name, 9, (store.release_dir(name, 4) / ARTIFACT).read_bytes())
+        event = TenantChanged(version=9, artifact_path=f"{name}/releases/9/{ARTIFACT}", sha256=source.sha256,
+                              size=source.size, spec_sha256=load_app_spec(spec(2)).digest(), rollback_of=4)
+        [failed] = await on_tenant_changed(Envelope.new(event, tenant_id=name, producer="builder"), deps)
+        assert isinstance(failed, MigrationFailed) and failed.stage == "rollback", failed
+        assert "drop column task.done" in failed.error and copy_.version == 9
+        assert store.read_current(name) == live
+    finally:
+        await deps.aclose()
 
 
 async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one(running_platform):
@@ -116,5 +142,6 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert shown.status_code == 409 and "drop column task.done" in shown.text
             rows = (await app.get("/api/task?limit=43")).json()["items"]
             assert len(rows) == 5 and all("done" not in r for r in rows)
+            await migrator_refuses_what_the_api_would(settings, name)
         finally:
             await api.delete(f"/v1/tenants/{name}")
