@@ -147,6 +147,8 @@ def test_two_tenants_are_isolated_and_deleting_one_leaves_the_other_working(plat
 
     # the edge: each host → its own runtime port, its own tenant header; unknown host → 404
     ports = asyncio.run(registered_ports(settings))
+    first = settings.runtime_port_base  # the platform's range reached the provisioner
+    assert all(first <= ports[t] < first + settings.runtime_port_count for t in (A, B)), ports
     routes = edge_routes(settings)
     for me, other in ((A, B), (B, A)):
         mine = routes[f"tenant-{me}"]
