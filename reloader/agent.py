@@ -227,8 +227,9 @@ class Agent:
             app = rec.app_port if rec and rec.app_port and not process.port_open(self.host, rec.app_port) \
                 else process.free_port(self.host)
         elif process.port_open(self.host, app):
-            log.error("runtime.port_taken", tenant_id=service.tenant_id, app_port=app,
-                      error="another program listens on the tenant's registered port; retrying")
+            if rec is None or rec.app_state != "port_taken":  # once per episode, not every round
+                log.error("runtime.port_taken", tenant_id=service.tenant_id, app_port=app,
+                          error="another program listens on the tenant's registered port; retrying")
             if rec is None:
                 rec = self.state.tenants[service.tenant_id] = TenantRuntime(
                     tenant_id=service.tenant_id, app_port=app, health_port=health, host=self.host)
