@@ -59,7 +59,9 @@ async def test_request_to_provisioned_to_deleted_through_the_running_services(re
     deprovisioned = await wait_for_event(pool, tenant, "TenantDeprovisioned")
     assert deprovisioned.producer == "deprovisioner"
     assert [o for o in await find_orphans(res) if o.tenant == tenant] == []
-    assert not [e for e in await list_events(pool, tenant=tenant) if e.event_type.endswith("Failed")]
+    # (the builder, also running, may fail this request's made-up spec: not this test's business)
+    assert not [e for e in await list_events(pool, tenant=tenant)
+                if e.event_type in ("ProvisioningFailed", "DeprovisioningFailed")]
 
     service_logs = "".join((home / "logs" / f"{s}.log").read_text(errors="replace")
                            for s in ("provisioner", "deprovisioner"))
