@@ -65,6 +65,9 @@ _ACTIONS: list[tuple[str, re.Pattern[str], str]] = [
     ("DELETE", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/?$"), "tenant.delete"),
     ("POST", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/replay$"), "tenant.replay"),
     ("GET", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/env$"), "tenant.reveal_credentials"),
+    ("PUT", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/domain$"), "tenant.domain"),
+    ("POST", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/rollback$"), "tenant.rollback"),
+    ("POST", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/source$"), "tenant.deploy_source"),
 ]
 SUMMARY_KEYS = ("name", "domain", "allow_destructive", "type", "since")
 

@@ -47,3 +47,12 @@ def test_outcomes_and_identity():
 def test_the_table_refuses_rewrites():
     sql = audit.SCHEMA_SQL
     assert "BEFORE UPDATE OR DELETE ON audit_log" in sql and "BEFORE TRUNCATE ON audit_log" in sql
+
+
+def test_domain_rollback_and_source_deploys_have_their_own_audit_names():
+    from services.api.audit import classify
+
+    assert classify("PUT", "/v1/tenants/shop/domain") == ("tenant.domain", "shop")
+    assert classify("POST", "/v1/tenants/shop/rollback") == ("tenant.rollback", "shop")
+    assert classify("POST", "/v1/tenants/shop/source") == ("tenant.deploy_source", "shop")
+    assert classify("GET", "/v1/tenants/shop/source") is None
