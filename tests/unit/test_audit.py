@@ -11,7 +11,7 @@ def test_every_write_under_v1_and_credential_reveals_are_audited():
     assert audit.classify("DELETE", "/v1/tenants/acme") == ("tenant.delete", "acme")
     assert audit.classify("POST", "/v1/tenants/acme/replay") == ("tenant.replay", "acme")
     assert audit.classify("GET", "/v1/tenants/acme/env") == ("tenant.reveal_credentials", "acme")
-    assert audit.classify("POST", "/v1/tenants/acme/source") == ("post /v1/tenants/{name}/source", "acme")
+    assert audit.classify("POST", "/v1/tenants/acme/nonsense") == ("post /v1/tenants/{name}/nonsense", "acme")
     assert audit.classify("PATCH", "/v1/tenants/acme/domain") == ("patch /v1/tenants/{name}/domain", "acme")
     assert audit.classify("POST", "/v1/other") == ("post /v1/other", None)
     for method, path in (("GET", "/v1/tenants"), ("GET", "/v1/tenants/acme"), ("GET", "/v1/audit"),
