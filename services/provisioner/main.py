@@ -5,4 +5,4 @@ from services.resources.wiring import make_deps
 from services.runner import main
 
 if __name__ == "__main__":
-    main("provisioner", HANDLERS, make_deps)
+    main("provisioner", HANDLERS, make_deps, concurrency=12)  # steps wait on I/O (emulator, PostgreSQL)

@@ -30,7 +30,7 @@ from services.resources.records import ProvisioningRecords, ensure_records_schem
 from services.resources.runtime import TenantRuntime
 from services.resources.secret import Endpoints, TenantSecrets
 
-ADMIN_POOL_SIZE = 4
+ADMIN_POOL_SIZE = 14  # the provisioner runs 12 handlers at once
 
 
 @dataclass(frozen=True)
