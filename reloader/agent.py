@@ -44,6 +44,9 @@ log = structlog.get_logger("runtime-agent")
 STABLE_AFTER_S = 60.0
 
 
+START_CONCURRENCY = 8
+
+
 class EnvUnavailable(RuntimeError):
     """The tenant's environment could not be read; its runtime is not started without it."""
 
@@ -137,8 +140,15 @@ class Agent:
             want = {d.tenant_id: d for d in desired if d.desired_state == "running"}
             gone = [t for t in self.state.tenants if t not in want]
             await asyncio.gather(*(self.remove(t) for t in gone))
-            for service in want.values():
-                await self.ensure(service)
+            # Concurrently but bounded: a burst of new tenants must not start one by one
+            # (each start reads a secret and spawns a process), nor all at once.
+            gate = asyncio.Semaphore(START_CONCURRENCY)
+
+            async def bounded(service: DesiredService) -> None:
+                async with gate:
+                    await self.ensure(service)
+
+            await asyncio.gather(*(bounded(s) for s in want.values()))
         await self.refresh_health()
         self.save()
 
