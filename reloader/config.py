@@ -42,7 +42,7 @@ class RuntimeConfig:
     grace: float = 10.0  # drain budget for an old generation and for SIGTERM
     probation: float = 3.0  # old generation kept idle after cutover
     memory_mb: int = 512
-    memory_check_interval: float = 0.25
+    memory_check_interval: float = 0.5
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
     stable_after: float = 30.0  # up this long without a crash: the backoff resets
