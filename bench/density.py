@@ -7,7 +7,9 @@ examples/tasks.yaml through the API, all of a step submitted at once. Per step:
   - edge latency p50/p99 of GET /healthz on random tenants through Caddy, and errors;
   - machine memory used.
 The knee is the first step where a tenant fails or misses the deadline, the edge errors,
-or p99 exceeds --p99-limit-ms; the run stops there (the machine has stopped coping).
+or p99 exceeds --p99-limit-ms; the run stops there (the machine has stopped coping). A
+step whose tenants would not fit in the memory left (measured USS per tenant) is not
+attempted: that is the knee too.
 
     python bench/density.py [--steps 50,100,200] [--step-timeout 900] [--emulator moto]
 
@@ -34,6 +36,15 @@ from bench.support.fleet import Fleet, save, summary  # noqa: E402
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
+def _available_gb() -> float:
+    return psutil.virtual_memory().available / 2**30
+
+
+def _memory_needed_gb(last_step: dict, more: int) -> float:
+    """What `more` tenants would take, at the measured USS per tenant plus 20 %."""
+    return more * last_step["memory"]["uss_mb_per_tenant"] * 1.2 / 1024
+
+
 async def run(steps: list[int], step_timeout: float, emulator: str, p99_limit_ms: float) -> dict:
     rows: list[dict] = []
     knee = None
@@ -42,6 +53,11 @@ async def run(steps: list[int], step_timeout: float, emulator: str, p99_limit_ms
         try:
             live: list[str] = []
             for target in steps:
+                if rows and (need := _memory_needed_gb(rows[-1], target - len(live))) > _available_gb() * 0.9:
+                    knee = {"tenants": target, "reasons": [
+                        f"memory: {target - len(live)} more tenants need ~{need:.1f} GB, "
+                        f"{_available_gb():.1f} GB available (not attempted: the machine would swap or kill)"]}
+                    break
                 names = [f"d{i:04d}" for i in range(len(live), target)]
                 started = time.monotonic()
                 refused = await fleet.create(names)

@@ -49,7 +49,7 @@ class Fleet:
 
     @classmethod
     async def start(cls, home: Path, emulator: str = "moto") -> Fleet:
-        running = await asyncio.to_thread(start_platform, home, emulator)
+        running = await asyncio.to_thread(lambda: start_platform(home, emulator, runtime_ports=2000))
         state = load_state(running.settings.home_dir)
         token = json.loads((running.settings.home_dir / CREDENTIALS_FILE).read_text())["api_token"]
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=32)

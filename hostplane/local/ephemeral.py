@@ -28,7 +28,8 @@ class RunningPlatform:
         return env | settings_env(self.settings, self.emulator)
 
 
-def platform_settings(home: Path, emulator: str) -> Settings:
+def platform_settings(home: Path, emulator: str, *, runtime_ports: int = 100) -> Settings:
+    """`runtime_ports`: how many tenant runtimes this platform can host (benchmarks want more)."""
     return Settings(
         home=home,
         emulator=emulator,
@@ -40,14 +41,14 @@ def platform_settings(home: Path, emulator: str) -> Settings:
         edge_port=free_port(),
         api_port=free_port(),
         # A range of its own per platform, so concurrent test platforms' tenants do not collide.
-        runtime_port_base=11000 + 100 * random.randrange(180),
-        runtime_port_count=100,
+        runtime_port_base=11000 + runtime_ports * random.randrange(max(1, 18000 // runtime_ports)),
+        runtime_port_count=runtime_ports,
         localstack_venv=REPO / ".venv-localstack",
     )
 
 
-def start_platform(home: Path, emulator: str) -> RunningPlatform:
-    settings = platform_settings(home, emulator)
+def start_platform(home: Path, emulator: str, *, runtime_ports: int = 100) -> RunningPlatform:
+    settings = platform_settings(home, emulator, runtime_ports=runtime_ports)
     platform.up(settings, emulator)  # a LocalStack that cannot start fails here: it never skips
     return RunningPlatform(settings=settings, conn=connection_info(settings.home_dir), emulator=emulator)
 
