@@ -1,0 +1,200 @@
+"""Fault tests: a fault during or after tenant creation loses nothing and duplicates nothing.
+
+One platform (`hostplane up`) for the whole module, with the moto emulator only: LocalStack keeps
+its state in memory and loses it when restarted, so moto is the emulator whose buckets and secrets
+survive the restarts these tests provoke (moto itself is never restarted here).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import asyncpg
+import httpx
+import psutil
+import pytest
+
+from contracts.tenant import tenant_names
+from hostplane.aws import aws_client
+from hostplane.local.ephemeral import RunningPlatform, platform_settings
+from hostplane.local.state import connection_info, load_state
+
+pytestmark = pytest.mark.e2e
+SPEC = str(Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml")
+BASE = ("fa", "fb")  # created ready by the fixture
+
+
+def hostplane(env, *args, timeout=300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hostplane", *args], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+    return result.stdout
+
+
+@pytest.fixture(scope="module")
+def platform(tmp_path_factory):
+    settings = platform_settings(tmp_path_factory.mktemp("faults") / "home", "moto")
+    env = RunningPlatform(settings=settings, conn=None, emulator="moto").env()  # type: ignore[arg-type]
+    env["COLUMNS"] = "200"
+    try:
+        ok(hostplane(env, "up"))
+        for name in BASE:
+            made = json.loads(ok(hostplane(env, "tenant", "create", name, "--app", SPEC, "--wait", "--json",
+                                           "--timeout", "120")))
+            assert made["state"] == "ready", made
+        yield settings, env
+    finally:
+        hostplane(env, "down", "--purge")
+
+
+def edge_version(settings, tenant: str) -> int | None:
+    try:
+        resp = httpx.get(f"http://127.0.0.1:{settings.edge_port}/healthz",
+                         headers={"Host": tenant_names(tenant).host}, timeout=3)
+    except httpx.HTTPError:
+        return None
+    return resp.json().get("version") if resp.status_code == 200 else None
+
+
+def wait_serving(settings, tenants, timeout: float) -> float:
+    """Seconds until every tenant answers through the edge; fails after `timeout`."""
+    start = time.monotonic()
+    pending = set(tenants)
+    while pending:
+        pending = {t for t in pending if edge_version(settings, t) is None}
+        assert time.monotonic() - start < timeout, f"not serving after {timeout}s: {sorted(pending)}"
+        if pending:
+            time.sleep(0.2)
+    return time.monotonic() - start
+
+
+def component_pid(settings, name: str) -> int:
+    state = load_state(settings.home_dir)
+    assert state is not None and name in state.components, name
+    return state.components[name].pid
+
+
+def agent_tenants(settings) -> dict:
+    return json.loads((settings.home_dir / "runtime" / "agent.json").read_text()).get("tenants", {})
+
+
+def inventory(settings) -> dict[str, Counter]:
+    """Every per-tenant resource, counted by tenant, straight from the real backends."""
+    info = connection_info(settings.home_dir)
+
+    async def go() -> dict[str, Counter]:
+        import redis.asyncio as redis
+
+        conn = await asyncpg.connect(info.control_dsn)
+        try:
+            dbs = [r[0] for r in await conn.fetch("SELECT datname FROM pg_database WHERE datname LIKE 't\\_%'")]
+            roles = [r[0] for r in await conn.fetch("SELECT rolname FROM pg_roles WHERE rolname LIKE 't\\_%'")]
+        finally:
+            await conn.close()
+        cache = redis.from_url(info.valkey_url)
+        try:
+            users = [u.decode() if isinstance(u, bytes) else u for u in await cache.acl_users()]
+        finally:
+            await cache.aclose()
+        async with aws_client("s3", settings) as s3:
+            buckets = [b["Name"] for b in (await s3.list_buckets()).get("Buckets", [])]
+        async with aws_client("secretsmanager", settings) as sm:
+            secrets = [s["Name"] for s in (await sm.list_secrets(MaxResults=100)).get("SecretList", [])]
+        async with httpx.AsyncClient() as http:
+            routes = (await http.get(f"{info.caddy_admin_url}/config/apps/http/servers/edge/routes")).json() or []
+        return {"database": Counter(dbs), "role": Counter(roles), "cache_user": Counter(users),
+                "bucket": Counter(buckets), "secret": Counter(secrets),
+                "route": Counter(r.get("@id") for r in routes)}
+
+    return asyncio.run(go())
+
+
+def assert_exactly_one_of_each(settings, tenants) -> None:
+    inv = inventory(settings)
+    for t in tenants:
+        n = tenant_names(t, prefix=settings.name_prefix)
+        for kind, key in (("database", n.database), ("role", n.db_role), ("cache_user", n.cache_user),
+                          ("bucket", n.bucket), ("secret", n.secret), ("route", n.route_id)):
+            assert inv[kind][key] == 1, f"{t}: {kind} {key} counted {inv[kind][key]}"
+
+
+def assert_no_duplicate_runtimes(settings, tenants) -> None:
+    """One live reloader per tenant, as agent.json records it, and no stray reloader for a tenant."""
+    recorded = agent_tenants(settings)
+    home = str(settings.home_dir)
+    for t in tenants:
+        rec = recorded.get(t)
+        assert rec and rec.get("pid") and psutil.pid_exists(rec["pid"]), f"{t}: no live runtime ({rec})"
+        runtime_dir = f"{home}/runtime/{t}"
+        reloaders = []
+        for p in psutil.process_iter(["pid", "cmdline", "ppid"]):
+            cmd = " ".join(p.info["cmdline"] or [])
+            if "reloader" in cmd and runtime_dir in cmd and "reloader.agent" not in cmd:
+                parent = p.info["ppid"]
+                # count only top-level reloaders, not their own workers
+                if not any(parent == q.pid for q in reloaders):
+                    reloaders.append(p)
+        assert len(reloaders) <= 1, f"{t}: {len(reloaders)} reloaders: {[r.pid for r in reloaders]}"
+
+
+def tenant_show(env, name: str) -> dict:
+    return json.loads(ok(hostplane(env, "tenant", "show", name, "--json")))
+
+
+@pytest.mark.timeout(120)
+def test_caddy_restarted_empty_gets_every_route_back(platform):
+    """Caddy killed and started again with an empty config: router-config puts every route back."""
+    settings, env = platform
+    assert wait_serving(settings, BASE, 10) < 10
+    os.kill(component_pid(settings, "caddy"), signal.SIGKILL)
+    time.sleep(0.5)
+    ok(hostplane(env, "up"))
+    took = wait_serving(settings, BASE, 30)
+    print(f"routes back {took:.1f}s after caddy restarted")
+    assert_exactly_one_of_each(settings, BASE)
+
+
+@pytest.mark.timeout(120)
+def test_runtime_agent_killed_apps_keep_serving_no_duplicates(platform):
+    """SIGKILL of the runtime agent: the tenant apps keep serving; the restarted agent adopts them."""
+    settings, env = platform
+    before = {t: agent_tenants(settings)[t]["pid"] for t in BASE}
+    os.kill(component_pid(settings, "runtime-agent"), signal.SIGKILL)
+    time.sleep(1)
+    for t in BASE:  # the reloaders are not the agent: they outlive it
+        assert edge_version(settings, t) == 1, t
+    ok(hostplane(env, "up"))
+    time.sleep(3)  # a few reconcile rounds of the new agent
+    wait_serving(settings, BASE, 30)
+    after = {t: agent_tenants(settings)[t]["pid"] for t in BASE}
+    assert after == before, "the restarted agent replaced running apps instead of adopting them"
+    assert_no_duplicate_runtimes(settings, BASE)
+
+
+@pytest.mark.timeout(120)
+def test_replaying_a_ready_tenant_changes_nothing(platform):
+    """Every recorded event of a ready tenant published again: same version, resources, releases."""
+    settings, env = platform
+    before = tenant_show(env, "fa")
+    releases_before = ok(hostplane(env, "tenant", "releases", "fa", "--json"))
+    inv_before = inventory(settings)
+    out = ok(hostplane(env, "events", "replay", "--tenant", "fa"))
+    assert "queued" in out and not out.startswith("queued 0")
+    time.sleep(8)  # let every service consume the replays
+    after = tenant_show(env, "fa")
+    assert (after["state"], after["version"]) == (before["state"], before["version"]) == ("ready", 1)
+    assert ok(hostplane(env, "tenant", "releases", "fa", "--json")) == releases_before
+    assert inventory(settings) == inv_before
+    assert edge_version(settings, "fa") == 1
+    assert_no_duplicate_runtimes(settings, BASE)
