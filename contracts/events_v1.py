@@ -64,10 +64,12 @@ class Failure(Event):
 
 @register
 class TenantRequested(Event):
-    """A user asked for a new tenant. The spec was stored by the API first."""
+    """A user asked for a new tenant. The spec was stored by the API first.
+
+    1.1 adds `static_ref`: the spec's static folder, stored by the API."""
 
     event_type = "TenantRequested"
-    schema_version = V1
+    schema_version = "1.1"
     producers = ("api",)
     consumers = ("api", "provisioner")
 
@@ -75,6 +77,10 @@ class TenantRequested(Event):
     spec_sha256: Sha256
     custom_domain: CustomDomain | None = None
     requested_by: Actor | None = None
+    static_ref: str | None = Field(
+        default=None, pattern=r"^source:sha256:[0-9a-f]{64}$",
+        description="The spec's static folder (zip of static/ stored by the API), uploaded to the tenant bucket",
+    )
 
 
 @register
@@ -82,10 +88,10 @@ class AppUpdateRequested(Event):
     """A user published a new spec for an existing tenant (state: updating).
 
     1.1 adds `source_ref`: an edited source tree (`hostplane app deploy --source`) whose
-    spec.json is the spec of `spec_ref`."""
+    spec.json is the spec of `spec_ref`. 1.2 adds `static_ref`: the spec's static folder."""
 
     event_type = "AppUpdateRequested"
-    schema_version = "1.1"
+    schema_version = "1.2"
     producers = ("api",)
     consumers = ("api", "builder")
 
@@ -98,6 +104,10 @@ class AppUpdateRequested(Event):
     source_ref: str | None = Field(
         default=None, pattern=r"^source:sha256:[0-9a-f]{64}$",
         description="Edited source tree (zip stored by the API) the builder packages instead of generating",
+    )
+    static_ref: str | None = Field(
+        default=None, pattern=r"^source:sha256:[0-9a-f]{64}$",
+        description="The spec's static folder (zip of static/ stored by the API), uploaded to the tenant bucket",
     )
 
 
@@ -149,10 +159,10 @@ class RollbackRequested(Event):
 class TenantProvisioned(Event):
     """Every per-tenant resource exists. Names of resources only: credentials
     stay in the secret named here. Carries the spec reference and domain on, so
-    the builder and router-config need no lookup."""
+    the builder and router-config need no lookup. 1.1 carries the request's `static_ref` on."""
 
     event_type = "TenantProvisioned"
-    schema_version = V1
+    schema_version = "1.1"
     producers = ("provisioner",)
     consumers = ("api", "builder", "router-config")
 
@@ -167,6 +177,10 @@ class TenantProvisioned(Event):
     spec_ref: SpecRef
     spec_sha256: Sha256
     custom_domain: CustomDomain | None = None
+    static_ref: str | None = Field(
+        default=None, pattern=r"^source:sha256:[0-9a-f]{64}$",
+        description="The spec's static folder (zip of static/ stored by the API), uploaded to the tenant bucket",
+    )
 
 
 @register

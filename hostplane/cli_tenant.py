@@ -114,6 +114,43 @@ def _read_spec(path: str) -> str:
         _fail(f"the app spec {path!r} is not UTF-8 text")
 
 
+def _static_zip(path: str, spec_text: str) -> str | None:
+    """The spec's `static:` folder (relative to the spec file) as the base64 zip the API
+    takes, or None when the spec names none. Symlinks are followed only inside the folder."""
+    import base64
+
+    from contracts.app_spec import parse_text
+    from services.builder.codegen import source_zip
+    from services.builder.source import MAX_STATIC_FILES, MAX_STATIC_ZIP_BYTES
+
+    try:
+        folder_name = (parse_text(spec_text) or {}).get("static")
+    except Exception:  # the API reports a bad spec with its path; nothing to pack here
+        return None
+    if not folder_name or not isinstance(folder_name, str):
+        return None
+    if path == "-":
+        _fail("a spec read from stdin cannot name a static folder; give the spec as a file")
+    folder = (Path(path).parent / folder_name).resolve()
+    if not folder.is_dir():
+        _fail(f"the spec's static folder {folder_name!r} does not exist next to {path}")
+    files: dict[str, bytes] = {}
+    for item in sorted(folder.rglob("*")):
+        if item.is_file():
+            if not item.resolve().is_relative_to(folder):
+                _fail(f"static file {item} is a link pointing outside the static folder; copy the file in")
+            files[item.relative_to(folder).as_posix()] = item.read_bytes()
+            if len(files) > MAX_STATIC_FILES:
+                _fail(f"the static folder holds more than {MAX_STATIC_FILES} files (the limit)")
+    if not files:
+        return None
+    body = source_zip({}, files)
+    if len(body) > MAX_STATIC_ZIP_BYTES:
+        _fail(f"the static folder {folder_name!r} zips to {len(body)} bytes; the limit is {MAX_STATIC_ZIP_BYTES} "
+              "(it travels in the API request with the spec); serve large files from elsewhere")
+    return base64.b64encode(body).decode()
+
+
 APP = typer.Option(..., "--app", help="app spec file (YAML or JSON), '-' for stdin")
 WAIT = typer.Option(False, "--wait", help="follow the stages until the tenant settles")
 TIMEOUT = typer.Option(300.0, "--timeout", help="seconds --wait waits at most")
@@ -134,7 +171,10 @@ def create(
     if until not in UNTIL:
         _fail(f"--until must be one of {', '.join(UNTIL)}")
     api = api_client()
-    body: dict[str, Any] = {"name": name, "app": _read_spec(app)}
+    spec_text = _read_spec(app)
+    body: dict[str, Any] = {"name": name, "app": spec_text}
+    if static := _static_zip(app, spec_text):
+        body["static_zip"] = static
     if domain:
         body["domain"] = domain
     _follow(api, api.call("POST", "/v1/tenants", body), wait, timeout, as_json, until)
@@ -156,7 +196,12 @@ def update(
         _fail("nothing to update: give --app SPEC, --domain HOST or --no-domain")
     if domain is not None and no_domain:
         _fail("give either --domain HOST or --no-domain, not both")
-    body = {"app": _read_spec(app), "allow_destructive": allow_destructive} if app is not None else None
+    body = None
+    if app is not None:
+        spec_text = _read_spec(app)
+        body = {"app": spec_text, "allow_destructive": allow_destructive}
+        if static := _static_zip(app, spec_text):
+            body["static_zip"] = static
     api = api_client()
     if domain is not None or no_domain:  # the domain first: it only changes the route
         _follow(api, api.call("PUT", f"/v1/tenants/{name}/domain", {"domain": domain}), wait, timeout, as_json)

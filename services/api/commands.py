@@ -80,11 +80,18 @@ def _sha(known: list[dict[str, Any]], version: int) -> str | None:
     return next((r["sha256"] for r in known if r["version"] == version), None)
 
 
+def _blob_ref(blob: tuple[str, bytes] | None) -> str | None:
+    """Reference of a zip stored with `store.store_source` (sources and static bundles)."""
+    return f"source:sha256:{blob[0]}" if blob else None
+
+
 class TenantCommands:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
-    async def create(self, name: str, spec: AppSpec, domain: str | None, actor: str | None) -> Accepted:
+    async def create(self, name: str, spec: AppSpec, domain: str | None, actor: str | None,
+                     static: tuple[str, bytes] | None = None) -> Accepted:
+        """`static` = (sha256, zip) of the spec's static folder."""
         digest = spec.digest()
         async with self.pool.acquire() as conn, conn.transaction():
             await store.lock_tenant(conn, name)
@@ -114,13 +121,18 @@ class TenantCommands:
                 )
             except asyncpg.UniqueViolationError:  # a concurrent create claimed the domain
                 raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
+            if static is not None:
+                await store.store_source(conn, *static)
+            await conn.execute("UPDATE tenants SET static_sha256 = $2 WHERE tenant_id = $1", name,
+                               static[0] if static else None)
             event = TenantRequested(spec_ref=spec_ref(digest), spec_sha256=digest, custom_domain=domain,
-                                    requested_by=actor)
+                                    requested_by=actor, static_ref=_blob_ref(static))
             return await self._request(conn, name, generation, "create", event, None, digest, domain, actor)
 
     async def update(self, name: str, spec: AppSpec, allow_destructive: bool, actor: str | None,
-                     source: tuple[str, bytes] | None = None) -> Accepted:
-        """`source` = (sha256, zip) of an edited source tree whose spec.json is `spec`."""
+                     source: tuple[str, bytes] | None = None, static: tuple[str, bytes] | None = None) -> Accepted:
+        """`source` = (sha256, zip) of an edited source tree whose spec.json is `spec`;
+        `static` = (sha256, zip) of the spec's static folder (a new upload is a change)."""
         digest = spec.digest()
         async with self.pool.acquire() as conn, conn.transaction():
             await store.lock_tenant(conn, name)
@@ -128,7 +140,8 @@ class TenantCommands:
             if not status.facts.provisioned:
                 raise Refused(409, f"tenant {name!r} is not provisioned yet (state {status.state}); "
                                    "update it once it is building or ready")
-            if digest == row["spec_sha256"] and status.state != "failed" and source is None:
+            if digest == row["spec_sha256"] and status.state != "failed" and source is None \
+                    and (static is None or static[0] == row["static_sha256"]):
                 return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
                                 changed=False)
             if problems := await self._migration_problems(conn, row, spec, allow_destructive):
@@ -141,11 +154,14 @@ class TenantCommands:
                 "UPDATE tenants SET spec_sha256 = $2, generation = $3, updated_at = now() WHERE tenant_id = $1",
                 name, digest, generation,
             )
-            if source is not None:
-                await store.store_source(conn, *source)
+            for blob in (source, static):
+                if blob is not None:
+                    await store.store_source(conn, *blob)
+            if static is not None:
+                await conn.execute("UPDATE tenants SET static_sha256 = $2 WHERE tenant_id = $1", name, static[0])
             event = AppUpdateRequested(spec_ref=spec_ref(digest), spec_sha256=digest,
                                        allow_destructive=allow_destructive, requested_by=actor,
-                                       source_ref=f"source:sha256:{source[0]}" if source else None)
+                                       source_ref=_blob_ref(source), static_ref=_blob_ref(static))
             return await self._request(conn, name, generation, "update", event, status, digest, None, actor)
 
     async def delete(self, name: str, actor: str | None) -> Accepted:

@@ -75,18 +75,35 @@ AppSource = Annotated[
 ]
 
 
+StaticZip = Annotated[str | None, Field(
+    default=None, description="The spec's static folder as a base64 zip of static/... files "
+                              "(served at /static/<path>); `hostplane tenant create/update` sends it")]
+
+
 class CreateTenant(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: TenantId
     app: AppSource
     domain: Annotated[str, AfterValidator(check_domain)] | None = Field(
         default=None, description="Custom domain the tenant owns, e.g. shop.example.com")
+    static_zip: StaticZip = None
 
 
 class UpdateApp(BaseModel):
     model_config = ConfigDict(extra="forbid")
     app: AppSource
     allow_destructive: bool = Field(default=False, description="Accept migrations that drop data")
+    static_zip: StaticZip = None
+
+
+def _static(encoded: str | None) -> tuple[str, bytes] | None:
+    if encoded is None:
+        return None
+    try:
+        return source.accept_static(encoded)
+    except source.SourceError as exc:
+        raise Refused(422, f"the static files cannot be used: {exc}",
+                      [{"path": exc.where or "static_zip", "message": str(exc)}]) from None
 
 
 class ChangeDomain(BaseModel):
@@ -170,7 +187,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
     @app.post("/v1/tenants", status_code=202, tags=["tenants"], dependencies=bearer)
     async def create_tenant(req: CreateTenant, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Create a tenant: validated completely, then TenantRequested goes out through the outbox."""
-        return await accepted(await commands.create(req.name, _spec(req.app), req.domain, actor))
+        return await accepted(await commands.create(req.name, _spec(req.app), req.domain, actor,
+                                                    static=_static(req.static_zip)))
 
     @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer)
     async def list_tenants(all: bool = Query(False, description="include deleted tenants")) -> JSONResponse:
@@ -186,7 +204,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
               include_in_schema=False)
     async def update_app(name: str, req: UpdateApp, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Publish a new app spec: AppUpdateRequested (200 and no event when it is unchanged)."""
-        return await accepted(await commands.update(name, _spec(req.app), req.allow_destructive, actor))
+        return await accepted(await commands.update(name, _spec(req.app), req.allow_destructive, actor,
+                                                    static=_static(req.static_zip)))
 
     @app.put("/v1/tenants/{name}/domain", status_code=202, tags=["tenants"], dependencies=bearer)
     async def change_domain(name: str, req: ChangeDomain, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:

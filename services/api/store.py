@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS tenants (
     updated_at    timestamptz NOT NULL DEFAULT now(),
     deleted_at    timestamptz
 );
+-- the spec's static folder last sent (app_sources digest): the same folder again is no change
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS static_sha256 text;
 CREATE UNIQUE INDEX IF NOT EXISTS tenants_live_domain ON tenants (custom_domain)
     WHERE deleted_at IS NULL AND custom_domain IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tenant_requests (

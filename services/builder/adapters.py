@@ -4,6 +4,7 @@ store, the tenant's static bucket."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import mimetypes
 from dataclasses import dataclass
 from typing import Any
@@ -32,16 +33,46 @@ class StoredInputs:
 
 class StaticUploader:
     """Put the static files into the tenant's bucket (keys = path inside the static folder;
-    the edge serves them under /static/<key>). Overwriting is the convergent form."""
+    the edge serves them under /static/<key>). A key whose ETag already is the file's md5
+    is not sent again; with `mirror`, keys not in `files` are deleted (the bucket mirrors
+    the spec's static folder). Overwriting and deleting are both convergent."""
 
     def __init__(self, s3: Any) -> None:
         self.s3 = s3
 
-    async def upload(self, bucket: str, files: dict[str, bytes]) -> int:
+    async def _etags(self, bucket: str) -> dict[str, str]:
+        found: dict[str, str] = {}
+        paginator = self.s3.get_paginator("list_objects_v2")
+        async for page in paginator.paginate(Bucket=bucket):
+            for item in page.get("Contents", []):
+                found[item["Key"]] = item.get("ETag", "").strip('"')
+        return found
+
+    async def sync(self, bucket: str, files: dict[str, bytes], *, mirror: bool = False) -> StaticSync:
+        present = await self._etags(bucket)
+        sent = 0
         for key, body in sorted(files.items()):
+            if present.get(key) == hashlib.md5(body, usedforsecurity=False).hexdigest():
+                continue
             kind = mimetypes.guess_type(key)[0] or "application/octet-stream"
             await self.s3.put_object(Bucket=bucket, Key=key, Body=body, ContentType=kind)
-        return len(files)
+            sent += 1
+        extra = sorted(set(present) - set(files)) if mirror else []
+        for start in range(0, len(extra), 1000):
+            await self.s3.delete_objects(Bucket=bucket, Delete={
+                "Objects": [{"Key": k} for k in extra[start:start + 1000]], "Quiet": True})
+        return StaticSync(uploaded=sent, unchanged=len(files) - sent, deleted=len(extra))
+
+    async def upload(self, bucket: str, files: dict[str, bytes]) -> int:
+        """Add or overwrite only (a source deploy's static/ adds to what is there)."""
+        return (await self.sync(bucket, files)).uploaded
+
+
+@dataclass(frozen=True)
+class StaticSync:
+    uploaded: int
+    unchanged: int
+    deleted: int
 
 
 @dataclass

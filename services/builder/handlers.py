@@ -6,7 +6,9 @@ stored content-addressed; the app is generated, compiled and packed reproducibly
 the same input gives the same digest. If the newest release already has that digest,
 nothing is published and TenantChanged names that release again ("no new release"):
 this is also what makes a redelivery after a crash between publishing and emitting
-harmless. Static files go to the tenant's bucket before the event. An input the
+harmless. Static files go to the tenant's bucket before the event: a spec's static
+folder (`static_ref`) is mirrored (unchanged files are not sent again, keys no longer in
+the folder are deleted); a source tree's static/ only adds or overwrites. An input the
 generator cannot build is BuildFailed (retryable=False) and nothing is written, so the
 live version keeps serving; I/O errors are raised for the consumer to retry.
 """
@@ -39,7 +41,21 @@ class BuildError(Exception):
         self.stage, self.error = stage, error
 
 
-async def _inputs(deps: BuilderDeps, spec_ref: str, source_ref: str | None) -> tuple[dict[str, str], dict[str, bytes], str]:
+async def _static(deps: BuilderDeps, static_ref: str | None) -> dict[str, bytes]:
+    """The spec's static folder sent with the request (none: nothing to upload)."""
+    if not static_ref:
+        return {}
+    body = await deps.inputs.source_body(static_ref.removeprefix(SOURCE_REF_PREFIX))
+    if body is None:
+        raise BuildError("static", f"static files {static_ref} are not stored")
+    try:
+        return read_source_zip(body)[1]
+    except SourceError as exc:
+        raise BuildError("static", str(exc)) from None
+
+
+async def _inputs(deps: BuilderDeps, spec_ref: str, source_ref: str | None,
+                  static_ref: str | None = None) -> tuple[dict[str, str], dict[str, bytes], str]:
     """(source files, static files, spec digest) for this build."""
     if source_ref:
         body = await deps.inputs.source_body(source_ref.removeprefix(SOURCE_REF_PREFIX))
@@ -64,18 +80,18 @@ async def _inputs(deps: BuilderDeps, spec_ref: str, source_ref: str | None) -> t
         spec = load_app_spec(body)
     except InvalidAppSpec as exc:
         raise BuildError("generate", str(exc)) from None
-    return generate(spec), {}, spec.digest()
+    return generate(spec), await _static(deps, static_ref), spec.digest()
 
 
 async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sha256: str,
                 source_ref: str | None = None, allow_destructive: bool = False,
-                first_release: bool = False) -> list[Event]:
+                first_release: bool = False, static_ref: str | None = None) -> list[Event]:
     """One build. `first_release` (TenantProvisioned): a tenant that already has a newer,
     different release is not rebuilt from its original spec (a replay must not roll back)."""
     tenant = envelope.tenant_id
     store = deps.store
     try:
-        files, static, digest_of_spec = await _inputs(deps, spec_ref, source_ref)
+        files, static, digest_of_spec = await _inputs(deps, spec_ref, source_ref, static_ref)
         try:
             artifact = package(files)
         except SourceError as exc:
@@ -98,8 +114,9 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
         log.info("artifact.published", version=version, sha256=sha256[:12], bytes=len(artifact))
     await asyncio.to_thread(prune_releases, store, tenant, deps.retention, manifest.version)
     if static:
-        count = await deps.static.upload(deps.names(tenant).bucket, static)
-        log.info("static.uploaded", files=count)
+        mirror = bool(static_ref) and not source_ref  # a spec's static folder: the bucket mirrors it
+        done = await deps.static.sync(deps.names(tenant).bucket, static, mirror=mirror)
+        log.info("static.synced", uploaded=done.uploaded, unchanged=done.unchanged, deleted=done.deleted)
     return [TenantChanged(
         version=manifest.version, artifact_path=f"{store.tenant_dir(tenant).name}/releases/{manifest.version}/{ARTIFACT}",
         sha256=manifest.sha256, size=manifest.size, spec_sha256=digest_of_spec,
@@ -109,13 +126,15 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
 
 async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: BuilderDeps) -> list[Event]:
     data = envelope.data
-    return await build(envelope, deps, spec_ref=data.spec_ref, spec_sha256=data.spec_sha256, first_release=True)
+    return await build(envelope, deps, spec_ref=data.spec_ref, spec_sha256=data.spec_sha256, first_release=True,
+                       static_ref=data.static_ref)
 
 
 async def on_app_update_requested(envelope: Envelope[AppUpdateRequested], deps: BuilderDeps) -> list[Event]:
     data = envelope.data
     return await build(envelope, deps, spec_ref=data.spec_ref, spec_sha256=data.spec_sha256,
-                       source_ref=data.source_ref, allow_destructive=data.allow_destructive)
+                       source_ref=data.source_ref, allow_destructive=data.allow_destructive,
+                       static_ref=data.static_ref)
 
 
 def prune_releases(store: ArtifactStore, tenant: str, keep: int, published: int) -> list[int]:

@@ -14,6 +14,10 @@ from reloader.artifacts import ARTIFACT, ArtifactError, ArtifactStore
 from services.builder.codegen import SourceError, check_source, read_source_zip, source_zip, unpack_source
 
 MAX_UPLOAD_BYTES = 384 * 1024  # the zip, before base64 (the API body limit applies too)
+# A spec's static folder travels with the spec in one request body (512 KB, routes.py):
+# 256 KB zipped is 342 KB in base64, which leaves room for a spec of ~160 KB.
+MAX_STATIC_ZIP_BYTES = 256 * 1024
+MAX_STATIC_FILES = 300
 
 
 class NoLiveRelease(LookupError):
@@ -54,4 +58,23 @@ def accept_upload(encoded: str) -> SourceUpload:
     return SourceUpload(spec=spec, digest=hashlib.sha256(body).hexdigest(), body=body)
 
 
-__all__ = ["InvalidAppSpec", "NoLiveRelease", "SourceError", "SourceUpload", "accept_upload", "export_live_source"]
+def accept_static(encoded: str) -> tuple[str, bytes]:
+    """(sha256, zip) of a spec's static folder sent with a create or update: a base64 zip
+    holding only `static/...` files with safe relative paths. Raises SourceError."""
+    try:
+        body = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise SourceError("static_zip is not base64") from None
+    if len(body) > MAX_STATIC_ZIP_BYTES:
+        raise SourceError(f"the static files zip is {len(body)} bytes; the limit is {MAX_STATIC_ZIP_BYTES}")
+    files, static = read_source_zip(body)
+    if len(static) > MAX_STATIC_FILES:
+        raise SourceError(f"the static folder holds {len(static)} files; the limit is {MAX_STATIC_FILES}")
+    if files:
+        raise SourceError(f"the static files zip may hold only static/... files, not {sorted(files)[:3]}")
+    if not static:
+        raise SourceError("the static files zip holds no file under static/")
+    return hashlib.sha256(body).hexdigest(), body
+
+
+__all__ = ["MAX_STATIC_FILES", "MAX_STATIC_ZIP_BYTES", "accept_static", "InvalidAppSpec", "NoLiveRelease", "SourceError", "SourceUpload", "accept_upload", "export_live_source"]

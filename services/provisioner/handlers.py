@@ -83,7 +83,7 @@ async def on_tenant_requested(envelope: Envelope[TenantRequested], deps: TenantR
         database=names.database, db_role=names.db_role, cache_user=names.cache_user,
         cache_prefix=names.cache_prefix, bucket=names.bucket, secret_name=names.secret,
         secret_arn=secret_arn, runtime_service=names.runtime_service, spec_ref=request.spec_ref,
-        spec_sha256=request.spec_sha256, custom_domain=request.custom_domain,
+        spec_sha256=request.spec_sha256, custom_domain=request.custom_domain, static_ref=request.static_ref,
     )]
 
 

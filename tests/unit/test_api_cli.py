@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import json
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -61,7 +64,11 @@ def test_create_sends_the_spec_text_and_says_how_to_follow(api):
     result = run("create", "acme", "--app", str(SPEC), "--domain", "shop.example.com")
     assert result.exit_code == 0, result.output
     body = json.loads(seen[0].content)
+    static = body.pop("static_zip")  # the example names its static folder: the CLI packs it
     assert body == {"name": "acme", "app": SPEC.read_text(), "domain": "shop.example.com"}
+    with zipfile.ZipFile(io.BytesIO(base64.b64decode(static))) as zf:
+        assert sorted(zf.namelist()) == sorted("static/" + p.name for p in (SPEC.parent / "static").iterdir())
+        assert zf.read("static/style.css") == (SPEC.parent / "static" / "style.css").read_bytes()
     assert seen[0].headers["authorization"] == "Bearer tok" and seen[0].headers["x-hostplane-actor"].endswith("@cli")
     assert "accepted: create of tenant acme" in result.output and "hostplane tenant show acme" in result.output
 
@@ -173,3 +180,15 @@ def test_not_running_platform_exits_2(tmp_path, monkeypatch):
     finally:
         cli_tenant.get_settings.cache_clear()
     assert result.exit_code == 2 and "not running" in result.output
+
+
+def test_a_spec_without_static_folder_sends_no_static_zip_and_a_missing_folder_is_refused(api, tmp_path):
+    seen = api(lambda r: httpx.Response(202, json=accepted()))
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(SPEC.read_text().replace("static: static/\n", ""))
+    assert run("create", "acme", "--app", str(plain)).exit_code == 0
+    assert "static_zip" not in json.loads(seen[0].content)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text(SPEC.read_text().replace("static: static/", "static: nowhere/"))
+    result = run("create", "acme", "--app", str(missing))
+    assert result.exit_code != 0 and "nowhere" in result.output and len(seen) == 1

@@ -1,0 +1,79 @@
+"""A spec's static folder (static_ref on TenantProvisioned / AppUpdateRequested) on the real
+emulator bucket: uploaded before TenantChanged, mirrored (keys gone from the folder are
+deleted), the same bundle again sends nothing, a missing bundle is BuildFailed."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.events_v1 import BuildFailed, TenantChanged
+from services.api.store import store_source
+from services.builder.codegen import source_zip
+from services.builder.handlers import on_app_update_requested, on_tenant_provisioned
+from services.provisioner.handlers import on_tenant_requested
+from tests.integration.test_builder_handlers import SPEC, deps, provisioned, stored, update  # noqa: F401
+from tests.integration.test_provision_resources import res, tenant  # noqa: F401
+from tests.unit.test_provisioner import requested
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
+              pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
+
+
+async def bundle(deps, files: dict[str, bytes]) -> str:
+    body = source_zip({}, files)
+    digest = hashlib.sha256(body).hexdigest()
+    async with deps.inputs.pool.acquire() as conn:
+        await store_source(conn, digest, body)
+    return f"source:sha256:{digest}"
+
+
+async def bucket(deps, name: str) -> dict[str, tuple[bytes, str]]:
+    s3, found = deps.static.s3, {}
+    listed = await s3.list_objects_v2(Bucket=name)
+    for item in listed.get("Contents", []):
+        obj = await s3.get_object(Bucket=name, Key=item["Key"])
+        found[item["Key"]] = (await obj["Body"].read(), obj["ContentType"])
+    return found
+
+
+async def test_static_folder_is_uploaded_on_create_and_mirrored_on_update(deps, res, tenant):  # noqa: F811
+    await on_tenant_requested(requested(tenant), res)  # the bucket
+    name = res.names(tenant).bucket
+    ref, digest = await stored(deps, SPEC)
+    first = await bundle(deps, {"style.css": b"body{color:red}", "img/logo.svg": b"<svg/>"})
+    plain = provisioned(tenant, ref, digest)
+    event = Envelope.new(plain.data.model_copy(update={"static_ref": first}), tenant_id=tenant, producer="provisioner")
+    [changed] = await on_tenant_provisioned(event, deps)
+    assert isinstance(changed, TenantChanged) and changed.version == 1
+    assert await bucket(deps, name) == {"style.css": (b"body{color:red}", "text/css"),
+                                        "img/logo.svg": (b"<svg/>", "image/svg+xml")}
+
+    sent: list[str] = []
+    put = deps.static.s3.put_object
+
+    async def counting(**kwargs):
+        sent.append(kwargs["Key"])
+        return await put(**kwargs)
+
+    deps.static.s3.put_object = counting
+    try:
+        [same] = await on_app_update_requested(update(tenant, ref, digest, static_ref=first), deps)
+        assert isinstance(same, TenantChanged) and same.version == 1 and sent == []  # nothing sent again
+        second = await bundle(deps, {"style.css": b"body{color:blue}", "app.js": b"1"})
+        [again] = await on_app_update_requested(update(tenant, ref, digest, static_ref=second), deps)
+    finally:
+        deps.static.s3.put_object = put
+    assert isinstance(again, TenantChanged) and sorted(sent) == ["app.js", "style.css"]
+    assert await bucket(deps, name) == {"style.css": (b"body{color:blue}", "text/css"),
+                                        "app.js": (b"1", "text/javascript")}  # img/logo.svg gone
+
+
+async def test_a_static_bundle_that_is_not_stored_is_build_failed(deps, res, tenant):  # noqa: F811
+    await on_tenant_requested(requested(tenant), res)
+    ref, digest = await stored(deps, SPEC)
+    [failed] = await on_app_update_requested(update(tenant, ref, digest, static_ref="source:sha256:" + "0" * 64), deps)
+    assert isinstance(failed, BuildFailed) and failed.stage == "static" and "not stored" in failed.error
+    assert deps.store.releases(tenant) == [] and await bucket(deps, res.names(tenant).bucket) == {}
