@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import stat
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -186,6 +187,8 @@ def read_source_zip(body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
             name = info.filename
             if name.endswith(".pyc") or "__pycache__/" in name:
                 continue
+            if stat.S_ISLNK(info.external_attr >> 16):
+                raise SourceError("is a symbolic link; put the file itself in the zip", name)
             if name.startswith(STATIC_DIR):
                 static[name.removeprefix(STATIC_DIR)] = zf.read(info)
                 continue
