@@ -30,6 +30,7 @@ from hostplane.local.state import connection_info, load_state
 pytestmark = pytest.mark.e2e
 SPEC = str(Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml")
 BASE = ("fa", "fb")  # created ready by the fixture
+RESYNC_S = 5  # router-config's resync period here (default 30 s): "Caddy restarted empty" heals within it
 
 
 def hostplane(env, *args, timeout=300) -> subprocess.CompletedProcess[str]:
@@ -47,6 +48,7 @@ def platform(tmp_path_factory):
     settings = platform_settings(tmp_path_factory.mktemp("faults") / "home", "moto")
     env = RunningPlatform(settings=settings, conn=None, emulator="moto").env()  # type: ignore[arg-type]
     env["COLUMNS"] = "200"
+    env["HOSTPLANE_ROUTER_RESYNC_S"] = str(RESYNC_S)
     try:
         ok(hostplane(env, "up"))
         for name in BASE:
@@ -154,13 +156,18 @@ def tenant_show(env, name: str) -> dict:
 
 @pytest.mark.timeout(120)
 def test_caddy_restarted_empty_gets_every_route_back(platform):
-    """Caddy killed and started again with an empty config: router-config puts every route back."""
+    """Caddy killed and started again with an empty config (its `--resume` autosave deleted, as
+    on a fresh host): router-config's periodic resync puts every route back within seconds."""
     settings, env = platform
     assert wait_serving(settings, BASE, 10) < 10
     os.kill(component_pid(settings, "caddy"), signal.SIGKILL)
     time.sleep(0.5)
+    saved = list(settings.home_dir.rglob("autosave.json"))
+    assert saved, "no caddy autosave found to delete"
+    for path in saved:
+        path.unlink()
     ok(hostplane(env, "up"))
-    took = wait_serving(settings, BASE, 30)
+    took = wait_serving(settings, BASE, 3 * RESYNC_S + 10)
     print(f"routes back {took:.1f}s after caddy restarted")
     assert_exactly_one_of_each(settings, BASE)
 
@@ -198,3 +205,47 @@ def test_replaying_a_ready_tenant_changes_nothing(platform):
     assert inventory(settings) == inv_before
     assert edge_version(settings, "fa") == 1
     assert_no_duplicate_runtimes(settings, BASE)
+
+
+SERVERS = {"moto", "localstack", "postgres", "valkey", "caddy"}
+
+
+def wait_all_ready(env, names, timeout: float) -> dict[str, dict]:
+    deadline = time.monotonic() + timeout
+    while True:
+        listed = {t["name"]: t for t in json.loads(ok(hostplane(env, "tenant", "list", "--json")))}
+        states = {n: listed.get(n, {}).get("state") for n in names}
+        if all(s == "ready" for s in states.values()):
+            return listed
+        assert time.monotonic() < deadline, f"not all ready after {timeout}s: {states}"
+        time.sleep(2)
+
+
+@pytest.mark.timeout(420)
+def test_sigkill_each_service_during_20_creations(platform):
+    """20 creations in flight; every control-plane service (and the runtime agent) SIGKILLed once, in
+    turn, 1.5 s apart, each restarted by `hostplane up`. One batch of 20 rather than 20 per service:
+    6 batches of 20 would take ~10 minutes on a 2-core machine. All 20 reach ready with exactly one
+    of each resource, one release (version 1) and one runtime each."""
+    settings, env = platform
+    names = [f"k{i:02d}" for i in range(20)]
+    procs = [subprocess.Popen([sys.executable, "-m", "hostplane", "tenant", "create", n, "--app", SPEC],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for n in names]
+    for n, p in zip(names, procs):
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, f"{n}: {err}"
+    state = load_state(settings.home_dir)
+    services = [c for c in state.components if c not in SERVERS]
+    assert {"api", "provisioner", "runtime-agent"} <= set(services), services
+    for service in services:
+        os.kill(component_pid(settings, service), signal.SIGKILL)
+        time.sleep(1.5)
+        ok(hostplane(env, "up"))
+    listed = wait_all_ready(env, names, 300)
+    assert all(listed[n]["version"] == 1 for n in names), {n: listed[n]["version"] for n in names}
+    assert_exactly_one_of_each(settings, names)
+    wait_serving(settings, names, 60)
+    assert_no_duplicate_runtimes(settings, names)
+    for n in names[:3]:
+        releases = json.loads(ok(hostplane(env, "tenant", "releases", n, "--json")))
+        assert releases["live"] == 1 and [r["version"] for r in releases["releases"]] == [1], releases
