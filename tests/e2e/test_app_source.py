@@ -61,7 +61,8 @@ def test_export_edit_deploy_and_static_files(platform, tmp_path):
     css = edge_get(settings, "/static/style.css", "font-family")
     assert css.content == (EXAMPLES / "static" / "style.css").read_bytes() and "text/css" in css.headers["content-type"]
     assert b"<svg" in edge_get(settings, "/static/logo.svg", "<svg").content
-    edge_get(settings, "/", "<title>My tasks · Tasks</title>")
+    page = edge_get(settings, "/", "<title>My tasks · Tasks</title>")
+    assert '<link rel="stylesheet" href="/static/style.css">' in page.text  # the spec has static files
 
     src = tmp_path / "src"
     exported = hostplane(env, "app", "export", NAME, str(src))

@@ -79,3 +79,19 @@ def test_missing_app_or_bad_spec_json_is_refused():
         check_source({k: v for k, v in files.items() if k != "app.py"})
     with pytest.raises(InvalidAppSpec, match="unknown entity"):
         check_source(files | {"spec.json": SPEC.replace("to: person", "to: persn")})
+
+
+def test_pages_link_the_stylesheet_only_when_the_spec_has_static_files():
+    from services.builder.codegen.appkit.pages import render_page
+    from services.builder.codegen.appkit.schema import Entity, Field, Page
+
+    with_static = load_app_spec(open("examples/tasks.yaml").read())
+    assert with_static.static
+    assert "stylesheets=['/static/style.css']" in generate(with_static).get("app.py")
+    plain = with_static.model_copy(update={"static": None})
+    assert "stylesheets" not in generate(plain)["app.py"]
+    entity = Entity("task", fields=(Field("title", "string"),))
+    page = Page("/", "Tasks", "task")
+    assert '<link rel="stylesheet" href="/static/style.css">' in render_page("T", page, entity, [], [page],
+                                                                           ("/static/style.css",))
+    assert "<link" not in render_page("T", page, entity, [], [page])

@@ -87,7 +87,8 @@ def app_source(spec: AppSpec) -> str:
             "from appkit import Entity, Field, Page, build_app\n\n"
             f"TITLE = {spec.app!r}\n\nENTITIES = [\n" + "\n".join(entities) + "\n]\n\n"
             f"PAGES = [{pages}\n]\n\n"
-            "app = build_app(TITLE, ENTITIES, PAGES)\n")
+            + ("app = build_app(TITLE, ENTITIES, PAGES, stylesheets=['/static/style.css'])\n" if spec.static
+               else "app = build_app(TITLE, ENTITIES, PAGES)\n"))
 
 
 def generate(spec: AppSpec) -> dict[str, str]:

@@ -97,12 +97,13 @@ def entity_routes(entity: Entity, state: dict[str, Any]) -> list[Route]:
             Route(f"/api/{name}/{{row_id}}", item, methods=["GET", "PATCH", "DELETE"])]
 
 
-def page_route(title: str, page: Page, entity: Entity, pages: list[Page], state: dict[str, Any]) -> Route:
+def page_route(title: str, page: Page, entity: Entity, pages: list[Page], state: dict[str, Any],
+               stylesheets: tuple[str, ...] = ()) -> Route:
     table = Table(entity)
 
     async def show(request: Request) -> Response:
         rows = [to_json(r) for r in await table.list(state["pool"], 100, 0, {})]
-        return HTMLResponse(render_page(title, page, entity, rows, pages))
+        return HTMLResponse(render_page(title, page, entity, rows, pages, stylesheets))
 
     return Route(page.path, show, methods=["GET"])
 
@@ -118,7 +119,9 @@ async def healthz(request: Request) -> Response:
     return JSONResponse({"version": version, "database": "ok"})
 
 
-def build_app(title: str, entities: list[Entity], pages: list[Page], extra_routes: list[Route] = ()) -> Starlette:
+def build_app(title: str, entities: list[Entity], pages: list[Page], extra_routes: list[Route] = (),
+              stylesheets: tuple[str, ...] = ()) -> Starlette:
+    """`stylesheets`: hrefs the pages link (e.g. /static/style.css from the spec's static folder)."""
     state: dict[str, Any] = {}
 
     @contextlib.asynccontextmanager
@@ -143,5 +146,5 @@ def build_app(title: str, entities: list[Entity], pages: list[Page], extra_route
     routes = [Route("/healthz", healthz, methods=["GET"]), *extra_routes]
     for entity in entities:
         routes += entity_routes(entity, state)
-    routes += [page_route(title, p, by_name[p.shows], pages, state) for p in pages]
+    routes += [page_route(title, p, by_name[p.shows], pages, state, tuple(stylesheets)) for p in pages]
     return Starlette(routes=routes, lifespan=lifespan)
