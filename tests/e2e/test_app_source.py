@@ -7,6 +7,7 @@ under static/ is served at /static/<name>."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -40,14 +41,15 @@ def platform(tmp_path_factory):
         hostplane(env, "down", "--purge")
 
 
-def edge_get(settings, path: str, expect: str, *, wait_s: float = 20.0) -> httpx.Response:
+def edge_get(settings, path: str, expect: str, *, wait_s: float = 20.0, name: str = NAME,
+             status: int = 200) -> httpx.Response:
     """GET through the edge until the body holds `expect` (routes and swaps settle in ms)."""
     deadline = time.monotonic() + wait_s
-    with httpx.Client(base_url=f"http://127.0.0.1:{settings.edge_port}", headers={"Host": f"{NAME}.localhost"},
+    with httpx.Client(base_url=f"http://127.0.0.1:{settings.edge_port}", headers={"Host": f"{name}.localhost"},
                       timeout=5) as edge:
         while True:
             resp = edge.get(path)
-            if resp.status_code == 200 and expect in resp.text:
+            if resp.status_code == status and expect in resp.text:
                 return resp
             if time.monotonic() > deadline:
                 raise AssertionError(f"{path} never served {expect!r}: {resp.status_code} {resp.text[:200]}")
@@ -89,3 +91,20 @@ def test_export_edit_deploy_and_static_files(platform, tmp_path):
     edge_get(settings, "/", "<title>My tasks · Edited by hand</title>", wait_s=2)
     still = httpx.get(f"http://127.0.0.1:{settings.edge_port}/healthz", headers={"Host": f"{NAME}.localhost"}).json()
     assert still["version"] == live["version"]
+
+
+def test_tenant_update_mirrors_the_static_folder(platform, tmp_path):
+    settings, env = platform
+    shutil.copytree(EXAMPLES, tmp_path / "app")
+    spec, static = tmp_path / "app" / "tasks.yaml", tmp_path / "app" / "static"
+    made = hostplane(env, "tenant", "create", "mirror", "--app", str(spec), "--wait", "--timeout", "120")
+    assert made.returncode == 0, made.stdout + made.stderr
+    edge_get(settings, "/static/logo.svg", "<svg", name="mirror")
+    (static / "logo.svg").unlink()
+    (static / "extra.css").write_text("h1 { color: teal; }\n")
+    updated = hostplane(env, "tenant", "update", "mirror", "--app", str(spec), "--wait", "--timeout", "120")
+    assert updated.returncode == 0, updated.stdout + updated.stderr
+    edge_get(settings, "/static/extra.css", "teal", name="mirror")
+    edge_get(settings, "/static/logo.svg", "", name="mirror", status=404)  # gone from the folder, gone
+    again = hostplane(env, "tenant", "update", "mirror", "--app", str(spec), "--json")
+    assert again.returncode == 0 and '"changed": false' in again.stdout, again.stdout + again.stderr
