@@ -249,3 +249,43 @@ def test_sigkill_each_service_during_20_creations(platform):
     for n in names[:3]:
         releases = json.loads(ok(hostplane(env, "tenant", "releases", n, "--json")))
         assert releases["live"] == 1 and [r["version"] for r in releases["releases"]] == [1], releases
+
+
+@pytest.mark.timeout(240)
+def test_poison_message_dead_letters_then_redrive_brings_it_ready(platform):
+    """A realistic transient fault injected through data: an operator's idle session left open on
+    `template1` makes every CREATE DATABASE fail ("source database template1 is being accessed by
+    other users", SQLSTATE 55006: transient, so retried). After the queue's max receives (backoff
+    2+4+8+16 s) the TenantRequested lands in the provisioner's DLQ and the tenant shows `failed` at
+    provisioning; once the session is closed, `hostplane dlq redrive` brings the tenant to ready
+    with exactly one of each resource."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    settings, env = platform
+    dsn = urlsplit(connection_info(settings.home_dir).control_dsn)
+    loop = asyncio.new_event_loop()
+    blocker = loop.run_until_complete(asyncpg.connect(urlunsplit(dsn._replace(path="/template1"))))
+    try:
+        ok(hostplane(env, "tenant", "create", "poison", "--app", SPEC))
+        deadline = time.monotonic() + 120
+        while (shown := tenant_show(env, "poison"))["state"] != "failed":
+            assert shown["state"] != "ready", "ready despite the blocked CREATE DATABASE"
+            assert time.monotonic() < deadline, f"not failed after 120 s: {shown}"
+            time.sleep(2)
+        assert "provision" in json.dumps(shown).lower(), shown
+        assert "template1" in json.dumps(shown) or shown.get("error") or shown.get("errors"), shown
+    finally:
+        loop.run_until_complete(blocker.close())
+        loop.close()
+    # `failed` shows on the last failed receive; SQS moves the message to the DLQ on the receive
+    # after that, once its visibility (the backoff) expires, so the DLQ fills a little later.
+    deadline = time.monotonic() + 90
+    while "poison" not in (listed := ok(hostplane(env, "dlq", "list", "--json"))):
+        assert time.monotonic() < deadline, f"nothing for poison in the DLQ: {listed}"
+        time.sleep(3)
+    assert tenant_show(env, "poison")["state"] == "failed"
+    out = ok(hostplane(env, "dlq", "redrive"))
+    assert "redrove" in out and "redrove 0" not in out, out
+    wait_all_ready(env, ["poison"], 90)
+    assert_exactly_one_of_each(settings, ["poison"])
+    wait_serving(settings, ["poison"], 30)
