@@ -289,3 +289,124 @@ def test_poison_message_dead_letters_then_redrive_brings_it_ready(platform):
     wait_all_ready(env, ["poison"], 90)
     assert_exactly_one_of_each(settings, ["poison"])
     wait_serving(settings, ["poison"], 30)
+
+
+def release_failures(settings, tenant: str) -> list[dict]:
+    """ReleaseFailed envelopes of `tenant` in the event log (the reloader's, recorded by the API)."""
+    async def go() -> list[dict]:
+        conn = await asyncpg.connect(connection_info(settings.home_dir).control_dsn)
+        try:
+            rows = await conn.fetch("SELECT detail::text FROM outbox WHERE tenant_id = $1 "
+                                    "AND event_type = 'ReleaseFailed'", tenant)
+        finally:
+            await conn.close()
+        return [json.loads(r[0]) for r in rows]
+
+    return asyncio.run(go())
+
+
+@pytest.mark.timeout(120)
+def test_an_interrupted_artifact_write_is_never_run(platform):
+    """A writer that died half-way: a leftover temporary release folder, and a release whose
+    app.pyz stops half-way through while its manifest names the whole file's digest (what a
+    torn write on a shared file system looks like), made live by moving current.json. The
+    reloader refuses it (ReleaseFailed) and version 1 keeps serving through the edge."""
+    from reloader.artifacts import ArtifactStore, store_root
+
+    settings, env = platform
+    tenant = "fb"
+    assert edge_version(settings, tenant) == 1
+    store = ArtifactStore(store_root(settings))
+    v1_dir = store.release_dir(tenant, 1)
+    whole = (v1_dir / "app.pyz").read_bytes() + b"# the rest of a bigger release\n"
+    leftover = v1_dir.parent / ".tmp-2-deadbeef"
+    leftover.mkdir()
+    (leftover / "app.pyz").write_bytes(whole[: len(whole) // 3])  # never renamed: must stay unseen
+    torn = store.release_dir(tenant, 2)
+    torn.mkdir()
+    (torn / "app.pyz").write_bytes(whole[: len(whole) // 2])
+    manifest = json.loads((v1_dir / "manifest.json").read_text())
+    manifest |= {"version": 2, "sha256": __import__("hashlib").sha256(whole).hexdigest(), "size": len(whole)}
+    (torn / "manifest.json").write_text(json.dumps(manifest))
+    store.set_current(tenant, 2)
+
+    deadline = time.monotonic() + 60
+    failed = []
+    while not failed:
+        assert time.monotonic() < deadline, "no ReleaseFailed for the torn release"
+        failed = [e for e in release_failures(settings, tenant) if e["data"]["version"] == 2]
+        assert edge_version(settings, tenant) == 1, "the torn release must never serve"
+        time.sleep(0.5)
+    assert failed[0]["data"]["reason"] in ("digest_mismatch", "artifact_truncated", "release_partial"), failed[0]
+    for _ in range(10):  # and it stays that way
+        assert edge_version(settings, tenant) == 1
+        time.sleep(0.2)
+    assert agent_tenants(settings)[tenant]["live_version"] == 1
+    assert_no_duplicate_runtimes(settings, [tenant])
+
+
+@pytest.mark.timeout(240)
+def test_postgresql_restarted_during_a_migration_leaves_old_or_new_never_half(platform, tmp_path):
+    """The migrator's transaction is held open (a session locks the table it alters, after
+    the migration already created a new table) when PostgreSQL stops immediately (SIGQUIT:
+    no checkpoint, crash recovery on start). After `hostplane up` starts it again, the
+    tenant's schema and ledger agree (old or new, never the new table without the new
+    version), the migration is retried to the end, and the app serves the new version."""
+    import yaml
+
+    settings, env = platform
+    tenant = "pgm"
+    made = json.loads(ok(hostplane(env, "tenant", "create", tenant, "--app", SPEC, "--wait", "--json",
+                                   "--timeout", "120")))
+    assert made["state"] == "ready", made
+    spec = yaml.safe_load(Path(SPEC).read_text())
+    spec["entities"]["project"] = {"fields": {"name": {"type": "string", "required": True}}}  # created first
+    spec["entities"]["task"]["fields"]["notes"] = {"type": "text"}  # then ALTER task: waits on the lock
+    (tmp_path / "static").symlink_to(Path(SPEC).parent / "static")
+    v2 = tmp_path / "tasks.yaml"
+    v2.write_text(yaml.safe_dump(spec, sort_keys=False))
+    info = connection_info(settings.home_dir)
+    database = tenant_names(tenant).database
+
+    async def stop_postgres_while_the_migrator_waits() -> None:
+        locker = await asyncpg.connect(info.control_dsn.rsplit("/", 1)[0] + "/" + database)
+        await locker.execute("BEGIN; LOCK TABLE task IN ACCESS EXCLUSIVE MODE")
+        ok(hostplane(env, "tenant", "update", tenant, "--app", str(v2)))
+        deadline = time.monotonic() + 30
+        while not await locker.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hostplane-migrator' "
+                "AND wait_event_type = 'Lock'"):
+            assert time.monotonic() < deadline, "the migrator never reached the locked table"
+            await asyncio.sleep(0.05)
+        pid = component_pid(settings, "postgres")
+        os.kill(pid, signal.SIGQUIT)  # the lock is still held: the migration is mid-transaction
+        while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+            assert time.monotonic() < deadline + 30, "postgres did not stop"
+            await asyncio.sleep(0.1)
+        locker.terminate()
+
+    asyncio.run(stop_postgres_while_the_migrator_waits())
+    ok(hostplane(env, "up"))
+
+    async def schema_and_ledger() -> tuple[int, bool, bool]:
+        conn = await asyncpg.connect(info.control_dsn.rsplit("/", 1)[0] + "/" + database)
+        try:
+            async with conn.transaction(isolation="repeatable_read"):
+                version = await conn.fetchval("SELECT max(version) FROM _hostplane_migrations")
+                project = await conn.fetchval("SELECT to_regclass('public.project') IS NOT NULL")
+                notes = await conn.fetchval("SELECT count(*) > 0 FROM information_schema.columns "
+                                            "WHERE table_name = 'task' AND column_name = 'notes'")
+        finally:
+            await conn.close()
+        return version, project, notes
+
+    version, project, notes = asyncio.run(schema_and_ledger())
+    assert (version, project, notes) in ((1, False, False), (2, True, True)), "half-migrated"
+    deadline = time.monotonic() + 150
+    while edge_version(settings, tenant) != 2:
+        assert time.monotonic() < deadline, f"v2 never served: {tenant_show(env, tenant)}"
+        time.sleep(0.5)
+    assert asyncio.run(schema_and_ledger()) == (2, True, True)
+    shown = tenant_show(env, tenant)
+    assert (shown["state"], shown["version"]) == ("ready", 2), shown
+    assert_exactly_one_of_each(settings, [tenant])
