@@ -55,3 +55,16 @@ def start_platform(home: Path, emulator: str, *, runtime_ports: int = 100) -> Ru
 
 def stop_platform(running: RunningPlatform) -> None:
     platform.down(running.settings, purge=True)
+
+
+def stop_components(settings: Settings, names: tuple[str, ...]) -> None:
+    """Stop some of a running platform's processes (tests that play those stages themselves
+    by injecting their events); `down` no longer needs to stop them."""
+    from hostplane.local import process
+    from hostplane.local.state import load_state, save_state
+
+    state = load_state(settings.home_dir)
+    for name in names:
+        if (comp := state.components.pop(name, None)) is not None:
+            process.stop(comp.pid)
+    save_state(settings.home_dir, state)

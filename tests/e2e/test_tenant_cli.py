@@ -21,13 +21,15 @@ import pytest
 from contracts import BuildFailed, TenantDeprovisioned, TenantProvisioned
 from contracts.envelope import Envelope, Event
 from events.outbox import add_to_outbox
-from hostplane.local.ephemeral import RunningPlatform, platform_settings
+from hostplane.local.ephemeral import RunningPlatform, platform_settings, stop_components
 from hostplane.local.state import connection_info
 from tests.unit.test_contracts import sample
 
 pytestmark = pytest.mark.e2e
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"
 SPEC = str(Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml")
+# These tests play the later stages by injecting their events; the real services would race them.
+PLAYED_BY_TESTS = ("builder", "migrator")
 
 
 def _tenant_command() -> list[str]:
@@ -63,6 +65,7 @@ def platform(tmp_path_factory):
     up = hostplane(env, "up")
     try:
         assert up.returncode == 0, up.stdout + up.stderr
+        stop_components(settings, PLAYED_BY_TESTS)
         yield settings, env
     finally:
         hostplane(env, "down", "--purge")

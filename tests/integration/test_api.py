@@ -36,7 +36,7 @@ from events.outbox import add_to_outbox
 from events.publisher import Publisher
 from events.topology import topology
 from hostplane.aws import aws_client
-from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
+from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_components, stop_platform
 from tests.unit.test_contracts import sample
 
 pytestmark = pytest.mark.integration
@@ -51,21 +51,10 @@ WAIT_S = 20.0
 PLAYED_BY_TESTS = ("router-config", "builder", "migrator")
 
 
-def _stop_services(running: RunningPlatform, names: tuple[str, ...]) -> None:
-    from hostplane.local import process
-    from hostplane.local.state import load_state, save_state
-
-    state = load_state(running.settings.home_dir)
-    for name in names:
-        if (comp := state.components.pop(name, None)) is not None:
-            process.stop(comp.pid)
-    save_state(running.settings.home_dir, state)
-
-
 @pytest.fixture(scope="module")
 def platform(tmp_path_factory) -> RunningPlatform:
     running = start_platform(tmp_path_factory.mktemp("api"), "moto")
-    _stop_services(running, PLAYED_BY_TESTS)
+    stop_components(running.settings, PLAYED_BY_TESTS)
     try:
         yield running
     finally:
