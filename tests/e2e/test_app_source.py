@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,16 +15,12 @@ import httpx
 import pytest
 
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
+from tests.e2e.cli import hostplane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NAME = "shop"
-
-
-def hostplane(env, *args, timeout=240) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hostplane", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")

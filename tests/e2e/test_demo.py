@@ -5,21 +5,15 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
+from tests.e2e.cli import hostplane
 
 pytestmark = pytest.mark.e2e
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR")
-
-
-def hostplane(env, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "hostplane", *args], env=env, capture_output=True,
-                          text=True, timeout=timeout)
 
 
 @pytest.mark.timeout(600)

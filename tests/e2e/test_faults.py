@@ -26,21 +26,12 @@ from contracts.tenant import tenant_names
 from hostplane.aws import aws_client
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
 from hostplane.local.state import connection_info, load_state
+from tests.e2e.cli import hostplane, ok
 
 pytestmark = pytest.mark.e2e
 SPEC = str(Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml")
 BASE = ("fa", "fb")  # created ready by the fixture
 RESYNC_S = 5  # router-config's resync period here (default 30 s): "Caddy restarted empty" heals within it
-
-
-def hostplane(env, *args, timeout=300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hostplane", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 @pytest.fixture(scope="module")

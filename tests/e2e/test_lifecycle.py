@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -20,20 +18,11 @@ import pytest
 import yaml
 
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
+from tests.e2e.cli import hostplane, ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR")
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-
-
-def hostplane(env, *args, timeout=300) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "hostplane", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-    return result.stdout
 
 
 class Edge:

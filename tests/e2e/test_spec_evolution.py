@@ -8,13 +8,12 @@ from __future__ import annotations
 import copy
 import json
 import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
+from tests.e2e.cli import hostplane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"
@@ -22,11 +21,6 @@ NAME = "evo"
 V1 = {"app": "Evolving", "entities": {"task": {"fields": {
     "title": {"type": "string", "required": True, "max_length": 100}}}},
     "pages": [{"path": "/", "title": "Tasks", "shows": "task"}]}
-
-
-def hostplane(env, *args, timeout=240):
-    return subprocess.run([sys.executable, "-m", "hostplane", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture(scope="module")
