@@ -44,15 +44,20 @@ class SourceUpload:
     body: bytes
 
 
-def accept_upload(encoded: str) -> SourceUpload:
-    """A base64 zip from `app deploy --source`, checked like the builder will check it
-    (compiles, safe paths, valid spec.json). Raises SourceError / InvalidAppSpec."""
+def _decoded(encoded: str, field: str, what: str, limit: int) -> bytes:
     try:
         body = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError):
-        raise SourceError("source_zip is not base64") from None
-    if len(body) > MAX_UPLOAD_BYTES:
-        raise SourceError(f"the source zip is {len(body)} bytes; the limit is {MAX_UPLOAD_BYTES}")
+        raise SourceError(f"{field} is not base64") from None
+    if len(body) > limit:
+        raise SourceError(f"{what} is {len(body)} bytes; the limit is {limit}")
+    return body
+
+
+def accept_upload(encoded: str) -> SourceUpload:
+    """A base64 zip from `app deploy --source`, checked like the builder will check it
+    (compiles, safe paths, valid spec.json). Raises SourceError / InvalidAppSpec."""
+    body = _decoded(encoded, "source_zip", "the source zip", MAX_UPLOAD_BYTES)
     files, _static = read_source_zip(body)
     spec = check_source(files)
     return SourceUpload(spec=spec, digest=hashlib.sha256(body).hexdigest(), body=body)
@@ -61,12 +66,7 @@ def accept_upload(encoded: str) -> SourceUpload:
 def accept_static(encoded: str) -> tuple[str, bytes]:
     """(sha256, zip) of a spec's static folder sent with a create or update: a base64 zip
     holding only `static/...` files with safe relative paths. Raises SourceError."""
-    try:
-        body = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise SourceError("static_zip is not base64") from None
-    if len(body) > MAX_STATIC_ZIP_BYTES:
-        raise SourceError(f"the static files zip is {len(body)} bytes; the limit is {MAX_STATIC_ZIP_BYTES}")
+    body = _decoded(encoded, "static_zip", "the static files zip", MAX_STATIC_ZIP_BYTES)
     files, static = read_source_zip(body)
     if len(static) > MAX_STATIC_FILES:
         raise SourceError(f"the static folder holds {len(static)} files; the limit is {MAX_STATIC_FILES}")
