@@ -145,6 +145,13 @@ def tenant_show(env, name: str) -> dict:
     return json.loads(ok(hostplane(env, "tenant", "show", name, "--json")))
 
 
+def log_tail(settings, service: str, lines: int = 30) -> str:
+    """The end of a service's log, for a failure message."""
+    path = settings.home_dir / "logs" / f"{service}.log"
+    text = path.read_text(errors="replace") if path.exists() else ""
+    return f"{service}.log tail:\n" + "\n".join(line[:300] for line in text.splitlines()[-lines:])
+
+
 @pytest.mark.timeout(120)
 def test_caddy_restarted_empty_gets_every_route_back(platform):
     """Caddy killed and started again with an empty config (its `--resume` autosave deleted, as
@@ -362,13 +369,21 @@ def test_postgresql_restarted_during_a_migration_leaves_old_or_new_never_half(pl
     async def stop_postgres_while_the_migrator_waits() -> None:
         locker = await asyncpg.connect(info.control_dsn.rsplit("/", 1)[0] + "/" + database)
         await locker.execute("BEGIN; LOCK TABLE task IN ACCESS EXCLUSIVE MODE")
+        # Watched from its own connection: inside the locker's transaction pg_stat_activity
+        # is a snapshot taken at its first read, so it would never see the migrator arrive.
+        watcher = await asyncpg.connect(info.control_dsn)
         ok(hostplane(env, "tenant", "update", tenant, "--app", str(v2)))
         deadline = time.monotonic() + 30
-        while not await locker.fetchval(
-                "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hostplane-migrator' "
-                "AND wait_event_type = 'Lock'"):
-            assert time.monotonic() < deadline, "the migrator never reached the locked table"
-            await asyncio.sleep(0.05)
+        try:
+            while not await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'hostplane-migrator' "
+                    "AND wait_event_type = 'Lock'"):
+                assert time.monotonic() < deadline, (
+                    f"the migrator never reached the locked table: {tenant_show(env, tenant)}\n"
+                    + log_tail(settings, "migrator"))
+                await asyncio.sleep(0.05)
+        finally:
+            await watcher.close()
         pid = component_pid(settings, "postgres")
         os.kill(pid, signal.SIGQUIT)  # the lock is still held: the migration is mid-transaction
         while psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
