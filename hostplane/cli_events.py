@@ -2,7 +2,9 @@
 
 Both talk to the running platform: PostgreSQL's event log for `events`, the emulator's
 SQS for `dlq`. When it is not running they say so and exit 2. Connection strings hold
-the generated password, so errors name the server, never the DSN.
+the generated password, so errors name the server, never the DSN. The two that change
+something (`events replay`, `dlq redrive`) append to the same audit trail as the API and
+the dashboard (channel `cli`; the credential is the local control database's).
 """
 
 from __future__ import annotations
@@ -137,7 +139,14 @@ def events_replay(
     if not (tenant or event_type or since or everything):
         _fail("give --tenant, --type or --since (or --all to replay every recorded event)")
     when = _parse_since(since)
-    count = _run_db(get_settings(), lambda db: replay(db, tenant, event_type, when))
+    asked = {"tenant": tenant, "type": event_type, "since": since, "all": everything}
+
+    async def replay_audited(db: Any) -> int:
+        count = await replay(db, tenant, event_type, when)
+        await _audit(db, "events.replay", tenant, asked, 202, changed=count > 0, summary={"queued": count})
+        return count
+
+    count = _run_db(get_settings(), replay_audited)
     console.print(f"queued {count} event(s) for replay; the outbox relay publishes them")
 
 
@@ -185,5 +194,25 @@ def dlq_redrive(
     try:
         moved = _run_aws(settings, lambda: redrive(settings, _topology(settings), queue))
     except KeyError as exc:
+        _run_db(settings, lambda db: _audit(db, "dlq.redrive", None, {"queue": queue}, 404, error=str(exc.args[0])))
         _fail(str(exc.args[0]), 1)
+    _run_db(settings, lambda db: _audit(db, "dlq.redrive", None, {"queue": queue}, 202, changed=moved > 0,
+                                        summary={"moved": moved}))
     console.print(f"redrove {moved} message(s)")
+
+
+async def _audit(db: Any, action: str, tenant: str | None, asked: dict[str, Any], status: int, *,
+                 changed: bool | None = None, error: str | None = None,
+                 summary: dict[str, Any] | None = None) -> None:
+    """One audit row for a command run here (never raises, like every audit write)."""
+    import socket
+
+    from hostplane.cli_tenant import _user
+    from services.api import audit
+
+    await audit.ensure_schema(db)
+    request = {k: v for k, v in asked.items() if v not in (None, False)} | (summary or {})
+    await audit.record(db, audit.AuditEntry(
+        identity="local:control-database", channel="cli", action=action, status=status,
+        outcome=audit.outcome_of(status, changed), actor=f"{_user()}@cli", remote=socket.gethostname(),
+        tenant_id=tenant, request=request, error=error))

@@ -6,7 +6,8 @@ rewrite history through SQL the API runs; there is no API route that edits it ei
 
 Rows are written by the API for every mutating request (`AuditedApi`, an ASGI layer inside
 the bearer guard) and by the dashboard for each of its actions (login, create, update,
-delete, replay, redrive, reveal credentials). A row holds no secret and no spec body:
+delete, replay, redrive, reveal credentials), and by the CLI for the commands that act on
+the platform directly (`events replay`, `dlq redrive`). A row holds no secret and no spec body:
 the request summary keeps the spec's size and sha256 only.
 
 Who: `identity` is the credential's fingerprint (a short sha256 of the token, never the
@@ -84,7 +85,7 @@ def token_identity(token: str) -> str:
 @dataclass
 class AuditEntry:
     identity: str
-    channel: str  # api | dashboard
+    channel: str  # api | dashboard | cli
     action: str
     status: int
     outcome: str  # accepted | unchanged | refused | failed | done

@@ -69,9 +69,18 @@ async def test_events_replay_queues_marked_replays(running_platform, recorded):
         "SELECT event_id, detail->>'replay_id' AS marked FROM outbox "
         "WHERE tenant_id = $1 AND replay_id IS NOT NULL ORDER BY seq", tenant)
     assert [r["event_id"] for r in rows] == [e.event_id for e in envs] and all(r["marked"] for r in rows)
+    audited = await conn.fetch("SELECT * FROM audit_log WHERE action = 'events.replay' AND tenant_id = $1", tenant)
+    assert [(r["channel"], r["status"], r["outcome"]) for r in audited] == [("cli", 202, "accepted")]
+    assert json.loads(audited[0]["request"]) == {"tenant": tenant, "since": "2000-01-01T00:00:00Z", "queued": 2}
+    assert audited[0]["actor"].endswith("@cli") and audited[0]["identity"] == "local:control-database"
 
 
 async def test_dlq_list_and_redrive_answer_for_every_queue(running_platform):
+    conn = await asyncpg.connect(running_platform.conn.control_dsn)
+    try:
+        last = await conn.fetchval("SELECT coalesce(max(id), 0) FROM audit_log")
+    except asyncpg.UndefinedTableError:
+        last = 0
     done = hostplane(running_platform, "dlq", "list", "--json")
     assert done.returncode == 0, done.stderr
     reports = json.loads(done.stdout)
@@ -82,3 +91,10 @@ async def test_dlq_list_and_redrive_answer_for_every_queue(running_platform):
     assert hostplane(running_platform, "dlq", "redrive", "--queue", "builder").returncode == 0
     unknown = hostplane(running_platform, "dlq", "redrive", "--queue", "no-such-queue")
     assert unknown.returncode != 0 and "no queue" in unknown.stderr
+    try:
+        rows = await conn.fetch("SELECT * FROM audit_log WHERE id > $1 AND action = 'dlq.redrive' ORDER BY id", last)
+    finally:
+        await conn.close()
+    asked = [(r["channel"], json.loads(r["request"]).get("queue"), r["status"]) for r in rows]
+    assert asked == [("cli", "builder", 202), ("cli", "no-such-queue", 404)]
+    assert "no queue" in rows[1]["error"] and rows[0]["outcome"] in ("accepted", "unchanged")
