@@ -10,7 +10,8 @@ Convergent: desired state is written first and Caddy is only written when its ro
 differs, so the same event twice changes nothing the second time. Events older than the
 tenant's deletion are ignored (store.py). If Caddy lost the edge server or its
 catch-all, the whole route list is reloaded from the table (`resync`), which the service
-also does at start and periodically (main.py).
+also does at start and periodically (main.py). Every write and resync sets the
+`hostplane_edge_routes` gauge from the tenant routes Caddy holds.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from contracts.envelope import Envelope, Event
 from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRemoved, TenantDeletionRequested, \
     TenantProvisioned
 from contracts.tenant import TenantNames, tenant_names
+from hostplane.metrics import set_edge_routes
 from services.router_config.caddy import CaddyEdge, EdgeDrifted
 from services.router_config.routes import Route, caddy_route, desired_routes, drifted, is_tenant_route
 from services.router_config.store import RouteRow, RouteStore
@@ -60,10 +62,24 @@ async def resync(deps: RouterDeps) -> bool:
     live = await deps.edge.routes()
     wanted = [caddy_route(r, deps.origin) for r in routes]
     if not drifted(live, wanted):
+        _count_edge_routes(live)
         return False
     await deps.edge.load(desired_routes(routes, deps.origin, live))
+    set_edge_routes(len(wanted))
     log.warning("edge.resynced", routes=len(routes), had=len([r for r in live or [] if is_tenant_route(r)]))
     return True
+
+
+def _count_edge_routes(live: list[dict] | None) -> None:
+    set_edge_routes(sum(1 for r in live or [] if is_tenant_route(r)))
+
+
+async def _report_edge(deps: RouterDeps) -> None:
+    """The edge route gauge from what Caddy holds now (after a per-route write)."""
+    try:
+        _count_edge_routes(await deps.edge.routes())
+    except Exception as exc:  # a metric never fails the event; the next resync sets it
+        log.warning("edge.count_failed", error=type(exc).__name__)
 
 
 async def _stale(row: RouteRow | None, at: datetime) -> bool:
@@ -86,6 +102,7 @@ async def _configure(deps: RouterDeps, tenant: str, domain: str | None, domain_a
     except EdgeDrifted as exc:
         log.warning("edge.drifted", error=str(exc))
         wrote = await resync(deps)
+    await _report_edge(deps)
     log.info("route.configured", route_id=route.route_id, hosts=list(hosts), upstream=route.upstream,
              caddy_write=wrote)
     return [RouteConfigured(hosts=list(hosts), route_id=route.route_id, upstream=route.upstream)]
@@ -129,6 +146,7 @@ async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequeste
     await deps.store.tombstone(Route(tenant, names.route_id, hosts, "", names.bucket), envelope.occurred_at)
     if not removed:
         await resync(deps)  # whatever Caddy holds, it must not keep this tenant's route
+    await _report_edge(deps)
     log.info("route.removed", route_id=names.route_id, caddy_write=removed)
     return [RouteRemoved(route_id=names.route_id, hosts=list(hosts))]
 

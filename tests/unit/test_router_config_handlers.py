@@ -187,3 +187,21 @@ async def test_caddy_without_the_edge_server_gets_every_route_back(deps):
     await on_tenant_provisioned(provisioned(), deps)
     assert deps.edge.hosts() == {"tenant-acme": ["acme.localhost"], "tenant-beta": ["beta.localhost"]}
     assert deps.edge.list[-1]["@id"] == CATCH_ALL_ID
+
+
+async def test_the_edge_route_gauge_follows_what_caddy_holds(deps):
+    from hostplane.metrics import EDGE_ROUTES
+    from services.router_config.handlers import resync
+
+    gauge = lambda: EDGE_ROUTES._value.get()  # noqa: E731
+    await on_tenant_provisioned(provisioned(), deps)
+    await on_tenant_provisioned(provisioned("beta"), deps)
+    assert gauge() == 2
+    await on_tenant_deletion_requested(deletion("beta"), deps)
+    assert gauge() == 1
+    deps.edge.list = None  # Caddy restarted empty: the resync reloads the one live route
+    assert await resync(deps) and gauge() == 1
+    deps.edge.list = [catch_all()]
+    EDGE_ROUTES.set(99)
+    assert await resync(deps) and gauge() == 1
+    assert not await resync(deps) and gauge() == 1
