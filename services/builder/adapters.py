@@ -9,6 +9,8 @@ import mimetypes
 from dataclasses import dataclass
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from contracts.tenant import TenantNames, tenant_names
 from hostplane.aws import aws_client
 from hostplane.settings import Settings
@@ -49,7 +51,12 @@ class StaticUploader:
         return found
 
     async def sync(self, bucket: str, files: dict[str, bytes], *, mirror: bool = False) -> StaticSync:
-        present = await self._etags(bucket)
+        try:
+            present = await self._etags(bucket)
+        except ClientError as exc:
+            if files or exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
+                raise
+            return StaticSync(uploaded=0, unchanged=0, deleted=0)  # nothing to send, nothing to clear
         sent = 0
         for key, body in sorted(files.items()):
             if present.get(key) == hashlib.md5(body, usedforsecurity=False).hexdigest():

@@ -8,7 +8,10 @@ nothing is published and TenantChanged names that release again ("no new release
 this is also what makes a redelivery after a crash between publishing and emitting
 harmless. Static files go to the tenant's bucket before the event: a spec's static
 folder (`static_ref`) is mirrored (unchanged files are not sent again, keys no longer in
-the folder are deleted); a source tree's static/ only adds or overwrites. An input the
+the folder are deleted), and a spec that names no static folder empties the bucket (its
+app has no static files); a spec that names one but came without it (an API caller that
+sent no `static_zip`) leaves the bucket as it is; a source tree's static/ only adds or
+overwrites. An input the
 generator cannot build is BuildFailed (retryable=False) and nothing is written, so the
 live version keeps serving; I/O errors are raised for the consumer to retry.
 """
@@ -55,8 +58,9 @@ async def _static(deps: BuilderDeps, static_ref: str | None) -> dict[str, bytes]
 
 
 async def _inputs(deps: BuilderDeps, spec_ref: str, source_ref: str | None,
-                  static_ref: str | None = None) -> tuple[dict[str, str], dict[str, bytes], str]:
-    """(source files, static files, spec digest) for this build."""
+                  static_ref: str | None = None) -> tuple[dict[str, str], dict[str, bytes] | None, str]:
+    """(source files, static files, spec digest) for this build. Static files None: leave
+    the bucket alone; a dict from a spec (not a source tree): the bucket mirrors it."""
     if source_ref:
         body = await deps.inputs.source_body(source_ref.removeprefix(SOURCE_REF_PREFIX))
         if body is None:
@@ -80,7 +84,11 @@ async def _inputs(deps: BuilderDeps, spec_ref: str, source_ref: str | None,
         spec = load_app_spec(body)
     except InvalidAppSpec as exc:
         raise BuildError("generate", str(exc)) from None
-    return generate(spec), await _static(deps, static_ref), spec.digest()
+    if static_ref:
+        static: dict[str, bytes] | None = await _static(deps, static_ref)
+    else:
+        static = {} if spec.static is None else None
+    return generate(spec), static, spec.digest()
 
 
 async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sha256: str,
@@ -113,10 +121,11 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
         manifest = await asyncio.to_thread(store.publish_release, tenant, version, artifact)
         log.info("artifact.published", version=version, sha256=sha256[:12], bytes=len(artifact))
     await asyncio.to_thread(prune_releases, store, tenant, deps.retention, manifest.version)
-    if static:
-        mirror = bool(static_ref) and not source_ref  # a spec's static folder: the bucket mirrors it
+    mirror = not source_ref  # a spec's static folder (or none): the bucket mirrors it
+    if static or (static is not None and mirror):
         done = await deps.static.sync(deps.names(tenant).bucket, static, mirror=mirror)
-        log.info("static.synced", uploaded=done.uploaded, unchanged=done.unchanged, deleted=done.deleted)
+        if done.uploaded or done.deleted:
+            log.info("static.synced", uploaded=done.uploaded, unchanged=done.unchanged, deleted=done.deleted)
     return [TenantChanged(
         version=manifest.version, artifact_path=f"{store.tenant_dir(tenant).name}/releases/{manifest.version}/{ARTIFACT}",
         sha256=manifest.sha256, size=manifest.size, spec_sha256=digest_of_spec,

@@ -77,3 +77,22 @@ async def test_a_static_bundle_that_is_not_stored_is_build_failed(deps, res, ten
     [failed] = await on_app_update_requested(update(tenant, ref, digest, static_ref="source:sha256:" + "0" * 64), deps)
     assert isinstance(failed, BuildFailed) and failed.stage == "static" and "not stored" in failed.error
     assert deps.store.releases(tenant) == [] and await bucket(deps, res.names(tenant).bucket) == {}
+
+
+async def test_a_spec_without_a_static_folder_empties_the_bucket(deps, res, tenant):  # noqa: F811
+    """The spec dropped `static:`: its app has no static files, so the bucket is emptied; a
+    spec that names a folder but came without it (no static_ref) leaves the bucket alone."""
+    await on_tenant_requested(requested(tenant), res)
+    name = res.names(tenant).bucket
+    ref, digest = await stored(deps, SPEC)
+    files = await bundle(deps, {"style.css": b"body{}", "app.js": b"1"})
+    [first] = await on_app_update_requested(update(tenant, ref, digest, static_ref=files), deps)
+    assert isinstance(first, TenantChanged) and set(await bucket(deps, name)) == {"style.css", "app.js"}
+    [kept] = await on_app_update_requested(update(tenant, ref, digest), deps)  # names static/, none sent
+    assert isinstance(kept, TenantChanged) and set(await bucket(deps, name)) == {"style.css", "app.js"}
+    bare = SPEC.replace("static: static/\n", "")
+    assert bare != SPEC
+    ref2, digest2 = await stored(deps, bare)
+    [changed] = await on_app_update_requested(update(tenant, ref2, digest2), deps)
+    assert isinstance(changed, TenantChanged) and changed.version == 2
+    assert await bucket(deps, name) == {}
