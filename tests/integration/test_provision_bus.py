@@ -81,10 +81,10 @@ async def test_a_provisioner_killed_between_steps_is_finished_after_restart(res,
 
     settings, pool = running_platform.settings, res.records.pool
     pid = load_state(settings.home_dir).components["provisioner"].pid
-    await res.cache.client.execute_command("CLIENT", "PAUSE", "8000", "ALL")  # expires by itself
+    await res.cache.client.execute_command("CLIENT", "PAUSE", "15000", "ALL")  # expires by itself
     request = requested(tenant)
     await publish(pool, request)
-    deadline = time.monotonic() + 7
+    deadline = time.monotonic() + 14  # a slow CI machine gets there too; the pause outlasts it
     while (await res.records.steps(tenant)).get("cache", {}).get("status") != "started":
         assert time.monotonic() < deadline, "the provisioner never reached the cache step"
         await asyncio.sleep(0.05)
