@@ -292,7 +292,12 @@ async def test_create_commits_the_tenant_with_its_event(api):
     assert json.loads(body)["app"] == "Tasks"
     shown = await api.until("orders", lambda t: t["state"] != "requested", "the bus")
     assert shown["state"] == "provisioning" and shown["url"] == f"http://orders.localhost:{api.platform.settings.edge_port}/"
-    logged = (await api.http.get("/v1/tenants/orders/events")).json()["events"]
+    # The relay stamps published_at after PutEvents returns, so the event can come back
+    # through the bus (state provisioning) a moment before the log lists it.
+    deadline = asyncio.get_running_loop().time() + 5
+    while not (logged := (await api.http.get("/v1/tenants/orders/events")).json()["events"]):
+        assert asyncio.get_running_loop().time() < deadline, "TenantRequested never showed in the event log"
+        await asyncio.sleep(0.05)
     assert logged[0]["event_type"] == "TenantRequested" and logged[0]["correlation_id"] == corr
     listed = (await api.http.get("/v1/tenants")).json()["tenants"]
     assert "orders" in [t["name"] for t in listed]
