@@ -2,7 +2,7 @@
 
 up → create from the example spec → the tenant URL serves the generated app and its
 static files → rows written → spec updated twice (new entity, new field) → new version
-live with the rows intact → custom domain added and served → delete → orphan scan clean.
+live with the rows intact → custom domain added and served → rollback to v2 → delete → orphan scan clean.
 `make test` runs it against moto and LocalStack; `make e2e EMULATOR=...` against one.
 """
 
@@ -113,6 +113,24 @@ def test_tenant_lifecycle_through_the_cli(tmp_path, emulator):
         ok(hostplane(env, "tenant", "update", "shop", "--domain", "shop.example.com", "--wait"))
         assert edge.version("shop.example.com") == 3
         assert edge.version(host) == 3
+
+        # Rollback to v2 (v3 only added a column): a new version copying v2's artifact, rows intact.
+        started = time.monotonic()
+        rolled = json.loads(ok(hostplane(env, "tenant", "rollback", "shop", "--to", "2", "--wait", "--json")))
+        assert rolled["state"] == "ready" and rolled["version"] == 4, rolled
+        edge.wait_version(host, 4)
+        print(f"rollback v3 -> copy of v2 serving at the edge in {time.monotonic() - started:.2f} s")
+        releases = json.loads(ok(hostplane(env, "tenant", "releases", "shop", "--json")))
+        by_version = {r["version"]: r for r in releases["releases"]}
+        assert by_version[4]["rollback_of"] == 2 and by_version[4]["live"], releases
+        assert by_version[4]["sha256"] == by_version[2]["sha256"], "a rollback serves the retained bytes"
+        assert "rollback of 2" in ok(hostplane(env, "tenant", "releases", "shop"))
+        timeline = [e["event_type"] for e in json.loads(ok(hostplane(env, "events", "list", "--tenant", "shop",
+                                                                      "--json")))]
+        assert "RollbackRequested" in timeline, timeline
+        listed = edge.get(host, "/api/task?limit=100").json()
+        items = listed["items"] if isinstance(listed, dict) else listed
+        assert sorted(t["id"] for t in items) == ids, "rows survive the rollback"
 
         ok(hostplane(env, "tenant", "delete", "shop", "--wait"))
         assert edge.get(host, "/healthz").status_code == 404
