@@ -57,7 +57,8 @@ class TenantRuntime(pulumi.ComponentResource):
             "portMappings": [{"containerPort": args.container_port, "hostPort": 0, "protocol": "tcp"}],
             "command": ["python", "-m", "reloader", "--tenant", args.tenant_id, "--artifacts", "/artifacts",
                         "--work-dir", "/tmp/releases", "--host", "0.0.0.0", "--port", str(args.container_port),
-                        "--health-port", str(HEALTH_PORT), "--events", "bus"],
+                        "--health-port", str(HEALTH_PORT), "--events", "bus",
+                        "--memory-mb", str(args.memory_mb)],  # the app's limit, as the local agent sets it
             "environment": [{"name": "HOSTPLANE_TARGET", "value": "aws"},
                             {"name": "HOSTPLANE_NAME_PREFIX", "value": args.prefix}],
             # The whole secret (a JSON object of the tenant's variables) is what the reloader

@@ -121,6 +121,8 @@ def test_runtime_secrets_come_from_the_tenant_secret_and_never_inline():
     assert container["secrets"] == [{"name": "HOSTPLANE_TENANT_ENV", "valueFrom": secret_arn("acme")}]
     assert all("PASSWORD" not in e["name"] and "URL" not in e["name"] for e in container["environment"])
     assert container["command"][:5] == ["python", "-m", "reloader", "--tenant", "acme"]
+    limit = container["command"].index("--memory-mb") + 1
+    assert container["command"][limit] == str(container["memoryReservation"]), "the app gets the task's memory"
     assert "8081/runtime/healthz" in container["healthCheck"]["command"][-1]  # the reloader, not the app
     assert container["mountPoints"][0]["readOnly"] is True
 
