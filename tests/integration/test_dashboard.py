@@ -222,3 +222,34 @@ async def test_reveal_replay_and_redrive_are_audited_without_the_secret(platform
     everything = json.dumps([dict(r) for r in await _audit(platform)], default=str)
     assert secret_values and not any(v in everything for v in secret_values)
     assert token not in everything
+
+
+async def test_the_state_filter_and_the_update_form(platform, base, token):
+    client = _login(base, token, actor="dave")
+    csrf = _csrf(client.get("/ui/").text)
+    assert client.post("/ui/tenants", data={"name": "dash-upd", "app": SPEC, "csrf": csrf}).status_code == 303
+    assert 'data-tenant="dash-upd"' in client.get("/ui/").text
+    for state in ("deleted", "failed", "ready"):
+        page = client.get("/ui/", params={"state": state}).text
+        assert set(re.findall(r'data-state="([a-z]+)"', page)) <= {state}, f"the {state} filter shows other states"
+    assert 'data-tenant="dash-upd"' not in client.get("/ui/", params={"state": "deleted"}).text
+
+    csrf = _csrf(client.get("/ui/tenants/dash-upd").text)
+    assert client.post("/ui/tenants/dash-upd/app", data={"app": SPEC + "\n  # ", "csrf": "0" * 32}).status_code == 403
+    bad = client.post("/ui/tenants/dash-upd/app", data={"app": "app: [", "csrf": csrf})
+    assert bad.status_code == 422, bad.text
+    assert bad.status_code == 422 and "invalid YAML" in bad.text
+    deadline = time.monotonic() + 90  # an update is refused (409) until the tenant is provisioned
+    while (state := httpx.get(f"{base}/v1/tenants/dash-upd", headers={"Authorization": f"Bearer {token}"})
+           .json()["state"]) not in ("building", "migrating", "ready"):
+        assert time.monotonic() < deadline and state not in ("failed", "deleted"), state
+        time.sleep(0.2)
+    changed = SPEC.replace("app: Tasks", "app: Tasks v2")
+    assert changed != SPEC
+    resp = client.post("/ui/tenants/dash-upd/app", data={"app": changed, "csrf": csrf})
+    assert resp.status_code == 303, resp.text
+    kinds = await _audit(platform, "SELECT kind FROM tenant_requests WHERE tenant_id = 'dash-upd' ORDER BY generation")
+    assert [k["kind"] for k in kinds] == ["create", "update"]
+    actions = await _audit(platform, "SELECT action, status FROM audit_log WHERE tenant_id = 'dash-upd' ORDER BY id")
+    assert [(a["action"], a["status"]) for a in actions] == [
+        ("tenant.create", 202), ("tenant.update", 403), ("tenant.update", 422), ("tenant.update", 202)]
