@@ -11,9 +11,13 @@ the artifact store, then `current.json` is moved. Measured per release:
   - failed requests during the whole run (goal 0);
   - idle memory of the tenant: reloader + app, RSS and USS (USS: what one more tenant
     really costs, shared libraries counted once).
-"tenant update → serving at the edge" needs the API and builder; it is not measured here.
+Then the same through a whole platform (moto, PostgreSQL, Valkey, Caddy, every service):
+a generated tenant under the same load at its edge URL, and N `hostplane tenant update`
+runs (each adds a field), measured from starting the CLI, and from the API accepting
+the update (AppUpdateRequested's time), to the first response of the new version at the
+edge; failed edge requests over the whole run.
 
-    python bench/redeploy.py [--releases 20] [--clients 4] [--poll-intervals 1.0,0.25]
+    python bench/redeploy.py [--releases 20] [--clients 4] [--poll-intervals 1.0,0.25] [--no-edge]
 
 Prints a table and saves bench/results/redeploy-<timestamp>.json.
 """
@@ -99,13 +103,82 @@ async def run_case(poll_interval: float, releases: int, clients: int) -> dict:
     }
 
 
+def _stats(ms: list[float]) -> dict[str, int]:
+    return {"p50": round(statistics.median(ms)), "p95": round(_percentile(ms, 0.95)), "max": round(max(ms))}
+
+
+async def _cli(env: dict[str, str], *args: str) -> str:
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "hostplane", *args, env=env,
+                                                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    if proc.returncode:
+        raise RuntimeError(f"hostplane {' '.join(args[:3])}: exit {proc.returncode}: {err.decode()[-500:]}")
+    return out.decode()
+
+
+def edge_case(releases: int, clients: int) -> dict:
+    """`hostplane tenant update` → the new version serving at the edge, under load."""
+    from hostplane.local.ephemeral import start_platform, stop_platform
+
+    with tempfile.TemporaryDirectory(prefix="hostplane-redeploy-edge-") as folder:
+        running = start_platform(Path(folder) / "home", "moto")  # synchronous: outside the event loop
+        try:
+            return asyncio.run(_edge_updates(running, Path(folder) / "app.yaml", releases, clients))
+        finally:
+            stop_platform(running)
+
+
+async def _edge_updates(running, path: Path, releases: int, clients: int) -> dict:
+    import httpx
+    import yaml
+
+    tenant = "bench-edge"
+    spec = yaml.safe_load((Path(__file__).resolve().parents[1] / "examples" / "tasks.yaml").read_text())
+    spec.pop("static", None)
+    env = running.env()
+    settings = running.settings
+    token = json.loads((settings.home_dir / "credentials.json").read_text())["api_token"]
+    api = httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=30,
+                            headers={"Authorization": f"Bearer {token}"})
+    try:
+        path.write_text(yaml.safe_dump(spec))
+        await _cli(env, "tenant", "create", tenant, "--app", str(path), "--wait")
+        load = Load(f"http://127.0.0.1:{settings.edge_port}", clients=clients, path="/healthz",
+                    headers={"Host": f"{tenant}.localhost"}).start()
+        from_cli, from_api = [], []
+        for version in range(2, releases + 2):
+            spec["entities"]["task"]["fields"][f"extra{version}"] = {"type": "integer"}
+            path.write_text(yaml.safe_dump(spec))
+            started = time.time()
+            answer = json.loads(await _cli(env, "tenant", "update", tenant, "--app", str(path), "--json"))
+            correlation = answer["request"]["correlation_id"]
+            deadline = time.monotonic() + 60
+            while not load.all_saw(version):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"version {version} never served at the edge")
+                await asyncio.sleep(0.02)
+            events = (await api.get(f"/v1/tenants/{tenant}/events", params={"type": "AppUpdateRequested"})).json()
+            accepted = next(datetime.fromisoformat(e["occurred_at"]).timestamp()
+                            for e in events["events"] if e["correlation_id"] == correlation)
+            from_cli.append((load.first_seen[version] - started) * 1000)
+            from_api.append((load.first_seen[version] - accepted) * 1000)
+        await load.stop()
+    finally:
+        await api.aclose()
+    return {"releases": releases, "clients": clients, "requests_ok": load.ok,
+            "requests_failed": len(load.failures), "failures": load.failures[:10],
+            "cli_update_to_serving_ms": _stats(from_cli), "api_accepted_to_serving_ms": _stats(from_api)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--releases", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--poll-intervals", default="1.0,0.25")
+    parser.add_argument("--no-edge", action="store_true", help="skip the whole-platform case")
     args = parser.parse_args()
-    results = [asyncio.run(run_case(float(p), args.releases, args.clients)) for p in args.poll_intervals.split(",")]
+    results = [asyncio.run(run_case(float(p), args.releases, args.clients)) for p in args.poll_intervals.split(",") if p]  # "" = the edge case only
+    edge = None if args.no_edge else edge_case(args.releases, args.clients)
     table = Table(title=f"redeploy: {args.releases} releases under {args.clients} clients, one tenant")
     for col in ("poll s", "pointer→serving p50 ms", "p95 ms", "swap p50 ms", "health p50 ms", "failed / ok",
                 "idle RSS MB", "idle USS MB"):
@@ -116,12 +189,21 @@ def main() -> None:
                       str(r["health_ms"]["p50"]), f"{r['requests_failed']} / {r['requests_ok']}",
                       f"{mem['rss_mb']} ({mem['processes']} proc)", str(mem["uss_mb"]))
     Console(width=140).print(table)
+    if edge:
+        table = Table(title=f"tenant update → new version at the edge: {args.releases} updates under "
+                            f"{args.clients} clients (whole platform, moto, poll 1 s)")
+        for col in ("from", "p50 ms", "p95 ms", "max ms"):
+            table.add_column(col, justify="right")
+        for key, label in (("cli_update_to_serving_ms", "starting `hostplane tenant update`"),
+                           ("api_accepted_to_serving_ms", "the API accepting it")):
+            table.add_row(label, *(str(edge[key][q]) for q in ("p50", "p95", "max")))
+        Console(width=140).print(table)
+        print(f"edge requests failed / ok during the updates: {edge['requests_failed']} / {edge['requests_ok']}")
     RESULTS.mkdir(exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"redeploy-{stamp}.json"
     out.write_text(json.dumps({"at": stamp, "machine": host_platform.platform(), "cpus": os.cpu_count(),
-                               "not_measured": "tenant update → serving at the edge (needs the API and builder)",
-                               "results": results}, indent=2) + "\n")
+                               "results": results, "edge": edge}, indent=2) + "\n")
     print(f"saved {out}")
 
 

@@ -149,6 +149,7 @@ class Load:
     clients: int = 8
     path: str = "/"
     pause: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)  # e.g. the tenant's Host at the edge
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     seen: dict[int, set[int]] = field(default_factory=lambda: defaultdict(set))
@@ -168,7 +169,7 @@ class Load:
         return all(version in self.seen[i] for i in range(self.clients))
 
     async def _client(self, i: int) -> None:
-        async with httpx.AsyncClient(base_url=self.url, timeout=10) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=10, headers=self.headers) as client:
             while not self._stop.is_set():
                 try:
                     resp = await client.get(self.path)
