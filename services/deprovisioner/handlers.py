@@ -1,10 +1,11 @@
 """Deprovisioner: TenantDeletionRequested → nothing of the tenant is left.
 
-Removes, in order: the runtime registration (the app stops using its credentials),
+Traffic stops first: router-config removes the edge route on the same event, and the
+teardown waits (ROUTE_WAIT_S, then a retry by redelivery) until the edge no longer
+serves it. Then it removes, in order: the runtime registration (the app stops using its credentials),
 the database (new logins refused, open sessions terminated), the role, the cache ACL
 user (its clients are disconnected) and then every `<tenant>:*` key, the bucket with
-every object version, the secret (no recovery window), the artifacts folder. The edge
-route is router-config's, which consumes the same event. Each removal is convergent:
+every object version, the secret (no recovery window), the artifacts folder. Each removal is convergent:
 a half-created or already-deleted tenant is fine.
 
 Then it looks again for anything of the tenant (the per-tenant orphan check) and emits
@@ -15,6 +16,8 @@ a transient one is raised so the consumer retries the whole (convergent) teardow
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 import structlog
@@ -28,6 +31,24 @@ from services.resources.wiring import TenantResources
 log = structlog.get_logger(__name__)
 
 Removal = Callable[[], Awaitable[list[str]]]
+ROUTE_WAIT_S = 20.0
+
+
+class RouteStillServed(RuntimeError):
+    """Transient: the edge still routes the tenant; the message is redelivered."""
+
+
+async def traffic_stopped(names: TenantNames, deps: TenantResources, wait_s: float | None = None) -> None:
+    """Wait until the edge stops serving the tenant (router-config removes the route)."""
+    if deps.edge is None:
+        return
+    wait_s = ROUTE_WAIT_S if wait_s is None else wait_s
+    deadline = time.monotonic() + wait_s
+    while await deps.edge.serves(names):
+        if time.monotonic() > deadline:
+            raise RouteStillServed(f"the edge still routes {names.route_id} after {wait_s:.0f} s; "
+                                   "router-config removes it (is it running?)")
+        await asyncio.sleep(0.1)
 
 
 def teardown(names: TenantNames, deps: TenantResources) -> list[tuple[str, Removal]]:
@@ -59,6 +80,7 @@ async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequeste
             log.warning("deprovisioning.stale_request", reason="the tenant was re-created after this request")
             return []
         names = deps.names(tenant)
+        await traffic_stopped(names, deps)
         removed: list[str] = []
         failures: list[tuple[str, str]] = []
         for step, remove in teardown(names, deps):

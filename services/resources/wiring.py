@@ -25,6 +25,7 @@ from hostplane.settings import Settings
 from services.resources.artifacts import TenantArtifacts
 from services.resources.bucket import TenantBucket
 from services.resources.cache import TenantCache
+from services.resources.edge import EdgeRoutes
 from services.resources.postgres import DatabaseQuotas, TenantDatabase
 from services.resources.records import ProvisioningRecords, ensure_records_schema
 from services.resources.runtime import TenantRuntime
@@ -85,6 +86,7 @@ class TenantResources:
     runtime: TenantRuntime
     artifacts: TenantArtifacts
     caddy_admin_url: str | None = None
+    edge: Any = None  # EdgeRoutes: what the edge still serves (None: no edge to wait for)
     _stack: contextlib.AsyncExitStack | None = None
 
     def names(self, tenant_id: str) -> TenantNames:
@@ -123,6 +125,7 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
         runtime=runtime,
         artifacts=TenantArtifacts(artifact_root(settings)),
         caddy_admin_url=at.caddy_admin_url,
+        edge=EdgeRoutes(at.caddy_admin_url) if at.caddy_admin_url else None,
         _stack=stack,
     )
     if settings.target == "aws":  # bucket, cache user and runtime through tenant stacks

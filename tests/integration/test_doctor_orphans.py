@@ -5,6 +5,8 @@ count)."""
 
 from __future__ import annotations
 
+import asyncio
+
 import json
 import subprocess
 import sys
@@ -65,10 +67,14 @@ async def test_every_kind_of_orphan_is_named_and_live_tenants_are_not(res, tenan
         assert {o.tenant for o in found} == {tenant}
         assert next(o for o in found if o.kind == "cache_keys").detail == "1 keys"
 
-        await on_tenant_deletion_requested(deletion(tenant), res)
-        # The route is router-config's to remove (it consumes the same event): until then, reported.
-        assert [(o.kind, o.name) for o in await find_orphans(res) if o.tenant == tenant] == [
-            ("route", names.route_id)]
+        # Traffic stops first: the teardown waits while the edge still routes the tenant; the
+        # route is router-config's to remove (it consumes the same event), played here.
+        teardown = asyncio.create_task(on_tenant_deletion_requested(deletion(tenant), res))
+        await asyncio.sleep(1.0)
+        assert not teardown.done() and await res.database.existing(names), "nothing goes while routed"
+        await remove_route(res.caddy_admin_url, names.route_id)
+        await asyncio.wait_for(teardown, 60)
+        assert [o for o in await find_orphans(res) if o.tenant == tenant] == []
     finally:
         await remove_route(res.caddy_admin_url, res.names(tenant).route_id)
     assert [o for o in await find_orphans(res) if o.tenant in (tenant, other)] == []

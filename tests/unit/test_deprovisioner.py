@@ -138,3 +138,32 @@ async def test_other_tenants_are_untouched():
     assert "t_other" in res.database.databases and "t-other" in res.cache.users
     assert set(res.cache.keys) == {"other:session:1", "other:count"}
     assert res.artifacts.folders == {"other"} and "other" in await res.records.live_tenants()
+
+
+class FakeEdge:
+    """Serves the tenant's route for `answers` more reads, then stops (router-config removed it)."""
+
+    def __init__(self, answers: int | None) -> None:
+        self.answers, self.reads = answers, 0
+
+    async def serves(self, names) -> bool:
+        self.reads += 1
+        return self.answers is None or self.reads <= self.answers
+
+
+async def test_traffic_stops_before_anything_is_removed():
+    res = await provisioned()
+    res.edge = FakeEdge(answers=3)
+    [event] = await on_tenant_deletion_requested(deletion(), res)
+    assert isinstance(event, TenantDeprovisioned) and res.edge.reads == 4 and nothing_left(res)
+
+
+async def test_a_route_that_stays_is_retried_by_redelivery_and_removes_nothing(monkeypatch):
+    import services.deprovisioner.handlers as handlers
+
+    monkeypatch.setattr(handlers, "ROUTE_WAIT_S", 0.3)
+    res = await provisioned()
+    res.edge = FakeEdge(answers=None)
+    with pytest.raises(handlers.RouteStillServed, match="tenant-acme"):
+        await handlers.on_tenant_deletion_requested(deletion(), res)
+    assert res.journal == [] and res.runtime.services, "nothing is torn down while the edge still routes"
