@@ -235,6 +235,31 @@ async def test_bad_input_is_refused_clearly_and_leaves_nothing(api, taken, case)
     assert await api.counts() == before
 
 
+async def test_every_bad_spec_is_refused_at_the_api_naming_its_path_and_leaves_no_orphan(api, taken):
+    """The spec loader's whole catalogue of bad specs (tests/unit/test_app_spec.py), through
+    POST /v1/tenants: each a 4xx naming the spec path, no row or event, no orphan."""
+    from hostplane.doctor import find_orphans
+    from services.resources.wiring import open_resources
+    from tests.unit.test_app_spec import BAD_SPECS
+
+    res = await open_resources(api.platform.settings)
+    try:
+        before = await api.counts()
+        sent = [(src, expected) for src, expected in BAD_SPECS if not isinstance(src, bytes)]  # JSON carries text
+        assert len(sent) >= 15
+        for source, expected in sent:
+            resp = await api.http.post("/v1/tenants", json={"name": "fresh", "app": source})
+            assert resp.status_code in (413, 422), resp.text
+            assert expected in json.dumps(resp.json(), ensure_ascii=False).replace('\\"', '"'), (expected, resp.text)
+        ten_mb = await api.http.post("/v1/tenants", content=b'{"name": "fresh", "app": "' + b"x" * 10_000_000 + b'"}',
+                                     headers={"content-type": "application/json"})
+        assert ten_mb.status_code == 413 and "the limit is" in ten_mb.json()["detail"]
+        assert await api.counts() == before
+        assert await find_orphans(res) == [], "a refusal left something behind"
+    finally:
+        await res.aclose()
+
+
 async def test_a_streamed_oversize_body_is_refused(api, taken):
     async def chunks():
         for _ in range(20):
