@@ -58,12 +58,21 @@ class Api:
         self.http = httpx.Client(base_url=base_url, timeout=30, headers={
             "Authorization": f"Bearer {token}", "X-Hostplane-Actor": f"{_user()}@cli"})
 
-    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
-        try:
-            resp = self.http.request(method, path, json=body)
-        except httpx.HTTPError as exc:  # the class only: messages may echo request details
-            _fail(f"cannot reach the API at {self.base_url} ({type(exc).__name__}); is the platform running? "
-                  "see `hostplane status`", UNREACHABLE)
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: int = 0) -> dict[str, Any]:
+        """`retries`: for reads that poll (--wait), how many 5xx or unreachable answers in a
+        row to ride out (0.5 s apart) before failing; changes are never retried."""
+        for attempt in range(retries + 1):
+            try:
+                resp = self.http.request(method, path, json=body)
+            except httpx.HTTPError as exc:  # the class only: messages may echo request details
+                if attempt < retries:
+                    time.sleep(0.5)
+                    continue
+                _fail(f"cannot reach the API at {self.base_url} ({type(exc).__name__}); is the platform running? "
+                      "see `hostplane status`", UNREACHABLE)
+            if resp.status_code < 500 or attempt == retries:
+                break
+            time.sleep(0.5)
         try:
             data = resp.json()
         except ValueError:
@@ -333,6 +342,9 @@ def _follow(api: Api, answer: dict[str, Any], wait: bool, timeout: float, as_jso
         _fail(f"tenant {tenant['name']} failed at stage {e.get('stage')} ({e.get('step')}): {e.get('message')}")
 
 
+POLL_RETRIES = 4
+
+
 def _wait(api: Api, name: str, request: dict[str, Any], timeout: float, until: str, quiet: bool) -> dict[str, Any]:
     started = time.monotonic()
     tenant = api.call("GET", f"/v1/tenants/{name}")
@@ -350,7 +362,7 @@ def _wait(api: Api, name: str, request: dict[str, Any], timeout: float, until: s
                 _fail(f"timed out after {timeout:g}s: tenant {name} is {tenant['state']} "
                       f"(stage {tenant['stage']}{waiting})", TIMED_OUT)
             time.sleep(0.5)
-            tenant = api.call("GET", f"/v1/tenants/{name}")
+            tenant = api.call("GET", f"/v1/tenants/{name}", retries=POLL_RETRIES)
 
 
 def _settled(tenant: dict[str, Any], kind: str, until: str) -> bool:

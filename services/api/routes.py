@@ -33,6 +33,7 @@ from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPBearer
+import structlog
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec
@@ -45,6 +46,8 @@ from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
 from services.api.views import error_body, tenant_view, validation_errors
 from services.builder import source
+
+log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 2 * MAX_SPEC_BYTES  # a spec sent as a JSON string grows with its escapes
 _ACTOR = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
@@ -156,6 +159,18 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
     @app.exception_handler(Refused)
     async def refused(_: Request, exc: Refused) -> JSONResponse:
         return JSONResponse(error_body(exc.message, exc.errors), status_code=exc.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The type and where it was raised, never the message: it may quote values (secrets).
+        tb = exc.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+        log.error("api.unhandled", method=request.method, path=request.url.path, error=type(exc).__name__,
+                  where=where)
+        return JSONResponse(error_body(f"internal error ({type(exc).__name__}); the API log has where"),
+                            status_code=500)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

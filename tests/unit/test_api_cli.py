@@ -119,6 +119,28 @@ def test_wait_exits_1_naming_the_failed_stage_and_error(api):
     assert "✗ build" in result.output
 
 
+def test_wait_rides_out_a_few_server_errors_while_polling_but_not_many(api):
+    answers = iter([tenant("provisioning", "provision"), httpx.Response(500, json={"detail": "internal error"}),
+                    httpx.ConnectError("refused"), tenant("ready", None)])
+
+    def handler(r):
+        if r.method == "POST":
+            return httpx.Response(202, json=accepted())
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer if isinstance(answer, httpx.Response) else httpx.Response(200, json=answer)
+
+    api(handler)
+    result = run("create", "acme", "--app", str(SPEC), "--wait")
+    assert result.exit_code == 0, result.output
+
+    api(lambda r: httpx.Response(202, json=accepted()) if r.method == "POST"
+        else httpx.Response(500, json={"detail": "internal error (PoolTimeout)"}))
+    result = run("create", "acme", "--app", str(SPEC), "--wait")
+    assert result.exit_code == 1 and "internal error (PoolTimeout) (HTTP 500)" in result.output
+
+
 def test_wait_times_out_with_exit_3_naming_what_it_waits_for(api, monkeypatch):
     clock = iter(range(0, 1000, 10))
     monkeypatch.setattr(cli_tenant.time, "monotonic", lambda: next(clock))
