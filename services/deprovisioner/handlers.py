@@ -2,11 +2,11 @@
 
 Traffic stops first: router-config removes the edge route on the same event, and the
 teardown waits (ROUTE_WAIT_S, then a retry by redelivery) until the edge no longer
-serves it. Then it removes, in order: the runtime registration (the app stops using its credentials),
-the database (new logins refused, open sessions terminated), the role, the cache ACL
+serves it. Then it removes, in order: the runtime registration (the app stops using its
+credentials), the database (new logins refused, open sessions terminated), the role, the cache ACL
 user (its clients are disconnected) and then every `<tenant>:*` key, the bucket with
-every object version, the secret (no recovery window), the artifacts folder. Each removal is convergent:
-a half-created or already-deleted tenant is fine.
+every object version, the secret (no recovery window), the artifacts folder. Each removal
+is convergent: a half-created or already-deleted tenant is fine.
 
 Then it looks again for anything of the tenant (the per-tenant orphan check) and emits
 TenantDeprovisioned with what it removed, or DeprovisioningFailed with the first
@@ -38,15 +38,14 @@ class RouteStillServed(RuntimeError):
     """Transient: the edge still routes the tenant; the message is redelivered."""
 
 
-async def traffic_stopped(names: TenantNames, deps: TenantResources, wait_s: float | None = None) -> None:
+async def traffic_stopped(names: TenantNames, deps: TenantResources) -> None:
     """Wait until the edge stops serving the tenant (router-config removes the route)."""
     if deps.edge is None:
         return
-    wait_s = ROUTE_WAIT_S if wait_s is None else wait_s
-    deadline = time.monotonic() + wait_s
+    deadline = time.monotonic() + ROUTE_WAIT_S
     while await deps.edge.serves(names):
         if time.monotonic() > deadline:
-            raise RouteStillServed(f"the edge still routes {names.route_id} after {wait_s:.0f} s; "
+            raise RouteStillServed(f"the edge still routes {names.route_id} after {ROUTE_WAIT_S:.0f} s; "
                                    "router-config removes it (is it running?)")
         await asyncio.sleep(0.1)
 

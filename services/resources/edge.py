@@ -1,4 +1,5 @@
-"""What the edge serves for a tenant, read from Caddy's admin API (read only).
+"""What the edge serves for a tenant: a read of Caddy's admin API through router-config's
+adapter (its reads only; router-config stays the one writer).
 
 The route is router-config's: it removes it on the same TenantDeletionRequested. The
 deprovisioner only reads, so traffic stops before the runtime and database go (a
@@ -10,18 +11,20 @@ from __future__ import annotations
 import httpx
 
 from contracts.tenant import TenantNames
+from services.router_config.caddy import CaddyEdge
 
 
 class EdgeRoutes:
-    def __init__(self, admin_url: str, timeout: float = 5.0) -> None:
-        self.admin_url, self.timeout = admin_url.rstrip("/"), timeout
+    def __init__(self, admin_url: str) -> None:
+        self.caddy = CaddyEdge(admin_url, base_config={})
 
     async def serves(self, names: TenantNames) -> bool:
         """Whether Caddy still holds the tenant's route. An edge that cannot be reached
         serves nothing; router-config re-syncs it from desired state (tombstone included)."""
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as client:
-                resp = await client.get(f"{self.admin_url}/id/{names.route_id}")
+            return await self.caddy.route(names.route_id) is not None
         except httpx.TransportError:
             return False
-        return resp.status_code == 200
+
+    async def aclose(self) -> None:
+        await self.caddy.aclose()

@@ -114,6 +114,9 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
         raise
     runtime = TenantRuntime(pool)
     await runtime.ensure_schema()
+    edge = EdgeRoutes(at.caddy_admin_url) if at.caddy_admin_url else None
+    if edge is not None:
+        stack.push_async_callback(edge.aclose)
     res = TenantResources(
         prefix=settings.name_prefix,
         endpoints=endpoints(settings, at),
@@ -125,7 +128,7 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
         runtime=runtime,
         artifacts=TenantArtifacts(artifact_root(settings)),
         caddy_admin_url=at.caddy_admin_url,
-        edge=EdgeRoutes(at.caddy_admin_url) if at.caddy_admin_url else None,
+        edge=edge,
         _stack=stack,
     )
     if settings.target == "aws":  # bucket, cache user and runtime through tenant stacks
