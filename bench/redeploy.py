@@ -177,7 +177,8 @@ def main() -> None:
     parser.add_argument("--poll-intervals", default="1.0,0.25")
     parser.add_argument("--no-edge", action="store_true", help="skip the whole-platform case")
     args = parser.parse_args()
-    results = [asyncio.run(run_case(float(p), args.releases, args.clients)) for p in args.poll_intervals.split(",") if p]  # "" = the edge case only
+    polls = [float(p) for p in args.poll_intervals.split(",") if p]  # "" = the edge case only
+    results = [asyncio.run(run_case(poll, args.releases, args.clients)) for poll in polls]
     edge = None if args.no_edge else edge_case(args.releases, args.clients)
     table = Table(title=f"redeploy: {args.releases} releases under {args.clients} clients, one tenant")
     for col in ("poll s", "pointer→serving p50 ms", "p95 ms", "swap p50 ms", "health p50 ms", "failed / ok",
