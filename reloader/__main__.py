@@ -3,7 +3,8 @@
 The foreground process of one tenant runtime (the ECS container on AWS, a process
 started by the local runtime agent). SIGTERM or SIGINT: stop polling, drain, exit 0
 within the grace period. The tenant environment comes from --env-file (JSON object)
-or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged.
+or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged. With
+`--events bus` (AWS) the requests served are published each minute for autoscaling.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from reloader.config import RuntimeConfig, load_tenant_env
 from reloader.health import serve_health
 from reloader.reporting import reporter_from
 from reloader.runtime import Runtime
+from reloader.traffic import requests_metric_from
 
 log = structlog.get_logger("reloader")
 
@@ -42,7 +44,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = RuntimeConfig(tenant_id="x", artifacts=Path("."), work_dir=Path("."))
     for name in ("poll_interval", "start_timeout", "health_timeout", "grace", "probation", "backoff_initial",
                  "backoff_max", "stable_after", "health_interval", "verify_retry_for", "idle_close",
-                 "memory_check_interval"):
+                 "memory_check_interval", "count_interval"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--memory-mb", type=int, default=defaults.memory_mb)
     p.add_argument("--crash-loop-threshold", type=int, default=defaults.crash_loop_threshold)
@@ -64,6 +66,8 @@ async def run(args: argparse.Namespace) -> int:
     runtime = Runtime(cfg, ArtifactStore(cfg.artifacts), reporter_from(args.events, tenant))
     health = await serve_health(cfg.host, cfg.health_port, runtime.snapshot)
     health_port = health.sockets[0].getsockname()[1]
+    metric = requests_metric_from(args.events, tenant, runtime.requests)
+    publishing = asyncio.create_task(metric.run()) if metric else None
     log.info("runtime.started", tenant_id=tenant, app_port=runtime.port, health_port=health_port,
              pid=os.getpid(), artifacts=str(cfg.artifacts), memory_mb=cfg.memory_mb)
     loop = asyncio.get_running_loop()
@@ -71,6 +75,8 @@ async def run(args: argparse.Namespace) -> int:
         loop.add_signal_handler(sig, runtime.stopping.set)
     await runtime.run()
     log.info("runtime.stopping", tenant_id=tenant)
+    if publishing is not None:
+        publishing.cancel()
     await runtime.shutdown()
     health.close()
     log.info("runtime.stopped", tenant_id=tenant)

@@ -50,6 +50,7 @@ class RuntimeConfig:
     health_interval: float = 2.0  # live app health probe, for /runtime/healthz
     verify_retry_for: float = 5.0  # an incomplete artifact may still be arriving (NFS)
     idle_close: float = 0.5
+    count_interval: float = 1.0  # workers report requests served this often while it changes
     tenant_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property

@@ -2,7 +2,10 @@
 
 reloader → worker: {"cmd": "accept"} | {"cmd": "drain"} | {"cmd": "exit", "grace": s}
 worker → reloader: {"event": "started"} | {"event": "accepting"} | {"event": "draining"}
-                   | {"event": "drained"}
+                   | {"event": "drained"} | {"event": "served"} | {"event": "stopped"}
+Every worker event carries "served": the requests it has answered on the shared socket
+so far (a running total: a report lost or repeated changes nothing); `served` is sent
+while that total changes, `stopped` last, just before the worker exits.
 A worker whose channel reaches EOF (reloader gone) stops accepting, drains and exits,
 so app processes never outlive their reloader.
 """

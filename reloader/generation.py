@@ -5,8 +5,9 @@ The worker inherits the shared listening fd but does not accept on it until told
 (`accept`); until then it is reachable only on its private Unix socket, where the
 reloader checks `/healthz` answers the new version and a smoke request succeeds.
 Output lines are logged tagged with tenant and version (secret values scrubbed) and
-the last ones are kept for ReleaseFailed. Memory is watched by sampling the resident
-set of the worker and its children: over the limit, the process group is killed.
+the last ones are kept for ReleaseFailed; the requests it reports having served are
+added to the runtime's count (reloader.traffic). Memory is watched by sampling the
+resident set of the worker and its children: over the limit, the process group is killed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import structlog
 from reloader import control
 from reloader.artifacts import LocalRelease
 from reloader.config import RuntimeConfig, Scrubber, app_environment
+from reloader.traffic import RequestCount
 
 log = structlog.get_logger(__name__)
 KEPT_LINES = 50
@@ -43,7 +45,7 @@ class StartFailure(Exception):
 
 class AppProcess:
     def __init__(self, release: LocalRelease, cfg: RuntimeConfig, listener: socket.socket, number: int,
-                 scrub: Scrubber, sockets_dir: os.PathLike[str]) -> None:
+                 scrub: Scrubber, sockets_dir: os.PathLike[str], requests: RequestCount) -> None:
         self.release = release
         self.version = release.version
         self.cfg = cfg
@@ -55,6 +57,8 @@ class AppProcess:
         self.exit_reason: str | None = None  # set when we killed it, and why
         self.started_at = time.monotonic()
         self.accepting = False
+        self.requests = requests
+        self.served = 0  # this worker's running total, as last reported
         self.log = log.bind(tenant_id=cfg.tenant_id, version=self.version, generation=number)
         self._acks: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -78,7 +82,8 @@ class AppProcess:
         listen_fd = self.listener.fileno()
         cmd = [sys.executable, "-I", "-m", "reloader.worker", "--app", str(self.release.path),
                "--entry", self.release.entry, "--listen-fd", str(listen_fd), "--control-fd", str(theirs.fileno()),
-               "--private", self.private, "--grace", str(self.cfg.grace), "--idle-close", str(self.cfg.idle_close)]
+               "--private", self.private, "--grace", str(self.cfg.grace), "--idle-close", str(self.cfg.idle_close),
+               "--count-every", str(self.cfg.count_interval)]
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
@@ -100,6 +105,10 @@ class AppProcess:
 
     async def _listen(self, reader: asyncio.StreamReader) -> None:
         while (message := await control.receive(reader)) is not None:
+            served = message.get("served")
+            if isinstance(served, int) and served > self.served:
+                self.requests.add(served - self.served)
+                self.served = served
             if event := message.get("event"):
                 self._acks[event].set()
 
@@ -121,7 +130,7 @@ class AppProcess:
     async def _wait_exit(self) -> None:
         assert self.proc is not None
         code = await self.proc.wait()
-        await asyncio.wait([t for t in self._tasks[:2]], timeout=1)  # keep the last lines
+        await asyncio.wait(self._tasks[:3], timeout=1)  # keep the last lines and the last served count
         self.log.info("app.exited", pid=self.proc.pid, code=code, reason=self.exit_reason)
         with contextlib.suppress(OSError):
             os.unlink(self.private)

@@ -31,6 +31,7 @@ from reloader.artifacts import ArtifactError, ArtifactStore, LocalRelease, Point
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess, StartFailure
 from reloader.reporting import Reporter
+from reloader.traffic import RequestCount
 
 log = structlog.get_logger(__name__)
 HANG_PROBES = 5  # live health probes timing out in a row before a hung app is restarted
@@ -54,7 +55,7 @@ def open_listener(host: str, port: int) -> socket.socket:
 
 class Runtime:
     def __init__(self, cfg: RuntimeConfig, store: ArtifactStore, reporter: Reporter) -> None:
-        self.cfg, self.store, self.reporter = cfg, store, reporter
+        self.cfg, self.store, self.reporter, self.requests = cfg, store, reporter, RequestCount()
         self.log = log.bind(tenant_id=cfg.tenant_id)
         self.scrub = Scrubber(cfg.tenant_env)
         self.listener = open_listener(cfg.host, cfg.port)
@@ -69,9 +70,7 @@ class Runtime:
         self.wanted: Pointer | None = None
         self.handled_generation = 0
         self.seen_at: dict[int, float] = {}
-        self.number = 0
-        self.crashes = 0
-        self.restarts = 0
+        self.number = self.crashes = self.restarts = 0  # generations started, crashes in a row, restarts
         self.state = "no_release"
         self.started = time.monotonic()
         self.polled_at = 0.0
@@ -151,7 +150,7 @@ class Runtime:
                      announce: bool = True) -> bool:
         """Two-phase start; True when `release` serves. Failures leave the old one live."""
         self.number += 1
-        new = AppProcess(release, self.cfg, self.listener, self.number, self.scrub, self.sockets_dir)
+        new = AppProcess(release, self.cfg, self.listener, self.number, self.scrub, self.sockets_dir, self.requests)
         if self.live is None:
             self.state = "starting"
         promoted = False
@@ -327,7 +326,7 @@ class Runtime:
             "tenant_id": self.cfg.tenant_id,
             "runtime": {"uptime_s": round(time.monotonic() - self.started, 1), "poll_age_s": round(poll_age, 2),
                         "generation": self.handled_generation, "port": self.port,
-                        "pointer_error": self.pointer_error},
+                        "pointer_error": self.pointer_error, "requests_served": self.requests.total},
             "app": {"state": self.state, "live_version": live.version if live else None,
                     "pid": live.pid if live else None, "healthy": bool(live) and self.app_health["healthy"],
                     "health": self.app_health, "restarts": self.restarts, "crashes_in_a_row": self.crashes,

@@ -15,6 +15,10 @@ every response that starts from now on carries `Connection: close`, and a keep-a
 connection is closed only after it has been idle for `--idle-close` seconds, which
 avoids closing it while the client is sending its next request. The process then
 stays idle (probation: `accept` again reverts instantly) until `exit`, SIGTERM or EOF.
+
+Responses completed on the shared socket are the tenant's traffic: each one is an integer
+increment, and the running total goes to the reloader with every event, every
+`--count-every` seconds while it changes, and once more on the way out (reloader.traffic).
 """
 
 from __future__ import annotations
@@ -39,10 +43,15 @@ class Drain:
     active = False
 
 
+class Served:
+    total = 0  # responses completed on the shared socket, by this process
+
+
 class IdleTrackingH11(H11Protocol):
     """uvicorn's h11 protocol, remembering since when a connection has been idle."""
 
     idle_since = 0.0
+    public = False  # accepted on the shared socket (not the reloader's private health channel)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -53,6 +62,8 @@ class IdleTrackingH11(H11Protocol):
         super().data_received(data)
 
     def on_response_complete(self) -> None:
+        if self.public:
+            Served.total += 1
         self.idle_since = time.monotonic()
         super().on_response_complete()
 
@@ -93,6 +104,7 @@ class Worker:
         self.shared: asyncio.base_events.Server | None = None
         self.private: asyncio.base_events.Server | None = None
         self.stopping = asyncio.Event()
+        self.told = 0  # Served.total in the last event sent
 
     async def run(self) -> int:
         config = uvicorn.Config(closing_while_draining(load_app(self.args.app, self.args.entry)),
@@ -114,20 +126,37 @@ class Worker:
         loop.add_signal_handler(signal.SIGTERM, self.stopping.set)
         self._tell("started", pid=os.getpid())
         commands = asyncio.create_task(self._commands(reader))
+        counts = asyncio.create_task(self._report_served())
         await self.stopping.wait()
         commands.cancel()
         await self._drain(self.args.grace)
+        counts.cancel()
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.server.lifespan.shutdown(), timeout=max(1.0, self.args.grace / 2))
+        self._tell("stopped")  # the last total: nothing this process served goes unreported
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.writer.drain(), timeout=1.0)
         return 0
 
     def _protocol(self, _loop=None):
         return IdleTrackingH11(config=self.server.config, server_state=self.server.server_state,
                                app_state=self.server.lifespan.state, _loop=_loop)
 
+    def _public_protocol(self, _loop=None):
+        protocol = self._protocol(_loop)
+        protocol.public = True
+        return protocol
+
     def _tell(self, event: str, **fields) -> None:
+        self.told = Served.total
         with contextlib.suppress(Exception):
-            self.writer.write(control.encode({"event": event, **fields}))
+            self.writer.write(control.encode({"event": event, "served": Served.total, **fields}))
+
+    async def _report_served(self) -> None:
+        while True:
+            await asyncio.sleep(self.args.count_every)
+            if Served.total != self.told:
+                self._tell("served")
 
     async def _commands(self, reader: asyncio.StreamReader) -> None:
         while (message := await control.receive(reader)) is not None:
@@ -148,7 +177,8 @@ class Worker:
         Drain.active = False
         if self.shared is None and self.listen_fd is not None:
             sock = socket.socket(fileno=os.dup(self.listen_fd))
-            self.shared = await asyncio.get_running_loop().create_server(self._protocol, sock=sock, backlog=1024)
+            self.shared = await asyncio.get_running_loop().create_server(self._public_protocol, sock=sock,
+                                                                         backlog=1024)
 
     def _stop_accepting(self) -> None:
         Drain.active = True
@@ -199,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--private", required=True, help="Unix socket path for health and smoke requests")
     parser.add_argument("--grace", type=float, default=10.0)
     parser.add_argument("--idle-close", type=float, default=0.5)
+    parser.add_argument("--count-every", type=float, default=1.0, help="seconds between served-request reports")
     args = parser.parse_args(argv)
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # the reloader tags and forwards each line at once

@@ -13,9 +13,10 @@ import pulumi_aws as aws
 from infra.common import BINPACK, assume_role, child, policy_json, statement, tags
 from infra.tenant.args import TenantInfraArgs
 from reloader.config import TENANT_ENV_VAR
+from reloader.traffic import METRICS_NAMESPACE, REQUESTS_PER_TASK, TENANT_DIMENSION
 
 CPU_TARGET_PERCENT = 60
-REQUESTS_PER_TASK_TARGET = 200  # per minute; published by the reloader as hostplane/Runtime
+REQUESTS_PER_TASK_TARGET = 200  # per minute; the reloader publishes it (reloader.traffic)
 HEALTH_PORT = 8081  # the reloader's own /runtime/healthz, never the app's
 HEALTH_PROBE = "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/runtime/healthz', timeout=3)"
 
@@ -50,7 +51,7 @@ class TenantRuntime(pulumi.ComponentResource):
                       "*", sid="PullImage"),
             statement(["events:PutEvents"], p.bus_arn, sid="ReportReleases"),
             statement(["cloudwatch:PutMetricData"], "*", sid="RuntimeMetrics",
-                      condition={"StringEquals": {"cloudwatch:namespace": "hostplane/Runtime"}}),
+                      condition={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}),
         ))
         container = pulumi.Output.all(args.secret_arn, logs.name).apply(lambda v: json.dumps([{
             "name": "reloader", "image": args.image, "essential": True, "memoryReservation": args.memory_mb,
@@ -113,5 +114,5 @@ class TenantRuntime(pulumi.ComponentResource):
         aws.appautoscaling.Policy(f"{name}-requests", **common, opts=child(self), target_tracking_scaling_policy_configuration={
             "target_value": REQUESTS_PER_TASK_TARGET, "scale_in_cooldown": 120, "scale_out_cooldown": 30,
             "customized_metric_specification": {
-                "namespace": "hostplane/Runtime", "metric_name": "RequestsPerTask", "statistic": "Average",
-                "dimensions": [{"name": "TenantId", "value": args.tenant_id}]}})
+                "namespace": METRICS_NAMESPACE, "metric_name": REQUESTS_PER_TASK, "statistic": "Average",
+                "dimensions": [{"name": TENANT_DIMENSION, "value": args.tenant_id}]}})
