@@ -42,6 +42,7 @@ from contracts.fields import (
     SpecRef,
     Upstream,
 )
+from contracts.tenant import EdgeMode
 
 V1 = "1.0"
 EVERYONE_WATCHING = ("api",)  # the API's status projection reads every event
@@ -66,10 +67,11 @@ class Failure(Event):
 class TenantRequested(Event):
     """A user asked for a new tenant. The spec was stored by the API first.
 
-    1.1 adds `static_ref`: the spec's static folder, stored by the API."""
+    1.1 adds `static_ref`: the spec's static folder, stored by the API. 1.2 adds `edge`:
+    where the tenant's traffic enters on AWS (None: the installation's default)."""
 
     event_type = "TenantRequested"
-    schema_version = "1.1"
+    schema_version = "1.2"
     producers = ("api",)
     consumers = ("api", "provisioner")
 
@@ -80,6 +82,11 @@ class TenantRequested(Event):
     static_ref: str | None = Field(
         default=None, pattern=r"^source:sha256:[0-9a-f]{64}$",
         description="The spec's static folder (zip of static/ stored by the API), uploaded to the tenant bucket",
+    )
+    edge: EdgeMode | None = Field(
+        default=None,
+        description="Where the tenant's traffic enters on AWS: its own CloudFront distribution ('dedicated') "
+                    "or a tenant of the platform's shared one ('pooled'); None: the installation's default",
     )
 
 

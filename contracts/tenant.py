@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
@@ -17,6 +17,12 @@ RESERVED_TENANT_IDS = frozenset(
     }
 )
 _TENANT_RE = re.compile(TENANT_ID_PATTERN)
+
+# Where a tenant's traffic enters on AWS (infra/tenant/edge.py): its own CloudFront
+# distribution, or a distribution tenant on the platform's shared one. Locally every
+# tenant is behind the one Caddy, whatever it chose.
+EdgeMode = Literal["pooled", "dedicated"]
+EDGE_MODES: tuple[str, ...] = ("pooled", "dedicated")
 
 
 class InvalidTenantId(ValueError):

@@ -25,6 +25,7 @@ from rich.table import Table
 from rich.text import Text
 
 from contracts.app_spec import MAX_SPEC_BYTES
+from contracts.tenant import EdgeMode
 from hostplane.local.state import CREDENTIALS_FILE, load_state
 from hostplane.settings import get_settings
 from services.api.projection import RANK, TERMINAL
@@ -171,6 +172,10 @@ def create(
     name: str = typer.Argument(..., help="tenant name: a DNS label, e.g. acme"),
     app: str = APP,
     domain: str | None = typer.Option(None, "--domain", help="custom domain the tenant owns"),
+    edge: EdgeMode | None = typer.Option(
+        None, "--edge",
+        help="matters on the AWS target only: where its traffic enters, its own CloudFront distribution "
+             "(dedicated) or the platform's shared one (pooled); default: the installation's (HOSTPLANE_AWS_EDGE)"),
     wait: bool = WAIT,
     until: str = typer.Option("ready", "--until", help=f"with --wait: stop at this state ({', '.join(UNTIL)})"),
     timeout: float = TIMEOUT,
@@ -186,6 +191,8 @@ def create(
         body["static_zip"] = static
     if domain:
         body["domain"] = domain
+    if edge:
+        body["edge"] = edge
     _follow(api, api.call("POST", "/v1/tenants", body), wait, timeout, as_json, until)
 
 
@@ -308,7 +315,8 @@ def details_table(t: dict[str, Any]) -> Table:
     table.add_column()
     waiting = f" (waiting for {t['waiting_for']})" if t.get("waiting_for") else ""
     rows = [("state", _state(t)), ("stage", f"{t['stage'] or '-'}{waiting}"), ("version", str(t["version"] or "-")),
-            ("url", t["url"] or "-"), ("custom domain", t["custom_domain"] or "-")]
+            ("url", t["url"] or "-"), ("custom domain", t["custom_domain"] or "-"),
+            ("edge", t.get("edge") or "installation default")]
     if t["error"]:
         e = t["error"]
         rows.append(("error", f"[red]{e['stage']} ({e['step']}): {e['message']}[/]"))

@@ -22,6 +22,7 @@ from contracts.envelope import Envelope, Event
 from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, RollbackRequested, \
     TenantDeletionRequested, TenantRequested
 from contracts.fields import CustomDomain
+from contracts.tenant import EdgeMode
 from events.outbox import add_to_outbox
 from services.api import releases, store
 from services.api.projection import Kind, Status, begin
@@ -90,8 +91,10 @@ class TenantCommands:
         self.pool = pool
 
     async def create(self, name: str, spec: AppSpec, domain: str | None, actor: str | None,
-                     static: tuple[str, bytes] | None = None) -> Accepted:
-        """`static` = (sha256, zip) of the spec's static folder."""
+                     static: tuple[str, bytes] | None = None, edge: EdgeMode | None = None) -> Accepted:
+        """`static` = (sha256, zip) of the spec's static folder; `edge` the tenant's edge on
+        AWS (None: the installation's default). A re-creation after deletion takes what
+        this request says, the domain and edge included, never the deleted tenant's."""
         digest = spec.digest()
         async with self.pool.acquire() as conn, conn.transaction():
             await store.lock_tenant(conn, name)
@@ -112,12 +115,12 @@ class TenantCommands:
             try:
                 await conn.execute(
                     """
-                    INSERT INTO tenants (tenant_id, spec_sha256, custom_domain, generation)
-                    VALUES ($1, $2, $3, $4)
+                    INSERT INTO tenants (tenant_id, spec_sha256, custom_domain, generation, edge)
+                    VALUES ($1, $2, $3, $4, $5)
                     ON CONFLICT (tenant_id) DO UPDATE SET spec_sha256 = $2, custom_domain = $3,
-                        generation = $4, created_at = now(), updated_at = now(), deleted_at = NULL
+                        generation = $4, edge = $5, created_at = now(), updated_at = now(), deleted_at = NULL
                     """,
-                    name, digest, domain, generation,
+                    name, digest, domain, generation, edge,
                 )
             except asyncpg.UniqueViolationError:  # a concurrent create claimed the domain
                 raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
@@ -126,7 +129,7 @@ class TenantCommands:
             await conn.execute("UPDATE tenants SET static_sha256 = $2 WHERE tenant_id = $1", name,
                                static[0] if static else None)
             event = TenantRequested(spec_ref=spec_ref(digest), spec_sha256=digest, custom_domain=domain,
-                                    requested_by=actor, static_ref=_blob_ref(static))
+                                    requested_by=actor, static_ref=_blob_ref(static), edge=edge)
             return await self._request(conn, name, generation, "create", event, None, digest, domain, actor)
 
     async def update(self, name: str, spec: AppSpec, allow_destructive: bool, actor: str | None,

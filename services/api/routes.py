@@ -1,6 +1,6 @@
 """The HTTP API under /v1/ (FastAPI: the OpenAPI document is at /openapi.json).
 
-    POST   /v1/tenants                  create (name, app spec, optional custom domain) → 202
+    POST   /v1/tenants                  create (name, app spec, optional custom domain and edge) → 202
     GET    /v1/tenants                  list (?all=true includes deleted tenants)
     GET    /v1/tenants/{name}           status: state, stage, version, url, error, timestamps
     PUT    /v1/tenants/{name}/app       new app spec → 202 (200 when the spec is unchanged)
@@ -37,7 +37,7 @@ from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec
-from contracts.tenant import TenantId, tenant_names
+from contracts.tenant import EdgeMode, TenantId, tenant_names
 from events.replay import list_events, replay
 from reloader.artifacts import ArtifactStore, store_root
 from services.api import audit, releases, store
@@ -90,6 +90,10 @@ class CreateTenant(BaseModel):
     domain: Annotated[str, AfterValidator(check_domain)] | None = Field(
         default=None, description="Custom domain the tenant owns, e.g. shop.example.com")
     static_zip: StaticZip = None
+    edge: EdgeMode | None = Field(
+        default=None, description="Where the tenant's traffic enters on the AWS target: its own CloudFront "
+                                  "distribution ('dedicated') or a tenant of the platform's shared one ('pooled'); "
+                                  "null: the installation's default. Locally every tenant is behind the one edge.")
 
 
 class UpdateApp(BaseModel):
@@ -203,7 +207,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
     async def create_tenant(req: CreateTenant, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Create a tenant: validated completely, then TenantRequested goes out through the outbox."""
         return await accepted(await commands.create(req.name, _spec(req.app), req.domain, actor,
-                                                    static=_static(req.static_zip)))
+                                                    static=_static(req.static_zip), edge=req.edge))
 
     @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer)
     async def list_tenants(all: bool = Query(False, description="include deleted tenants")) -> JSONResponse:

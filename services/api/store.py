@@ -4,8 +4,8 @@
   content-addressed). Events carry `spec:sha256:<digest>` (contracts.app_spec.spec_ref);
   the builder reads the body here. `app_sources`: edited source zips, the same way.
 - `tenants`: the desired state, one row per tenant name: spec digest, custom domain,
-  newest request generation, `deleted_at` once deletion was asked. A live tenant is a
-  row with `deleted_at IS NULL` (the registry the orphan scan can use).
+  chosen edge (AWS), newest request generation, `deleted_at` once deletion was asked.
+  A live tenant is a row with `deleted_at IS NULL` (the registry the orphan scan can use).
 - `tenant_requests`: every accepted request (create / update / delete) with its
   per-tenant generation and correlation id: the projection's ordering key and an audit
   trail of who asked what.
@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS tenants (
 );
 -- the spec's static folder last sent (app_sources digest): the same folder again is no change
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS static_sha256 text;
+-- the edge the tenant chose at creation (contracts.tenant.EdgeMode); NULL: the installation's default
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS edge text;
 CREATE UNIQUE INDEX IF NOT EXISTS tenants_live_domain ON tenants (custom_domain)
     WHERE deleted_at IS NULL AND custom_domain IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tenant_requests (
@@ -195,7 +197,7 @@ async def save_status(conn: Any, status: Status, *, event: tuple[uuid.UUID, str,
 
 
 _VIEW = """
-SELECT t.tenant_id, t.spec_sha256, t.custom_domain, t.created_at AS requested_at, t.deleted_at,
+SELECT t.tenant_id, t.spec_sha256, t.custom_domain, t.edge, t.created_at AS requested_at, t.deleted_at,
        s.state, s.stage, s.version, s.last_error, s.last_error_stage, s.last_error_at, s.generation,
        s.request_kind, s.facts, s.last_event_id, s.last_event_type, s.last_event_at, s.created_at,
        s.updated_at, r.correlation_id, r.requested_at AS request_at, r.requested_by

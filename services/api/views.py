@@ -33,6 +33,7 @@ def tenant_view(row: Any, edge_port: int) -> dict[str, Any]:
         "version": row["version"],
         "url": None if deleted else tenant_url(row["tenant_id"], edge_port),
         "custom_domain": row["custom_domain"],
+        "edge": row["edge"],  # chosen at creation; None: the installation's default
         "spec_sha256": row["spec_sha256"],
         "error": (
             {"stage": failure.stage, "step": failure.step, "message": failure.error,

@@ -23,7 +23,7 @@ import structlog
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import ProvisioningFailed, TenantProvisioned, TenantRequested
 from contracts.tenant import TenantNames
-from services.resources.base import Ensured, PermanentError, scrub
+from services.resources.base import Ensured, PermanentError, TenantOptions, scrub
 from services.resources.secret import TenantCredentials
 from services.resources.wiring import TenantResources
 
@@ -64,20 +64,19 @@ class Steps:
 
 
 async def on_tenant_requested(envelope: Envelope[TenantRequested], deps: TenantResources) -> list[Event]:
-    tenant = envelope.tenant_id
+    tenant, request = envelope.tenant_id, envelope.data
     async with deps.records.holding(tenant):
         if not await deps.records.start_provisioning(tenant, envelope.occurred_at, envelope.correlation_id):
             log.warning("provisioning.stale_request", reason="the tenant was deleted after this request")
             return []
         names = deps.names(tenant)
         try:
-            secret_arn = await _converge(names, deps)
+            secret_arn = await _converge(names, TenantOptions(edge=request.edge), deps)
         except StepFailed as failed:
             await deps.records.finish(tenant, "failed", failed.step, failed.error)
             log.warning("provisioning.failed", stage=failed.step, error=failed.error)
             return [ProvisioningFailed(stage=failed.step, error=failed.error, retryable=False)]
         await deps.records.finish(tenant, "provisioned")
-    request = envelope.data
     log.info("provisioning.done")
     return [TenantProvisioned(
         database=names.database, db_role=names.db_role, cache_user=names.cache_user,
@@ -87,8 +86,9 @@ async def on_tenant_requested(envelope: Envelope[TenantRequested], deps: TenantR
     )]
 
 
-async def _converge(names: TenantNames, deps: TenantResources) -> str | None:
-    """Every step in order; returns the secret's ARN."""
+async def _converge(names: TenantNames, options: TenantOptions, deps: TenantResources) -> str | None:
+    """Every step in order; returns the secret's ARN. `options` shape the steps whose
+    infrastructure the tenant chose (on AWS the bucket and runtime are its stack)."""
     steps = Steps(deps, names.tenant_id)
     try:
         known = await deps.secrets.read(names)
@@ -101,8 +101,8 @@ async def _converge(names: TenantNames, deps: TenantResources) -> str | None:
     steps.secrets += [db.value, cache.value]
     creds = TenantCredentials.build(names, deps.endpoints, db.value, cache.value)
     secret = await steps.run("secret", lambda: deps.secrets.ensure(names, creds))
-    await steps.run("bucket", lambda: deps.bucket.ensure(names))
-    await steps.run("runtime", lambda: deps.runtime.register(names, env_ref=names.secret))
+    await steps.run("bucket", lambda: deps.bucket.ensure(names, options=options))
+    await steps.run("runtime", lambda: deps.runtime.register(names, env_ref=names.secret, options=options))
     return secret.value
 
 

@@ -14,6 +14,8 @@ from typing import Generic, TypeVar
 
 from pydantic import SecretStr
 
+from contracts.tenant import EdgeMode
+
 T = TypeVar("T")
 
 
@@ -38,6 +40,18 @@ class Ensured(Generic[T]):
         return f"Ensured({self.outcome.value})"
 
     __str__ = __repr__
+
+
+@dataclass(frozen=True)
+class TenantOptions:
+    """The tenant's own choices that shape its infrastructure where the target offers a
+    choice. Local drivers have none and ignore them; the AWS stacks read them.
+    `edge=None`: the installation's default (HOSTPLANE_AWS_EDGE)."""
+
+    edge: EdgeMode | None = None
+
+
+NO_OPTIONS = TenantOptions()
 
 
 class PermanentError(RuntimeError):

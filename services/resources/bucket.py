@@ -14,7 +14,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from contracts.tenant import TenantNames
-from services.resources.base import Ensured, Outcome, PermanentError, ref
+from services.resources.base import NO_OPTIONS, Ensured, Outcome, PermanentError, TenantOptions, ref
 
 TENANT_TAG = "hostplane:tenant"
 BLOCK_ALL = {"BlockPublicAcls": True, "IgnorePublicAcls": True, "BlockPublicPolicy": True,
@@ -43,7 +43,7 @@ class TenantBucket:
         self.client = client
         self.region = region
 
-    async def ensure(self, names: TenantNames) -> Ensured[str]:
+    async def ensure(self, names: TenantNames, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
         bucket = names.bucket
         try:
             created = not await self._exists(bucket)

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from contracts.tenant import TenantNames
-from services.resources.base import Ensured, Outcome, ref
+from services.resources.base import NO_OPTIONS, Ensured, Outcome, TenantOptions, ref
 from services.resources.passwords import new_password
 from services.resources.records import LIVE_STATES
 from services.resources.secret import Endpoints, TenantCredentials
@@ -173,9 +173,11 @@ class MemoryBucket(_Adapter):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         self.buckets: dict[str, dict[str, Any]] = {}
+        self.options: dict[str, TenantOptions] = {}  # tenant → the options its last ensure was given
 
-    async def ensure(self, names: TenantNames) -> Ensured[str]:
+    async def ensure(self, names: TenantNames, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
         async with self.op("ensure"):
+            self.options[names.tenant_id] = options
             bucket = self.buckets.get(names.bucket)
             changed = bucket is not None and not bucket["private"]
             if bucket is None:
@@ -203,9 +205,11 @@ class MemoryRuntime(_Adapter):
     def __init__(self, *a: Any) -> None:
         super().__init__(*a)
         self.services: dict[str, str] = {}  # tenant → env_ref
+        self.options: dict[str, TenantOptions] = {}  # tenant → the options its last register was given
 
-    async def register(self, names: TenantNames, env_ref: str) -> Ensured[str]:
+    async def register(self, names: TenantNames, env_ref: str, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
         async with self.op("register"):
+            self.options[names.tenant_id] = options
             current = self.services.get(names.tenant_id)
             if current != env_ref:
                 self.note(f"register:{names.runtime_service}")

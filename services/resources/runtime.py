@@ -12,7 +12,7 @@ from typing import Any
 
 from contracts.tenant import TenantNames
 from reloader import desired
-from services.resources.base import Ensured, Outcome, ref
+from services.resources.base import NO_OPTIONS, Ensured, Outcome, TenantOptions, ref
 
 
 class TenantRuntime:
@@ -24,7 +24,7 @@ class TenantRuntime:
         async with self.pool.acquire() as conn:
             await desired.ensure_schema(conn)
 
-    async def register(self, names: TenantNames, env_ref: str) -> Ensured[str]:
+    async def register(self, names: TenantNames, env_ref: str, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
         async with self.pool.acquire() as conn:
             before = await self._service(conn, names.tenant_id)
             await desired.register_service(conn, names.tenant_id, env_ref, self.memory_mb)

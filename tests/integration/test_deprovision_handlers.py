@@ -15,6 +15,7 @@ from contracts.events_v1 import TenantDeprovisioned, TenantProvisioned
 from hostplane.doctor import find_orphans
 from services.deprovisioner.handlers import on_tenant_deletion_requested, remaining
 from services.provisioner.handlers import on_tenant_requested
+from services.resources.base import NO_OPTIONS
 from tests.integration.test_provision_resources import other, res, tenant  # noqa: F401
 from tests.unit.test_provisioner import deletion, requested
 
@@ -112,9 +113,9 @@ async def test_a_deletion_during_provisioning_waits_and_leaves_nothing(res, tena
     now = datetime.now(UTC)
     real = res.bucket.ensure
 
-    async def slow_bucket(names):
+    async def slow_bucket(names, options=NO_OPTIONS):
         await asyncio.sleep(0.5)
-        return await real(names)
+        return await real(names, options)
 
     res.bucket.ensure = slow_bucket
     provisioning = asyncio.create_task(on_tenant_requested(requested(tenant, at=now), res))

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from contracts.events_v1 import ProvisioningFailed, TenantProvisioned
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
-from services.resources.base import PermanentError
+from services.resources.base import NO_OPTIONS, PermanentError
 from tests.integration.test_provision_resources import connect_cache, connect_db, res, tenant  # noqa: F401
 from tests.unit.test_provisioner import deletion, requested
 
@@ -108,7 +108,7 @@ async def test_passwords_appear_in_no_log_event_error_or_server_log(res, tenant,
         adapter.ensure = keeping
     real_bucket = res.bucket.ensure
 
-    async def crash_once(names):
+    async def crash_once(names, options=NO_OPTIONS):
         res.bucket.ensure = real_bucket
         raise ConnectionResetError("lost the emulator")
 
@@ -136,5 +136,5 @@ async def test_passwords_appear_in_no_log_event_error_or_server_log(res, tenant,
         assert password not in seen
 
 
-async def _refusing(names, env_ref):
+async def _refusing(names, env_ref, options=NO_OPTIONS):
     raise PermanentError("runtime refused: quota of services reached")

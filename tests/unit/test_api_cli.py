@@ -20,10 +20,10 @@ runner = CliRunner()
 SPEC = Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml"
 
 
-def tenant(state="requested", stage="queued", generation=1, kind="create", error=None, waiting="api"):
+def tenant(state="requested", stage="queued", generation=1, kind="create", error=None, waiting="api", edge=None):
     return {
         "name": "acme", "state": state, "stage": stage, "waiting_for": waiting, "version": None,
-        "url": "http://acme.localhost:8480/", "custom_domain": None, "error": error,
+        "url": "http://acme.localhost:8480/", "custom_domain": None, "edge": edge, "error": error,
         "request": {"kind": kind, "generation": generation, "correlation_id": "c0ffee", "requested_by": "me@cli",
                     "requested_at": "2026-05-01T12:00:00+00:00", "settled": state in ("ready", "failed", "deleted")},
         "created_at": "2026-05-01T12:00:00+00:00", "updated_at": "2026-05-01T12:00:01+00:00",
@@ -71,6 +71,32 @@ def test_create_sends_the_spec_text_and_says_how_to_follow(api):
         assert zf.read("static/style.css") == (SPEC.parent / "static" / "style.css").read_bytes()
     assert seen[0].headers["authorization"] == "Bearer tok" and seen[0].headers["x-hostplane-actor"].endswith("@cli")
     assert "accepted: create of tenant acme" in result.output and "hostplane tenant show acme" in result.output
+
+
+def test_create_sends_the_chosen_edge_and_json_shows_the_apis_answer(api):
+    answer = accepted() | {"tenant": tenant(edge="dedicated")}
+    seen = api(lambda r: httpx.Response(202, json=answer))
+    result = run("create", "acme", "--app", str(SPEC), "--edge", "dedicated", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(seen[0].content)["edge"] == "dedicated"
+    assert json.loads(result.stdout)["tenant"]["edge"] == "dedicated"
+    assert "AWS" in run("create", "--help").output
+
+
+@pytest.mark.parametrize("bad", ["shared", "Pooled", ""])
+def test_a_bad_edge_is_refused_by_the_cli_before_any_request(api, bad):
+    seen = api(lambda r: httpx.Response(500))
+    result = run("create", "acme", "--app", str(SPEC), "--edge", bad)
+    assert result.exit_code == 2, result.output
+    assert "--edge" in result.output and "pooled" in result.output and "dedicated" in result.output
+    assert seen == []
+
+
+def test_show_names_the_edge_or_the_installation_default(api):
+    api(lambda r: httpx.Response(200, json=tenant(edge="pooled")))
+    assert "pooled" in run("show", "acme").output
+    api(lambda r: httpx.Response(200, json=tenant()))
+    assert "installation default" in run("show", "acme").output
 
 
 def test_refusal_exits_1_with_the_apis_message_and_paths(api):

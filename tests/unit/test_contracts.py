@@ -44,7 +44,7 @@ OTHER_DIGEST = "cd" * 32
 
 SAMPLES: list[Event] = [
     TenantRequested(spec_ref="specs/acme/" + DIGEST + ".json", spec_sha256=DIGEST,
-                    custom_domain="shop.example.com", requested_by="alice"),
+                    custom_domain="shop.example.com", requested_by="alice", edge="dedicated"),
     TenantProvisioned(
         database="t_acme", db_role="t_acme", cache_user="t-acme", cache_prefix="acme:",
         bucket="hostplane-acme-static", secret_name="hostplane/tenants/acme",
@@ -141,6 +141,18 @@ def test_reader_of_1_0_reads_a_1_1_payload_with_an_extra_field():
     assert parsed.schema_version == "1.1"
 
 
+def test_tenant_requested_1_2_carries_the_edge_and_a_1_1_payload_without_it_still_reads():
+    env = Envelope.new(sample(TenantRequested), tenant_id="acme", producer="api")
+    detail = json.loads(env.to_detail())
+    assert detail["schema_version"] == "1.2" and detail["data"]["edge"] == "dedicated"
+    assert parse_envelope(detail).data.edge == "dedicated"
+
+    older = detail | {"schema_version": "1.1", "data": {k: v for k, v in detail["data"].items() if k != "edge"}}
+    parsed = parse_envelope(older)
+    assert parsed.schema_version == "1.1" and parsed.data.edge is None, "None: the installation's default"
+    assert parsed.data.model_dump(exclude={"edge"}) == sample(TenantRequested).model_dump(exclude={"edge"})
+
+
 def test_invalid_payload_is_refused():
     detail = _detail()
     detail["data"]["sha256"] = DIGEST.upper()
@@ -184,6 +196,8 @@ def test_long_error_and_logs_are_clipped_not_refused():
         (RouteConfigured, "hosts", []),
         (RouteConfigured, "hosts", ["Bad_Host"]),
         (TenantRequested, "custom_domain", "localhost"),
+        (TenantRequested, "edge", "shared"),
+        (TenantRequested, "edge", "Pooled"),
         (TenantProvisioned, "secret_arn", "hunter2"),
     ],
 )

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from contracts import Envelope, RouteConfigured, registered_events
+from contracts import Envelope, RouteConfigured, TenantRequested, registered_events
 from contracts.compat import SCHEMAS_DIR, check_compatibility
 from contracts.compat import main as compat_main
 from contracts.generate import (
@@ -79,6 +79,30 @@ def test_committed_schema_accepts_what_the_model_writes(model: Any):
 
     for bad in ({"event_type": "Other"}, {"schema_version": "2.0"}, {"tenant_id": "api"}):
         assert not validator.is_valid({**detail, **bad}), bad
+
+
+def test_every_committed_predecessor_accepts_what_the_model_writes_now():
+    """An old reader in another language (validating with the schema it was built with)
+    takes today's payload: a minor's new fields are optional and extra keys are allowed."""
+    import jsonschema
+
+    for model in registered_events():
+        detail = json.loads(Envelope.new(sample(model), tenant_id="acme", producer=model.producers[0]).to_detail())
+        for path in sorted((SCHEMAS_DIR / model.event_type).glob(f"{model.major()}.*.json")):
+            jsonschema.Draft202012Validator(json.loads(path.read_text())).validate(detail)
+
+
+def test_tenant_requested_1_2_schema_offers_exactly_the_two_edges():
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(_committed(TenantRequested))
+    detail = json.loads(Envelope.new(sample(TenantRequested), tenant_id="acme", producer="api").to_detail())
+    for edge in ("pooled", "dedicated", None):
+        validator.validate({**detail, "data": {**detail["data"], "edge": edge}})
+    for bad in ("shared", "Pooled", 1):
+        assert not validator.is_valid({**detail, "data": {**detail["data"], "edge": bad}}), bad
+    older = {**detail, "schema_version": "1.1", "data": {k: v for k, v in detail["data"].items() if k != "edge"}}
+    validator.validate(older)
 
 
 def test_asyncapi_has_a_channel_per_event_and_send_per_producer():

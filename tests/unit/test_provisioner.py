@@ -11,9 +11,10 @@ from structlog.testing import capture_logs
 
 from contracts.envelope import Envelope
 from contracts.events_v1 import ProvisioningFailed, TenantDeletionRequested, TenantProvisioned, TenantRequested
+from contracts.tenant import EdgeMode
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
-from services.resources.base import PermanentError
+from services.resources.base import NO_OPTIONS, PermanentError, TenantOptions
 from services.resources.memory import memory_resources
 
 TENANT = "acme"
@@ -23,9 +24,9 @@ STEP_OPS = {"database": "database.ensure", "cache": "cache.ensure", "secret": "s
             "bucket": "bucket.ensure", "runtime": "runtime.register"}
 
 
-def requested(tenant: str = TENANT, at: datetime | None = None) -> Envelope:
-    env = Envelope.new(TenantRequested(spec_ref=f"specs/{tenant}/1.yaml", spec_sha256=SHA), tenant_id=tenant,
-                       producer="api")
+def requested(tenant: str = TENANT, at: datetime | None = None, edge: EdgeMode | None = None) -> Envelope:
+    env = Envelope.new(TenantRequested(spec_ref=f"specs/{tenant}/1.yaml", spec_sha256=SHA, edge=edge),
+                       tenant_id=tenant, producer="api")
     return env.model_copy(update={"occurred_at": at}) if at else env
 
 
@@ -69,6 +70,24 @@ async def test_converges_in_order_and_emits_references_only():
     steps = await res.records.steps(TENANT)
     assert list(steps) == list(STEPS)
     assert {s["status"] for s in steps.values()} == {"done"}
+
+
+@pytest.mark.parametrize("edge", ["pooled", "dedicated"])
+async def test_the_chosen_edge_reaches_the_bucket_and_the_runtime(edge):
+    res = memory_resources()
+    res.faults.arm("runtime.register", ConnectionResetError("server went away"))
+    with pytest.raises(ConnectionResetError):
+        await on_tenant_requested(requested(edge=edge), res)
+    assert res.bucket.options[TENANT] == TenantOptions(edge=edge) and TENANT not in res.runtime.options
+    [event] = await on_tenant_requested(requested(edge=edge), res)  # the redelivery carries it again
+    assert isinstance(event, TenantProvisioned)
+    assert res.bucket.options[TENANT] == res.runtime.options[TENANT] == TenantOptions(edge=edge)
+
+
+async def test_no_edge_leaves_the_choice_to_the_installation():
+    res = memory_resources()
+    await on_tenant_requested(requested(), res)
+    assert res.bucket.options[TENANT] == res.runtime.options[TENANT] == NO_OPTIONS
 
 
 async def test_second_call_changes_nothing():
