@@ -13,12 +13,21 @@ import pulumi
 
 TENANT_TAG = "hostplane:tenant"
 COMPONENT_TAG = "hostplane:component"
+# The installation (`hostplane:prefix`) a resource belongs to: what the control plane's IAM
+# conditions on where an ARN cannot carry the prefix (IDs chosen by AWS, infra/platform/permissions.py).
+INSTALLATION_TAG = "hostplane:installation"
+DEFAULT_PREFIX = "hostplane"
 # Tenants are packed onto as few instances as fit (memory first), never spread.
 BINPACK = [{"type": "binpack", "field": "memory"}]
 
 
+def installation() -> str:
+    """The running program's prefix: both programs read it from `hostplane:prefix`."""
+    return pulumi.Config("hostplane").get("prefix") or DEFAULT_PREFIX
+
+
 def tags(component: str, tenant_id: str | None = None, **extra: str) -> dict[str, str]:
-    out = {"hostplane:managed-by": "pulumi", COMPONENT_TAG: component, **extra}
+    out = {"hostplane:managed-by": "pulumi", INSTALLATION_TAG: installation(), COMPONENT_TAG: component, **extra}
     if tenant_id:
         out[TENANT_TAG] = tenant_id
     return out

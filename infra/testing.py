@@ -112,7 +112,8 @@ def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict
         asyncio.set_event_loop(loop)
         try:
             mocks = RecordingMocks(stack_outputs)
-            pulumi.runtime.set_mocks(mocks, project="hostplane", stack=stack, preview=False)
+            pulumi.runtime.set_mocks(mocks, project="hostplane", stack=stack, preview=False,
+                                     organization="organization")  # what a DIY backend reports
             if config:
                 pulumi.runtime.set_all_config(config)
             pulumi.runtime.test(program)()

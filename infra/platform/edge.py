@@ -3,6 +3,11 @@ CloudFront multi-tenant distribution with its KeyValueStore (host → tenant id)
 
 One ALB listener rule exists, ever: "the request carries the origin-verify header"
 (so only CloudFront reaches Caddy); tenants are routed by Caddy, not by the ALB.
+
+CloudFront reaches the ALB over HTTPS and checks that the ALB's certificate matches the
+origin domain; no certificate can be issued for the ALB's own `*.elb.amazonaws.com` name, so
+every distribution's origin is `edge.<base domain>` (`origin_domain()`): an alias record to
+the ALB in the platform's zone, served with a DNS-validated ACM certificate for that name.
 """
 
 from __future__ import annotations
@@ -20,6 +25,13 @@ from infra.platform.caddy import HEALTH_PATH, caddy_config_json
 CADDY_IMAGE = "public.ecr.aws/docker/library/caddy:2.11-alpine"
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 ORIGIN_VERIFY_HEADER = "X-Origin-Verify"
+# A reserved tenant id (contracts.tenant): no tenant's `<id>.<base domain>` record can take it.
+ORIGIN_LABEL = "edge"
+
+
+def origin_domain(base_domain: str) -> str:
+    """The ALB's name as CloudFront's origin (the certificate covers exactly this name)."""
+    return f"{ORIGIN_LABEL}.{base_domain}"
 
 
 @dataclass
@@ -30,9 +42,9 @@ class EdgeArgs:
     alb_security_group_id: pulumi.Input[str]
     caddy_security_group_id: pulumi.Input[str]
     cluster_arn: pulumi.Input[str]
-    certificate_arn: pulumi.Input[str]
+    zone_id: str  # the platform's Route 53 zone, for base_domain
+    base_domain: str
     origin_verify: pulumi.Input[str]
-    execution_role_arn: pulumi.Input[str]
     prefix: str = "hostplane"
     namespace: str = "hostplane.internal"
     caddy_tasks: int = 2
@@ -52,9 +64,10 @@ class Edge(pulumi.ComponentResource):
             f"{name}-caddy", port=80, protocol="HTTP", target_type="ip", vpc_id=args.vpc_id,
             deregistration_delay=30, health_check={"path": HEALTH_PATH, "matcher": "200"}, tags=t,
             opts=child(self))
+        self.origin_domain, certificate_arn = self._origin(name, args, t)
         self.listener = aws.lb.Listener(
             f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
-            ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06", certificate_arn=args.certificate_arn,
+            ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06", certificate_arn=certificate_arn,
             default_actions=[{"type": "fixed-response", "fixed_response": {
                 "content_type": "text/plain", "status_code": "403", "message_body": "forbidden"}}],
             tags=t, opts=child(self))
@@ -65,11 +78,17 @@ class Edge(pulumi.ComponentResource):
         config = caddy_config_json(prefix=args.prefix, namespace=args.namespace)
         task_role = aws.iam.Role(f"{name}-caddy-task", assume_role_policy=assume_role("ecs-tasks.amazonaws.com"),
                                  tags=t, opts=child(self))  # Caddy needs no AWS permission at all
+        # Its own execution role: pull a public image, write its logs; no platform secret.
+        execution_role = aws.iam.Role(f"{name}-caddy-execution", tags=t, opts=child(self),
+                                      assume_role_policy=assume_role("ecs-tasks.amazonaws.com"))
+        aws.iam.RolePolicyAttachment(
+            f"{name}-caddy-execution", role=execution_role.name, opts=child(self),
+            policy_arn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
         logs = aws.cloudwatch.LogGroup(f"{name}-caddy", retention_in_days=30, tags=t, opts=child(self))
         task = aws.ecs.TaskDefinition(
             f"{name}-caddy", family=f"{args.prefix}-caddy", network_mode="awsvpc",
             requires_compatibilities=["FARGATE"], cpu="512", memory="1024", task_role_arn=task_role.arn,
-            execution_role_arn=args.execution_role_arn, runtime_platform={"cpu_architecture": "ARM64"},
+            execution_role_arn=execution_role.arn, runtime_platform={"cpu_architecture": "ARM64"},
             container_definitions=logs.name.apply(lambda group: json.dumps([{
                 "name": "caddy", "image": CADDY_IMAGE, "essential": True,
                 "portMappings": [{"containerPort": 80, "protocol": "tcp"}],
@@ -86,12 +105,30 @@ class Edge(pulumi.ComponentResource):
                                                           "security_groups": [args.caddy_security_group_id]},
             load_balancers=[{"target_group_arn": caddy_tg.arn, "container_name": "caddy", "container_port": 80}],
             propagate_tags="SERVICE", tags=t, opts=child(self, depends_on=[self.listener]))
-        self.register_outputs({"alb_dns_name": self.alb.dns_name, "namespace_id": self.namespace.id})
+        self.register_outputs({"alb_dns_name": self.alb.dns_name, "namespace_id": self.namespace.id,
+                               "origin_domain": self.origin_domain})
+
+    def _origin(self, name: str, args: EdgeArgs, t: dict[str, str]) -> tuple[str, pulumi.Output[str]]:
+        """`edge.<base domain>` → the ALB, and a validated certificate for it (ALB's region)."""
+        domain = origin_domain(args.base_domain)
+        aws.route53.Record(f"{name}-origin", zone_id=args.zone_id, name=domain, type="A", opts=child(self),
+                           aliases=[{"name": self.alb.dns_name, "zone_id": self.alb.zone_id,
+                                     "evaluate_target_health": False}])
+        cert = aws.acm.Certificate(f"{name}-origin", domain_name=domain, validation_method="DNS", tags=t,
+                                   opts=child(self))
+        check = cert.domain_validation_options[0]
+        record = aws.route53.Record(
+            f"{name}-origin-validation", zone_id=args.zone_id, name=check.resource_record_name,
+            type=check.resource_record_type, records=[check.resource_record_value], ttl=60,
+            allow_overwrite=True, opts=child(self))
+        validated = aws.acm.CertificateValidation(f"{name}-origin", certificate_arn=cert.arn,
+                                                  validation_record_fqdns=[record.fqdn], opts=child(self))
+        return domain, validated.certificate_arn
 
 
 @dataclass
 class PooledEdgeArgs:
-    alb_dns_name: pulumi.Input[str]
+    origin_domain: pulumi.Input[str]  # Edge.origin_domain, never the ALB's AWS name
     origin_verify: pulumi.Input[str]
     prefix: str = "hostplane"
 
@@ -122,7 +159,7 @@ class PooledEdge(pulumi.ComponentResource):
             tenant_config={"parameter_definitions": [{"name": "tenant", "definition": {
                 "string_schema": {"required": True, "comment": "tenant id (bucket name part)"}}}]},
             origins=[
-                {"id": "alb", "domain_name": args.alb_dns_name,
+                {"id": "alb", "domain_name": args.origin_domain,
                  "custom_headers": [{"name": ORIGIN_VERIFY_HEADER, "value": args.origin_verify}],
                  "custom_origin_configs": [{"http_port": 80, "https_port": 443,
                                             "origin_protocol_policy": "https-only",

@@ -84,7 +84,7 @@ class Network(pulumi.ComponentResource):
             self._allow(f"{role}-from-runtime", target, port, source=self.runtime_sg)
             self._allow(f"{role}-from-admin", target, port, source=self.admin_sg)
         self._allow("efs-from-runtime", self.efs_sg, NFS_PORT, source=self.runtime_sg)
-        # Network path for control tasks; IAM lets only builder and deprovisioner mount.
+        # Network path for control tasks; IAM lets only the artifact writers mount (permissions.py).
         self._allow("efs-from-control", self.efs_sg, NFS_PORT, source=self.control_sg)
         self.register_outputs({
             "vpc_id": self.vpc.id,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pulumi
 
 from infra.platform.cluster import Cluster, ClusterArgs
-from infra.platform.control_plane import ControlPlane, ControlPlaneArgs, Secrets
+from infra.platform.control_plane import ControlPlane, ControlPlaneArgs, Secrets, TenantStackTarget
 from infra.platform.data import Cache, DataArgs, Database
 from infra.platform.edge import Edge, EdgeArgs, PooledEdge, PooledEdgeArgs
 from infra.platform.messaging import Messaging, MessagingArgs
@@ -30,20 +30,30 @@ class PlatformStack(pulumi.ComponentResource):
         cache = Cache("cache", data, config.require_secret("cacheAdminPassword"), parent)
         efs = ArtifactFileSystem("artifacts", ArtifactsArgs(net.private_subnet_ids, net.efs_sg.id,
                                                             secrets.key.arn), parent)
-        control = ControlPlane("cp", ControlPlaneArgs(
-            cluster_arn=cluster.cluster.arn, subnet_ids=net.private_subnet_ids,
-            control_security_group_id=net.control_sg.id, admin_security_group_id=net.admin_sg.id,
-            bus_arn=bus.bus.arn, queue_arns={s: q.queue.arn for s, q in bus.queues.items()},
-            file_system_arn=efs.fs.arn, file_system_id=efs.fs.id, image=config.require("image"),
-            state_bucket=config.require("stateBucket"), prefix=prefix), secrets, parent)
         origin_verify = config.require_secret("originVerify")
+        zone_id, base_domain = config.require("zoneId"), config.require("baseDomain")
         edge = Edge("edge", EdgeArgs(
             vpc_id=net.vpc.id, public_subnet_ids=[s.id for s in net.public_subnets],
             private_subnet_ids=net.private_subnet_ids, alb_security_group_id=net.alb_sg.id,
-            caddy_security_group_id=net.caddy_sg.id, cluster_arn=cluster.cluster.arn,
-            certificate_arn=config.require("albCertificateArn"), origin_verify=origin_verify,
-            execution_role_arn=control.execution_role.arn, prefix=prefix), parent)
-        pooled = PooledEdge("pooled", PooledEdgeArgs(edge.alb.dns_name, origin_verify, prefix), parent)
+            caddy_security_group_id=net.caddy_sg.id, cluster_arn=cluster.cluster.arn, zone_id=zone_id,
+            base_domain=base_domain, origin_verify=origin_verify, prefix=prefix), parent)
+        pooled = PooledEdge("pooled", PooledEdgeArgs(edge.origin_domain, origin_verify, prefix), parent)
+        state_bucket = config.require("stateBucket")
+        control = ControlPlane("cp", ControlPlaneArgs(
+            cluster_arn=cluster.cluster.arn, cluster_name=cluster.cluster.name, subnet_ids=net.private_subnet_ids,
+            control_security_group_id=net.control_sg.id, admin_security_group_id=net.admin_sg.id,
+            bus_arn=bus.bus.arn, queue_arns={s: q.queue.arn for s, q in bus.queues.items()},
+            file_system_arn=efs.fs.arn, file_system_id=efs.fs.id, namespace_arn=edge.namespace.arn,
+            pooled_kvs_arn=pooled.kvs.arn, image=config.require("image"), state_bucket=state_bucket,
+            state_key_alias=config.get("stateKeyAlias") or f"alias/{prefix}-state",
+            tenant_stacks=TenantStackTarget(
+                # The tenant stacks live in the platform stack's own backend (their StackReference
+                # resolves there): deploy the platform with PULUMI_BACKEND_URL set to this URL.
+                state_url=f"s3://{state_bucket}/{prefix}", platform_stack=platform_stack_name(),
+                tenant_image=config.get("tenantImage") or config.require("image"), zone_id=zone_id,
+                base_domain=base_domain, wildcard_certificate_arn=config.require("wildcardCertificateArn"),
+                edge=config.get("edge") or "pooled"),
+            prefix=prefix), secrets, parent)
         self.outputs = {
             "prefix": prefix,
             "vpcId": net.vpc.id,
@@ -56,12 +66,14 @@ class PlatformStack(pulumi.ComponentResource):
             "albDnsName": edge.alb.dns_name,
             "albZoneId": edge.alb.zone_id,
             "albArnSuffix": edge.alb.arn_suffix,
+            "originDomain": edge.origin_domain,
             "originVerify": origin_verify,
             "fileSystemId": efs.fs.id,
             "fileSystemArn": efs.fs.arn,
             "cacheUserGroupId": cache.user_group.user_group_id,
             "databaseEndpoint": db.cluster.endpoint,
             "kmsKeyArn": secrets.key.arn,
+            "kmsAlias": secrets.alias.name,
             "executionRoleArn": control.execution_role.arn,
             "pooledDistributionId": pooled.distribution.id,
             "pooledDistributionArn": pooled.distribution.arn,
@@ -71,6 +83,12 @@ class PlatformStack(pulumi.ComponentResource):
             "busArn": bus.bus.arn,
         }
         self.register_outputs(self.outputs)
+
+
+def platform_stack_name() -> str:
+    """This stack's fully qualified name, as a tenant stack's StackReference spells it. A DIY
+    (S3) backend has the one organization `organization`."""
+    return f"{pulumi.get_organization() or 'organization'}/{pulumi.get_project()}/{pulumi.get_stack()}"
 
 
 def platform_program() -> None:

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
-from typing import Literal
 
 import pulumi
 
-from contracts.tenant import TenantNames, tenant_names
-
-EdgeMode = Literal["dedicated", "pooled"]
-EDGE_MODES: tuple[str, ...] = ("dedicated", "pooled")
+from contracts.tenant import EDGE_MODES, EdgeMode, TenantNames, tenant_names
 
 
 @dataclass
@@ -23,7 +19,7 @@ class PlatformRefs:
     namespace_id: pulumi.Input[str]
     file_system_id: pulumi.Input[str]
     file_system_arn: pulumi.Input[str]
-    alb_dns_name: pulumi.Input[str]
+    origin_domain: pulumi.Input[str]  # the ALB under the platform's domain (its certificate's name)
     origin_verify: pulumi.Input[str]
     cache_user_group_id: pulumi.Input[str]
     pooled_distribution_id: pulumi.Input[str]
@@ -49,6 +45,9 @@ class TenantInfraArgs:
     # attached once they say it validated (custom_domain_ready).
     custom_domain_zone_id: str | None = None
     custom_domain_ready: bool = False
+    # Whether the edge serves the tenant: router-config's to say (stack config `routed`).
+    # False: no DNS record, no KeyValueStore entry, the distribution (tenant) disabled.
+    routed: bool = True
     prefix: str = "hostplane"
     # Tenants are packed by memory; CPU is a soft share (64 of an instance's 2048 units
     # reserves little, so an m7g.large holds ~28 runtimes of 256 MiB, not 8).

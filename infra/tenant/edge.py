@@ -83,13 +83,16 @@ class DedicatedEdge(pulumi.ComponentResource):
         viewer_cert = ({"acm_certificate_arn": certificate_arn, "ssl_support_method": "sni-only",
                         "minimum_protocol_version": "TLSv1.2_2021"}
                        if certificate_arn is not None else {"cloudfront_default_certificate": True})
+        # Disabled while not routed; the `up` returns once CloudFront accepted the change
+        # (propagation takes minutes; the Route 53 record is already gone then).
         self.distribution = aws.cloudfront.Distribution(
-            f"{name}-cdn", enabled=True, is_ipv6_enabled=True, http_version="http2and3", aliases=aliases,
+            f"{name}-cdn", enabled=args.routed, wait_for_deployment=False, is_ipv6_enabled=True, http_version="http2and3", aliases=aliases,
             comment=f"{args.prefix} tenant {args.tenant_id}", price_class="PriceClass_100", tags=t,
             origins=[
                 {"origin_id": "static", "domain_name": bucket.bucket.bucket_regional_domain_name,
                  "origin_access_control_id": oac.id},
-                {"origin_id": "alb", "domain_name": args.platform.alb_dns_name,
+                # Not the ALB's *.elb.amazonaws.com name: no certificate can match it.
+                {"origin_id": "alb", "domain_name": args.platform.origin_domain,
                  "custom_headers": [{"name": ORIGIN_VERIFY_HEADER, "value": args.platform.origin_verify}],
                  "custom_origin_config": {"http_port": 80, "https_port": 443, "origin_protocol_policy": "https-only",
                                           "origin_ssl_protocols": ["TLSv1.2"]}},
@@ -113,12 +116,13 @@ class PooledTenantEdge(pulumi.ComponentResource):
         super().__init__("hostplane:tenant:PooledTenantEdge", name, None, opts)
         t = tags("edge", args.tenant_id, **args.extra_tags)
         p = args.platform
+        # Not routed: no entry, so the viewer-request function answers 404 at once.
         self.entries = [aws.cloudfront.KeyvaluestoreKey(
             f"{name}-host-{i}", key_value_store_arn=p.pooled_kvs_arn, key=host, value=args.tenant_id,
-            opts=child(self)) for i, host in enumerate(domains)]
+            opts=child(self)) for i, host in enumerate(domains)] if args.routed else []
         self.tenant = aws.cloudfront.DistributionTenant(
             f"{name}-tenant", name=f"{args.prefix}-{args.tenant_id}", distribution_id=p.pooled_distribution_id,
-            enabled=True, domains=[{"domain": d} for d in domains],
+            enabled=args.routed, domains=[{"domain": d} for d in domains],
             parameters=[{"name": "tenant", "value": args.tenant_id}],
             customizations={"certificate": {"arn": certificate_arn}} if certificate_arn is not None else None,
             tags=t, opts=child(self, depends_on=self.entries))

@@ -11,7 +11,7 @@ from infra.tenant.stack import TenantStack
 
 PLATFORM_OUTPUTS = {
     "cluster_arn": "clusterArn", "capacity_provider": "capacityProvider", "namespace_id": "namespaceId",
-    "file_system_id": "fileSystemId", "file_system_arn": "fileSystemArn", "alb_dns_name": "albDnsName",
+    "file_system_id": "fileSystemId", "file_system_arn": "fileSystemArn", "origin_domain": "originDomain",
     "origin_verify": "originVerify", "cache_user_group_id": "cacheUserGroupId",
     "pooled_distribution_id": "pooledDistributionId", "pooled_distribution_arn": "pooledDistributionArn",
     "pooled_kvs_arn": "pooledKvsArn", "pooled_routing_endpoint": "pooledRoutingEndpoint",
@@ -32,6 +32,7 @@ def tenant_args(config: pulumi.Config, platform: PlatformRefs) -> TenantInfraArg
         edge=config.get("edge") or "pooled", custom_domain=config.get("customDomain"),
         custom_domain_zone_id=config.get("customDomainZoneId"),
         custom_domain_ready=config.get_bool("customDomainReady") or False,
+        routed=config.get_bool("routed") or False,  # unset until router-config routes the tenant
         prefix=config.get("prefix") or "hostplane",
     )
 

@@ -40,19 +40,21 @@ class TenantStack(pulumi.ComponentResource):
         if args.edge == "dedicated":
             edge: DedicatedEdge | PooledTenantEdge = DedicatedEdge(
                 f"{name}-edge", args, self.static, viewer_cert, attached, child(self))
-            aws.route53.Record(f"{name}-host", zone_id=args.zone_id, name=names.host, type="A", opts=child(self),
-                               aliases=[{"name": edge.domain_name, "zone_id": edge.zone_id,
-                                         "evaluate_target_health": False}])
+            record = {"type": "A", "aliases": [{"name": edge.domain_name, "zone_id": edge.zone_id,
+                                                "evaluate_target_health": False}]}
         else:
             edge = PooledTenantEdge(f"{name}-edge", args, self.static, viewer_cert, attached, child(self))
-            aws.route53.Record(f"{name}-host", zone_id=args.zone_id, name=names.host, type="CNAME", ttl=300,
-                               records=[edge.domain_name], opts=child(self))
-        if args.custom_domain and args.custom_domain_zone_id:
-            aws.route53.Record(f"{name}-custom", zone_id=args.custom_domain_zone_id, name=args.custom_domain,
-                               type="CNAME", ttl=300, records=[edge.domain_name], opts=child(self))
+            record = {"type": "CNAME", "ttl": 300, "records": [edge.domain_name]}
+        if args.routed:  # no name leads to the tenant until router-config routes it
+            aws.route53.Record(f"{name}-host", zone_id=args.zone_id, name=names.host, opts=child(self), **record)
+            if args.custom_domain and args.custom_domain_zone_id:
+                aws.route53.Record(f"{name}-custom", zone_id=args.custom_domain_zone_id, name=args.custom_domain,
+                                   type="CNAME", ttl=300, records=[edge.domain_name], opts=child(self))
         self.edge = edge
         self.outputs = {
-            "tenantId": args.tenant_id, "edge": args.edge, "hosts": hosts,
+            # edge, customDomain, routed: read back by the next `up` (services/resources/aws/stacks.py)
+            "tenantId": args.tenant_id, "edge": args.edge, "customDomain": args.custom_domain or "",
+            "routed": args.routed, "hosts": hosts, "routedHosts": attached if args.routed else [],
             "bucket": self.static.bucket.bucket, "runtimeService": self.runtime.service.name,
             "srvName": self.runtime.discovery.name, "taskRoleArn": self.runtime.role.arn,
             "accessPointId": self.runtime.access_point.id, "cacheUser": names.cache_user,

@@ -52,13 +52,28 @@ class RouterDeps:
     def names(self, tenant_id: str) -> TenantNames:
         return tenant_names(tenant_id, prefix=self.prefix)
 
+    async def configure(self, tenant: str, domain: str | None, domain_at: datetime | None) -> list[Event]:
+        return await _configure(self, tenant, domain, domain_at)
+
+    async def unroute(self, names: TenantNames) -> None:
+        """Traffic stops: the route leaves Caddy (whatever Caddy holds, not this tenant's)."""
+        try:
+            removed = await self.edge.delete(names.route_id)
+        except EdgeDrifted:
+            removed = False
+        if not removed:
+            await resync(self, without=names.tenant_id)
+        await _report_edge(self)
+        log.info("route.unrouted", route_id=names.route_id, caddy_write=removed)
+
     async def aclose(self) -> None:
         await self.edge.aclose()
 
 
-async def resync(deps: RouterDeps) -> bool:
-    """Reload every route from the table when Caddy's differ; True when it had to."""
-    routes = await deps.store.live_routes()
+async def resync(deps: RouterDeps, *, without: str | None = None) -> bool:
+    """Reload every route from the table when Caddy's differ; True when it had to.
+    `without`: a tenant whose route is leaving (its tombstone is not written yet)."""
+    routes = [r for r in await deps.store.live_routes() if r.tenant_id != without]
     live = await deps.edge.routes()
     wanted = [caddy_route(r, deps.origin) for r in routes]
     if not drifted(live, wanted):
@@ -115,8 +130,8 @@ async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: Rou
         log.warning("route.stale_event", reason="the tenant was deleted after this event")
         return []
     if row is not None and row.live:  # a domain change may have come since: keep it
-        return await _configure(deps, tenant, row.custom_domain, row.domain_at)
-    return await _configure(deps, tenant, envelope.data.custom_domain, row.deleted_at if row else None)
+        return await deps.configure(tenant, row.custom_domain, row.domain_at)
+    return await deps.configure(tenant, envelope.data.custom_domain, row.deleted_at if row else None)
 
 
 async def on_domain_change_requested(envelope: Envelope[DomainChangeRequested], deps: RouterDeps) -> list[Event]:
@@ -127,8 +142,8 @@ async def on_domain_change_requested(envelope: Envelope[DomainChangeRequested], 
         return []
     if row is not None and row.live and row.domain_at is not None and envelope.occurred_at < row.domain_at:
         log.warning("route.stale_domain", reason="a newer domain change was already applied")
-        return await _configure(deps, tenant, row.custom_domain, row.domain_at)
-    return await _configure(deps, tenant, envelope.data.custom_domain, envelope.occurred_at)
+        return await deps.configure(tenant, row.custom_domain, row.domain_at)
+    return await deps.configure(tenant, envelope.data.custom_domain, envelope.occurred_at)
 
 
 async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequested],
@@ -138,16 +153,10 @@ async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequeste
     row = await deps.store.get(tenant)
     if await _stale(row, envelope.occurred_at) and row.deleted_at != envelope.occurred_at:
         return []  # an older deletion than the one already applied
-    try:
-        removed = await deps.edge.delete(names.route_id)  # traffic stops before anything else
-    except EdgeDrifted:
-        removed = False
     hosts = row.route.hosts if row is not None else (names.host,)
+    await deps.unroute(names)  # traffic stops before anything else (safe to repeat)
     await deps.store.tombstone(Route(tenant, names.route_id, hosts, "", names.bucket), envelope.occurred_at)
-    if not removed:
-        await resync(deps)  # whatever Caddy holds, it must not keep this tenant's route
-    await _report_edge(deps)
-    log.info("route.removed", route_id=names.route_id, caddy_write=removed)
+    log.info("route.removed", route_id=names.route_id)
     return [RouteRemoved(route_id=names.route_id, hosts=list(hosts))]
 
 

@@ -86,8 +86,29 @@ async def _resync_loop(deps: RouterDeps, every: float) -> None:
         await _resync_logged(deps)
 
 
-async def make_deps(settings: Settings, pool: Any) -> RouterService:
+async def open_stack_router(settings: Settings, dsn: str) -> Any:
+    """HOSTPLANE_TARGET=aws: routes are the tenant stacks' edges (router_config/aws.py);
+    no Caddy to write and nothing to re-sync (each `up` converges the whole stack)."""
+    from services.resources.aws.stacks import TenantStacks
+    from services.resources.aws.wiring import AwsTarget
+    from services.router_config.aws import StackRouterDeps
+
+    target = AwsTarget()  # a missing HOSTPLANE_AWS_* setting fails here, before any message
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=10)
+    try:
+        store = RouteStore(pool)
+        await store.ensure_schema()
+    except BaseException:
+        await pool.close()
+        raise
+    return StackRouterDeps(store=store, stacks=TenantStacks(target.stack_settings(settings)),
+                           prefix=settings.name_prefix, base_domain=target.base_domain, own_pool=pool)
+
+
+async def make_deps(settings: Settings, pool: Any) -> Any:
     """For services.runner.main (the consumer's pool stays the consumer's)."""
     from services.runner import control_dsn
 
+    if settings.target == "aws":
+        return await open_stack_router(settings, control_dsn(settings))
     return await open_router(settings, control_dsn(settings))

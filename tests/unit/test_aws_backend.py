@@ -37,9 +37,12 @@ class FakeStack:
     ws: FakeWorkspace
     config: dict[str, Any] = field(default_factory=dict)
     deployed: dict[str, Any] | None = None
+    deployed_outputs: dict[str, Any] | None = None
     ups: int = 0
 
     def set_all_config(self, config: dict[str, Any]) -> None:
+        """As `pulumi config set-all` in a task that never ran this stack (the config file
+        is per task): nothing but the keys given."""
         self.config = {k: v.value for k, v in config.items()}
 
     def _take_lock(self) -> None:
@@ -53,7 +56,7 @@ class FakeStack:
         before, self.deployed = self.deployed, dict(self.config)
         op = "create" if before is None else "same" if before == self.deployed else "update"
         names = tenant_names(self.config["hostplane:tenantId"], prefix=self.config["hostplane:prefix"])
-        outputs = self.ws.outputs_for(names)
+        outputs = self.deployed_outputs = self.ws.outputs_for(names, self.config)
         return SimpleNamespace(
             outputs={k: SimpleNamespace(value=v, secret=False) for k, v in outputs.items()}
             | {"originVerify": SimpleNamespace(value="never-exposed", secret=True)},
@@ -61,7 +64,7 @@ class FakeStack:
 
     def destroy(self, **kw: Any) -> Any:
         self._take_lock()
-        self.deployed = None
+        self.deployed = self.deployed_outputs = None
         return SimpleNamespace(summary=SimpleNamespace(resource_changes={"delete": 27}))
 
 
@@ -71,9 +74,18 @@ class FakeWorkspace:
     busy: int = 0  # how many next operations meet a lock held by someone else
     drift: bool = False
 
-    def outputs_for(self, names) -> dict[str, str]:
+    pending_domains: set[str] = field(default_factory=set)  # custom domains whose certificate is not valid yet
+
+    def outputs_for(self, names, config: dict[str, Any]) -> dict[str, Any]:
+        """What infra/tenant/stack.py exports for this config (the parts the backend reads)."""
+        routed = config.get("hostplane:routed") == "true"
+        domain = config.get("hostplane:customDomain") or None
+        host = f"{names.tenant_id}.{config.get('hostplane:baseDomain', 'localhost')}"
+        attached = [host] + ([domain] if domain and domain not in self.pending_domains else [])
         return {"bucket": names.bucket + ("-x" if self.drift else ""), "runtimeService": names.runtime_service,
-                "cacheUser": names.cache_user, "edgeDomain": "d1.cloudfront.net"}
+                "cacheUser": names.cache_user, "edgeDomain": "d1.cloudfront.net", "routed": routed,
+                "routedHosts": attached if routed else [], "customDomain": domain or "",
+                **({"edge": config["hostplane:edge"]} if "hostplane:edge" in config else {})}
 
     def create_or_select(self, stack: str) -> tuple[FakeStack, bool]:
         if stack in self.stacks:
@@ -90,6 +102,10 @@ class FakeWorkspace:
 
     def list(self) -> list[str]:
         return sorted(self.stacks)
+
+    def outputs(self, stack: str) -> dict[str, Any] | None:
+        found = self.stacks.get(stack)
+        return dict(found.deployed_outputs) if found and found.deployed_outputs is not None else None
 
 
 class FakeS3Bucket:
@@ -233,4 +249,43 @@ def test_target_aws_swaps_exactly_the_stack_owned_drivers(monkeypatch):
     res = SimpleNamespace(bucket=object(), cache=object(), runtime=object(), database="db", secrets="sm", _stack=None)
     use_tenant_stacks(res, Settings(), stacks=TenantStacks(SETTINGS, workspace=FakeWorkspace()))
     assert (type(res.bucket), type(res.cache), type(res.runtime)) == (StackBucket, StackCache, StackRuntime)
+    assert type(res.edge).__name__ == "StackEdge"  # teardown waits on the stack's `routed`, not on a Caddy
     assert (res.database, res.secrets) == ("db", "sm")
+
+
+# --- the tenant program runs with the interpreter of the service that drives it ----------------
+
+def test_tenant_program_uses_the_services_virtualenv_or_the_python_on_path():
+    from services.resources.aws.stacks import AutomationWorkspace
+
+    assert AutomationWorkspace.runtime_options("/srv/.venv", "/usr/local") == {"virtualenv": "/srv/.venv"}
+    assert AutomationWorkspace.runtime_options("/usr/local", "/usr/local") == {}  # the image: python on PATH
+
+
+def test_pulumi_yaml_is_rewritten_only_when_it_names_another_interpreter(tmp_path):
+    from services.resources.aws.stacks import AutomationWorkspace
+
+    differs, program = AutomationWorkspace.runtime_differs, str(tmp_path / "infra" / "tenant")
+    checkout = {"name": "hostplane-tenant", "runtime": {"name": "python", "options": {"virtualenv": "../../.venv"}}}
+    assert not differs(checkout, program, {"virtualenv": str(tmp_path / ".venv")})  # `make`'s .venv: untouched
+    assert differs(checkout, program, {})  # the image has no .venv: use its python
+    assert not differs({"name": "hostplane-tenant", "runtime": "python"}, program, {})
+    assert differs({"name": "hostplane-tenant", "runtime": {"name": "python"}}, program, {"virtualenv": "/v"})
+    assert differs({"name": "x", "runtime": {"name": "python", "options": {"toolchain": "uv"}}}, program, {})
+
+
+def test_automation_workspace_passes_project_settings_only_when_needed(tmp_path, monkeypatch):
+    import sys
+
+    from services.resources.aws.stacks import TENANT_PROGRAM, AutomationWorkspace
+
+    (tmp_path / "Pulumi.yaml").write_text((TENANT_PROGRAM / "Pulumi.yaml").read_text())
+    settings = StackSettings(backend_url="s3://state/hostplane", secrets_provider="awskms://alias/hostplane",
+                             platform_stack="organization/hostplane-platform/prod", region="eu-west-1",
+                             work_dir=str(tmp_path))
+    monkeypatch.setattr(sys, "prefix", sys.base_prefix)  # as in the image: no virtualenv
+    project = AutomationWorkspace(settings)._kw()["project_settings"]
+    assert project.name == "hostplane-tenant" and project.runtime.name == "python"
+    assert not project.runtime.options
+    monkeypatch.setattr(sys, "prefix", str((tmp_path / "../../.venv").resolve()))  # the checkout's .venv
+    assert AutomationWorkspace(settings)._kw()["project_settings"] is None

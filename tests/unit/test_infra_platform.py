@@ -5,22 +5,29 @@ a tenant header to an SRV name."""
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 
+import pulumi
 import pytest
 
-from contracts.tenant import tenant_names
+from contracts.tenant import InvalidTenantId, tenant_names
 from events.topology import topology
+from infra.common import INSTALLATION_TAG
 from infra.platform.caddy import TENANT_HEADER, caddy_config
-from infra.platform.control_plane import SERVICES, Scope, permissions
+from infra.platform.control_plane import SECRET_KEYS, SERVICES, Scope, permissions
+from infra.platform.edge import ORIGIN_LABEL, origin_domain
+from infra.platform.permissions import ACCOUNT_WIDE, STACK_DRIVERS, UNSCOPABLE
 from infra.platform.program import platform_program
 from infra.testing import Declared, RecordingMocks, run_program
 
 pytestmark = pytest.mark.timeout(120)
 
-CONFIG = {"hostplane:image": "ecr/hostplane:1", "hostplane:stateBucket": "hostplane-state",
+CONFIG = {"hostplane:image": "ecr/hostplane:1-control-plane", "hostplane:stateBucket": "hostplane-state",
           "hostplane:cacheAdminPassword": "cache-admin-password-value", "hostplane:originVerify": "origin-verify-value",
-          "hostplane:albCertificateArn": "arn:aws:acm:eu-west-1:1:certificate/alb"}
+          "hostplane:tenantImage": "ecr/hostplane:1", "hostplane:zoneId": "Z0PLATFORM",
+          "hostplane:baseDomain": "apps.example.com",
+          "hostplane:wildcardCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/wildcard"}
 
 
 @lru_cache(maxsize=1)
@@ -205,12 +212,187 @@ def test_secrets_never_appear_in_plain_resource_inputs():
         assert "cache-admin-password-value" not in blob and "origin-verify-value" not in blob, r.name
 
 
-def test_only_builder_and_deprovisioner_mount_the_artifact_file_system():
+def test_only_the_artifact_writers_mount_the_artifact_file_system():
+    # builder publishes releases, migrator moves the live pointer (current.json), deprovisioner removes them
     tasks = {t.inputs["family"]: t.inputs for t in of_type("aws:ecs/taskDefinition:TaskDefinition")}
     with_volume = {f for f, t in tasks.items() if t.get("volumes")}
-    assert with_volume == {"hostplane-builder", "hostplane-deprovisioner"}
+    assert with_volume == {"hostplane-builder", "hostplane-migrator", "hostplane-deprovisioner"}
     mounters = {svc for svc in SERVICES
                 if any("elasticfilesystem:ClientMount" in st["Action"] for st in permissions(svc, scope()))}
-    assert mounters == {"builder", "deprovisioner"}
+    assert mounters == {"builder", "migrator", "deprovisioner"}
     volume = tasks["hostplane-builder"]["volumes"][0]["efsVolumeConfiguration"]
     assert volume["transitEncryption"] == "ENABLED" and volume["authorizationConfig"]["iam"] == "ENABLED"
+
+
+# --- the control plane starts on AWS --------------------------------------------------------------
+
+def task(service: str) -> dict:
+    (t,) = [t.inputs for t in of_type("aws:ecs/taskDefinition:TaskDefinition")
+            if t.inputs["family"] == f"hostplane-{service}"]
+    return t
+
+
+def container(service: str) -> dict:
+    (c,) = json.loads(task(service)["containerDefinitions"])
+    return c
+
+
+def environment(service: str) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container(service)["environment"]}
+
+
+@pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
+def test_stack_drivers_start_with_every_tenant_stack_setting(service, monkeypatch):
+    from hostplane.settings import Settings
+    from services.resources.aws.wiring import AwsTarget
+
+    env = environment(service)
+    for name in [n for n in os.environ if n.startswith("HOSTPLANE_")]:
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    target, settings = AwsTarget(), Settings()  # validates: the variable names are AwsTarget's
+    assert target.model_fields_set == set(AwsTarget.model_fields), "every setting from the task, none defaulted"
+    (alias,) = of_type("aws:kms/alias:Alias")
+    bucket = CONFIG["hostplane:stateBucket"]
+    assert target.model_dump() == {
+        "state_url": f"s3://{bucket}/hostplane", "kms_alias": alias.inputs["name"],
+        "platform_stack": "organization/hostplane/test", "tenant_image": CONFIG["hostplane:tenantImage"],
+        "zone_id": CONFIG["hostplane:zoneId"], "base_domain": CONFIG["hostplane:baseDomain"],
+        "wildcard_certificate_arn": CONFIG["hostplane:wildcardCertificateArn"], "edge": "pooled"}
+    assert alias.inputs["name"] == "alias/hostplane"  # the secrets provider the README tells operators
+    assert (settings.target, settings.name_prefix, settings.region) == ("aws", "hostplane", "eu-west-1")
+    stack = target.stack_settings(settings)
+    assert stack.secrets_provider == "awskms://alias/hostplane?region=eu-west-1"
+    cache = {"HOSTPLANE_VALKEY_URL"} if service != "router-config" else set()  # router-config sweeps no keys
+    assert {s["name"] for s in container(service)["secrets"]} == {"HOSTPLANE_CONTROL_DSN"} | cache
+    assert container(service)["image"] == CONFIG["hostplane:image"]
+
+
+@pytest.mark.parametrize("service", sorted(set(SERVICES) - STACK_DRIVERS))
+def test_other_services_get_only_what_they_start_with(service):
+    env = environment(service)
+    assert not [n for n in env if n.startswith("HOSTPLANE_AWS_")]
+    assert {"HOSTPLANE_TARGET": "aws", "HOSTPLANE_NAME_PREFIX": "hostplane", "HOSTPLANE_REGION": "eu-west-1"}.items() \
+        <= env.items()
+    secrets = {s["name"]: s["valueFrom"] for s in container(service)["secrets"]}
+    assert set(secrets) == {"HOSTPLANE_CONTROL_DSN"} | ({"HOSTPLANE_API_TOKEN"} if service == "api" else set())
+    platform_secret = next(r for r in of_type("aws:secretsmanager/secret:Secret")
+                           if r.inputs["name"] == "hostplane/platform/control")
+    arn = f"arn:aws:secretsmanager:eu-west-1:123456789012:{platform_secret.name}"
+    assert secrets == {name: f"{arn}:{SECRET_KEYS[name]}::" for name in secrets}
+
+
+def test_stack_drivers_have_room_for_pulumi_and_the_aws_provider():
+    for service in SERVICES:
+        t = task(service)
+        if service in STACK_DRIVERS:
+            assert (int(t["cpu"]), int(t["memory"])) == (1024, 4096)
+            assert t["ephemeralStorage"]["sizeInGib"] >= 30
+        else:
+            assert (int(t["cpu"]), int(t["memory"])) == (512, 1024) and "ephemeralStorage" not in t
+
+
+# --- IAM: the tenant-stack permissions are scoped to the installation -------------------------------
+
+def stack_scope(prefix: str = "hpx") -> Scope:
+    return Scope(account="1", region="eu-west-1", prefix=prefix, bus_arn="arn:bus",
+                 queue_arns={s: f"arn:q:{s}" for s in SERVICES}, kms_key_arn="arn:kms", file_system_arn="arn:efs",
+                 platform_secret_arn="arn:secret:platform", state_bucket="state", cluster_name=prefix,
+                 namespace_arn="arn:namespace", kvs_arn="arn:kvs", zone_id="Z0PLATFORM",
+                 base_domain="apps.example.com", state_key_alias=f"alias/{prefix}-state")
+
+
+def platform_singletons(s: Scope) -> set[str]:
+    """The platform's own resources, each by its exact ARN."""
+    return {s.bus_arn, s.kms_key_arn, s.file_system_arn, s.platform_secret_arn, s.namespace_arn, s.kvs_arn,
+            s.zone_arn, f"arn:aws:s3:::{s.state_bucket}", f"arn:aws:s3:::{s.state_bucket}/*", *s.queue_arns.values()}
+
+
+def installation_tagged(st: dict, prefix: str) -> bool:
+    """Conditioned on the installation tag, or (KMS) on the installation's key alias."""
+    equals = st.get("Condition", {}).get("StringEquals", {})
+    aliases = st.get("Condition", {}).get("ForAnyValue:StringEquals", {}).get("kms:ResourceAliases")
+    return (any(equals.get(f"aws:{key}/{INSTALLATION_TAG}") == prefix for key in ("RequestTag", "ResourceTag"))
+            or aliases == f"alias/{prefix}-state")
+
+
+@pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
+def test_only_actions_aws_cannot_scope_are_granted_on_every_resource(service):
+    assert all(why for why in UNSCOPABLE.values()), "each unscopable action says why it is acceptable"
+    on_everything = [a for st in permissions(service, stack_scope()) if st["Resource"] == "*" for a in st["Action"]]
+    assert on_everything and set(on_everything) <= set(UNSCOPABLE)
+
+
+@pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
+def test_every_scoped_arn_belongs_to_the_installation(service):
+    s = stack_scope("hpx")
+    for st in permissions(service, s):
+        if st["Resource"] == "*":
+            continue
+        for arn in as_list(st["Resource"]):
+            assert ("hpx" in arn or arn in platform_singletons(s) or installation_tagged(st, "hpx")
+                    or any(arn.endswith(f":{part}") for part in ACCOUNT_WIDE)), (st.get("Sid"), arn)
+            assert "hostplane" not in arn, "the prefix comes from the scope, never hard-coded"
+
+
+def test_the_deployed_stack_driver_policy_is_the_scoped_one():
+    roles = {r.name: r for r in of_type("aws:iam/role:Role")}
+    policy = next(r for r in of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs["role"] == "cp-provisioner-id")
+    assert roles["cp-provisioner"].inputs["name"] == "hostplane-cp-provisioner"
+    sts = json.loads(policy.inputs["policy"])["Statement"]
+    assert {a for st in sts if st["Resource"] == "*" for a in st["Action"]} <= set(UNSCOPABLE)
+    records = next(st for st in sts if st.get("Sid") == "TenantRecords")
+    assert records["Resource"] == "arn:aws:route53:::hostedzone/Z0PLATFORM"
+    names = records["Condition"]["ForAllValues:StringLike"]["route53:ChangeResourceRecordSetsNormalizedRecordNames"]
+    assert names == ["*.apps.example.com"]
+    services = next(st for st in sts if st.get("Sid") == "TenantServices")
+    assert services["Resource"] == "arn:aws:ecs:eu-west-1:123456789012:service/hostplane/hostplane-*"
+
+
+def test_every_resource_carries_its_installation_tag():
+    tagged = [r for r in platform().resources if isinstance(r.inputs.get("tags"), dict)]
+    assert len(tagged) > 20
+    assert all(r.inputs["tags"][INSTALLATION_TAG] == "hostplane" for r in tagged)
+
+
+# --- the edge: CloudFront reaches the ALB by a name its certificate covers ----------------------------
+
+def test_pooled_distribution_reaches_the_alb_by_its_origin_name():
+    (dist,) = of_type("aws:cloudfront/multitenantDistribution:MultitenantDistribution")
+    alb = next(o for o in dist.inputs["origins"] if o["id"] == "alb")
+    assert alb["domainName"] == "edge.apps.example.com" == origin_domain("apps.example.com")
+    assert alb["customOriginConfigs"][0]["originProtocolPolicy"] == "https-only"
+
+
+def test_origin_name_is_an_alias_to_the_alb_with_a_validated_certificate():
+    (lb,) = of_type("aws:lb/loadBalancer:LoadBalancer")
+    records = {r.inputs["name"]: r.inputs for r in of_type("aws:route53/record:Record")}
+    origin = records["edge.apps.example.com"]
+    assert origin["zoneId"] == "Z0PLATFORM" and origin["type"] == "A"
+    assert origin["aliases"][0]["name"] == f"{lb.name}.elb.example.aws"
+    (cert,) = of_type("aws:acm/certificate:Certificate")
+    assert (cert.inputs["domainName"], cert.inputs["validationMethod"]) == ("edge.apps.example.com", "DNS")
+    (validation,) = of_type("aws:acm/certificateValidation:CertificateValidation")
+    (listener,) = of_type("aws:lb/listener:Listener")
+    assert listener.inputs["certificateArn"] == validation.inputs["certificateArn"]
+    with pytest.raises(InvalidTenantId):  # no tenant can ever own the origin's host name
+        tenant_names(ORIGIN_LABEL)
+
+
+def test_the_platform_exports_every_output_a_tenant_stack_reads():
+    from infra.platform.program import PlatformStack
+    from infra.tenant.program import PLATFORM_OUTPUTS
+
+    exported: list[str] = []
+    run_program(lambda: exported.extend(PlatformStack("hostplane", pulumi.Config("hostplane")).outputs),
+                config=CONFIG)
+    assert set(PLATFORM_OUTPUTS.values()) <= set(exported)
+    assert PLATFORM_OUTPUTS["origin_domain"] == "originDomain"
+
+
+def test_caddy_runs_with_its_own_execution_role():
+    (caddy_task,) = [t for t in of_type("aws:ecs/taskDefinition:TaskDefinition")
+                     if t.inputs["family"] == "hostplane-caddy"]
+    control = [t for t in of_type("aws:ecs/taskDefinition:TaskDefinition") if t.inputs["family"] == "hostplane-api"]
+    assert caddy_task.inputs["executionRoleArn"] != control[0].inputs["executionRoleArn"]

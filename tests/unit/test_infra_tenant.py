@@ -24,7 +24,7 @@ REFS = PlatformRefs(
     cluster_arn=f"arn:aws:ecs:eu-west-1:{ACCT}:cluster/hostplane", capacity_provider="hostplane-fleet",
     namespace_id="ns-1", file_system_id="fs-1",
     file_system_arn=f"arn:aws:elasticfilesystem:eu-west-1:{ACCT}:file-system/fs-1",
-    alb_dns_name="alb.example.aws", origin_verify="origin-verify-value", cache_user_group_id="hostplane-tenants",
+    origin_domain="edge.apps.example.com", origin_verify="origin-verify-value", cache_user_group_id="hostplane-tenants",
     pooled_distribution_id="MT1", pooled_distribution_arn=f"arn:aws:cloudfront::{ACCT}:distribution/MT1",
     pooled_kvs_arn=f"arn:aws:cloudfront::{ACCT}:key-value-store/k1", pooled_routing_endpoint="d1.cloudfront.net",
     bus_arn=f"arn:aws:events:eu-west-1:{ACCT}:event-bus/hostplane")
@@ -149,7 +149,7 @@ def test_dedicated_distribution_has_exactly_two_origins_and_two_functions():
     origins = {o["originId"]: o for o in dist["origins"]}
     assert set(origins) == {"static", "alb"}
     assert origins["static"]["domainName"].startswith(tenant_names("acme").bucket)
-    assert origins["alb"]["domainName"] == REFS.alb_dns_name
+    assert origins["alb"]["domainName"] == REFS.origin_domain
     assert (dist["orderedCacheBehaviors"][0]["pathPattern"], dist["orderedCacheBehaviors"][0]["targetOriginId"]) == (
         "/static/*", "static")
     assert dist["defaultCacheBehavior"]["targetOriginId"] == "alb"
@@ -243,3 +243,67 @@ def test_program_reads_the_backends_config_and_the_platform_stack_outputs():
     assert one(m, "aws:cloudfront/distributionTenant:DistributionTenant").inputs["distributionId"] == "MT1"
     policy = one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"]
     assert "secret:hostplane/tenants/acme-AbCdEf" in policy
+
+
+def test_dedicated_distribution_reaches_the_alb_by_the_name_its_certificate_covers():
+    # CloudFront checks the origin's certificate against the origin domain: the ALB's own
+    # *.elb.amazonaws.com name can have no such certificate (every request would be a 502).
+    from infra.platform.edge import origin_domain
+
+    dist = one(declared("acme", "dedicated"), "aws:cloudfront/distribution:Distribution").inputs
+    alb = next(o for o in dist["origins"] if o["originId"] == "alb")
+    assert alb["domainName"] == origin_domain("apps.example.com") == REFS.origin_domain
+    assert not alb["domainName"].endswith(".elb.amazonaws.com")
+    assert alb["customOriginConfig"]["originProtocolPolicy"] == "https-only"
+    assert alb["customHeaders"] == [{"name": "X-Origin-Verify", "value": REFS.origin_verify}]
+
+
+def test_requests_scaling_tracks_exactly_the_metric_the_reloader_publishes():
+    from infra.tenant.runtime import REQUESTS_PER_TASK_TARGET
+    from reloader.traffic import METRICS_NAMESPACE, RequestCount, RequestsPerTask
+
+    m = declared("acme", "dedicated")
+    policies = of_type(m, "aws:appautoscaling/policy:Policy")
+    configs = [p.inputs["targetTrackingScalingPolicyConfiguration"] for p in policies]
+    (requests,) = [c for c in configs if "customizedMetricSpecification" in c]
+    assert requests["targetValue"] == REQUESTS_PER_TASK_TARGET
+    spec = requests["customizedMetricSpecification"]
+    metric = RequestsPerTask("acme", RequestCount(), lambda: None)
+    metric.close_minute()
+    (datum,) = metric.pending  # what the reloader sends, compared with what the policy tracks
+    assert (spec["namespace"], spec["metricName"], spec["statistic"]) == (METRICS_NAMESPACE, datum["MetricName"],
+                                                                          "Average")
+    assert spec["dimensions"] == [{"name": d["Name"], "value": d["Value"]} for d in datum["Dimensions"]]
+    sts = statements(one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+    (put,) = [s for s in sts if "cloudwatch:PutMetricData" in as_list(s["Action"])]
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+def test_an_unrouted_tenant_has_no_name_leading_to_it(edge):
+    """router-config's `routed=false` (before the first route, and first on deletion)."""
+    routed = declared("acme", edge, custom=True)
+    m = run_program(lambda: TenantStack("acme", tenant_args(
+        "acme", edge, custom_domain="shop.example.com", custom_domain_zone_id="Z2", routed=False)))
+    records = {r.inputs["name"] for r in of_type(m, "aws:route53/record:Record")}
+    assert {"acme.apps.example.com", "shop.example.com"} <= {r.inputs["name"] for r in
+                                                             of_type(routed, "aws:route53/record:Record")}
+    assert not records & {"acme.apps.example.com", "shop.example.com"}  # validation records only
+    assert of_type(m, "aws:cloudfront/keyvaluestoreKey:KeyvaluestoreKey") == []
+    typ = ("aws:cloudfront/distribution:Distribution" if edge == "dedicated"
+           else "aws:cloudfront/distributionTenant:DistributionTenant")
+    assert one(m, typ).inputs["enabled"] is False and one(routed, typ).inputs["enabled"] is True
+    assert one(m, "aws:acm/certificate:Certificate")  # validation goes on while unrouted
+
+
+def test_a_new_stack_is_unrouted_until_router_config_says_so():
+    from infra.tenant.program import PLATFORM_OUTPUTS, tenant_program
+
+    outputs = {key: getattr(REFS, field) for field, key in PLATFORM_OUTPUTS.items()}
+    config = {"hostplane:tenantId": "acme", "hostplane:image": "reloader:1", "hostplane:zoneId": "Z1",
+              "hostplane:baseDomain": "apps.example.com", "hostplane:secretName": "hostplane/tenants/acme",
+              "hostplane:platformStack": "org/hostplane-platform/prod", "hostplane:edge": "pooled"}
+    fresh = run_program(tenant_program, config=config, stack_outputs=outputs)
+    assert of_type(fresh, "aws:route53/record:Record") == []
+    routed = run_program(tenant_program, config=config | {"hostplane:routed": "true"}, stack_outputs=outputs)
+    assert [r.inputs["name"] for r in of_type(routed, "aws:route53/record:Record")] == ["acme.apps.example.com"]

@@ -20,7 +20,7 @@ from pydantic import SecretStr
 
 from contracts.tenant import TenantNames
 from services.resources.aws.stacks import StackResult, TenantStacks
-from services.resources.base import Ensured, Outcome, PermanentError, ref
+from services.resources.base import NO_OPTIONS, Ensured, Outcome, PermanentError, TenantOptions, ref
 from services.resources.passwords import new_password
 
 FRESH_S = 120.0
@@ -31,16 +31,16 @@ class TenantStackConvergence:
 
     def __init__(self, stacks: TenantStacks, fresh_s: float = FRESH_S) -> None:
         self.stacks, self.fresh_s = stacks, fresh_s
-        self._recent: dict[str, tuple[float, StackResult]] = {}
+        self._recent: dict[str, tuple[float, TenantOptions, StackResult]] = {}
 
-    async def ensure(self, names: TenantNames) -> tuple[StackResult, bool]:
-        """(result, ran): `ran` is False when a fresh result was reused."""
+    async def ensure(self, names: TenantNames, options: TenantOptions = NO_OPTIONS) -> tuple[StackResult, bool]:
+        """(result, ran): `ran` is False when a fresh result of the same options was reused."""
         seen = self._recent.get(names.tenant_id)
-        if seen and time.monotonic() - seen[0] < self.fresh_s:
-            return seen[1], False
-        result = await self.stacks.converge(names)
+        if seen and seen[1] == options and time.monotonic() - seen[0] < self.fresh_s:
+            return seen[2], False
+        result = await self.stacks.converge(names, options)
         self._check(names, result)
-        self._recent[names.tenant_id] = (time.monotonic(), result)
+        self._recent[names.tenant_id] = (time.monotonic(), options, result)
         return result, True
 
     async def destroy(self, names: TenantNames) -> bool:
@@ -68,8 +68,8 @@ class StackBucket:
     def __init__(self, stack: TenantStackConvergence, s3_bucket: Any) -> None:
         self.stack, self.s3 = stack, s3_bucket
 
-    async def ensure(self, names: TenantNames) -> Ensured[str]:
-        result, ran = await self.stack.ensure(names)
+    async def ensure(self, names: TenantNames, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
+        result, ran = await self.stack.ensure(names, options)
         return Ensured(_outcome(result, ran), result.outputs["bucket"])
 
     async def remove(self, names: TenantNames) -> list[str]:
@@ -97,10 +97,10 @@ class StackRuntime:
     async def ensure_schema(self) -> None:
         """Nothing to prepare: the stacks are the registry."""
 
-    async def register(self, names: TenantNames, env_ref: str) -> Ensured[str]:
+    async def register(self, names: TenantNames, env_ref: str, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
         if env_ref != names.secret:
             raise PermanentError("the runtime reads its environment from the tenant's own secret only")
-        result, ran = await self.stack.ensure(names)
+        result, ran = await self.stack.ensure(names, options)
         return Ensured(_outcome(result, ran), result.outputs["runtimeService"])
 
     async def deregister(self, names: TenantNames) -> list[str]:
@@ -114,6 +114,21 @@ class StackRuntime:
     async def registered(self) -> set[str]:
         prefix = f"{self.stack.stacks.settings.prefix}-"
         return {s.split("/")[-1].removeprefix(prefix) for s in await self.stack.stacks.names()}
+
+
+class StackEdge:
+    """What the edge serves (the deprovisioner's `deps.edge`): the stack's `routed` output,
+    which router-config's unroute sets false once no name leads to the tenant."""
+
+    def __init__(self, stacks: TenantStacks) -> None:
+        self.stacks = stacks
+
+    async def serves(self, names: TenantNames) -> bool:
+        outputs = await self.stacks.outputs(names)
+        return bool(outputs and outputs.get("routed"))
+
+    async def aclose(self) -> None:
+        """The stacks are closed with the resources."""
 
 
 class StackCache:

@@ -3,6 +3,15 @@
 `converge` = create_or_select_stack + set config + up; `destroy` = destroy + remove_stack.
 State lives in an S3 backend, secrets are encrypted with a KMS secrets provider.
 
+Two services write a tenant's stack: the provisioner its make-up (`config_for`: image,
+names, the edge mode the tenant chose), router-config its route (`ROUTE_KEYS`: the custom
+domain, whether the edge serves the tenant). With an S3 backend a stack's config file
+lives only in the task that last ran it, so every `up` sets the whole config: the
+writer's own keys, and the others read back from the stack's last outputs (`CARRIED`,
+kept in the state backend), so neither writer undoes the other, across restarts. The
+backend lock serialises their `up`s; each attempt re-reads. The deprovisioner reads the
+`routed` output before it tears down.
+
 Automation's `up` blocks for minutes and the CLI runs the program as a child process:
 each job runs in a separate worker process (spawned, so no event loop or open connection
 is inherited), and the service's event loop only awaits its future. Another update of
@@ -27,12 +36,16 @@ from typing import Any, Protocol
 import structlog
 
 from contracts.tenant import TenantNames
+from services.resources.base import NO_OPTIONS, TenantOptions
 
 log = structlog.get_logger(__name__)
 
 TENANT_PROGRAM = Path(__file__).resolve().parents[3] / "infra" / "tenant"
 CONCURRENT_RETRIES = 5
 CONCURRENT_BACKOFF_S = 15.0
+ROUTE_KEYS = ("customDomain", "routed")
+CARRIED = ("edge", *ROUTE_KEYS)  # config keys the program also exports under the same name
+UNSET = {"customDomain": "", "routed": "false"}  # a new stack: not routed until router-config says
 
 
 @dataclass(frozen=True)
@@ -73,6 +86,7 @@ class Workspace(Protocol):
     def select(self, stack: str) -> TenantStackHandle | None: ...
     def remove(self, stack: str) -> None: ...
     def list(self) -> list[str]: ...
+    def outputs(self, stack: str) -> dict[str, Any] | None: ...
 
 
 def stack_name(names: TenantNames) -> str:
@@ -98,14 +112,34 @@ def _retrying(action: Callable[[], Any], what: str, *, retries: int, backoff_s: 
     raise AssertionError("unreachable")
 
 
+def carried(outputs: Mapping[str, Any] | None) -> dict[str, str]:
+    """The CARRIED settings of a deployed stack, from its outputs, as config values."""
+    found = {k: (outputs or {}).get(k) for k in CARRIED}
+    return {k: ("true" if v else "false") if isinstance(v, bool) else str(v) for k, v in found.items() if v is not None}
+
+
 def converge(ws: Workspace, stack: str, config: Mapping[str, str], *, retries: int = CONCURRENT_RETRIES,
-             backoff_s: float = CONCURRENT_BACKOFF_S, sleep: Callable[[float], None] = time.sleep) -> StackResult:
-    """Create or select the stack, set its whole config, `up`. Safe to repeat."""
+             backoff_s: float = CONCURRENT_BACKOFF_S, sleep: Callable[[float], None] = time.sleep,
+             create: bool = True, defaults: Mapping[str, str] | None = None) -> StackResult | None:
+    """Create (or, `create=False`, only select) the stack, set its whole config — the
+    caller's keys over what the stack carries over `defaults` — and `up`. Safe to repeat.
+    None: `create=False` and there is no such stack."""
     from pulumi.automation import ConfigValue
 
-    handle, created = ws.create_or_select(stack)
-    handle.set_all_config({f"hostplane:{k}": ConfigValue(value=v) for k, v in sorted(config.items())})
-    result = _retrying(lambda: handle.up(on_output=_quiet), stack, retries=retries, backoff_s=backoff_s, sleep=sleep)
+    if create:
+        handle, created = ws.create_or_select(stack)
+    else:
+        found = ws.select(stack)
+        if found is None:
+            return None
+        handle, created = found, False
+
+    def attempt() -> Any:
+        whole = {**UNSET, **(defaults or {}), **({} if created else carried(ws.outputs(stack))), **config}
+        handle.set_all_config({f"hostplane:{k}": ConfigValue(value=v) for k, v in sorted(whole.items())})
+        return handle.up(on_output=_quiet)
+
+    result = _retrying(attempt, stack, retries=retries, backoff_s=backoff_s, sleep=sleep)
     outputs = {k: v.value for k, v in (result.outputs or {}).items() if not getattr(v, "secret", False)}
     changes = dict(getattr(result.summary, "resource_changes", None) or {})
     return StackResult(created=created, changes=changes, outputs=outputs)
@@ -127,13 +161,53 @@ def _quiet(line: str) -> None:
 
 
 class AutomationWorkspace:
-    """`Workspace` over the real Automation API (needs the Pulumi CLI on PATH)."""
+    """`Workspace` over the real Automation API (needs the Pulumi CLI on PATH).
+
+    The tenant program runs with this process's interpreter: inside a virtualenv Pulumi is
+    told to use it (`virtualenv: <sys.prefix>`), otherwise the `python` on PATH (the image's,
+    where the service's own packages are). The Automation API writes these project settings
+    into the program's Pulumi.yaml, so they are passed only when that file says otherwise
+    (the checkout's `../../.venv` is this interpreter when `make` built it: left untouched).
+    """
 
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
+        self._project = self._project_settings()
+
+    @staticmethod
+    def runtime_options(prefix: str, base_prefix: str) -> dict[str, str]:
+        """Pulumi's python runtime options for the interpreter at `prefix` (sys.prefix)."""
+        return {"virtualenv": prefix} if prefix != base_prefix else {}
+
+    @staticmethod
+    def runtime_differs(project: Mapping[str, Any], work_dir: str, wanted: Mapping[str, str]) -> bool:
+        """Whether a Pulumi.yaml (`project`, parsed) runs another interpreter than `wanted`."""
+        runtime = project.get("runtime")
+        options = dict(runtime.get("options") or {}) if isinstance(runtime, Mapping) else {}
+        name = runtime.get("name") if isinstance(runtime, Mapping) else runtime
+
+        def venv(opts: Mapping[str, Any]) -> Path | None:
+            return (Path(work_dir) / opts["virtualenv"]).resolve() if opts.get("virtualenv") else None
+
+        others = {k: v for k, v in options.items() if k != "virtualenv"}
+        return name != "python" or bool(others) or venv(options) != venv(wanted)
+
+    def _project_settings(self) -> Any | None:
+        import sys
+
+        import yaml
+        from pulumi.automation import ProjectRuntimeInfo, ProjectSettings
+
+        project = yaml.safe_load((Path(self.settings.work_dir) / "Pulumi.yaml").read_text()) or {}
+        wanted = self.runtime_options(sys.prefix, sys.base_prefix)
+        if not self.runtime_differs(project, self.settings.work_dir, wanted):
+            return None
+        return ProjectSettings(name=project["name"], description=project.get("description"),
+                               runtime=ProjectRuntimeInfo("python", wanted or None))
 
     def _kw(self) -> dict[str, Any]:
         return {"work_dir": self.settings.work_dir, "secrets_provider": self.settings.secrets_provider,
+                "project_settings": self._project,
                 "env_vars": {"PULUMI_BACKEND_URL": self.settings.backend_url, "AWS_REGION": self.settings.region}}
 
     def _opts(self) -> Any:
@@ -167,14 +241,28 @@ class AutomationWorkspace:
 
         return [s.name for s in auto.LocalWorkspace(**self._kw()).list_stacks()]
 
+    def outputs(self, stack: str) -> dict[str, Any] | None:
+        """The last deployment's plain outputs, read from the state backend (secret ones left out)."""
+        handle = self.select(stack)
+        if handle is None:
+            return None
+        return {k: v.value for k, v in handle.outputs().items() if not v.secret}
+
+
+def defaults_of(settings: StackSettings) -> dict[str, str]:
+    """What a stack gets when neither the writer nor the stack says: the installation's edge."""
+    return {"edge": settings.base_config["edge"]} if "edge" in settings.base_config else {}
+
 
 def _job(kind: str, settings: StackSettings, stack: str, config: Mapping[str, str] | None) -> Any:
     """Runs in the worker process."""
     ws = AutomationWorkspace(settings)
-    if kind == "up":
-        return converge(ws, stack, config or {})
+    if kind in ("up", "route"):
+        return converge(ws, stack, config or {}, create=kind == "up", defaults=defaults_of(settings))
     if kind == "destroy":
         return destroy(ws, stack)
+    if kind == "outputs":
+        return ws.outputs(stack)
     return ws.list()
 
 
@@ -188,9 +276,14 @@ class TenantStacks:
         self._executor = executor
         self._locks: dict[str, asyncio.Lock] = {}
 
-    def config_for(self, names: TenantNames, **extra: str) -> dict[str, str]:
-        return {**self.settings.base_config, "tenantId": names.tenant_id, "prefix": self.settings.prefix,
-                "platformStack": self.settings.platform_stack, "secretName": names.secret, **extra}
+    def config_for(self, names: TenantNames, options: TenantOptions = NO_OPTIONS) -> dict[str, str]:
+        """The provisioner's keys (never a ROUTE_KEYS one; the edge only when chosen)."""
+        base = {k: v for k, v in self.settings.base_config.items() if k != "edge"}
+        config = {**base, "tenantId": names.tenant_id, "prefix": self.settings.prefix,
+                  "platformStack": self.settings.platform_stack, "secretName": names.secret}
+        if options.edge is not None:
+            config["edge"] = options.edge
+        return config
 
     async def _run(self, kind: str, stack: str, config: Mapping[str, str] | None = None) -> Any:
         # One job per stack at a time from this process; other processes meet the backend lock.
@@ -198,9 +291,13 @@ class TenantStacks:
             if self.workspace is not None:
                 ws = self.workspace
                 fn: Callable[[], Any] = {
-                    "up": lambda: converge(ws, stack, config or {}, backoff_s=self.backoff_s),
+                    "up": lambda: converge(ws, stack, config or {}, backoff_s=self.backoff_s,
+                                           defaults=defaults_of(self.settings)),
+                    "route": lambda: converge(ws, stack, config or {}, backoff_s=self.backoff_s, create=False,
+                                              defaults=defaults_of(self.settings)),
                     "destroy": lambda: destroy(ws, stack, backoff_s=self.backoff_s),
                     "list": ws.list,
+                    "outputs": lambda: ws.outputs(stack),
                 }[kind]
                 return await asyncio.to_thread(fn)
             if self._executor is None:
@@ -208,16 +305,30 @@ class TenantStacks:
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._executor, functools.partial(_job, kind, self.settings, stack, config))
 
-    async def converge(self, names: TenantNames, **extra: str) -> StackResult:
+    async def converge(self, names: TenantNames, options: TenantOptions = NO_OPTIONS) -> StackResult:
         stack = stack_name(names)
-        result: StackResult = await self._run("up", stack, self.config_for(names, **extra))
+        result: StackResult = await self._run("up", stack, self.config_for(names, options))
         log.info("stack.up", stack=stack, created=result.created, changes=result.changes)
+        return result
+
+    async def route(self, names: TenantNames, *, custom_domain: str | None, routed: bool) -> StackResult | None:
+        """Router-config's keys: serve the tenant (with its custom domain) or stop serving it.
+        None: the tenant has no stack (not provisioned yet, or already destroyed)."""
+        stack = stack_name(names)
+        config = {**self.config_for(names), "customDomain": custom_domain or "", "routed": "true" if routed else "false"}
+        result: StackResult | None = await self._run("route", stack, config)
+        if result is not None:
+            log.info("stack.routed" if routed else "stack.unrouted", stack=stack, changes=result.changes)
         return result
 
     async def destroy(self, names: TenantNames) -> bool:
         existed: bool = await self._run("destroy", stack_name(names))
         log.info("stack.destroyed" if existed else "stack.absent", stack=stack_name(names))
         return existed
+
+    async def outputs(self, names: TenantNames) -> dict[str, Any] | None:
+        """The deployed stack's plain outputs; None: no stack."""
+        return await self._run("outputs", stack_name(names))
 
     async def names(self) -> list[str]:
         return await self._run("list", "*")

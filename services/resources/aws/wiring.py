@@ -11,8 +11,9 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from contracts.tenant import EdgeMode
 from hostplane.settings import Settings
-from services.resources.aws.adapters import StackBucket, StackCache, StackRuntime, TenantStackConvergence
+from services.resources.aws.adapters import StackBucket, StackCache, StackEdge, StackRuntime, TenantStackConvergence
 from services.resources.aws.stacks import StackSettings, TenantStacks
 
 
@@ -26,7 +27,7 @@ class AwsTarget(BaseSettings):
     zone_id: str
     base_domain: str
     wildcard_certificate_arn: str | None = None
-    edge: str = Field(default="pooled", pattern=r"^(pooled|dedicated)$")
+    edge: EdgeMode = Field(default="pooled", description="the edge of a tenant that chose none")
 
     def stack_settings(self, settings: Settings) -> StackSettings:
         base = {"image": self.tenant_image, "zoneId": self.zone_id, "baseDomain": self.base_domain,
@@ -48,3 +49,4 @@ def use_tenant_stacks(resources: Any, settings: Settings, *, stacks: TenantStack
     resources.bucket = StackBucket(convergence, resources.bucket)
     resources.cache = StackCache(resources.cache)
     resources.runtime = StackRuntime(convergence)
+    resources.edge = StackEdge(stacks)  # teardown waits until router-config stopped the traffic

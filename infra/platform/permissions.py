@@ -1,0 +1,240 @@
+"""What each control-plane task role may do: pure data, tested (tests/unit/test_infra_platform.py).
+
+Every service reads only its own queue and publishes only to the bus. The provisioner and
+deprovisioner run tenant stacks, so they manage what `infra/tenant/` declares, and only
+that: ARNs carry the installation prefix wherever AWS lets the name into the ARN
+(`contracts.tenant.tenant_names`); where AWS picks the id (Cloud Map services, access
+points, scalable targets, distributions, certificates) the statement is conditioned on
+the installation tag `infra.common.tags()` puts on everything (`aws:RequestTag` to create,
+`aws:ResourceTag` afterwards). `Resource: "*"` is left only for the actions in UNSCOPABLE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from infra.common import INSTALLATION_TAG, statement
+
+SERVICES = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
+# Run tenant stacks (Automation API): the provisioner creates them, router-config routes
+# them (services/router_config/aws.py), the deprovisioner destroys them. Any `up` deploys
+# the whole tenant program, so each needs every permission the program's resources need.
+STACK_DRIVERS = frozenset({"provisioner", "router-config", "deprovisioner"})
+# Write releases (builder), move the live pointer (migrator), remove them (deprovisioner).
+ARTIFACT_WRITERS = frozenset({"builder", "migrator", "deprovisioner"})
+QUEUE_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
+                 "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+TENANT_CERT_REGION = "us-east-1"  # CloudFront reads viewer certificates from us-east-1 only
+
+# Actions whose Service Authorization Reference entry lists no resource type: AWS accepts
+# only `Resource: "*"` for them. Each says why it is still safe enough.
+UNSCOPABLE = {
+    # ECS: task definitions are registered and read by family:revision, yet the SAR gives
+    # RegisterTaskDefinition, DeregisterTaskDefinition and DescribeTaskDefinition no resource.
+    "ecs:RegisterTaskDefinition": "only with this installation's tag in the request",
+    "ecs:DeregisterTaskDefinition": "marks a revision INACTIVE; running services keep theirs",
+    "ecs:DescribeTaskDefinition": "read",
+    # ACM: a certificate request has no resource until it exists.
+    "acm:RequestCertificate": "only with this installation's tag in the request",
+    # CloudFront: CreateOriginAccessControl has no resource type (and OACs take no tags).
+    "cloudfront:CreateOriginAccessControl": "creates a signing config; grants nothing by itself",
+    # Cloud Map: operation ids (UpdateService is asynchronous) have no resource type.
+    "servicediscovery:GetOperation": "read",
+    # Application Auto Scaling: the Describe* calls have no resource type.
+    "application-autoscaling:DescribeScalableTargets": "read",
+    "application-autoscaling:DescribeScalingPolicies": "read",
+}
+# ARNs without the prefix and without a tag condition: the resource's id is AWS's and the
+# resource takes no tags, so account-wide (in the region) is the narrowest AWS allows.
+ACCOUNT_WIDE = {
+    "origin-access-control/*": "CloudFront OACs: ids from AWS, no tags",
+    "change/*": "Route 53 change ids (GetChange) from AWS, no tags",
+    "log-group:*": "DescribeLogGroups is a listing",
+}
+
+
+@dataclass
+class Scope:
+    """ARNs and names the permissions are scoped to (one installation)."""
+
+    account: str
+    region: str
+    prefix: str
+    bus_arn: str
+    queue_arns: dict[str, str]
+    kms_key_arn: str
+    file_system_arn: str
+    platform_secret_arn: str
+    state_bucket: str
+    cluster_name: str = ""
+    namespace_arn: str = ""
+    kvs_arn: str = ""
+    zone_id: str = ""
+    base_domain: str = ""
+    state_key_alias: str = ""  # the platform stack's own secrets provider (made by hand, README)
+
+    def arn(self, service: str, resource: str, *, regional: bool = True, region: str | None = None) -> str:
+        where = (region or self.region) if regional else ""
+        return f"arn:aws:{service}:{where}:{self.account}:{resource}"
+
+    @property
+    def tenant_secrets(self) -> str:
+        return self.arn("secretsmanager", f"secret:{self.prefix}/tenants/*")
+
+    @property
+    def tenant_buckets(self) -> list[str]:
+        return [f"arn:aws:s3:::{self.prefix}-*-static", f"arn:aws:s3:::{self.prefix}-*-static/*"]
+
+    @property
+    def tenant_roles(self) -> str:
+        return f"arn:aws:iam::{self.account}:role/{self.prefix}-t-*"
+
+    @property
+    def zone_arn(self) -> str:
+        return f"arn:aws:route53:::hostedzone/{self.zone_id}"
+
+    def tagged(self, key: str) -> dict[str, Any]:
+        """`aws:RequestTag` (creating) or `aws:ResourceTag` (existing) is this installation."""
+        return {"StringEquals": {f"aws:{key}/{INSTALLATION_TAG}": self.prefix}}
+
+
+def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
+    """The task role statements of one control-plane service."""
+    out = [
+        statement(QUEUE_ACTIONS, s.queue_arns[service], sid="OwnQueue"),
+        statement(["events:PutEvents"], s.bus_arn, sid="PublishToBus"),
+        statement(["secretsmanager:GetSecretValue"], s.platform_secret_arn, sid="PlatformSecret"),
+    ]
+    read_tenant_secrets = statement(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],
+                                    s.tenant_secrets, sid="ReadTenantSecrets")
+    if service == "api":
+        out += [read_tenant_secrets,  # `tenant env` reveals a tenant's own credentials to its owner
+                statement(["sqs:ListQueues", "sqs:GetQueueAttributes", "sqs:StartMessageMoveTask"],
+                          list(s.queue_arns.values()), sid="DlqOperations")]
+    if service in STACK_DRIVERS:
+        out += stack_permissions(service, s)
+    if service in ARTIFACT_WRITERS:
+        # Root access: these write (or remove) every tenant's releases; runtimes only read,
+        # each through its own access point.
+        out += [statement(["elasticfilesystem:ClientMount", "elasticfilesystem:ClientWrite",
+                           "elasticfilesystem:ClientRootAccess"], s.file_system_arn, sid="WriteArtifacts")]
+    if service == "builder":
+        out += [statement(["s3:PutObject", "s3:DeleteObject", "s3:ListBucket"], s.tenant_buckets,
+                          sid="UploadStaticAssets")]
+    if service == "migrator":
+        out += [read_tenant_secrets]
+    return out
+
+
+def stack_permissions(service: str, s: Scope) -> list[dict[str, Any]]:
+    """What a tenant stack (infra/tenant/) needs, plus its Pulumi state and secrets."""
+    # The program reads the tenant's secret (the cache password); only the provisioner
+    # writes secrets and only the deprovisioner deletes them.
+    write = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
+    if service == "provisioner":
+        # RestoreSecret: a tenant re-created while its deleted secret waits (services/resources/secret.py)
+        write += ["secretsmanager:CreateSecret", "secretsmanager:PutSecretValue", "secretsmanager:TagResource",
+                  "secretsmanager:RestoreSecret"]
+    if service == "deprovisioner":
+        write += ["secretsmanager:DeleteSecret"]
+    return [
+        statement(write, s.tenant_secrets, sid="TenantSecrets"),
+        statement(["s3:*"], s.tenant_buckets, sid="TenantBuckets"),
+        statement(["iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:TagRole", "iam:UntagRole",
+                   "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies",
+                   "iam:ListAttachedRolePolicies", "iam:ListInstanceProfilesForRole"],
+                  s.tenant_roles, sid="TenantRoles"),
+        statement(["iam:PassRole"], s.tenant_roles, sid="PassTenantRoles",
+                  condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
+        *_runtime(s), *_edge(s),
+        statement(["ecs:RegisterTaskDefinition", "acm:RequestCertificate"], "*", sid="UnscopableCreates",
+                  condition=s.tagged("RequestTag")),
+        statement(sorted(set(UNSCOPABLE) - {"ecs:RegisterTaskDefinition", "acm:RequestCertificate"}), "*",
+                  sid="Unscopable"),
+        statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
+                  [f"arn:aws:s3:::{s.state_bucket}", f"arn:aws:s3:::{s.state_bucket}/*"], sid="PulumiState"),
+        statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], s.kms_key_arn, sid="PulumiSecrets"),
+        # The tenant program's StackReference decrypts the platform stack's secret outputs
+        # (originVerify) with that stack's key; it is known by its alias only.
+        statement(["kms:Decrypt"], s.arn("kms", "key/*"), sid="PlatformStackOutputs", condition={
+            "ForAnyValue:StringEquals": {"kms:ResourceAliases": s.state_key_alias}}),
+    ]
+
+
+def _by_tag(sid: str, arns: list[str], create: list[str], manage: list[str], s: Scope,
+            *, create_in: list[str] | None = None) -> list[dict[str, Any]]:
+    """Two statements for resources whose ARN holds an AWS-chosen id: create only with this
+    installation's tag in the request, act on them only while they carry it."""
+    return [statement(create, (create_in or []) + arns, sid=f"Create{sid}", condition=s.tagged("RequestTag")),
+            statement(manage, arns, sid=f"Manage{sid}", condition=s.tagged("ResourceTag"))]
+
+
+def _runtime(s: Scope) -> list[dict[str, Any]]:
+    """infra/tenant/runtime.py: task definition, service, log group, access point, SRV, scaling, cache user."""
+    p, tags = s.prefix, ["TagResource", "UntagResource", "ListTagsForResource"]
+    discovery = [s.arn("servicediscovery", "service/*")]
+    access_points = [s.arn("elasticfilesystem", "access-point/*")]
+    targets = [s.arn("application-autoscaling", "scalable-target/*")]
+    cache_users = s.arn("elasticache", f"user:{p}-t-*")
+    return [
+        statement([f"ecs:{a}" for a in tags], s.arn("ecs", f"task-definition/{p}-*:*"), sid="TenantTaskDefinitions"),
+        statement([f"ecs:{a}" for a in ["CreateService", "UpdateService", "DeleteService", "DescribeServices", *tags]],
+                  s.arn("ecs", f"service/{s.cluster_name}/{p}-*"), sid="TenantServices"),
+        statement([f"logs:{a}" for a in ["CreateLogGroup", "DeleteLogGroup", "PutRetentionPolicy",
+                                         "ListTagsLogGroup", *tags]],
+                  s.arn("logs", f"log-group:/{p}/tenants/*"), sid="TenantLogGroups"),
+        statement(["logs:DescribeLogGroups"], s.arn("logs", "log-group:*"), sid="ListLogGroups"),
+        statement(["servicediscovery:GetNamespace"], s.namespace_arn, sid="PlatformNamespace"),
+        *_by_tag("TenantDiscovery", discovery, ["servicediscovery:CreateService", "servicediscovery:TagResource"],
+                 [f"servicediscovery:{a}" for a in ["GetService", "UpdateService", "DeleteService", *tags]], s,
+                 create_in=[s.namespace_arn]),  # CreateService authorizes on the namespace too
+        statement(["elasticfilesystem:CreateAccessPoint", "elasticfilesystem:DescribeAccessPoints"],
+                  s.file_system_arn, sid="PlatformFileSystem"),
+        *_by_tag("TenantAccessPoints", access_points, ["elasticfilesystem:TagResource"],
+                 [f"elasticfilesystem:{a}" for a in ["DeleteAccessPoint", "DescribeAccessPoints", *tags]], s),
+        *_by_tag("TenantScaling", targets,
+                 ["application-autoscaling:RegisterScalableTarget", "application-autoscaling:TagResource"],
+                 [f"application-autoscaling:{a}" for a in ["RegisterScalableTarget", "DeregisterScalableTarget",
+                                                           "PutScalingPolicy", "DeleteScalingPolicy", *tags]], s),
+        statement([f"elasticache:{a}" for a in ["CreateUser", "ModifyUser", "DeleteUser", "DescribeUsers",
+                                                "AddTagsToResource", "RemoveTagsFromResource",
+                                                "ListTagsForResource"]], cache_users, sid="TenantCacheUsers"),
+        statement(["elasticache:ModifyUserGroup", "elasticache:DescribeUserGroups"],
+                  [s.arn("elasticache", f"usergroup:{p}-tenants"), cache_users], sid="TenantCacheGroup"),
+    ]
+
+
+def _edge(s: Scope) -> list[dict[str, Any]]:
+    """infra/tenant/edge.py and stack.py: functions, distribution or distribution tenant, KVS
+    entries, DNS records, custom-domain certificates."""
+    p, cf = s.prefix, "cloudfront"
+    distributions = [s.arn(cf, "distribution/*", regional=False), s.arn(cf, "distribution-tenant/*", regional=False)]
+    certificates = [s.arn("acm", "certificate/*", region=TENANT_CERT_REGION)]
+    return [
+        statement([f"{cf}:{a}" for a in ["CreateFunction", "UpdateFunction", "PublishFunction", "DeleteFunction",
+                                         "DescribeFunction", "GetFunction", "TagResource", "UntagResource",
+                                         "ListTagsForResource"]],
+                  s.arn(cf, f"function/{p}-*", regional=False), sid="TenantFunctions"),
+        *_by_tag("TenantDistributions", distributions,
+                 [f"{cf}:CreateDistribution", f"{cf}:CreateDistributionTenant", f"{cf}:TagResource"],
+                 [f"{cf}:{a}" for a in ["GetDistribution", "GetDistributionConfig", "UpdateDistribution",
+                                        "DeleteDistribution", "GetDistributionTenant", "UpdateDistributionTenant",
+                                        "DeleteDistributionTenant", "TagResource", "UntagResource",
+                                        "ListTagsForResource"]], s),
+        statement([f"{cf}:GetOriginAccessControl", f"{cf}:UpdateOriginAccessControl",
+                   f"{cf}:DeleteOriginAccessControl"],
+                  s.arn(cf, "origin-access-control/*", regional=False), sid="TenantOriginAccess"),
+        statement(["cloudfront-keyvaluestore:PutKey", "cloudfront-keyvaluestore:DeleteKey",
+                   "cloudfront-keyvaluestore:GetKey", "cloudfront-keyvaluestore:DescribeKeyValueStore"],
+                  s.kvs_arn, sid="PooledHosts"),
+        # Tenant host names only, in the platform's zone (custom-domain zones are not wired yet).
+        statement(["route53:ChangeResourceRecordSets"], s.zone_arn, sid="TenantRecords", condition={
+            "ForAllValues:StringLike": {"route53:ChangeResourceRecordSetsNormalizedRecordNames": [
+                f"*.{s.base_domain}"]}}),
+        statement(["route53:ListResourceRecordSets", "route53:GetHostedZone"], s.zone_arn, sid="PlatformZone"),
+        statement(["route53:GetChange"], "arn:aws:route53:::change/*", sid="RecordChanges"),
+        *_by_tag("TenantCertificates", certificates, ["acm:AddTagsToCertificate"],
+                 [f"acm:{a}" for a in ["DescribeCertificate", "DeleteCertificate", "AddTagsToCertificate",
+                                       "RemoveTagsFromCertificate", "ListTagsForCertificate"]], s),
+    ]
