@@ -198,6 +198,8 @@ BAD = [
      415, "send the body as JSON"),
     ("body-list", "POST", "/v1/tenants", {"json": [1, 2]}, 422, "the body must be a JSON object"),
     ("extra-key", "POST", "/v1/tenants", create(colour="red"), 422, "colour: unknown key"),
+    ("edge-unknown", "POST", "/v1/tenants", create(edge="shared"), 422, "edge: Input should be"),
+    ("edge-number", "POST", "/v1/tenants", create(edge=1), 422, "edge: Input should be"),
     ("domain-localhost", "POST", "/v1/tenants", create(domain="localhost"), 422, "not a fully qualified host name"),
     ("domain-reserved", "POST", "/v1/tenants", create(domain="shop.localhost"), 422, "reserved suffix"),
     ("domain-wildcard", "POST", "/v1/tenants", create(domain="*.example.com"), 422, "wildcards are not accepted"),
@@ -305,14 +307,16 @@ async def test_concurrent_creates_of_one_name_or_domain_accept_exactly_one(api):
 
 
 async def test_create_commits_the_tenant_with_its_event(api):
-    answer = await api.create("orders", domain="Orders.Example.com")
+    answer = await api.create("orders", domain="Orders.Example.com", edge="dedicated")
     corr = answer["request"]["correlation_id"]
     assert answer["tenant"]["state"] == "requested" and answer["tenant"]["custom_domain"] == "orders.example.com"
+    assert answer["tenant"]["edge"] == "dedicated"
     row = await api.pool.fetchrow("SELECT * FROM outbox WHERE tenant_id = 'orders' AND event_type = 'TenantRequested'")
     assert str(row["correlation_id"]) == corr and row["producer"] == "api"
     detail = json.loads(row["detail"])
     assert detail["data"]["spec_ref"] == f"spec:sha256:{answer['tenant']['spec_sha256']}"
-    assert detail["data"]["custom_domain"] == "orders.example.com"
+    assert detail["data"]["custom_domain"] == "orders.example.com" and detail["data"]["edge"] == "dedicated"
+    assert detail["schema_version"] == "1.2"
     body = await api.pool.fetchval("SELECT body FROM app_specs WHERE sha256 = $1", answer["tenant"]["spec_sha256"])
     assert json.loads(body)["app"] == "Tasks"
     shown = await api.until("orders", lambda t: t["state"] != "requested", "the bus")
