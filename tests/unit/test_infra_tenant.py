@@ -230,14 +230,21 @@ def test_mock_runtime_does_not_leak_into_the_calling_thread():
     assert SETTINGS.monitor is None
 
 
-def test_program_reads_the_backends_config_and_the_platform_stack_outputs():
+# What the provisioner's AWS backend sets (services/resources/aws/stacks.py) for a pooled tenant.
+PROGRAM_CONFIG = {"hostplane:tenantId": "acme", "hostplane:image": "reloader:1", "hostplane:zoneId": "Z1",
+                  "hostplane:baseDomain": "apps.example.com", "hostplane:secretName": "hostplane/tenants/acme",
+                  "hostplane:platformStack": "org/hostplane-platform/prod", "hostplane:edge": "pooled"}
+
+
+def run_tenant_program(config: dict[str, str]) -> RecordingMocks:
     from infra.tenant.program import PLATFORM_OUTPUTS, tenant_program
 
     outputs = {key: getattr(REFS, field) for field, key in PLATFORM_OUTPUTS.items()}
-    config = {"hostplane:tenantId": "acme", "hostplane:image": "reloader:1", "hostplane:zoneId": "Z1",
-              "hostplane:baseDomain": "apps.example.com", "hostplane:secretName": "hostplane/tenants/acme",
-              "hostplane:platformStack": "org/hostplane-platform/prod", "hostplane:edge": "pooled"}
-    m = run_program(tenant_program, config=config, stack_outputs=outputs)
+    return run_program(tenant_program, config=config, stack_outputs=outputs)
+
+
+def test_program_reads_the_backends_config_and_the_platform_stack_outputs():
+    m = run_tenant_program(PROGRAM_CONFIG | {"hostplane:routed": "true"})
     ref = one(m, "pulumi:pulumi:StackReference")
     assert ref.name == "org/hostplane-platform/prod"
     assert one(m, "aws:cloudfront/distributionTenant:DistributionTenant").inputs["distributionId"] == "MT1"
@@ -297,13 +304,7 @@ def test_an_unrouted_tenant_has_no_name_leading_to_it(edge):
 
 
 def test_a_new_stack_is_unrouted_until_router_config_says_so():
-    from infra.tenant.program import PLATFORM_OUTPUTS, tenant_program
-
-    outputs = {key: getattr(REFS, field) for field, key in PLATFORM_OUTPUTS.items()}
-    config = {"hostplane:tenantId": "acme", "hostplane:image": "reloader:1", "hostplane:zoneId": "Z1",
-              "hostplane:baseDomain": "apps.example.com", "hostplane:secretName": "hostplane/tenants/acme",
-              "hostplane:platformStack": "org/hostplane-platform/prod", "hostplane:edge": "pooled"}
-    fresh = run_program(tenant_program, config=config, stack_outputs=outputs)
+    fresh = run_tenant_program(PROGRAM_CONFIG)
     assert of_type(fresh, "aws:route53/record:Record") == []
-    routed = run_program(tenant_program, config=config | {"hostplane:routed": "true"}, stack_outputs=outputs)
+    routed = run_tenant_program(PROGRAM_CONFIG | {"hostplane:routed": "true"})
     assert [r.inputs["name"] for r in of_type(routed, "aws:route53/record:Record")] == ["acme.apps.example.com"]
