@@ -6,7 +6,8 @@ With HOSTPLANE_TARGET=aws every service needs its region and prefix (queue and b
 derive from the prefix: events.topology) and the control database; the tenant-stack
 drivers (provisioner, router-config, deprovisioner) the tenant-stack settings
 (HOSTPLANE_AWS_*, services/resources/aws/wiring.py `AwsTarget`), the provisioner and
-deprovisioner also the admin cache URL; the API its token. Nothing more.
+deprovisioner also the admin cache URL; the API its token, where to listen (every interface of
+its awsvpc task, behind the ALB: `ApiEndpoint`) and whose X-Forwarded-* to believe. Nothing more.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.common import assume_role, child, policy_json, statement, tags
+from infra.platform.network import API_PORT
 from infra.platform.permissions import (  # noqa: F401  (re-exported: the tests' entry point)
     ARTIFACT_WRITERS, QUEUE_ACTIONS, SERVICES, STACK_DRIVERS, UNSCOPABLE, Scope, permissions)
 
@@ -38,6 +40,10 @@ STACK_DRIVER_EPHEMERAL_GIB = 30
 # Keys of the `<prefix>/platform/control` secret (JSON), and who reads which.
 SECRET_KEYS = {"HOSTPLANE_CONTROL_DSN": "control_dsn", "HOSTPLANE_VALKEY_URL": "valkey_url",
                "HOSTPLANE_API_TOKEN": "api_token"}
+# Inside its own awsvpc task the API listens on every interface (hostplane.settings `host`,
+# loopback by default); its security group admits only the ALB.
+API_BIND_HOST = "0.0.0.0"
+API_GRACE_S = 60  # the API's start-up (pool, schema) before the ALB's health checks count
 
 
 @dataclass(frozen=True)
@@ -62,9 +68,16 @@ class TenantStackTarget:
                 "HOSTPLANE_AWS_EDGE": self.edge}
 
 
-def service_environment(service: str, *, prefix: str, region: str, stack_env: dict[str, str]) -> dict[str, str]:
+def service_environment(service: str, *, prefix: str, region: str, stack_env: dict[str, str],
+                        alb_subnet_cidrs: list[str] | None = None) -> dict[str, str]:
     """The plain environment of one service's container (no secret values)."""
     env = {"HOSTPLANE_TARGET": "aws", "HOSTPLANE_NAME_PREFIX": prefix, "HOSTPLANE_REGION": region}
+    if service == "api":
+        env |= {"HOSTPLANE_HOST": API_BIND_HOST, "HOSTPLANE_API_PORT": str(API_PORT)}
+        if alb_subnet_cidrs:
+            # uvicorn believes X-Forwarded-Proto/-For from the ALB's nodes only: the dashboard
+            # then sees https (Secure cookie, Origin check) and the client's own address.
+            env["FORWARDED_ALLOW_IPS"] = ",".join(alb_subnet_cidrs)
     if service in ARTIFACT_WRITERS:
         env["HOSTPLANE_ARTIFACTS_DIR"] = "/artifacts"
     if service in STACK_DRIVERS:
@@ -83,6 +96,15 @@ def service_secrets(service: str) -> list[str]:
 
 
 @dataclass
+class ApiEndpoint:
+    """How the ALB reaches the API (edge.py, network.py)."""
+
+    target_group_arn: pulumi.Input[str]  # Edge.api_target_group_arn: known once the listener forwards to it
+    security_group_id: pulumi.Input[str]  # admits the ALB on API_PORT
+    alb_subnet_cidrs: list[pulumi.Input[str]]  # where the ALB's nodes connect from
+
+
+@dataclass
 class ControlPlaneArgs:
     cluster_arn: pulumi.Input[str]
     cluster_name: pulumi.Input[str]
@@ -91,6 +113,7 @@ class ControlPlaneArgs:
     admin_security_group_id: pulumi.Input[str]
     bus_arn: pulumi.Input[str]
     queue_arns: dict[str, pulumi.Input[str]]
+    dlq_arns: dict[str, pulumi.Input[str]]
     file_system_arn: pulumi.Input[str]
     file_system_id: pulumi.Input[str]
     namespace_arn: pulumi.Input[str]
@@ -99,6 +122,7 @@ class ControlPlaneArgs:
     state_bucket: str
     state_key_alias: str  # the platform stack's secrets provider, alias/<prefix>-state
     tenant_stacks: TenantStackTarget
+    api: ApiEndpoint
     prefix: str = "hostplane"
 
 
@@ -140,11 +164,11 @@ class ControlPlane(pulumi.ComponentResource):
         target = args.tenant_stacks
         scope = pulumi.Output.all(
             account=ident.account_id, region=self.region, bus=args.bus_arn,
-            queues=pulumi.Output.from_input(args.queue_arns), kms=secrets.key.arn, fs=args.file_system_arn,
-            secret=secrets.platform_secret.arn, cluster=args.cluster_name, namespace=args.namespace_arn,
-            kvs=args.pooled_kvs_arn,
-        ).apply(lambda v: Scope(v["account"], v["region"], args.prefix, v["bus"], v["queues"], v["kms"],
-                                v["fs"], v["secret"], args.state_bucket, cluster_name=v["cluster"],
+            queues=pulumi.Output.from_input(args.queue_arns), dlqs=pulumi.Output.from_input(args.dlq_arns),
+            kms=secrets.key.arn, fs=args.file_system_arn, secret=secrets.platform_secret.arn,
+            cluster=args.cluster_name, namespace=args.namespace_arn, kvs=args.pooled_kvs_arn,
+        ).apply(lambda v: Scope(v["account"], v["region"], args.prefix, v["bus"], v["queues"], v["dlqs"],
+                                v["kms"], v["fs"], v["secret"], args.state_bucket, cluster_name=v["cluster"],
                                 namespace_arn=v["namespace"], kvs_arn=v["kvs"], zone_id=target.zone_id,
                                 base_domain=target.base_domain, state_key_alias=args.state_key_alias))
         self.task_roles: dict[str, aws.iam.Role] = {}
@@ -166,10 +190,11 @@ class ControlPlane(pulumi.ComponentResource):
         drives_stacks = service in STACK_DRIVERS
         logs = aws.cloudwatch.LogGroup(f"{name}-{service}-logs", retention_in_days=30, tags=t, opts=child(self))
         container = pulumi.Output.all(args.image, logs.name, secrets.platform_secret.arn, self.region,
-                                      secrets.alias.name).apply(
+                                      secrets.alias.name, pulumi.Output.all(*args.api.alb_subnet_cidrs)).apply(
             lambda v: json.dumps([_container(service, module, image=v[0], log_group=v[1], secret_arn=v[2],
                                              region=v[3], prefix=args.prefix,
-                                             stack_env=args.tenant_stacks.environment(v[4]))]))
+                                             stack_env=args.tenant_stacks.environment(v[4]),
+                                             alb_subnet_cidrs=v[5])]))
         cpu, memory = TASK_SIZE["stack-driver" if drives_stacks else "default"]
         task = aws.ecs.TaskDefinition(
             f"{name}-{service}", family=f"{args.prefix}-{service}", network_mode="awsvpc",
@@ -183,20 +208,28 @@ class ControlPlane(pulumi.ComponentResource):
         groups = [args.control_security_group_id]
         if service in TENANT_ADMINS:
             groups.append(args.admin_security_group_id)
+        behind_alb: dict[str, Any] = {}
+        if service == "api":
+            groups.append(args.api.security_group_id)
+            behind_alb = {"load_balancers": [{"target_group_arn": args.api.target_group_arn,
+                                              "container_name": service, "container_port": API_PORT}],
+                          "health_check_grace_period_seconds": API_GRACE_S}
         aws.ecs.Service(
             f"{name}-{service}", cluster=args.cluster_arn, task_definition=task.arn, desired_count=1,
             launch_type="FARGATE", propagate_tags="SERVICE", tags={**t, "service": service}, opts=child(self),
-            network_configuration={"subnets": args.subnet_ids, "security_groups": groups})
+            network_configuration={"subnets": args.subnet_ids, "security_groups": groups}, **behind_alb)
 
 
 def _container(service: str, module: str, *, image: str, log_group: str, secret_arn: str, region: str,
-               prefix: str, stack_env: dict[str, str]) -> dict[str, Any]:
-    env = service_environment(service, prefix=prefix, region=region, stack_env=stack_env)
+               prefix: str, stack_env: dict[str, str], alb_subnet_cidrs: list[str]) -> dict[str, Any]:
+    env = service_environment(service, prefix=prefix, region=region, stack_env=stack_env,
+                              alb_subnet_cidrs=alb_subnet_cidrs)
     writes_artifacts = service in ARTIFACT_WRITERS
     return {
         "name": service, "image": image, "essential": True,
         "command": ["python", "-m", f"services.{module}.main"],
         "environment": [{"name": k, "value": v} for k, v in env.items()],
+        "portMappings": [{"containerPort": API_PORT, "protocol": "tcp"}] if service == "api" else [],
         "mountPoints": [{"sourceVolume": "artifacts", "containerPath": "/artifacts"}] if writes_artifacts else [],
         "secrets": [{"name": n, "valueFrom": f"{secret_arn}:{SECRET_KEYS[n]}::"} for n in service_secrets(service)],
         "logConfiguration": {"logDriver": "awslogs", "options": {

@@ -1,13 +1,16 @@
 """The shared edge: Cloud Map namespace, ALB → Caddy ECS service, and the pooled
 CloudFront multi-tenant distribution with its KeyValueStore (host → tenant id).
 
-One ALB listener rule exists, ever: "the request carries the origin-verify header"
-(so only CloudFront reaches Caddy); tenants are routed by Caddy, not by the ALB.
+Two ALB listener rules exist, ever, neither per tenant: `api.<base domain>` → the API
+(`api_domain()`; the CLI and the dashboard, not through CloudFront, so no origin-verify
+header), then "the request carries the origin-verify header" → Caddy (so only CloudFront
+reaches tenants); everything else gets 403. Tenants are routed by Caddy, not by the ALB.
 
 CloudFront reaches the ALB over HTTPS and checks that the ALB's certificate matches the
 origin domain; no certificate can be issued for the ALB's own `*.elb.amazonaws.com` name, so
 every distribution's origin is `edge.<base domain>` (`origin_domain()`): an alias record to
-the ALB in the platform's zone, served with a DNS-validated ACM certificate for that name.
+the ALB in the platform's zone, served with a DNS-validated ACM certificate for that name
+(and for `api.<base domain>`).
 """
 
 from __future__ import annotations
@@ -21,17 +24,29 @@ import pulumi_aws as aws
 
 from infra.common import BINPACK, assume_role, child, tags
 from infra.platform.caddy import HEALTH_PATH, caddy_config_json
+from infra.platform.network import API_PORT, HTTPS_PORT
 
 CADDY_IMAGE = "public.ecr.aws/docker/library/caddy:2.11-alpine"
 FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 ORIGIN_VERIFY_HEADER = "X-Origin-Verify"
 # A reserved tenant id (contracts.tenant): no tenant's `<id>.<base domain>` record can take it.
 ORIGIN_LABEL = "edge"
+API_LABEL = "api"  # reserved too
+API_HEALTH_PATH = "/healthz"  # services/api/routes.py: unauthenticated, 503 without the database
+# The API's host rule is evaluated first: a request for the API host is the API's, whatever
+# headers it carries. Gaps leave room for fixed rules to come; tenants never get one.
+API_RULE_PRIORITY = 1
+TENANT_RULE_PRIORITY = 10
 
 
 def origin_domain(base_domain: str) -> str:
-    """The ALB's name as CloudFront's origin (the certificate covers exactly this name)."""
+    """The ALB's name as CloudFront's origin (the certificate covers it)."""
     return f"{ORIGIN_LABEL}.{base_domain}"
+
+
+def api_domain(base_domain: str) -> str:
+    """The API's public name: the CLI's HOSTPLANE_API_URL is https://<this>."""
+    return f"{API_LABEL}.{base_domain}"
 
 
 @dataclass
@@ -48,6 +63,7 @@ class EdgeArgs:
     prefix: str = "hostplane"
     namespace: str = "hostplane.internal"
     caddy_tasks: int = 2
+    api_port: int = API_PORT
 
 
 class Edge(pulumi.ComponentResource):
@@ -64,17 +80,33 @@ class Edge(pulumi.ComponentResource):
             f"{name}-caddy", port=80, protocol="HTTP", target_type="ip", vpc_id=args.vpc_id,
             deregistration_delay=30, health_check={"path": HEALTH_PATH, "matcher": "200"}, tags=t,
             opts=child(self))
-        self.origin_domain, certificate_arn = self._origin(name, args, t)
+        self.origin_domain, self.api_domain = origin_domain(args.base_domain), api_domain(args.base_domain)
+        certificate_arn = self._names(name, args, t)
         self.listener = aws.lb.Listener(
-            f"{name}-https", load_balancer_arn=self.alb.arn, port=443, protocol="HTTPS",
+            f"{name}-https", load_balancer_arn=self.alb.arn, port=HTTPS_PORT, protocol="HTTPS",
             ssl_policy="ELBSecurityPolicy-TLS13-1-2-2021-06", certificate_arn=certificate_arn,
             default_actions=[{"type": "fixed-response", "fixed_response": {
                 "content_type": "text/plain", "status_code": "403", "message_body": "forbidden"}}],
             tags=t, opts=child(self))
-        aws.lb.ListenerRule(
-            f"{name}-from-cloudfront", listener_arn=self.listener.arn, priority=1,
+        from_cloudfront = aws.lb.ListenerRule(
+            f"{name}-from-cloudfront", listener_arn=self.listener.arn, priority=TENANT_RULE_PRIORITY,
             conditions=[{"http_header": {"http_header_name": ORIGIN_VERIFY_HEADER, "values": [args.origin_verify]}}],
             actions=[{"type": "forward", "target_group_arn": caddy_tg.arn}], tags=t, opts=child(self))
+        self.api_target_group = aws.lb.TargetGroup(
+            f"{name}-api", port=args.api_port, protocol="HTTP", target_type="ip", vpc_id=args.vpc_id,
+            deregistration_delay=30, health_check={"path": API_HEALTH_PATH, "matcher": "200"}, tags=t,
+            opts=child(self))
+        # depends_on: a stack deployed before this rule had the tenant rule at priority 1; it
+        # moves first, so the two never claim one priority.
+        api_rule = aws.lb.ListenerRule(
+            f"{name}-api", listener_arn=self.listener.arn, priority=API_RULE_PRIORITY,
+            conditions=[{"host_header": {"values": [self.api_domain]}}],
+            actions=[{"type": "forward", "target_group_arn": self.api_target_group.arn}], tags=t,
+            opts=child(self, depends_on=[from_cloudfront]))
+        # What the API's ECS service registers with: ECS refuses a target group that no
+        # listener forwards to yet, so this ARN is known only once the rule exists.
+        self.api_target_group_arn = pulumi.Output.all(self.api_target_group.arn, api_rule.arn).apply(
+            lambda v: v[0])
         config = caddy_config_json(prefix=args.prefix, namespace=args.namespace)
         task_role = aws.iam.Role(f"{name}-caddy-task", assume_role_policy=assume_role("ecs-tasks.amazonaws.com"),
                                  tags=t, opts=child(self))  # Caddy needs no AWS permission at all
@@ -106,24 +138,37 @@ class Edge(pulumi.ComponentResource):
             load_balancers=[{"target_group_arn": caddy_tg.arn, "container_name": "caddy", "container_port": 80}],
             propagate_tags="SERVICE", tags=t, opts=child(self, depends_on=[self.listener]))
         self.register_outputs({"alb_dns_name": self.alb.dns_name, "namespace_id": self.namespace.id,
-                               "origin_domain": self.origin_domain})
+                               "origin_domain": self.origin_domain, "api_domain": self.api_domain})
 
-    def _origin(self, name: str, args: EdgeArgs, t: dict[str, str]) -> tuple[str, pulumi.Output[str]]:
-        """`edge.<base domain>` → the ALB, and a validated certificate for it (ALB's region)."""
-        domain = origin_domain(args.base_domain)
-        aws.route53.Record(f"{name}-origin", zone_id=args.zone_id, name=domain, type="A", opts=child(self),
-                           aliases=[{"name": self.alb.dns_name, "zone_id": self.alb.zone_id,
-                                     "evaluate_target_health": False}])
-        cert = aws.acm.Certificate(f"{name}-origin", domain_name=domain, validation_method="DNS", tags=t,
+    def _names(self, name: str, args: EdgeArgs, t: dict[str, str]) -> pulumi.Output[str]:
+        """`edge.<base domain>` and `api.<base domain>` → the ALB, and one certificate for both,
+        DNS-validated in the platform's zone (ALB's region). Returns the validated ARN."""
+        alias = [{"name": self.alb.dns_name, "zone_id": self.alb.zone_id, "evaluate_target_health": False}]
+        cert = aws.acm.Certificate(f"{name}-origin", domain_name=self.origin_domain,
+                                   subject_alternative_names=[self.api_domain], validation_method="DNS", tags=t,
                                    opts=child(self))
-        check = cert.domain_validation_options[0]
-        record = aws.route53.Record(
-            f"{name}-origin-validation", zone_id=args.zone_id, name=check.resource_record_name,
-            type=check.resource_record_type, records=[check.resource_record_value], ttl=60,
-            allow_overwrite=True, opts=child(self))
+        fqdns = []
+        for label, domain in (("origin", self.origin_domain), ("api", self.api_domain)):
+            aws.route53.Record(f"{name}-{label}", zone_id=args.zone_id, name=domain, type="A", aliases=alias,
+                               opts=child(self))
+            check = cert.domain_validation_options.apply(lambda options, d=domain: _validation(options, d))
+            record = aws.route53.Record(
+                f"{name}-{label}-validation", zone_id=args.zone_id, name=check.resource_record_name,
+                type=check.resource_record_type, records=[check.resource_record_value], ttl=60,
+                allow_overwrite=True, opts=child(self))
+            fqdns.append(record.fqdn)
         validated = aws.acm.CertificateValidation(f"{name}-origin", certificate_arn=cert.arn,
-                                                  validation_record_fqdns=[record.fqdn], opts=child(self))
-        return domain, validated.certificate_arn
+                                                  validation_record_fqdns=fqdns, opts=child(self))
+        return validated.certificate_arn
+
+
+def _validation(options: list[aws.acm.outputs.CertificateDomainValidationOption],
+                domain: str) -> aws.acm.outputs.CertificateDomainValidationOption:
+    """The DNS record that proves `domain`: ACM lists one per name, in no promised order."""
+    for option in options:
+        if option.domain_name == domain:
+            return option
+    raise ValueError(f"the certificate lists no DNS validation for {domain}")
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """VPC: public subnets for the ALB and NAT, private subnets for every task and database;
 security groups that let only runtimes (and the control-plane tasks that administer
-tenants) reach the database and the cache."""
+tenants) reach the database and the cache, and only the ALB reach Caddy and the API."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from infra.common import child, tags
 PG_PORT = 5432
 CACHE_PORT = 6379
 NFS_PORT = 2049
+API_PORT = 8400  # the API task's listener (HOSTPLANE_API_PORT), the ALB's target port
+HTTPS_PORT = 443
 
 
 @dataclass
@@ -21,6 +23,9 @@ class NetworkArgs:
     cidr: str = "10.40.0.0/16"
     zones: int = 3
     name: str = "hostplane"
+    # Who may reach the ALB directly (not through CloudFront): the CLI and the dashboard at
+    # api.<base domain>. Tenant traffic still needs the origin-verify header (edge.py).
+    api_client_cidrs: list[str] = field(default_factory=lambda: ["0.0.0.0/0"])
     extra_tags: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,14 +73,18 @@ class Network(pulumi.ComponentResource):
         self.caddy_sg = sg("caddy", "Caddy edge tasks: from the ALB only")
         self.runtime_sg = sg("runtime", "tenant runtimes: from Caddy only")
         self.control_sg = sg("control", "control-plane tasks")
+        self.api_sg = sg("api", "API tasks: the API port from the ALB only")
         self.admin_sg = sg("tenant-admin", "control-plane tasks that create tenant databases and users")
         self.db_sg = sg("database", "Aurora: runtimes and tenant admins only")
         self.cache_sg = sg("cache", "Valkey: runtimes and tenant admins only")
         self.efs_sg = sg("efs", "artifact file system: runtimes and the control plane")
 
         cloudfront = aws.ec2.get_managed_prefix_list_output(name="com.amazonaws.global.cloudfront.origin-facing")
-        self._allow("alb-from-cloudfront", self.alb_sg, 443, prefix_list=cloudfront.id)
+        self._allow("alb-from-cloudfront", self.alb_sg, HTTPS_PORT, prefix_list=cloudfront.id)
+        for i, cidr in enumerate(args.api_client_cidrs):
+            self._allow(f"alb-from-api-clients-{i}", self.alb_sg, HTTPS_PORT, cidr=cidr)
         self._allow("caddy-from-alb", self.caddy_sg, 80, source=self.alb_sg)
+        self._allow("api-from-alb", self.api_sg, API_PORT, source=self.alb_sg)
         # Runtimes run in bridge mode on the fleet (dynamic host ports, found through SRV
         # records): awsvpc would cap tasks per instance at its ENI count.
         self._allow("runtime-from-caddy", self.runtime_sg, 32768, to_port=65535, source=self.caddy_sg)
@@ -93,11 +102,12 @@ class Network(pulumi.ComponentResource):
         })
 
     def _allow(self, name: str, target: aws.ec2.SecurityGroup, port: int, *, to_port: int | None = None,
-               source: aws.ec2.SecurityGroup | None = None, prefix_list: pulumi.Input[str] | None = None) -> None:
+               source: aws.ec2.SecurityGroup | None = None, prefix_list: pulumi.Input[str] | None = None,
+               cidr: str | None = None) -> None:
         aws.vpc.SecurityGroupIngressRule(
             name, security_group_id=target.id, ip_protocol="tcp", from_port=port, to_port=to_port or port,
             referenced_security_group_id=source.id if source else None, prefix_list_id=prefix_list,
-            description=name, opts=child(self))
+            cidr_ipv4=cidr, description=name, opts=child(self))
 
     @property
     def private_subnet_ids(self) -> list[pulumi.Output[str]]:

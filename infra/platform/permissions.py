@@ -1,6 +1,7 @@
 """What each control-plane task role may do: pure data, tested (tests/unit/test_infra_platform.py).
 
-Every service reads only its own queue and publishes only to the bus. The provisioner and
+Every service reads only its own queue (and its own DLQ's depth) and publishes only to the
+bus; the API also peeks and redrives every DLQ (the dashboard). The provisioner and
 deprovisioner run tenant stacks, so they manage what `infra/tenant/` declares, and only
 that: ARNs carry the installation prefix wherever AWS lets the name into the ARN
 (`contracts.tenant.tenant_names`); where AWS picks the id (Cloud Map services, access
@@ -25,6 +26,13 @@ STACK_DRIVERS = frozenset({"provisioner", "router-config", "deprovisioner"})
 ARTIFACT_WRITERS = frozenset({"builder", "migrator", "deprovisioner"})
 QUEUE_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                  "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+# hostplane.metrics.refresh_gauges: each service's DLQ depth gauge (services.runner).
+DLQ_DEPTH_ACTIONS = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
+# events.dlq as the dashboard runs it: peek (receive, give back), redrive (send to the
+# source queue, delete from the DLQ).
+DLQ_ACTIONS = ["sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:ReceiveMessage",
+               "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"]
+REDRIVE_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage"]
 TENANT_CERT_REGION = "us-east-1"  # CloudFront reads viewer certificates from us-east-1 only
 
 # Actions whose Service Authorization Reference entry lists no resource type: AWS accepts
@@ -63,6 +71,7 @@ class Scope:
     prefix: str
     bus_arn: str
     queue_arns: dict[str, str]
+    dlq_arns: dict[str, str]
     kms_key_arn: str
     file_system_arn: str
     platform_secret_arn: str
@@ -103,6 +112,7 @@ def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
     """The task role statements of one control-plane service."""
     out = [
         statement(QUEUE_ACTIONS, s.queue_arns[service], sid="OwnQueue"),
+        statement(DLQ_DEPTH_ACTIONS, s.dlq_arns[service], sid="OwnDlqDepth"),
         statement(["events:PutEvents"], s.bus_arn, sid="PublishToBus"),
         statement(["secretsmanager:GetSecretValue"], s.platform_secret_arn, sid="PlatformSecret"),
     ]
@@ -110,8 +120,8 @@ def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
                                     s.tenant_secrets, sid="ReadTenantSecrets")
     if service == "api":
         out += [read_tenant_secrets,  # `tenant env` reveals a tenant's own credentials to its owner
-                statement(["sqs:ListQueues", "sqs:GetQueueAttributes", "sqs:StartMessageMoveTask"],
-                          list(s.queue_arns.values()), sid="DlqOperations")]
+                statement(DLQ_ACTIONS, list(s.dlq_arns.values()), sid="DlqOperations"),
+                statement(REDRIVE_ACTIONS, list(s.queue_arns.values()), sid="DlqRedrive")]
     if service in STACK_DRIVERS:
         out += stack_permissions(service, s)
     if service in ARTIFACT_WRITERS:

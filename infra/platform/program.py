@@ -3,10 +3,12 @@ stacks read through a StackReference."""
 
 from __future__ import annotations
 
+import ipaddress
+
 import pulumi
 
 from infra.platform.cluster import Cluster, ClusterArgs
-from infra.platform.control_plane import ControlPlane, ControlPlaneArgs, Secrets, TenantStackTarget
+from infra.platform.control_plane import ApiEndpoint, ControlPlane, ControlPlaneArgs, Secrets, TenantStackTarget
 from infra.platform.data import Cache, DataArgs, Database
 from infra.platform.edge import Edge, EdgeArgs, PooledEdge, PooledEdgeArgs
 from infra.platform.messaging import Messaging, MessagingArgs
@@ -19,7 +21,7 @@ class PlatformStack(pulumi.ComponentResource):
         super().__init__("hostplane:platform:PlatformStack", name, None, opts)
         prefix = config.get("prefix") or "hostplane"
         parent = pulumi.ResourceOptions(parent=self)
-        net = Network("net", NetworkArgs(name=prefix), parent)
+        net = Network("net", NetworkArgs(name=prefix, **api_clients(config)), parent)
         secrets = Secrets("secrets", prefix, parent)
         bus = Messaging("bus", MessagingArgs(prefix=prefix), parent)
         cluster = Cluster("ecs", ClusterArgs(subnet_ids=net.private_subnet_ids, name=prefix,
@@ -43,6 +45,7 @@ class PlatformStack(pulumi.ComponentResource):
             cluster_arn=cluster.cluster.arn, cluster_name=cluster.cluster.name, subnet_ids=net.private_subnet_ids,
             control_security_group_id=net.control_sg.id, admin_security_group_id=net.admin_sg.id,
             bus_arn=bus.bus.arn, queue_arns={s: q.queue.arn for s, q in bus.queues.items()},
+            dlq_arns={s: q.dlq.arn for s, q in bus.queues.items()},
             file_system_arn=efs.fs.arn, file_system_id=efs.fs.id, namespace_arn=edge.namespace.arn,
             pooled_kvs_arn=pooled.kvs.arn, image=config.require("image"), state_bucket=state_bucket,
             state_key_alias=config.get("stateKeyAlias") or f"alias/{prefix}-state",
@@ -53,6 +56,8 @@ class PlatformStack(pulumi.ComponentResource):
                 tenant_image=config.get("tenantImage") or config.require("image"), zone_id=zone_id,
                 base_domain=base_domain, wildcard_certificate_arn=config.require("wildcardCertificateArn"),
                 edge=config.get("edge") or "pooled"),
+            api=ApiEndpoint(target_group_arn=edge.api_target_group_arn, security_group_id=net.api_sg.id,
+                            alb_subnet_cidrs=[s.cidr_block for s in net.public_subnets]),
             prefix=prefix), secrets, parent)
         self.outputs = {
             "prefix": prefix,
@@ -67,6 +72,7 @@ class PlatformStack(pulumi.ComponentResource):
             "albZoneId": edge.alb.zone_id,
             "albArnSuffix": edge.alb.arn_suffix,
             "originDomain": edge.origin_domain,
+            "apiUrl": f"https://{edge.api_domain}",  # the CLI's HOSTPLANE_API_URL (infra/README.md)
             "originVerify": origin_verify,
             "fileSystemId": efs.fs.id,
             "fileSystemArn": efs.fs.arn,
@@ -83,6 +89,20 @@ class PlatformStack(pulumi.ComponentResource):
             "busArn": bus.bus.arn,
         }
         self.register_outputs(self.outputs)
+
+
+def api_clients(config: pulumi.Config) -> dict[str, list[str]]:
+    """`hostplane:apiAllowedCidrs` (a JSON list of IPv4 CIDRs; the ALB is IPv4-only), else the
+    network's default: anywhere (every API call needs the bearer token)."""
+    cidrs = config.get_object("apiAllowedCidrs")
+    if cidrs is None:
+        return {}
+    try:
+        if not isinstance(cidrs, list):
+            raise TypeError(f"got {cidrs!r}")
+        return {"api_client_cidrs": [str(ipaddress.IPv4Network(str(c))) for c in cidrs]}
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"hostplane:apiAllowedCidrs must be a JSON list of IPv4 CIDRs ({exc})") from None
 
 
 def platform_stack_name() -> str:

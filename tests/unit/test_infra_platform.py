@@ -1,13 +1,16 @@
 """The platform stack under Pulumi's in-process mocks: the bus matches the local topology,
-every rule target can retry and dead-letter, roles are least-privilege, and Caddy routes
-a tenant header to an SRV name."""
+every rule target can retry and dead-letter, roles are least-privilege, Caddy routes
+a tenant header to an SRV name, and the API answers at api.<base domain> through the ALB."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from functools import lru_cache
+from unittest import mock
 
+import httpx
 import pulumi
 import pytest
 
@@ -15,11 +18,13 @@ from contracts.tenant import InvalidTenantId, tenant_names
 from events.topology import topology
 from infra.common import INSTALLATION_TAG
 from infra.platform.caddy import TENANT_HEADER, caddy_config
+from infra import testing
 from infra.platform.control_plane import SECRET_KEYS, SERVICES, Scope, permissions
-from infra.platform.edge import ORIGIN_LABEL, origin_domain
+from infra.platform.edge import API_HEALTH_PATH, API_LABEL, ORIGIN_LABEL, api_domain, origin_domain
+from infra.platform.network import API_PORT
 from infra.platform.permissions import ACCOUNT_WIDE, STACK_DRIVERS, UNSCOPABLE
 from infra.platform.program import platform_program
-from infra.testing import Declared, RecordingMocks, run_program
+from infra.testing import ACCOUNT, REGION, Declared, RecordingMocks, run_program
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -30,9 +35,23 @@ CONFIG = {"hostplane:image": "ecr/hostplane:1-control-plane", "hostplane:stateBu
           "hostplane:wildcardCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/wildcard"}
 
 
+# ACM lists one DNS validation record per name a certificate asks for, in no promised order;
+# infra.testing's mock answers every certificate with one fixed record, so the platform's
+# (edge + api names) runs with these.
+ACM_VALIDATIONS = {"domainValidationOptions": [
+    {"domainName": name, "resourceRecordName": f"_{label}.{name}.", "resourceRecordType": "CNAME",
+     "resourceRecordValue": f"_{label}.acm-validations.aws."}
+    for label, name in (("a", "api.apps.example.com"), ("e", "edge.apps.example.com"))]}
+
+
+def run_platform(program=platform_program, **config: str) -> RecordingMocks:
+    with mock.patch.dict(testing._EXTRA_OUTPUTS, {"aws:acm/certificate:Certificate": ACM_VALIDATIONS}):
+        return run_program(program, config=CONFIG | config)
+
+
 @lru_cache(maxsize=1)
 def platform() -> RecordingMocks:
-    return run_program(platform_program, config=CONFIG)
+    return run_platform()
 
 
 def of_type(typ: str) -> list[Declared]:
@@ -102,14 +121,15 @@ def test_no_iam_statement_allows_everything_on_everything():
 
 def scope() -> Scope:
     return Scope(account="1", region="eu-west-1", prefix="hostplane", bus_arn="arn:bus",
-                 queue_arns={s: f"arn:q:{s}" for s in SERVICES}, kms_key_arn="arn:kms",
-                 file_system_arn="arn:efs", platform_secret_arn="arn:secret:platform", state_bucket="state")
+                 queue_arns={s: f"arn:q:{s}" for s in SERVICES}, dlq_arns={s: f"arn:dlq:{s}" for s in SERVICES},
+                 kms_key_arn="arn:kms", file_system_arn="arn:efs", platform_secret_arn="arn:secret:platform",
+                 state_bucket="state")
 
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_control_plane_role_reads_only_its_own_queue(service):
     sts = permissions(service, scope())
-    receive = [s for s in sts if "sqs:ReceiveMessage" in s["Action"]]
+    receive = [s for s in sts if "sqs:ReceiveMessage" in s["Action"] and s.get("Sid") != "DlqOperations"]
     assert [as_list(s["Resource"]) for s in receive] == [[f"arn:q:{service}"]]
     for st in sts:
         assert not ("*" in st["Action"] or "s3:*" in st["Action"] and st["Resource"] == "*")
@@ -146,11 +166,29 @@ def test_caddy_routes_the_tenant_header_to_the_tenants_srv_name():
     assert json.loads(env[0]["value"]) == config
 
 
-def test_alb_has_one_rule_admitting_only_cloudfront():
-    (rule,) = of_type("aws:lb/listenerRule:ListenerRule")
-    assert rule.inputs["conditions"][0]["httpHeader"]["httpHeaderName"] == "X-Origin-Verify"
+def mock_arn(service: str, name: str) -> str:
+    """The ARN infra.testing's mock gives the resource `name`."""
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{name}"
+
+
+def rules() -> dict[str, dict]:
+    return {r.name: r.inputs for r in of_type("aws:lb/listenerRule:ListenerRule")}
+
+
+def target_group(name: str) -> Declared:
+    (tg,) = [t for t in of_type("aws:lb/targetGroup:TargetGroup") if t.name == name]
+    return tg
+
+
+def test_alb_forwards_tenant_traffic_only_with_the_origin_verify_header():
     (listener,) = of_type("aws:lb/listener:Listener")
     assert listener.inputs["defaultActions"][0]["fixedResponse"]["statusCode"] == "403"
+    assert [a["type"] for a in listener.inputs["defaultActions"]] == ["fixed-response"]
+    assert set(rules()) == {"edge-from-cloudfront", "edge-api"}  # fixed rules only, none per tenant
+    tenant = rules()["edge-from-cloudfront"]
+    assert tenant["conditions"] == [{"httpHeader": {"httpHeaderName": "X-Origin-Verify",
+                                                    "values": ["origin-verify-value"]}}]
+    assert tenant["actions"] == [{"type": "forward", "targetGroupArn": mock_arn("lb", "edge-caddy")}]
 
 
 def test_fleet_is_a_capacity_provider_with_managed_scaling():
@@ -297,7 +335,8 @@ def test_stack_drivers_have_room_for_pulumi_and_the_aws_provider():
 
 def stack_scope(prefix: str = "hpx") -> Scope:
     return Scope(account="1", region="eu-west-1", prefix=prefix, bus_arn="arn:bus",
-                 queue_arns={s: f"arn:q:{s}" for s in SERVICES}, kms_key_arn="arn:kms", file_system_arn="arn:efs",
+                 queue_arns={s: f"arn:q:{s}" for s in SERVICES}, dlq_arns={s: f"arn:dlq:{s}" for s in SERVICES},
+                 kms_key_arn="arn:kms", file_system_arn="arn:efs",
                  platform_secret_arn="arn:secret:platform", state_bucket="state", cluster_name=prefix,
                  namespace_arn="arn:namespace", kvs_arn="arn:kvs", zone_id="Z0PLATFORM",
                  base_domain="apps.example.com", state_key_alias=f"alias/{prefix}-state")
@@ -306,7 +345,8 @@ def stack_scope(prefix: str = "hpx") -> Scope:
 def platform_singletons(s: Scope) -> set[str]:
     """The platform's own resources, each by its exact ARN."""
     return {s.bus_arn, s.kms_key_arn, s.file_system_arn, s.platform_secret_arn, s.namespace_arn, s.kvs_arn,
-            s.zone_arn, f"arn:aws:s3:::{s.state_bucket}", f"arn:aws:s3:::{s.state_bucket}/*", *s.queue_arns.values()}
+            s.zone_arn, f"arn:aws:s3:::{s.state_bucket}", f"arn:aws:s3:::{s.state_bucket}/*", *s.queue_arns.values(),
+            *s.dlq_arns.values()}
 
 
 def installation_tagged(st: dict, prefix: str) -> bool:
@@ -380,13 +420,34 @@ def test_origin_name_is_an_alias_to_the_alb_with_a_validated_certificate():
         tenant_names(ORIGIN_LABEL)
 
 
+def test_the_albs_certificate_covers_the_api_name_validated_in_the_platform_zone():
+    (cert,) = of_type("aws:acm/certificate:Certificate")
+    assert cert.inputs["subjectAlternativeNames"] == ["api.apps.example.com"] == [api_domain("apps.example.com")]
+    records = {r.inputs["name"]: r.inputs for r in of_type("aws:route53/record:Record")}
+    # one validation record per name, each the one ACM gave for that name (whatever the order)
+    for option in ACM_VALIDATIONS["domainValidationOptions"]:
+        record = records[option["resourceRecordName"]]
+        assert record["records"] == [option["resourceRecordValue"]] and record["zoneId"] == "Z0PLATFORM"
+    (validation,) = of_type("aws:acm/certificateValidation:CertificateValidation")
+    assert len(validation.inputs["validationRecordFqdns"]) == 2
+
+
+def test_the_api_name_is_an_alias_to_the_alb_in_the_platform_zone():
+    (lb,) = of_type("aws:lb/loadBalancer:LoadBalancer")
+    records = {r.inputs["name"]: r.inputs for r in of_type("aws:route53/record:Record")}
+    api = records["api.apps.example.com"]
+    assert api["zoneId"] == "Z0PLATFORM" and api["type"] == "A"
+    assert api["aliases"][0]["name"] == f"{lb.name}.elb.example.aws"
+    with pytest.raises(InvalidTenantId):  # no tenant record can take it
+        tenant_names(API_LABEL)
+
+
 def test_the_platform_exports_every_output_a_tenant_stack_reads():
     from infra.platform.program import PlatformStack
     from infra.tenant.program import PLATFORM_OUTPUTS
 
     exported: list[str] = []
-    run_program(lambda: exported.extend(PlatformStack("hostplane", pulumi.Config("hostplane")).outputs),
-                config=CONFIG)
+    run_platform(lambda: exported.extend(PlatformStack("hostplane", pulumi.Config("hostplane")).outputs))
     assert set(PLATFORM_OUTPUTS.values()) <= set(exported)
     assert PLATFORM_OUTPUTS["origin_domain"] == "originDomain"
 
@@ -396,3 +457,178 @@ def test_caddy_runs_with_its_own_execution_role():
                      if t.inputs["family"] == "hostplane-caddy"]
     control = [t for t in of_type("aws:ecs/taskDefinition:TaskDefinition") if t.inputs["family"] == "hostplane-api"]
     assert caddy_task.inputs["executionRoleArn"] != control[0].inputs["executionRoleArn"]
+
+
+# --- the API: api.<base domain> → ALB → the api tasks -----------------------------------------------
+
+def api_service() -> dict:
+    (svc,) = [r.inputs for r in of_type("aws:ecs/service:Service") if r.name == "cp-api"]
+    return svc
+
+
+def group_ids() -> dict[str, str]:
+    return {r.inputs["tags"]["role"]: f"{r.name}-id" for r in of_type("aws:ec2/securityGroup:SecurityGroup")}
+
+
+def ingress(group: str) -> list[dict]:
+    return [r.inputs for r in of_type("aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule")
+            if r.inputs["securityGroupId"] == group_ids()[group]]
+
+
+def test_the_api_host_is_routed_to_the_api_target_group_before_any_other_rule():
+    api = rules()["edge-api"]
+    assert api["conditions"] == [{"hostHeader": {"values": ["api.apps.example.com"]}}]  # no origin-verify header
+    assert api["actions"] == [{"type": "forward", "targetGroupArn": mock_arn("lb", "edge-api")}]
+    assert all(api["priority"] < other["priority"] for name, other in rules().items() if name != "edge-api")
+    (listener,) = of_type("aws:lb/listener:Listener")
+    assert api["listenerArn"] == mock_arn("lb", listener.name)
+
+
+def test_the_api_target_group_checks_the_apis_health_endpoint_by_ip():
+    tg = target_group("edge-api").inputs
+    assert (tg["targetType"], tg["protocol"], tg["port"]) == ("ip", "HTTP", API_PORT)
+    assert tg["healthCheck"] == {"path": API_HEALTH_PATH, "matcher": "200"}
+    (vpc,) = of_type("aws:ec2/vpc:Vpc")
+    assert tg["vpcId"] == f"{vpc.name}-id"
+
+
+async def test_the_health_check_path_answers_200_without_a_token():
+    from services.api.routes import ApiContext, create_app
+
+    class Pool:
+        async def fetchval(self, query: str) -> int:
+            return 1
+
+    app = create_app(ApiContext(pool=Pool(), edge_port=0, name_prefix="hostplane", secrets=None), "t" * 40)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://api.apps.example.com") as c:
+        assert (await c.get(API_HEALTH_PATH)).status_code == 200
+        assert (await c.get("/v1/tenants")).status_code == 401  # the rest wants the bearer token
+
+
+def test_the_api_service_registers_with_its_target_group_on_the_container_port():
+    svc = api_service()
+    assert svc["loadBalancers"] == [{"targetGroupArn": mock_arn("lb", "edge-api"), "containerName": "api",
+                                     "containerPort": API_PORT}]
+    assert svc["healthCheckGracePeriodSeconds"] > 0
+    assert container("api")["name"] == "api"
+    assert container("api")["portMappings"] == [{"containerPort": API_PORT, "protocol": "tcp"}]
+    others = [r.inputs for r in of_type("aws:ecs/service:Service") if r.name.startswith("cp-") and r.name != "cp-api"]
+    assert len(others) == len(SERVICES) - 1
+    assert not any(o.get("loadBalancers") for o in others)
+    assert not any(container(s)["portMappings"] for s in SERVICES if s != "api")
+
+
+def test_the_api_tasks_admit_only_the_alb_on_the_api_port():
+    ids = group_ids()
+    assert ingress("api") == [{"securityGroupId": ids["api"], "ipProtocol": "tcp", "fromPort": API_PORT,
+                               "toPort": API_PORT, "referencedSecurityGroupId": ids["alb"],
+                               "description": "api-from-alb"}]
+    groups = api_service()["networkConfiguration"]["securityGroups"]
+    assert ids["api"] in groups
+    assert not any(ids["api"] in r.inputs["networkConfiguration"]["securityGroups"]
+                   for r in of_type("aws:ecs/service:Service") if r.name != "cp-api")
+    # the api task is a control task, not a tenant admin: it does not reach the database or cache
+    assert ids["tenant-admin"] not in groups and ids["runtime"] not in groups
+
+
+def test_the_alb_admits_cloudfront_and_api_clients_on_https_only():
+    rules_ = ingress("alb")
+    assert {(r["fromPort"], r["toPort"]) for r in rules_} == {(443, 443)}
+    assert [r["cidrIpv4"] for r in rules_ if "cidrIpv4" in r] == ["0.0.0.0/0"]  # default: anywhere
+    # the other one: CloudFront's origin-facing prefix list (a lookup the mock leaves empty)
+    assert [r["description"] for r in rules_ if "cidrIpv4" not in r] == ["alb-from-cloudfront"]
+
+
+def test_operators_can_narrow_who_reaches_the_api():
+    narrowed = run_platform(**{"hostplane:apiAllowedCidrs": '["198.51.100.0/24", "203.0.113.7"]'})
+    alb = next(f"{r.name}-id" for r in narrowed.resources
+               if r.typ == "aws:ec2/securityGroup:SecurityGroup" and r.inputs["tags"]["role"] == "alb")
+    cidrs = [r.inputs["cidrIpv4"] for r in narrowed.resources
+             if r.typ == "aws:vpc/securityGroupIngressRule:SecurityGroupIngressRule"
+             and r.inputs["securityGroupId"] == alb and "cidrIpv4" in r.inputs]
+    assert cidrs == ["198.51.100.0/24", "203.0.113.7/32"]
+    with pytest.raises(ValueError, match="apiAllowedCidrs"):
+        run_platform(**{"hostplane:apiAllowedCidrs": '"198.51.100.0/24"'})
+
+
+def test_the_api_container_listens_on_every_interface_on_the_mapped_port(monkeypatch):
+    from hostplane.settings import Settings
+
+    for name in [n for n in os.environ if n.startswith("HOSTPLANE_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment("api").items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()  # what services/api/server.py binds on
+    assert (settings.host, settings.api_port) == ("0.0.0.0", API_PORT)
+    assert not any("HOSTPLANE_HOST" in environment(s) for s in SERVICES if s != "api")
+
+
+async def test_the_api_believes_forwarded_headers_from_the_albs_subnets_only(monkeypatch):
+    import uvicorn
+    from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+    public = [s.inputs["cidrBlock"] for s in of_type("aws:ec2/subnet:Subnet") if s.inputs["tags"]["tier"] == "public"]
+    assert environment("api")["FORWARDED_ALLOW_IPS"].split(",") == public
+    monkeypatch.setenv("FORWARDED_ALLOW_IPS", environment("api")["FORWARDED_ALLOW_IPS"])
+    seen: list[tuple[str, str]] = []
+
+    async def app(scope, receive, send):
+        seen.append((scope["scheme"], scope["client"][0]))
+
+    proxy = ProxyHeadersMiddleware(app, uvicorn.Config(app).forwarded_allow_ips)  # as server.py's uvicorn reads it
+    headers = [(b"x-forwarded-proto", b"https"), (b"x-forwarded-for", b"198.51.100.9")]
+    alb_node, elsewhere = str(ipaddress.ip_network(public[1])[17]), "10.40.64.5"  # a public, a private subnet
+    for client in (alb_node, elsewhere):
+        await proxy({"type": "http", "scheme": "http", "client": (client, 4711), "headers": headers}, None, None)
+    # the dashboard sees https from the ALB (Secure cookie, Origin check), the client's own address
+    assert seen == [("https", "198.51.100.9"), ("http", elsewhere)]
+
+
+def test_the_platform_exports_the_api_url():
+    from infra.platform.program import PlatformStack
+
+    exported: dict = {}
+    run_platform(lambda: exported.update(PlatformStack("hostplane", pulumi.Config("hostplane")).outputs))
+    assert exported["apiUrl"] == "https://api.apps.example.com"
+
+
+# --- each service reads its own DLQ's depth (hostplane.metrics.refresh_gauges) ------------------------
+
+def readable(sts: list[dict]) -> set[str]:
+    return {r for st in sts if "sqs:GetQueueAttributes" in st["Action"] for r in as_list(st["Resource"])}
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_service_reads_the_depth_of_its_own_dlq_and_of_no_other_services_queue(service):
+    sts = permissions(service, scope())
+    dlq = next(st for st in sts if st.get("Sid") == "OwnDlqDepth")
+    assert (dlq["Resource"], dlq["Action"]) == (f"arn:dlq:{service}", ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"])
+    dashboard = {"DlqOperations"} if service == "api" else set()  # see the next test
+    own = readable([st for st in sts if st.get("Sid") not in dashboard])
+    assert own == {f"arn:q:{service}", f"arn:dlq:{service}"}
+
+
+def test_the_api_peeks_and_redrives_every_dlq_and_nothing_more():
+    sts = {st.get("Sid"): st for st in permissions("api", scope())}
+    # events.dlq: get_queue_url, get_queue_attributes, receive/change visibility (peek), delete (redrive)
+    assert set(sts["DlqOperations"]["Resource"]) == {f"arn:dlq:{s}" for s in SERVICES}
+    assert set(sts["DlqOperations"]["Action"]) == {"sqs:GetQueueUrl", "sqs:GetQueueAttributes", "sqs:ReceiveMessage",
+                                                   "sqs:ChangeMessageVisibility", "sqs:DeleteMessage"}
+    # redrive sends each message back to its source queue
+    assert set(sts["DlqRedrive"]["Resource"]) == {f"arn:q:{s}" for s in SERVICES}
+    assert set(sts["DlqRedrive"]["Action"]) == {"sqs:GetQueueUrl", "sqs:SendMessage"}
+    for service in set(SERVICES) - {"api"}:
+        for st in permissions(service, scope()):
+            assert "sqs:SendMessage" not in st["Action"]
+            assert not ("sqs:ReceiveMessage" in st["Action"] and "arn:dlq:" in str(st["Resource"]))
+
+
+def test_the_deployed_policies_name_each_services_own_dlq():
+    top = topology()
+    policies = {r.inputs["role"]: json.loads(r.inputs["policy"])["Statement"]
+                for r in of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs["role"].startswith("cp-")}
+    for service in SERVICES:
+        sts = {st.get("Sid"): st for st in policies[f"cp-{service}-id"]}
+        spec = top.queue(service)
+        assert sts["OwnDlqDepth"]["Resource"] == mock_arn("sqs", spec.dlq_name)
+        assert sts["OwnQueue"]["Resource"] == mock_arn("sqs", spec.name)
