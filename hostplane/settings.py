@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     target: Target = Field(
         default="local", description="tenant resources: local drivers, or AWS tenant stacks (HOSTPLANE_AWS_*)")
     host: str = "127.0.0.1"
+    public_domain: str | None = Field(
+        default=None, description="zone of tenant host names when the edge is not local (AWS: the platform's "
+        "base domain): tenant URLs are https://<tenant>.<public_domain>/ and no custom domain may be under it")
     region: str = "us-east-1"
     name_prefix: str = "hostplane"
 

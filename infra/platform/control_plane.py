@@ -73,7 +73,8 @@ def service_environment(service: str, *, prefix: str, region: str, stack_env: di
     """The plain environment of one service's container (no secret values)."""
     env = {"HOSTPLANE_TARGET": "aws", "HOSTPLANE_NAME_PREFIX": prefix, "HOSTPLANE_REGION": region}
     if service == "api":
-        env |= {"HOSTPLANE_HOST": API_BIND_HOST, "HOSTPLANE_API_PORT": str(API_PORT)}
+        env |= {"HOSTPLANE_HOST": API_BIND_HOST, "HOSTPLANE_API_PORT": str(API_PORT),
+                "HOSTPLANE_PUBLIC_DOMAIN": stack_env["HOSTPLANE_AWS_BASE_DOMAIN"]}  # tenant URLs, domain checks
         if alb_subnet_cidrs:
             # uvicorn believes X-Forwarded-Proto/-For from the ALB's nodes only: the dashboard
             # then sees https (Secure cookie, Origin check) and the client's own address.

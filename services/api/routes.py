@@ -62,6 +62,15 @@ class ApiContext:
     name_prefix: str
     secrets: Any  # async (secret name) -> dict | None; reads the secret store
     settings: Any = None  # the dashboard reads DLQs, releases and runtime health with it
+    public_domain: str | None = None  # Settings.public_domain: tenant URLs, and no custom domain under it
+
+    def claimable(self, domain: str | None) -> str | None:
+        """A custom domain must not be the platform's own names (api., edge., other tenants)."""
+        zone = self.public_domain
+        if domain and zone and (domain == zone or domain.endswith("." + zone)):
+            raise Refused(422, f"domain: {domain!r} is under the platform's domain {zone}; use a domain you own",
+                          [{"path": "domain", "message": f"under the platform's domain {zone}"}])
+        return domain
 
 
 class DeploySource(BaseModel):
@@ -185,7 +194,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         row = await store.read_tenant(ctx.pool, name)
         if row is None:
             raise Refused(404, f"no tenant named {name!r}")
-        return tenant_view(row, ctx.edge_port)
+        return tenant_view(row, ctx.edge_port, ctx.public_domain)
 
     async def accepted(result: Accepted) -> JSONResponse:
         body = {"name": result.tenant_id, "changed": result.changed,
@@ -206,13 +215,13 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
     @app.post("/v1/tenants", status_code=202, tags=["tenants"], dependencies=bearer)
     async def create_tenant(req: CreateTenant, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Create a tenant: validated completely, then TenantRequested goes out through the outbox."""
-        return await accepted(await commands.create(req.name, _spec(req.app), req.domain, actor,
+        return await accepted(await commands.create(req.name, _spec(req.app), ctx.claimable(req.domain), actor,
                                                     static=_static(req.static_zip), edge=req.edge))
 
     @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer)
     async def list_tenants(all: bool = Query(False, description="include deleted tenants")) -> JSONResponse:
         rows = await store.read_tenants(ctx.pool, include_deleted=all)
-        return JSONResponse({"tenants": [tenant_view(r, ctx.edge_port) for r in rows]})
+        return JSONResponse({"tenants": [tenant_view(r, ctx.edge_port, ctx.public_domain) for r in rows]})
 
     @app.get("/v1/tenants/{name}", tags=["tenants"], dependencies=bearer)
     async def show_tenant(name: str) -> JSONResponse:
@@ -229,7 +238,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
     @app.put("/v1/tenants/{name}/domain", status_code=202, tags=["tenants"], dependencies=bearer)
     async def change_domain(name: str, req: ChangeDomain, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Set or remove the custom domain: DomainChangeRequested (200 and no event when unchanged)."""
-        return await accepted(await commands.change_domain(name, req.domain, actor))
+        return await accepted(await commands.change_domain(name, ctx.claimable(req.domain), actor))
 
     @app.delete("/v1/tenants/{name}", status_code=202, tags=["tenants"], dependencies=bearer)
     async def delete_tenant(name: str, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:

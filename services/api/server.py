@@ -105,7 +105,7 @@ async def start_api(settings: Settings, _consumer_pool: asyncpg.Pool, *, dsn: st
         await audit.ensure_schema(pool)
         sock = bind(settings.host, settings.api_port)
         ctx = ApiContext(pool=pool, edge_port=settings.edge_port, name_prefix=settings.name_prefix,
-                         secrets=secret_reader(settings), settings=settings)
+                         secrets=secret_reader(settings), settings=settings, public_domain=settings.public_domain)
         config = uvicorn.Config(create_app(ctx, token), lifespan="off", log_config=None, access_log=False,
                                 server_header=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
         server = _Server(config)

@@ -12,7 +12,9 @@ from typing import Any
 from services.api.projection import TERMINAL, WAITING_FOR, Facts, failure_in_force
 
 
-def tenant_url(name: str, edge_port: int) -> str:
+def tenant_url(name: str, edge_port: int, public_domain: str | None = None) -> str:
+    if public_domain:
+        return f"https://{name}.{public_domain}/"
     return f"http://{name}.localhost:{edge_port}/"
 
 
@@ -20,7 +22,7 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def tenant_view(row: Any, edge_port: int) -> dict[str, Any]:
+def tenant_view(row: Any, edge_port: int, public_domain: str | None = None) -> dict[str, Any]:
     facts = Facts.from_json(json.loads(row["facts"]))
     kind = row["request_kind"]
     failure = failure_in_force(kind, facts)
@@ -31,7 +33,7 @@ def tenant_view(row: Any, edge_port: int) -> dict[str, Any]:
         "stage": row["stage"],
         "waiting_for": None if row["state"] in TERMINAL[kind] else WAITING_FOR.get(row["stage"] or ""),
         "version": row["version"],
-        "url": None if deleted else tenant_url(row["tenant_id"], edge_port),
+        "url": None if deleted else tenant_url(row["tenant_id"], edge_port, public_domain),
         "custom_domain": row["custom_domain"],
         "edge": row["edge"],  # chosen at creation; None: the installation's default
         "spec_sha256": row["spec_sha256"],

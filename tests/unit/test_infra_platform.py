@@ -560,6 +560,7 @@ def test_the_api_container_listens_on_every_interface_on_the_mapped_port(monkeyp
         monkeypatch.setenv(name, value)
     settings = Settings()  # what services/api/server.py binds on
     assert (settings.host, settings.api_port) == ("0.0.0.0", API_PORT)
+    assert settings.public_domain == CONFIG["hostplane:baseDomain"]  # https tenant URLs; no custom domain under it
     assert not any("HOSTPLANE_HOST" in environment(s) for s in SERVICES if s != "api")
 
 

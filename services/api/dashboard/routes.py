@@ -158,7 +158,7 @@ class _Dashboard:
     # --- tenants ----------------------------------------------------------------------
     async def rows(self, state: str | None) -> list[dict[str, Any]]:
         rows = await store.read_tenants(self.ctx.pool, include_deleted=state == "deleted")
-        views = [tenant_view(r, self.ctx.edge_port) for r in rows]
+        views = [tenant_view(r, self.ctx.edge_port, self.ctx.public_domain) for r in rows]
         return [v for v in views if not state or v["state"] == state]
 
     async def tenants_page(self, request: Request, state: str | None = None) -> Response:
@@ -188,7 +188,8 @@ class _Dashboard:
                 req = CreateTenant(name=name, app=fields.get("app", ""), domain=fields.get("domain") or None)
             except ValueError as exc:
                 raise Refused(422, "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
-            result = await self.commands.create(req.name, self.parse_spec(req.app), req.domain, session.actor)
+            result = await self.commands.create(req.name, self.parse_spec(req.app), self.ctx.claimable(req.domain),
+                                                session.actor)
         except Refused as exc:
             await self.audit(request, session.actor, "tenant.create", name or None, exc.status, error=exc.message,
                              summary=audit.summarize(fields))
@@ -202,7 +203,7 @@ class _Dashboard:
         if row is None:
             raise Refused(404, f"no tenant named {name!r}")
         events = [e.to_json() for e in await list_events(self.ctx.pool, name, None, None, 300)]
-        return {"tenant": tenant_view(row, self.ctx.edge_port), "events": events}
+        return {"tenant": tenant_view(row, self.ctx.edge_port, self.ctx.public_domain), "events": events}
 
     async def tenant_page(self, request: Request, name: str) -> Response:
         return await self.show_tenant(request, name)

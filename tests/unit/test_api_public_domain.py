@@ -1,0 +1,46 @@
+"""Settings.public_domain (AWS: the platform's base domain): tenant URLs are
+https://<tenant>.<domain>/, and no tenant may claim a custom domain under it (api.,
+edge., another tenant's host). Through the whole API stack over test_api_edge's stand-in."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from hostplane.settings import Settings
+from services.api.routes import ApiContext, create_app
+from services.api.views import tenant_url
+from tests.unit.test_api_edge import SPEC, TOKEN, FakeDb, db, published  # noqa: F401 (fixtures)
+
+ZONE = "apps.example.com"
+
+
+@pytest.fixture
+def client(db):  # noqa: F811
+    ctx = ApiContext(pool=db, edge_port=8480, name_prefix="hostplane", secrets=None, public_domain=ZONE)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx, TOKEN)), base_url="http://api",
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+def test_tenant_urls_are_local_until_a_public_domain_is_set(monkeypatch):
+    assert tenant_url("acme", 8480) == "http://acme.localhost:8480/"
+    assert tenant_url("acme", 8480, ZONE) == f"https://acme.{ZONE}/"
+    assert Settings().public_domain is None
+    monkeypatch.setenv("HOSTPLANE_PUBLIC_DOMAIN", ZONE)
+    assert Settings().public_domain == ZONE
+
+
+async def test_the_status_shows_the_public_url(client, db, published):  # noqa: F811
+    resp = await client.post("/v1/tenants", json={"name": "acme", "app": SPEC, "domain": "shop.example.org"})
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["tenant"]["url"] == f"https://acme.{ZONE}/"
+
+
+@pytest.mark.parametrize("domain", [ZONE, f"api.{ZONE}", f"edge.{ZONE}", f"beta.{ZONE}", f"A.B.{ZONE.upper()}"])
+async def test_a_custom_domain_under_the_platforms_is_refused_and_nothing_written(client, db, published, domain):  # noqa: F811
+    resp = await client.post("/v1/tenants", json={"name": "acme", "app": SPEC, "domain": domain})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"].startswith("domain: ") and ZONE in resp.json()["detail"]
+    assert db.data_writes() == [] and published == []
+    changed = await client.put("/v1/tenants/acme/domain", json={"domain": domain})
+    assert changed.status_code == 422 and db.data_writes() == []
