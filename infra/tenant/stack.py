@@ -54,7 +54,9 @@ class TenantStack(pulumi.ComponentResource):
         self.outputs = {
             # edge, customDomain, routed: read back by the next `up` (services/resources/aws/stacks.py)
             "tenantId": args.tenant_id, "edge": args.edge, "customDomain": args.custom_domain or "",
-            "routed": args.routed, "hosts": hosts, "routedHosts": attached if args.routed else [],
+            "routed": args.routed, "customDomainReady": args.custom_domain_ready,
+            "certificateArn": self.certificate.arn if self.certificate is not None else "",
+            "hosts": hosts, "routedHosts": attached if args.routed else [],
             "bucket": self.static.bucket.bucket, "runtimeService": self.runtime.service.name,
             "srvName": self.runtime.discovery.name, "taskRoleArn": self.runtime.role.arn,
             "accessPointId": self.runtime.access_point.id, "cacheUser": names.cache_user,
@@ -76,12 +78,14 @@ class TenantStack(pulumi.ComponentResource):
 
     def _certificate(self, name: str, args: TenantInfraArgs, t: dict[str, str]
                      ) -> tuple[pulumi.Output[str] | None, pulumi.Output | list]:
+        self.certificate: aws.acm.Certificate | None = None
         if not args.custom_domain:
             return None, []
         us_east_1 = aws.Provider(f"{name}-us-east-1", region="us-east-1", opts=child(self))
         cert = aws.acm.Certificate(
             f"{name}-cert", domain_name=args.custom_domain, validation_method="DNS", tags=t,
             opts=child(self, provider=us_east_1))
+        self.certificate = cert
         records = cert.domain_validation_options.apply(lambda opts: [
             {"name": o.resource_record_name, "type": o.resource_record_type, "value": o.resource_record_value}
             for o in opts])

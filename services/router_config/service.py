@@ -88,10 +88,11 @@ async def _resync_loop(deps: RouterDeps, every: float) -> None:
 
 async def open_stack_router(settings: Settings, dsn: str) -> Any:
     """HOSTPLANE_TARGET=aws: routes are the tenant stacks' edges (router_config/aws.py);
-    no Caddy to write and nothing to re-sync (each `up` converges the whole stack)."""
+    no Caddy to write and nothing to re-sync (each `up` converges the whole stack); a loop
+    attaches custom domains whose certificates were issued since."""
     from services.resources.aws.stacks import TenantStacks
     from services.resources.aws.wiring import AwsTarget
-    from services.router_config.aws import StackRouterDeps
+    from services.router_config.aws import AcmCertificates, StackRouterDeps
 
     target = AwsTarget()  # a missing HOSTPLANE_AWS_* setting fails here, before any message
     pool = await asyncpg.create_pool(dsn, min_size=1, max_size=4, timeout=10)
@@ -101,8 +102,11 @@ async def open_stack_router(settings: Settings, dsn: str) -> Any:
     except BaseException:
         await pool.close()
         raise
-    return StackRouterDeps(store=store, stacks=TenantStacks(target.stack_settings(settings)),
-                           prefix=settings.name_prefix, base_domain=target.base_domain, own_pool=pool)
+    deps = StackRouterDeps(store=store, stacks=TenantStacks(target.stack_settings(settings)),
+                           prefix=settings.name_prefix, base_domain=target.base_domain,
+                           certificates=AcmCertificates(settings), own_pool=pool)
+    deps.start_pending_loop()
+    return deps
 
 
 async def make_deps(settings: Settings, pool: Any) -> Any:

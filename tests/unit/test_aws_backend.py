@@ -74,17 +74,18 @@ class FakeWorkspace:
     busy: int = 0  # how many next operations meet a lock held by someone else
     drift: bool = False
 
-    pending_domains: set[str] = field(default_factory=set)  # custom domains whose certificate is not valid yet
-
     def outputs_for(self, names, config: dict[str, Any]) -> dict[str, Any]:
         """What infra/tenant/stack.py exports for this config (the parts the backend reads)."""
         routed = config.get("hostplane:routed") == "true"
         domain = config.get("hostplane:customDomain") or None
+        ready = config.get("hostplane:customDomainReady") == "true"
         host = f"{names.tenant_id}.{config.get('hostplane:baseDomain', 'localhost')}"
-        attached = [host] + ([domain] if domain and domain not in self.pending_domains else [])
+        attached = [host] + ([domain] if domain and ready else [])
         return {"bucket": names.bucket + ("-x" if self.drift else ""), "runtimeService": names.runtime_service,
                 "cacheUser": names.cache_user, "edgeDomain": "d1.cloudfront.net", "routed": routed,
                 "routedHosts": attached if routed else [], "customDomain": domain or "",
+                "customDomainReady": ready, "certificateArn": f"arn:aws:acm:us-east-1:1:certificate/{domain}"
+                if domain else "",
                 **({"edge": config["hostplane:edge"]} if "hostplane:edge" in config else {})}
 
     def create_or_select(self, stack: str) -> tuple[FakeStack, bool]:

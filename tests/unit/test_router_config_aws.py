@@ -36,9 +36,44 @@ def stacks(ws) -> TenantStacks:
     return TenantStacks(SETTINGS, workspace=ws, backoff_s=0)
 
 
+class FakeCertificates:
+    def __init__(self) -> None:
+        self.issued_for: set[str] = set()  # domains whose owner added the validation records
+        self.asked: list[str] = []
+
+    async def issued(self, arn: str) -> bool:
+        self.asked.append(arn)
+        return arn.rsplit("/", 1)[-1] in self.issued_for
+
+
+class Outbox:
+    """The store's pool, as far as attach_pending writes events through it."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+
+    def acquire(self):
+        outbox = self
+
+        class Conn:
+            async def __aenter__(self):
+                return self
+
+            async def __aexit__(self, *exc):
+                return False
+
+            async def executemany(self, sql, rows):
+                outbox.rows += rows
+
+        return Conn()
+
+
 @pytest.fixture
 def deps(stacks) -> StackRouterDeps:
-    return StackRouterDeps(store=FakeStore({}), stacks=stacks, prefix="hostplane", base_domain=BASE)  # type: ignore[arg-type]
+    store = FakeStore({})
+    store.pool = Outbox()
+    return StackRouterDeps(store=store, stacks=stacks, prefix="hostplane", base_domain=BASE,  # type: ignore[arg-type]
+                           certificates=FakeCertificates())
 
 
 def config(ws, tenant="acme") -> dict[str, str]:
@@ -87,12 +122,19 @@ async def test_no_stack_yet_is_transient_and_changes_nothing(deps, ws):
 
 async def test_a_domain_is_announced_only_once_its_certificate_is_attached(deps, stacks, ws):
     await stacks.converge(tenant_names("acme"))
-    ws.pending_domains.add("shop.example.com")
+    await on_tenant_provisioned(provisioned(), deps)
     first = await on_domain_change_requested(domain_change("shop.example.com"), deps)
-    assert first[0].hosts == [f"acme.{BASE}"]
-    assert config(ws)["customDomain"] == "shop.example.com"
+    assert first[0].hosts == [f"acme.{BASE}"]  # the certificate was only requested by this up
+    assert (config(ws)["customDomain"], config(ws)["customDomainReady"]) == ("shop.example.com", "false")
     assert deps.store.rows["acme"].custom_domain == "shop.example.com"
-    ws.pending_domains.clear()  # the owner added the validation records
+    assert await deps.attach_pending() == 0 and deps.store.pool.rows == []  # not issued yet: nothing to do
+    deps.certificates.issued_for.add("shop.example.com")  # the owner added the validation records
+    ups = ws.stacks["hostplane-acme"].ups
+    assert await deps.attach_pending() == 1
+    assert config(ws)["customDomainReady"] == "true" and ws.stacks["hostplane-acme"].ups == ups + 1
+    [row] = deps.store.pool.rows
+    assert "RouteConfigured" in str(row) and "shop.example.com" in str(row)
+    assert await deps.attach_pending() == 0  # attached: not routed again
     again = await on_domain_change_requested(domain_change("shop.example.com"), deps)
     assert again[0].hosts == [f"acme.{BASE}", "shop.example.com"]
 

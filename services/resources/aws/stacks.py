@@ -43,9 +43,9 @@ log = structlog.get_logger(__name__)
 TENANT_PROGRAM = Path(__file__).resolve().parents[3] / "infra" / "tenant"
 CONCURRENT_RETRIES = 5
 CONCURRENT_BACKOFF_S = 15.0
-ROUTE_KEYS = ("customDomain", "routed")
+ROUTE_KEYS = ("customDomain", "customDomainReady", "routed")
 CARRIED = ("edge", *ROUTE_KEYS)  # config keys the program also exports under the same name
-UNSET = {"customDomain": "", "routed": "false"}  # a new stack: not routed until router-config says
+UNSET = {"customDomain": "", "customDomainReady": "false", "routed": "false"}  # a new stack: not routed until router-config says
 
 
 @dataclass(frozen=True)
@@ -311,11 +311,15 @@ class TenantStacks:
         log.info("stack.up", stack=stack, created=result.created, changes=result.changes)
         return result
 
-    async def route(self, names: TenantNames, *, custom_domain: str | None, routed: bool) -> StackResult | None:
-        """Router-config's keys: serve the tenant (with its custom domain) or stop serving it.
+    async def route(self, names: TenantNames, *, custom_domain: str | None, routed: bool,
+                    domain_ready: bool = False) -> StackResult | None:
+        """Router-config's keys: serve the tenant (with its custom domain, attached once its
+        certificate is issued: `domain_ready`) or stop serving it.
         None: the tenant has no stack (not provisioned yet, or already destroyed)."""
         stack = stack_name(names)
-        config = {**self.config_for(names), "customDomain": custom_domain or "", "routed": "true" if routed else "false"}
+        config = {**self.config_for(names), "customDomain": custom_domain or "",
+                  "customDomainReady": "true" if custom_domain and domain_ready else "false",
+                  "routed": "true" if routed else "false"}
         result: StackResult | None = await self._run("route", stack, config)
         if result is not None:
             log.info("stack.routed" if routed else "stack.unrouted", stack=stack, changes=result.changes)
