@@ -12,9 +12,9 @@ keep the old schema file); anything else is a new major in a new module.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.envelope import Event, register
 from contracts.fields import (
@@ -275,18 +275,35 @@ class MigrationFailed(Failure):
 # --- router-config ----------------------------------------------------------------------
 
 
+class DnsRecord(BaseModel):
+    """A record the owner of a custom domain publishes in its own zone."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1, max_length=255, pattern=r"^\S+$")
+    type: Literal["CNAME", "A", "AAAA", "TXT"]
+    value: str = Field(min_length=1, max_length=1024, pattern=r"^\S+$")
+
+
 @register
 class RouteConfigured(Event):
-    """The edge routes these hosts to the tenant's runtime."""
+    """The edge routes these hosts to the tenant's runtime.
+
+    1.1 adds `pending_domain` and `dns_records`: a custom domain the edge cannot serve yet
+    (AWS: its certificate waits for DNS validation) and the records its owner must publish
+    (the certificate's validation records and the domain's own CNAME to the edge). A later
+    RouteConfigured with the domain in `hosts` and no `pending_domain` ends the wait."""
 
     event_type = "RouteConfigured"
-    schema_version = V1
+    schema_version = "1.1"
     producers = ("router-config",)
     consumers = EVERYONE_WATCHING
 
     hosts: list[HostName] = Field(min_length=1)
     route_id: RouteId
     upstream: Upstream
+    pending_domain: CustomDomain | None = None
+    dns_records: list[DnsRecord] = Field(default_factory=list, max_length=10)
 
 
 @register

@@ -317,6 +317,9 @@ def details_table(t: dict[str, Any]) -> Table:
     rows = [("state", _state(t)), ("stage", f"{t['stage'] or '-'}{waiting}"), ("version", str(t["version"] or "-")),
             ("url", t["url"] or "-"), ("custom domain", t["custom_domain"] or "-"),
             ("edge", t.get("edge") or "installation default")]
+    if t.get("domain_pending"):
+        rows.append(("domain pending", f"{t['domain_pending']}: served once these DNS records are published"))
+    rows += [("dns record", f"{r['name']} {r['type']} {r['value']}") for r in t.get("dns_records") or []]
     if t["error"]:
         e = t["error"]
         rows.append(("error", f"[red]{e['stage']} ({e['step']}): {e['message']}[/]"))

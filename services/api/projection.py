@@ -70,6 +70,10 @@ class Facts:
     deprovisioned: bool = False
     failure: FailureFact | None = None
     route_current: bool = False  # a RouteConfigured of this request's generation (a domain change's end)
+    # From the latest RouteConfigured: a custom domain the edge cannot serve yet, and the
+    # DNS records its owner publishes (AWS: certificate validation, the CNAME to the edge).
+    pending_domain: str | None = None
+    dns_records: list[dict[str, str]] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,6 +143,9 @@ def observe(status: Status, event: Observed) -> Status:
         facts = replace(facts, provisioned=True)
     elif etype == "RouteConfigured":
         facts = replace(facts, routed=True, route_current=facts.route_current or current)
+        if current:
+            facts = replace(facts, pending_domain=data.get("pending_domain"),
+                            dns_records=list(data.get("dns_records") or []))
     elif etype == "TenantChanged":
         facts = replace(facts, provisioned=True)
         if current:

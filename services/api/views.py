@@ -36,6 +36,8 @@ def tenant_view(row: Any, edge_port: int, public_domain: str | None = None) -> d
         "url": None if deleted else tenant_url(row["tenant_id"], edge_port, public_domain),
         "custom_domain": row["custom_domain"],
         "edge": row["edge"],  # chosen at creation; None: the installation's default
+        "domain_pending": facts.pending_domain,  # not served yet: its DNS records are not published
+        "dns_records": facts.dns_records,
         "spec_sha256": row["spec_sha256"],
         "error": (
             {"stage": failure.stage, "step": failure.step, "message": failure.error,

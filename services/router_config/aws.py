@@ -27,7 +27,7 @@ import structlog
 from botocore.exceptions import ClientError
 
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import RouteConfigured
+from contracts.events_v1 import DnsRecord, RouteConfigured
 from contracts.tenant import TenantNames, tenant_names
 from events.outbox import add_to_outbox
 from hostplane.aws import aws_client
@@ -66,6 +66,17 @@ class AcmCertificates:
         return found["Certificate"]["Status"] == "ISSUED"
 
 
+def dns_records(domain: str | None, outputs: dict[str, Any], pending: str | None) -> list[DnsRecord]:
+    """What the domain's owner publishes: while pending, the certificate's validation
+    records; always, the domain's CNAME to the tenant's edge (an apex domain needs its DNS
+    provider's CNAME flattening or ALIAS instead)."""
+    if not domain:
+        return []
+    validation = [DnsRecord(**r) for r in outputs.get("certificateValidation") or []] if pending else []
+    edge = outputs.get("edgeDomain")
+    return validation + ([DnsRecord(name=domain, type="CNAME", value=edge)] if edge else [])
+
+
 @dataclass
 class StackRouterDeps:
     store: RouteStore
@@ -93,12 +104,13 @@ class StackRouterDeps:
         route = Route(tenant, names.route_id, hosts, names.runtime_service, names.bucket)
         await self.store.save(route, domain, domain_at)
         served = [h for h in result.outputs.get("routedHosts") or [] if h in hosts] or [names.host]
-        if domain and domain not in served:
-            # The certificate waits for its DNS validation records (stack output
-            # certificateValidation); the domain is attached by the next route once valid.
+        pending = domain if domain and domain not in served else None
+        if pending:
+            # Attached by attach_pending once the owner published the validation records.
             log.warning("route.domain_pending", domain=domain, reason="certificate not validated yet")
         log.info("route.configured", route_id=route.route_id, hosts=served, upstream=route.upstream)
-        return [RouteConfigured(hosts=served, route_id=route.route_id, upstream=route.upstream)]
+        return [RouteConfigured(hosts=served, route_id=route.route_id, upstream=route.upstream,
+                                pending_domain=pending, dns_records=dns_records(domain, result.outputs, pending))]
 
     async def _domain_ready(self, names: TenantNames, domain: str | None) -> bool:
         """Whether the certificate the stack requested for `domain` was issued."""

@@ -240,3 +240,11 @@ def test_a_spec_without_static_folder_sends_no_static_zip_and_a_missing_folder_i
     missing.write_text(SPEC.read_text().replace("static: static/", "static: nowhere/"))
     result = run("create", "acme", "--app", str(missing))
     assert result.exit_code != 0 and "nowhere" in result.output and len(seen) == 1
+
+
+def test_show_lists_the_dns_records_of_a_pending_domain(api):
+    records = [{"name": "_a1.shop.example.com.", "type": "CNAME", "value": "_b2.acm-validations.aws."}]
+    api(lambda r: httpx.Response(200, json=tenant() | {"domain_pending": "shop.example.com", "dns_records": records}))
+    out = " ".join(run("show", "acme").output.split())
+    assert "domain pending" in out and "shop.example.com: served once" in out
+    assert "_a1.shop.example.com. CNAME _b2.acm-validations.aws." in out

@@ -328,3 +328,18 @@ def test_a_refused_rollback_at_the_migrator_fails_migrating_and_keeps_the_live_v
                                    ev(MigrationFailed, 3, stage="rollback", version=3)])[-1]
     assert (s.state, s.stage, s.version) == ("failed", "migrating", 2)
     assert derive("rollback", Facts()) == ("updating", "build")
+
+
+def test_a_pending_domain_and_its_dns_records_show_until_a_route_serves_it():
+    records = [{"name": "_a1.shop.example.com.", "type": "CNAME", "value": "_b2.acm-validations.aws."},
+               {"name": "shop.example.com", "type": "CNAME", "value": "d1.cloudfront.net"}]
+    from contracts.events_v1 import DnsRecord
+
+    pending = ev(RouteConfigured, pending_domain="shop.example.com", dns_records=[DnsRecord(**r) for r in records])
+    status = observe(observe(created(), ev(TenantProvisioned)), pending)
+    assert (status.facts.pending_domain, status.facts.dns_records) == ("shop.example.com", records)
+    assert Facts.from_json(status.facts.to_json()) == status.facts  # stored as JSON and read back
+    served = observe(status, ev(RouteConfigured, dns_records=[DnsRecord(**records[1])]))
+    assert served.facts.pending_domain is None and served.facts.dns_records == records[1:]
+    older = observe(begin(served, "acme", 2, "domain"), ev(RouteConfigured, generation=1, pending_domain="x.example.com"))
+    assert older.facts.pending_domain is None  # an older request's route does not bring it back

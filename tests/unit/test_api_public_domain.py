@@ -44,3 +44,17 @@ async def test_a_custom_domain_under_the_platforms_is_refused_and_nothing_writte
     assert db.data_writes() == [] and published == []
     changed = await client.put("/v1/tenants/acme/domain", json={"domain": domain})
     assert changed.status_code == 422 and db.data_writes() == []
+
+
+async def test_the_status_and_dashboard_show_a_pending_domains_dns_records(client, db, published):  # noqa: F811
+    from services.api.dashboard.routes import _env
+
+    await client.post("/v1/tenants", json={"name": "acme", "app": SPEC})
+    tenant = (await client.get("/v1/tenants/acme")).json()
+    assert (tenant["domain_pending"], tenant["dns_records"]) == (None, [])
+    page = _env.get_template("_tenant_live.html")
+    assert "tenant-dns" not in page.render(tenant=tenant, events=[])
+    shown = tenant | {"domain_pending": "shop.example.org",
+                      "dns_records": [{"name": "_a1.shop.example.org.", "type": "CNAME", "value": "_b2.acm.aws."}]}
+    html = page.render(tenant=shown, events=[])
+    assert "<code>_a1.shop.example.org. CNAME _b2.acm.aws.</code>" in html and "Domain pending" in html

@@ -86,6 +86,8 @@ class FakeWorkspace:
                 "routedHosts": attached if routed else [], "customDomain": domain or "",
                 "customDomainReady": ready, "certificateArn": f"arn:aws:acm:us-east-1:1:certificate/{domain}"
                 if domain else "",
+                "certificateValidation": [{"name": f"_a1.{domain}.", "type": "CNAME",
+                                           "value": "_b2.acm-validations.aws."}] if domain else [],
                 **({"edge": config["hostplane:edge"]} if "hostplane:edge" in config else {})}
 
     def create_or_select(self, stack: str) -> tuple[FakeStack, bool]:

@@ -42,7 +42,7 @@ def test_check_names_stale_and_missing_files(tmp_path: Path, capsys: pytest.Capt
 
     assert generate_main(["--check", "--root", str(tmp_path)]) == 1
     err = capsys.readouterr().err
-    assert "RouteConfigured/1.0.json" in err and ASYNCAPI_FILE in err
+    assert "RouteConfigured/1.1.json" in err and ASYNCAPI_FILE in err
 
 
 def test_output_is_byte_stable():
@@ -53,7 +53,7 @@ def test_output_is_byte_stable():
 
 def test_schema_describes_the_whole_envelope():
     schema = envelope_schema(RouteConfigured)
-    assert schema["$id"] == "urn:hostplane:event:RouteConfigured:1.0"
+    assert schema["$id"] == "urn:hostplane:event:RouteConfigured:1.1"
     assert schema["properties"]["event_type"]["const"] == "RouteConfigured"
     assert schema["properties"]["data"] == {"$ref": "#/$defs/RouteConfigured"}
     assert {"event_id", "tenant_id", "correlation_id", "producer", "data"} <= set(schema["required"])

@@ -125,6 +125,10 @@ async def test_a_domain_is_announced_only_once_its_certificate_is_attached(deps,
     await on_tenant_provisioned(provisioned(), deps)
     first = await on_domain_change_requested(domain_change("shop.example.com"), deps)
     assert first[0].hosts == [f"acme.{BASE}"]  # the certificate was only requested by this up
+    assert first[0].pending_domain == "shop.example.com"
+    assert [(r.name, r.type, r.value) for r in first[0].dns_records] == [
+        ("_a1.shop.example.com.", "CNAME", "_b2.acm-validations.aws."),  # what the owner publishes
+        ("shop.example.com", "CNAME", "d1.cloudfront.net")]
     assert (config(ws)["customDomain"], config(ws)["customDomainReady"]) == ("shop.example.com", "false")
     assert deps.store.rows["acme"].custom_domain == "shop.example.com"
     assert await deps.attach_pending() == 0 and deps.store.pool.rows == []  # not issued yet: nothing to do
@@ -136,7 +140,8 @@ async def test_a_domain_is_announced_only_once_its_certificate_is_attached(deps,
     assert "RouteConfigured" in str(row) and "shop.example.com" in str(row)
     assert await deps.attach_pending() == 0  # attached: not routed again
     again = await on_domain_change_requested(domain_change("shop.example.com"), deps)
-    assert again[0].hosts == [f"acme.{BASE}", "shop.example.com"]
+    assert again[0].hosts == [f"acme.{BASE}", "shop.example.com"] and again[0].pending_domain is None
+    assert [r.name for r in again[0].dns_records] == ["shop.example.com"]  # the CNAME stays needed
 
 
 async def test_one_host_never_routes_to_two_tenants(deps, stacks, ws):
