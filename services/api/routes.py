@@ -14,7 +14,8 @@
     GET    /v1/tenants/{name}/source    zip of the live release's source (hostplane app export)
     POST   /v1/tenants/{name}/source    deploy an edited source tree (base64 zip) → 202 (hostplane app deploy)
     GET    /v1/audit                    the audit trail (?tenant=), newest first; append-only
-    GET    /healthz                     unauthenticated liveness (+ database)
+    GET    /healthz                     unauthenticated health (+ database: 503 without it)
+    GET    /livez                       unauthenticated liveness only (load balancers)
     /ui/                                 the web dashboard (cookie session; services.api.dashboard)
 
 Authentication and body limits are enforced before routing (services.api.guard).
@@ -203,6 +204,12 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
                 "status_url": f"/v1/tenants/{result.tenant_id}", "tenant": await view(result.tenant_id)}
         return JSONResponse(body, status_code=202 if result.changed else 200,
                             headers={"Location": body["status_url"]})
+
+    @app.get("/livez", tags=["ops"])
+    async def livez() -> JSONResponse:
+        """The process answers HTTP. What a load balancer checks: a database outage must not
+        make it replace every API task (each would come back to the same outage)."""
+        return JSONResponse({"status": "ok"})
 
     @app.get("/healthz", tags=["ops"])
     async def healthz() -> JSONResponse:

@@ -126,7 +126,7 @@ def test_the_openapi_document_builds_and_documents_every_route():
     from services.api.routes import ApiContext, create_app
 
     doc = create_app(ApiContext(pool=None, edge_port=8480, name_prefix="hostplane", secrets=None), TOKEN).app.openapi()
-    assert set(doc["paths"]) == {"/healthz", "/v1/tenants", "/v1/tenants/{name}", "/v1/tenants/{name}/app",
+    assert set(doc["paths"]) == {"/healthz", "/livez", "/v1/tenants", "/v1/tenants/{name}", "/v1/tenants/{name}/app",
                                  "/v1/tenants/{name}/events", "/v1/tenants/{name}/replay", "/v1/tenants/{name}/env",
                                  "/v1/audit", "/v1/tenants/{name}/source", "/v1/tenants/{name}/domain",
                                  "/v1/tenants/{name}/releases", "/v1/tenants/{name}/rollback"}

@@ -492,16 +492,17 @@ def test_the_api_target_group_checks_the_apis_health_endpoint_by_ip():
     assert tg["vpcId"] == f"{vpc.name}-id"
 
 
-async def test_the_health_check_path_answers_200_without_a_token():
+async def test_the_health_check_path_answers_200_without_a_token_even_while_the_database_is_away():
     from services.api.routes import ApiContext, create_app
 
     class Pool:
         async def fetchval(self, query: str) -> int:
-            return 1
+            raise ConnectionRefusedError("the database is away")
 
     app = create_app(ApiContext(pool=Pool(), edge_port=0, name_prefix="hostplane", secrets=None), "t" * 40)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="https://api.apps.example.com") as c:
         assert (await c.get(API_HEALTH_PATH)).status_code == 200
+        assert (await c.get("/healthz")).status_code == 503  # the deeper check still tells
         assert (await c.get("/v1/tenants")).status_code == 401  # the rest wants the bearer token
 
 
