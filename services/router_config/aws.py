@@ -31,6 +31,7 @@ from contracts.events_v1 import DnsRecord, RouteConfigured
 from contracts.tenant import TenantNames, tenant_names
 from events.outbox import add_to_outbox
 from hostplane.aws import aws_client
+from hostplane.metrics import set_edge_routes
 from hostplane.settings import Settings
 from services.resources.aws.stacks import TenantStacks
 from services.router_config.handlers import HostTaken
@@ -108,9 +109,15 @@ class StackRouterDeps:
         if pending:
             # Attached by attach_pending once the owner published the validation records.
             log.warning("route.domain_pending", domain=domain, reason="certificate not validated yet")
+        await self._count_routes()
         log.info("route.configured", route_id=route.route_id, hosts=served, upstream=route.upstream)
         return [RouteConfigured(hosts=served, route_id=route.route_id, upstream=route.upstream,
                                 pending_domain=pending, dns_records=dns_records(domain, result.outputs, pending))]
+
+    async def _count_routes(self, leaving: str | None = None) -> None:
+        """hostplane_edge_routes: the live routes (each one's stack `up` just succeeded or
+        did before); `leaving`: unrouted, its tombstone not written yet."""
+        set_edge_routes(sum(1 for r in await self.store.live_routes() if r.tenant_id != leaving))
 
     async def _domain_ready(self, names: TenantNames, domain: str | None) -> bool:
         """Whether the certificate the stack requested for `domain` was issued."""
@@ -159,6 +166,7 @@ class StackRouterDeps:
         """No record, no KeyValueStore entry, distribution disabled; a tenant without a
         stack (never provisioned, or destroyed already) serves nothing."""
         result = await self.stacks.route(names, custom_domain=None, routed=False)
+        await self._count_routes(leaving=names.tenant_id)
         log.info("route.unrouted", route_id=names.route_id, had_stack=result is not None)
 
     async def aclose(self) -> None:

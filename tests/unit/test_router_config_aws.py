@@ -196,3 +196,14 @@ async def test_router_config_on_aws_refuses_to_start_without_its_stack_settings(
     monkeypatch.setenv("HOSTPLANE_CONTROL_DSN", "postgresql://nobody@127.0.0.1:9/none")  # never reached
     with pytest.raises(ValidationError, match="state_url"):
         await make_deps(Settings(), None)
+
+
+async def test_the_edge_route_gauge_counts_the_routed_tenants(deps, stacks):
+    from hostplane.metrics import EDGE_ROUTES
+
+    for t in ("acme", "beta"):
+        await stacks.converge(tenant_names(t))
+        await on_tenant_provisioned(provisioned(t), deps)
+    assert EDGE_ROUTES._value.get() == 2
+    await on_tenant_deletion_requested(deletion("acme"), deps)
+    assert EDGE_ROUTES._value.get() == 1
