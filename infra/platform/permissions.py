@@ -36,29 +36,51 @@ REDRIVE_ACTIONS = ["sqs:GetQueueUrl", "sqs:SendMessage"]
 TENANT_CERT_REGION = "us-east-1"  # CloudFront reads viewer certificates from us-east-1 only
 
 # Actions whose Service Authorization Reference entry lists no resource type: AWS accepts
-# only `Resource: "*"` for them. Each says why it is still safe enough.
+# only `Resource: "*"` for them (a statement naming an ARN never matches them). Each says
+# why it is still safe enough. Checked against the SAR (and its programmatic form,
+# servicereference.us-east-1.amazonaws.com/v1/<service>/<service>.json).
 UNSCOPABLE = {
-    # ECS: task definitions are registered and read by family:revision, yet the SAR gives
-    # RegisterTaskDefinition, DeregisterTaskDefinition and DescribeTaskDefinition no resource.
-    "ecs:RegisterTaskDefinition": "only with this installation's tag in the request",
+    # ECS: DeregisterTaskDefinition and DescribeTaskDefinition have no resource type
+    # (RegisterTaskDefinition has one, task-definition, so it is scoped by family below).
     "ecs:DeregisterTaskDefinition": "marks a revision INACTIVE; running services keep theirs",
     "ecs:DescribeTaskDefinition": "read",
     # ACM: a certificate request has no resource until it exists.
     "acm:RequestCertificate": "only with this installation's tag in the request",
-    # CloudFront: CreateOriginAccessControl has no resource type (and OACs take no tags).
+    # CloudFront: the creates have no resource type. CreateDistributionWithTags (what the
+    # provider calls) authorizes CreateConnectionGroup, CreateDistribution and TagResource.
+    "cloudfront:CreateDistribution": "takes no condition key; the same call needs cloudfront:TagResource, "
+                                     "granted only with this installation's tag in the request",
+    "cloudfront:CreateConnectionGroup": "only with this installation's tag in the request",
+    "cloudfront:CreateDistributionTenant": "only with this installation's tag in the request",
+    "cloudfront:CreateFunction": "takes no condition key; a function runs only where a distribution "
+                                 "this role manages associates it",
     "cloudfront:CreateOriginAccessControl": "creates a signing config; grants nothing by itself",
-    # Cloud Map: operation ids (UpdateService is asynchronous) have no resource type.
-    "servicediscovery:GetOperation": "read",
+    # Cloud Map: the tagging actions have no resource type (CreateService also authorizes TagResource).
+    "servicediscovery:TagResource": "only with this installation's tag in the request",
+    "servicediscovery:UntagResource": "removes tags; takes only aws:TagKeys",
+    "servicediscovery:ListTagsForResource": "read",
+    # CloudWatch Logs: DescribeLogGroups has no resource type.
+    "logs:DescribeLogGroups": "a listing (names, retention), no log events",
     # Application Auto Scaling: the Describe* calls have no resource type.
     "application-autoscaling:DescribeScalableTargets": "read",
     "application-autoscaling:DescribeScalingPolicies": "read",
 }
-# ARNs without the prefix and without a tag condition: the resource's id is AWS's and the
-# resource takes no tags, so account-wide (in the region) is the narrowest AWS allows.
+# The UNSCOPABLE actions that take `aws:RequestTag`: granted only with this installation's
+# tag in the request. Every other UNSCOPABLE action takes neither `aws:RequestTag` nor (no
+# resource type) `aws:ResourceTag`: a tag condition would never match and so deny the call.
+TAGGED_CREATES = frozenset({"acm:RequestCertificate", "cloudfront:CreateConnectionGroup",
+                            "cloudfront:CreateDistributionTenant", "servicediscovery:TagResource"})
+# Application Auto Scaling creates its ECS service-linked role the first time anyone in the
+# account registers an ECS scalable target, with the caller's iam:CreateServiceLinkedRole
+# (Application Auto Scaling user guide, "Service-linked roles"; ARN from its ARN reference).
+SCALING_SERVICE = "ecs.application-autoscaling.amazonaws.com"
+SCALING_ROLE = f"role/aws-service-role/{SCALING_SERVICE}/AWSServiceRoleForApplicationAutoScaling_ECSService"
+# ARNs without the prefix and without a tag condition: the resource's id or name is AWS's and
+# the resource takes no tags, so account-wide (in the region) is the narrowest AWS allows.
 ACCOUNT_WIDE = {
     "origin-access-control/*": "CloudFront OACs: ids from AWS, no tags",
     "change/*": "Route 53 change ids (GetChange) from AWS, no tags",
-    "log-group:*": "DescribeLogGroups is a listing",
+    SCALING_ROLE: "the service-linked role: one per account, named by AWS",
 }
 
 
@@ -158,10 +180,8 @@ def stack_permissions(service: str, s: Scope) -> list[dict[str, Any]]:
         statement(["iam:PassRole"], s.tenant_roles, sid="PassTenantRoles",
                   condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
         *_runtime(s), *_edge(s),
-        statement(["ecs:RegisterTaskDefinition", "acm:RequestCertificate"], "*", sid="UnscopableCreates",
-                  condition=s.tagged("RequestTag")),
-        statement(sorted(set(UNSCOPABLE) - {"ecs:RegisterTaskDefinition", "acm:RequestCertificate"}), "*",
-                  sid="Unscopable"),
+        statement(sorted(TAGGED_CREATES), "*", sid="UnscopableCreates", condition=s.tagged("RequestTag")),
+        statement(sorted(set(UNSCOPABLE) - TAGGED_CREATES), "*", sid="Unscopable"),
         statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
                   [f"arn:aws:s3:::{s.state_bucket}", f"arn:aws:s3:::{s.state_bucket}/*"], sid="PulumiState"),
         statement(["kms:Encrypt", "kms:Decrypt", "kms:GenerateDataKey"], s.kms_key_arn, sid="PulumiSecrets"),
@@ -188,17 +208,22 @@ def _runtime(s: Scope) -> list[dict[str, Any]]:
     targets = [s.arn("application-autoscaling", "scalable-target/*")]
     cache_users = s.arn("elasticache", f"user:{p}-t-*")
     return [
-        statement([f"ecs:{a}" for a in tags], s.arn("ecs", f"task-definition/{p}-*:*"), sid="TenantTaskDefinitions"),
+        # RegisterTaskDefinition authorizes on task-definition (family:revision); with tags in
+        # the request it also needs ecs:TagResource on it (ecs:CreateAction).
+        statement([f"ecs:{a}" for a in ["RegisterTaskDefinition", *tags]], s.arn("ecs", f"task-definition/{p}-*:*"),
+                  sid="TenantTaskDefinitions"),
         statement([f"ecs:{a}" for a in ["CreateService", "UpdateService", "DeleteService", "DescribeServices", *tags]],
                   s.arn("ecs", f"service/{s.cluster_name}/{p}-*"), sid="TenantServices"),
         statement([f"logs:{a}" for a in ["CreateLogGroup", "DeleteLogGroup", "PutRetentionPolicy",
                                          "ListTagsLogGroup", *tags]],
                   s.arn("logs", f"log-group:/{p}/tenants/*"), sid="TenantLogGroups"),
-        statement(["logs:DescribeLogGroups"], s.arn("logs", "log-group:*"), sid="ListLogGroups"),
-        statement(["servicediscovery:GetNamespace"], s.namespace_arn, sid="PlatformNamespace"),
-        *_by_tag("TenantDiscovery", discovery, ["servicediscovery:CreateService", "servicediscovery:TagResource"],
-                 [f"servicediscovery:{a}" for a in ["GetService", "UpdateService", "DeleteService", *tags]], s,
-                 create_in=[s.namespace_arn]),  # CreateService authorizes on the namespace too
+        # GetOperation (UpdateService is asynchronous) authorizes on the namespace or the service.
+        statement(["servicediscovery:GetNamespace", "servicediscovery:GetOperation"], s.namespace_arn,
+                  sid="PlatformNamespace"),
+        # Cloud Map's Tag/Untag/ListTagsForResource have no resource type: UNSCOPABLE.
+        *_by_tag("TenantDiscovery", discovery, ["servicediscovery:CreateService"],
+                 [f"servicediscovery:{a}" for a in ["GetService", "UpdateService", "DeleteService", "GetOperation"]],
+                 s, create_in=[s.namespace_arn]),  # CreateService authorizes on the namespace too
         statement(["elasticfilesystem:CreateAccessPoint", "elasticfilesystem:DescribeAccessPoints"],
                   s.file_system_arn, sid="PlatformFileSystem"),
         *_by_tag("TenantAccessPoints", access_points, ["elasticfilesystem:TagResource"],
@@ -207,6 +232,12 @@ def _runtime(s: Scope) -> list[dict[str, Any]]:
                  ["application-autoscaling:RegisterScalableTarget", "application-autoscaling:TagResource"],
                  [f"application-autoscaling:{a}" for a in ["RegisterScalableTarget", "DeregisterScalableTarget",
                                                            "PutScalingPolicy", "DeleteScalingPolicy", *tags]], s),
+        statement(["iam:CreateServiceLinkedRole"], f"arn:aws:iam::{s.account}:{SCALING_ROLE}", sid="ScalingRole",
+                  condition={"StringEquals": {"iam:AWSServiceName": SCALING_SERVICE}}),
+        # Target tracking: Application Auto Scaling makes the two alarms with the caller's
+        # CloudWatch permissions (its user guide); it names them TargetTracking-<resource id>-….
+        statement(["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
+                  s.arn("cloudwatch", f"alarm:TargetTracking-service/{s.cluster_name}/{p}-*"), sid="ScalingAlarms"),
         statement([f"elasticache:{a}" for a in ["CreateUser", "ModifyUser", "DeleteUser", "DescribeUsers",
                                                 "AddTagsToResource", "RemoveTagsFromResource",
                                                 "ListTagsForResource"]], cache_users, sid="TenantCacheUsers"),
@@ -222,12 +253,14 @@ def _edge(s: Scope) -> list[dict[str, Any]]:
     distributions = [s.arn(cf, "distribution/*", regional=False), s.arn(cf, "distribution-tenant/*", regional=False)]
     certificates = [s.arn("acm", "certificate/*", region=TENANT_CERT_REGION)]
     return [
-        statement([f"{cf}:{a}" for a in ["CreateFunction", "UpdateFunction", "PublishFunction", "DeleteFunction",
-                                         "DescribeFunction", "GetFunction", "TagResource", "UntagResource",
-                                         "ListTagsForResource"]],
+        # CreateFunction has no resource type (UNSCOPABLE). The SAR does not list `function`
+        # for the tagging actions yet, but CreateFunction takes Tags and the provider tags them.
+        statement([f"{cf}:{a}" for a in ["UpdateFunction", "PublishFunction", "DeleteFunction", "DescribeFunction",
+                                         "GetFunction", "TagResource", "UntagResource", "ListTagsForResource"]],
                   s.arn(cf, f"function/{p}-*", regional=False), sid="TenantFunctions"),
-        *_by_tag("TenantDistributions", distributions,
-                 [f"{cf}:CreateDistribution", f"{cf}:CreateDistributionTenant", f"{cf}:TagResource"],
+        # CreateDistribution(WithTags) and CreateDistributionTenant have no resource type
+        # (UNSCOPABLE); the TagResource they also authorize is on the new resource's ARN.
+        *_by_tag("TenantDistributions", distributions, [f"{cf}:TagResource"],
                  [f"{cf}:{a}" for a in ["GetDistribution", "GetDistributionConfig", "UpdateDistribution",
                                         "DeleteDistribution", "GetDistributionTenant", "UpdateDistributionTenant",
                                         "DeleteDistributionTenant", "TagResource", "UntagResource",

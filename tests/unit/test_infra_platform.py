@@ -22,7 +22,8 @@ from infra import testing
 from infra.platform.control_plane import SECRET_KEYS, SERVICES, Scope, permissions
 from infra.platform.edge import API_HEALTH_PATH, API_LABEL, ORIGIN_LABEL, api_domain, origin_domain
 from infra.platform.network import API_PORT
-from infra.platform.permissions import ACCOUNT_WIDE, STACK_DRIVERS, UNSCOPABLE
+from infra.platform.permissions import (ACCOUNT_WIDE, SCALING_ROLE, SCALING_SERVICE, STACK_DRIVERS,
+                                        TAGGED_CREATES, UNSCOPABLE)
 from infra.platform.program import platform_program
 from infra.testing import ACCOUNT, REGION, Declared, RecordingMocks, run_program
 
@@ -374,6 +375,72 @@ def test_every_scoped_arn_belongs_to_the_installation(service):
             assert ("hpx" in arn or arn in platform_singletons(s) or installation_tagged(st, "hpx")
                     or any(arn.endswith(f":{part}") for part in ACCOUNT_WIDE)), (st.get("Sid"), arn)
             assert "hostplane" not in arn, "the prefix comes from the scope, never hard-coded"
+
+
+def tag_key(st: dict) -> str | None:
+    """"RequestTag"/"ResourceTag" when the statement is conditioned on the installation tag."""
+    keys = [k for k in st.get("Condition", {}).get("StringEquals", {}) if k.endswith(f"/{INSTALLATION_TAG}")]
+    return keys[0].split(":")[1].split("/")[0] if keys else None
+
+
+@pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
+def test_actions_without_a_resource_type_are_granted_on_every_resource_only(service):
+    # The SAR gives them no resource type: a statement naming ARNs never matches them.
+    for st in permissions(service, stack_scope()):
+        if st["Resource"] != "*":
+            assert not set(st["Action"]) & set(UNSCOPABLE), (st.get("Sid"), set(st["Action"]) & set(UNSCOPABLE))
+
+
+@pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
+def test_no_tag_condition_on_an_action_that_cannot_match_it(service):
+    # Without a resource type there is no aws:ResourceTag, and only TAGGED_CREATES take
+    # aws:RequestTag: on any other action the condition would never hold, i.e. deny the call.
+    assert TAGGED_CREATES <= set(UNSCOPABLE)
+    sts = permissions(service, stack_scope())
+    for st in sts:
+        key = tag_key(st)
+        if key == "ResourceTag":
+            assert not set(st["Action"]) & set(UNSCOPABLE), st.get("Sid")
+        if key == "RequestTag":
+            assert not set(st["Action"]) & (set(UNSCOPABLE) - TAGGED_CREATES), st.get("Sid")
+    tagged = next(st for st in sts if set(st["Action"]) == TAGGED_CREATES)
+    assert (tagged["Resource"], tag_key(tagged)) == ("*", "RequestTag")
+    # CloudFront's CreateDistribution takes no condition key at all: its tag check is the
+    # TagResource that CreateDistributionWithTags authorizes on the new distribution.
+    create = [st for st in sts if "cloudfront:CreateDistribution" in st["Action"]]
+    assert [(st["Resource"], tag_key(st)) for st in create] == [("*", None)]
+
+
+def test_the_provider_can_create_tagged_distributions_tenants_and_discovery_services():
+    sts = permissions("provisioner", stack_scope("hpx"))
+
+    def granted(action: str) -> list[tuple]:
+        return [(tuple(as_list(st["Resource"])), tag_key(st)) for st in sts if action in st["Action"]]
+
+    dist = ("arn:aws:cloudfront::1:distribution/*", "arn:aws:cloudfront::1:distribution-tenant/*")
+    # CreateDistributionWithTags → CreateConnectionGroup, CreateDistribution, TagResource (SAR operations table)
+    assert granted("cloudfront:CreateConnectionGroup") == [(("*",), "RequestTag")]
+    assert (dist, "RequestTag") in granted("cloudfront:TagResource")
+    # CreateDistributionTenant → CreateDistributionTenant, TagResource
+    assert granted("cloudfront:CreateDistributionTenant") == [(("*",), "RequestTag")]
+    # Cloud Map CreateService → CreateService (namespace, service), TagResource (no resource type)
+    assert granted("servicediscovery:CreateService") == [
+        (("arn:namespace", "arn:aws:servicediscovery:eu-west-1:1:service/*"), "RequestTag")]
+    assert granted("servicediscovery:TagResource") == [(("*",), "RequestTag")]
+    # resource types the SAR does give: scoped, not on "*"
+    assert granted("ecs:RegisterTaskDefinition") == [(("arn:aws:ecs:eu-west-1:1:task-definition/hpx-*:*",), None)]
+    assert set(granted("servicediscovery:GetOperation")) == {
+        (("arn:namespace",), None), (("arn:aws:servicediscovery:eu-west-1:1:service/*",), "ResourceTag")}
+
+
+def test_scaling_may_create_only_its_own_service_linked_role_and_tenant_alarms():
+    sts = {st.get("Sid"): st for st in permissions("provisioner", stack_scope("hpx"))}
+    role = sts["ScalingRole"]
+    assert role["Action"] == ["iam:CreateServiceLinkedRole"]
+    assert role["Resource"] == f"arn:aws:iam::1:{SCALING_ROLE}"
+    assert role["Condition"] == {"StringEquals": {"iam:AWSServiceName": SCALING_SERVICE}}
+    assert not [st for st in sts.values() if "iam:CreateServiceLinkedRole" in st["Action"] and st is not role]
+    assert sts["ScalingAlarms"]["Resource"] == "arn:aws:cloudwatch:eu-west-1:1:alarm:TargetTracking-service/hpx/hpx-*"
 
 
 def test_the_deployed_stack_driver_policy_is_the_scoped_one():
