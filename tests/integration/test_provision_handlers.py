@@ -74,8 +74,8 @@ async def test_a_crash_after_a_step_is_finished_by_the_next_delivery(res, tenant
     adapter = {"cache": res.cache, "secret": res.secrets, "bucket": res.bucket}[step]
     real = adapter.ensure
 
-    async def dies_after(*args):
-        await real(*args)
+    async def dies_after(*args, **kwargs):
+        await real(*args, **kwargs)
         raise ConnectionResetError("killed after the work, before recording it")
 
     adapter.ensure = dies_after
