@@ -10,6 +10,7 @@ Lines that are not JSON (the servers' own output) are left out.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -75,9 +76,13 @@ def matches(line: LogLine, tenant: str | None, correlation: str | None, service:
 
 
 def read_file(path: Path, offset: int = 0) -> tuple[list[LogLine], int]:
-    """The complete lines after `offset`, and the offset after the last complete line."""
+    """The complete lines after `offset`, and the offset after the last complete line.
+    A file now shorter than `offset` was truncated or replaced (`down --purge`, then `up`):
+    it is read from its start."""
     try:
         with path.open("rb") as fh:
+            if fh.seek(0, os.SEEK_END) < offset:
+                offset = 0
             fh.seek(offset)
             data = fh.read()
     except OSError:
