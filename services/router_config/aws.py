@@ -119,11 +119,14 @@ class StackRouterDeps:
         did before); `leaving`: unrouted, its tombstone not written yet."""
         set_edge_routes(sum(1 for r in await self.store.live_routes() if r.tenant_id != leaving))
 
-    async def _domain_ready(self, names: TenantNames, domain: str | None) -> bool:
-        """Whether the certificate the stack requested for `domain` was issued."""
+    async def _domain_ready(self, names: TenantNames, domain: str | None,
+                            outputs: dict[str, Any] | None = None) -> bool:
+        """Whether the certificate the stack requested for `domain` was issued (`outputs`:
+        the stack's, when the caller read them already: each read is a CLI run)."""
         if not domain or self.certificates is None:
             return False
-        outputs = await self.stacks.outputs(names) or {}
+        if outputs is None:
+            outputs = await self.stacks.outputs(names) or {}
         if outputs.get("customDomain") != domain:
             return False  # a new domain: its certificate is requested by the coming `up`
         if outputs.get("customDomainReady"):
@@ -142,7 +145,7 @@ class StackRouterDeps:
             outputs = await self.stacks.outputs(self.names(route.tenant_id)) or {}
             if row.custom_domain in (outputs.get("routedHosts") or []):
                 continue
-            if not await self._domain_ready(self.names(route.tenant_id), row.custom_domain):
+            if not await self._domain_ready(self.names(route.tenant_id), row.custom_domain, outputs):
                 continue
             events = await self.configure(route.tenant_id, row.custom_domain, row.domain_at)
             async with self.store.pool.acquire() as conn:
