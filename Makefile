@@ -10,7 +10,7 @@ LS_VENV := .venv-localstack
 BIN := $(VENV)/bin
 EMULATOR ?= moto
 
-.PHONY: demo test unit integration e2e up down status bench contracts localstack-venv chromium clean
+.PHONY: demo test unit integration e2e up down status bench contracts localstack-venv chromium bubblewrap clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x "$(BIN)/python" || $(PYTHON311) -m venv $(VENV)
@@ -32,10 +32,17 @@ chromium:
 	  $(SUDO) apt-get install -y -q chromium >/dev/null || \
 	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null; }; }
 
-demo: $(VENV)/.installed
+# Each tenant runtime runs under bubblewrap (reloader.sandbox); without it the platform
+# falls back to unsandboxed tenants with a loud warning (HOSTPLANE_SANDBOX=auto).
+bubblewrap:
+	@command -v bwrap >/dev/null || { echo "installing bubblewrap (apt-get)"; \
+	  $(SUDO) apt-get install -y -q bubblewrap >/dev/null || \
+	  { $(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q bubblewrap >/dev/null; }; }
+
+demo: $(VENV)/.installed bubblewrap
 	$(BIN)/hostplane demo
 
-up: $(VENV)/.installed
+up: $(VENV)/.installed bubblewrap
 	$(BIN)/hostplane up --emulator $(EMULATOR)
 
 down: $(VENV)/.installed
@@ -45,16 +52,16 @@ status: $(VENV)/.installed
 	$(BIN)/hostplane status
 
 # Every test: unit, integration (both emulators) and end-to-end. Exit 5 (no tests) fails.
-test: $(VENV)/.installed $(LS_VENV)/.installed chromium
+test: $(VENV)/.installed $(LS_VENV)/.installed chromium bubblewrap
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests/unit
 
-integration: $(VENV)/.installed $(LS_VENV)/.installed chromium
+integration: $(VENV)/.installed $(LS_VENV)/.installed chromium bubblewrap
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests/integration
 
-e2e: $(VENV)/.installed $(LS_VENV)/.installed chromium
+e2e: $(VENV)/.installed $(LS_VENV)/.installed chromium bubblewrap
 	HOSTPLANE_E2E_EMULATOR=$(EMULATOR) $(BIN)/python -m pytest -p no:cacheprovider -ra tests/e2e
 
 # Every benchmark in bench/; each prints its table and saves JSON under bench/results/.
