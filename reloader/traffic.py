@@ -26,12 +26,19 @@ import structlog
 
 log = structlog.get_logger(__name__)
 
-METRICS_NAMESPACE = "hostplane/Runtime"
+METRICS_NAMESPACE = "hostplane/Runtime"  # each tenant publishes under its own: metrics_namespace()
 REQUESTS_PER_TASK = "RequestsPerTask"
 TENANT_DIMENSION = "TenantId"
 PERIOD_S = 60.0  # the scaling target is per minute: one datum per task per minute
 MAX_PENDING = 60  # minutes kept while CloudWatch is unreachable; older ones are dropped
 PUT_TIMEOUT_S = 20.0
+
+
+def metrics_namespace(tenant_id: str) -> str:
+    """The tenant's own CloudWatch namespace. CloudWatch's only condition key for
+    PutMetricData is `cloudwatch:namespace` (none for dimensions), so the tenant task role
+    is bound to this namespace: one tenant cannot write another's scaling metric."""
+    return f"{METRICS_NAMESPACE}/{tenant_id}"
 
 
 class RequestCount:
@@ -81,7 +88,7 @@ class RequestsPerTask:
 
     async def _put(self, batch: list[dict[str, Any]]) -> None:
         async with self.cloudwatch() as client:
-            await client.put_metric_data(Namespace=METRICS_NAMESPACE, MetricData=batch)
+            await client.put_metric_data(Namespace=metrics_namespace(self.tenant_id), MetricData=batch)
 
     async def run(self) -> None:
         """Until cancelled, on a fixed schedule: a slow publish does not stretch a minute."""

@@ -154,7 +154,7 @@ async def test_each_minute_sends_the_requests_of_that_minute_in_the_shape_the_po
     metric.close_minute(MINUTE + timedelta(minutes=1))
     assert await metric.publish() is True
     first, second = cloudwatch.calls
-    assert first == {"Namespace": "hostplane/Runtime", "MetricData": [{
+    assert first == {"Namespace": "hostplane/Runtime/acme", "MetricData": [{
         "MetricName": "RequestsPerTask", "Unit": "Count", "Value": 130.0, "Timestamp": MINUTE,
         "Dimensions": [{"Name": "TenantId", "Value": "acme"}]}]}
     assert [d["Value"] for d in second["MetricData"]] == [20.0]
