@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
 from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
@@ -49,7 +49,11 @@ SCHEMA_FILE = Path(__file__).resolve().parent / "app_spec.schema.json"
 SPEC_REF_PREFIX = "spec:sha256:"
 
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
-_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)
+_IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)  # used with fullmatch (see check_identifier)
+# A whole number in spec text longer than this is refused before it is converted (the
+# values that fit any slot have at most 309 digits; Python refuses > 4300 with ValueError).
+MAX_NUMBER_CHARS = 400
+DOUBLE_MAX = sys.float_info.max
 # PostgreSQL's reserved key words (pg_get_keywords() catcode R and T): unusable as bare names.
 SQL_KEYWORDS = frozenset("""
     all analyse analyze and any array as asc asymmetric authorization binary both case cast check
@@ -72,7 +76,8 @@ FIELD_TYPES = ("string", "text", "integer", "number", "boolean", "date", "dateti
 
 
 def check_identifier(value: str) -> str:
-    if not _IDENTIFIER_RE.match(value):
+    # fullmatch: `re.match` with `$` would accept a trailing newline ("task\n").
+    if not _IDENTIFIER_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid name: use 1-41 lowercase letters, digits or underscores, "
             "starting with a letter"
@@ -91,10 +96,24 @@ Identifier = Annotated[
     AfterValidator(check_identifier),
     Field(json_schema_extra={"pattern": IDENTIFIER_PATTERN, "not": {"enum": sorted(RESERVED_NAMES)}}),
 ]
-Label = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
-EnumValue = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f]+$")]
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]+$"
+DEFAULT_TEXT_PATTERN = r"^[^\x00]*$"
+Label = Annotated[str, Field(min_length=1, max_length=200, pattern=TEXT_PATTERN)]
+EnumValue = Annotated[str, Field(min_length=1, max_length=64, pattern=TEXT_PATTERN)]
 Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
-Number = Annotated[StrictInt | float, Field(allow_inf_nan=False)]
+
+
+def _double_range(value: Any) -> Any:
+    """A whole number a `number` field (double precision) cannot hold is refused here:
+    pydantic would raise OverflowError converting it (a 500, not a problem report)."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -DOUBLE_MAX <= value <= DOUBLE_MAX:
+        raise ValueError(f"is out of range: a number must lie between -{DOUBLE_MAX:.4g} and {DOUBLE_MAX:.4g}")
+    return value
+
+
+Number = Annotated[StrictInt | float, BeforeValidator(_double_range), Field(allow_inf_nan=False)]
+# A default is stored in a PostgreSQL text column, which cannot hold NUL.
+DefaultText = Annotated[str, Field(pattern=DEFAULT_TEXT_PATTERN)]
 
 
 def _problem(key: str, message: str) -> PydanticCustomError:
@@ -121,7 +140,7 @@ class StringField(_Bounded):
     type: Literal["string"]
     min_length: Annotated[StrictInt, Field(ge=0, le=10_000)] | None = None
     max_length: Annotated[StrictInt, Field(ge=1, le=10_000)] | None = None
-    default: str | None = None
+    default: DefaultText | None = None
 
     @model_validator(mode="after")
     def _limits(self) -> StringField:
@@ -134,7 +153,7 @@ class StringField(_Bounded):
 class TextField(_FieldBase):
     type: Literal["text"]
     max_length: Annotated[StrictInt, Field(ge=1, le=1_000_000)] | None = None
-    default: str | None = None
+    default: DefaultText | None = None
 
 
 class IntegerField(_Bounded):
@@ -296,6 +315,8 @@ def validate_app_spec(data: Any) -> AppSpec:
     if not isinstance(data, Mapping):
         raise InvalidAppSpec([SpecProblem("spec", f"must be a mapping with app, entities and pages, "
                                                   f"got {_kind(data)}")])
+    if oversized := sorted(_oversized_numbers(data, []), key=_order):
+        raise InvalidAppSpec(oversized)
     try:
         spec = AppSpec.model_validate(data)
     except ValidationError as exc:
@@ -324,7 +345,7 @@ def parse_text(source: str | bytes) -> Any:
         raise InvalidAppSpec([SpecProblem("spec", "is empty")])
     try:
         if text.lstrip().startswith("{"):
-            return json.loads(text, object_pairs_hook=_unique_pairs)
+            return json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_whole_number)
         return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
     except json.JSONDecodeError as exc:
         message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -343,6 +364,27 @@ class _Refused(ValueError):
     pass
 
 
+class Oversized(str):
+    """A whole number too long to convert (its digits, unconverted): `validate_app_spec`
+    reports it at its path. Python's int() raises ValueError past 4300 digits, and even
+    below that such a number fits no slot of a spec."""
+
+
+def _whole_number(digits: str) -> int | Oversized:
+    return Oversized(digits) if len(digits) > MAX_NUMBER_CHARS else int(digits)
+
+
+def _oversized_numbers(node: Any, loc: list[Any]) -> list[SpecProblem]:
+    if isinstance(node, Oversized):
+        return [SpecProblem(_path(loc), f"is a number {len(node)} characters long; it is out of range "
+                                        "for every number in a spec")]
+    if isinstance(node, Mapping):
+        return [p for key, value in node.items() for p in _oversized_numbers(value, [*loc, key])]
+    if isinstance(node, list):
+        return [p for i, value in enumerate(node) for p in _oversized_numbers(value, [*loc, i])]
+    return []
+
+
 def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
@@ -353,6 +395,13 @@ def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 
 class _SpecLoader(yaml.SafeLoader):
+    def construct_yaml_int(self, node: Any) -> int | Oversized:
+        # YAML 1.1 ints also come as hex, octal, binary or base 60 ("1:20:00"): the text's
+        # length bounds them all before any conversion.
+        if len(node.value) > MAX_NUMBER_CHARS:
+            return Oversized(node.value)
+        return super().construct_yaml_int(node)
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
@@ -375,12 +424,21 @@ class _SpecLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
+
+
 # --- pydantic errors → path problems --------------------------------------------------
 
 _MODELS: dict[str, type[BaseModel]] = {
     "spec": AppSpec, "entity": Entity, "page": Page,
     **{t: m for m in (StringField, TextField, IntegerField, NumberField, BooleanField, DateField,
                       DatetimeField, EnumField, ReferenceField) for t in m.model_fields["type"].annotation.__args__},
+}
+
+
+_PATTERN_HINTS = {
+    TEXT_PATTERN: "must not contain control characters (newline, tab, NUL, ...)",
+    DEFAULT_TEXT_PATTERN: "must not contain NUL characters",
 }
 
 
@@ -401,6 +459,10 @@ def _from_pydantic(err: Any) -> SpecProblem:
         message = f"a field needs a type: one of {', '.join(FIELD_TYPES)}"
     elif kind == "missing":
         message = "is required"
+    elif kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_HINTS:
+        message = _PATTERN_HINTS[ctx["pattern"]]
+    elif kind == "string_unicode":  # a lone surrogate ("\\ud800" in JSON): not text UTF-8 can carry
+        message = "must be valid Unicode text (it holds an unpaired surrogate escape such as \\ud800)"
     elif kind == "extra_forbidden":
         model = _MODELS[field_type or ("entity" if len(loc) == 3 and loc[0] == "entities" else
                                        "page" if loc[0] == "pages" else "spec")]
@@ -418,9 +480,17 @@ def _from_pydantic(err: Any) -> SpecProblem:
 
 
 def _path(loc: list[Any]) -> str:
+    """`entities.task.fields.title`; a key with a character that does not print is quoted
+    (`entities['a\\n']`), so a path never carries a newline, a control character or an
+    unpaired surrogate."""
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else f".{part}" if out else str(part)
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not str(part).isprintable():
+            out += f"[{str(part)!r}]"
+        else:
+            out += f".{part}" if out else str(part)
     return out or "spec"
 
 

@@ -16,7 +16,7 @@ RESERVED_TENANT_IDS = frozenset(
         "postgres", "template0", "template1", "default", "public", "aws", "amazon",
     }
 )
-_TENANT_RE = re.compile(TENANT_ID_PATTERN)
+_TENANT_RE = re.compile(TENANT_ID_PATTERN)  # used with fullmatch: `match` and `$` accept "name\n"
 
 # Where a tenant's traffic enters on AWS (infra/tenant/edge.py): its own CloudFront
 # distribution, or a distribution tenant on the platform's shared one. Locally every
@@ -30,7 +30,7 @@ class InvalidTenantId(ValueError):
 
 
 def validate_tenant_id(value: str) -> str:
-    if not isinstance(value, str) or not _TENANT_RE.match(value):
+    if not isinstance(value, str) or not _TENANT_RE.fullmatch(value):
         raise InvalidTenantId(
             f"tenant id {value!r} must be 2-31 characters: a lowercase letter, then lowercase "
             "letters, digits or hyphens"

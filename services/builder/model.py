@@ -69,14 +69,20 @@ def q(name: str) -> str:
 
 
 def literal(value: Any) -> str:
-    """An SQL literal for a spec default (standard_conforming_strings: only ' is special)."""
+    """An SQL literal for a spec value. Text with a backslash is written as an escape
+    string (E'...', backslashes doubled), which reads the same whatever the session's
+    standard_conforming_strings; any other text as a plain '...' (only ' is special)."""
     if isinstance(value, bool):
         return "TRUE" if value else "FALSE"
     if isinstance(value, int):
         return str(value)
     if isinstance(value, float):
         return repr(value)
-    return "'" + str(value).replace("'", "''") + "'"
+    text = str(value)
+    if "\x00" in text:
+        raise ValueError("text for PostgreSQL cannot hold NUL characters")
+    quoted = "'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+    return "E" + quoted if "\\" in text else quoted
 
 
 def constraint_name(table: str, column: str, kind: str) -> str:
