@@ -17,6 +17,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from contracts.tenant import TenantId
 
 SOURCE_PREFIX = "hostplane."
+# Producers that run inside a tenant's runtime (data plane): they speak on the bus only
+# under an identity bound to their own tenant, `hostplane.runtime.<tenant_id>`.
+RUNTIME_PRODUCERS = ("reloader",)
+RUNTIME_SOURCE_PREFIX = SOURCE_PREFIX + "runtime."
 VERSION_PATTERN = r"^[0-9]+\.[0-9]+$"
 
 
@@ -59,6 +63,22 @@ def registered_events() -> list[type[Event]]:
     return sorted(_REGISTRY.values(), key=lambda c: (c.event_type, c.major()))
 
 
+def runtime_source(tenant_id: str) -> str:
+    """EventBridge `source` of every event a tenant's runtime publishes about itself."""
+    return RUNTIME_SOURCE_PREFIX + tenant_id
+
+
+def producer_source(producer: str, tenant_id: str) -> str:
+    """EventBridge `source` a producer speaks under: `hostplane.<service>` for the control
+    plane, `hostplane.runtime.<tenant_id>` for a tenant runtime."""
+    return runtime_source(tenant_id) if producer in RUNTIME_PRODUCERS else SOURCE_PREFIX + producer
+
+
+def declared_sources(model: type[Event], tenant_id: str) -> set[str]:
+    """Every `source` an event of `model` about `tenant_id` may come from (its declared producers)."""
+    return {producer_source(p, tenant_id) for p in model.producers}
+
+
 def event_model(event_type: str, schema_version: str) -> type[Event]:
     try:
         return _REGISTRY[(event_type, int(schema_version.split(".")[0]))]
@@ -69,7 +89,11 @@ def event_model(event_type: str, schema_version: str) -> type[Event]:
 class Envelope(BaseModel, Generic[E]):
     """What travels on the bus. `correlation_id` is one per user request, carried
     through every stage; `causation_id` is the event that caused this one;
-    `replay_id` marks an ops replay (the same event re-published on purpose)."""
+    `replay_id` marks an ops replay (the same event re-published on purpose).
+    `incarnation` names the tenant incarnation the event belongs to (set by the API when
+    it accepts a create, carried from cause to effect); a tenant deleted and created again
+    is a new incarnation, and stage services change nothing for an old one. Events from
+    before the field existed have none (readers then compare `occurred_at`)."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -82,6 +106,7 @@ class Envelope(BaseModel, Generic[E]):
     causation_id: uuid.UUID | None = None
     producer: str = Field(pattern=r"^[a-z][a-z0-9-]{1,40}$")
     replay_id: uuid.UUID | None = None
+    incarnation: uuid.UUID | None = None
     data: E
 
     @classmethod
@@ -93,10 +118,13 @@ class Envelope(BaseModel, Generic[E]):
         producer: str,
         correlation_id: uuid.UUID | None = None,
         cause: Envelope[Any] | None = None,
+        incarnation: uuid.UUID | None = None,
     ) -> Envelope[Any]:
-        """Wrap a payload. With `cause`, correlation is carried and causation set."""
+        """Wrap a payload. With `cause`, correlation and incarnation are carried and
+        causation set."""
         if cause is not None:
             correlation_id = cause.correlation_id
+            incarnation = incarnation or cause.incarnation
         return Envelope[type(data)](  # type: ignore[misc]
             event_id=uuid.uuid4(),
             event_type=data.event_type,
@@ -106,13 +134,15 @@ class Envelope(BaseModel, Generic[E]):
             correlation_id=correlation_id or uuid.uuid4(),
             causation_id=cause.event_id if cause is not None else None,
             producer=producer,
+            incarnation=incarnation,
             data=data,
         )
 
     @property
     def source(self) -> str:
-        """EventBridge `source`."""
-        return SOURCE_PREFIX + self.producer
+        """EventBridge `source`: `hostplane.<producer>`, or for a tenant runtime's events
+        `hostplane.runtime.<tenant_id>` (the identity its credentials may publish under)."""
+        return producer_source(self.producer, self.tenant_id)
 
     @property
     def dedup_key(self) -> str:

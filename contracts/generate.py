@@ -18,7 +18,7 @@ from typing import Any
 
 import contracts.events_v1  # noqa: F401  (registers every event model)
 from contracts.catalog import SERVICES
-from contracts.envelope import SOURCE_PREFIX, Envelope, Event, registered_events
+from contracts.envelope import RUNTIME_SOURCE_PREFIX, Envelope, Event, producer_source, registered_events
 
 CONTRACTS_DIR = Path(__file__).resolve().parent
 ASYNCAPI_FILE = "asyncapi.json"
@@ -91,7 +91,7 @@ def asyncapi_document() -> dict[str, Any]:
         )
         channel["messages"][mid] = {"$ref": f"#/components/messages/{mid}"}
         sources = channel["x-eventbridge"]["sources"]
-        sources[:] = sorted(set(sources) | {SOURCE_PREFIX + p for p in model.producers})
+        sources[:] = sorted(set(sources) | {producer_source(p, "<tenant_id>") for p in model.producers})
         ref = {"$ref": f"#/channels/{etype}/messages/{mid}"}
         for action, services in (("send", model.producers), ("receive", model.consumers)):
             for service in services:
@@ -114,7 +114,8 @@ def asyncapi_document() -> dict[str, Any]:
             "version": ASYNCAPI_DOC_VERSION,
             "description": (
                 "Lifecycle events of the hostplane control plane. Every message is an "
-                "EventBridge `detail` envelope; `source` is `hostplane.<service>`, "
+                "EventBridge `detail` envelope; `source` is `hostplane.<service>` (a tenant runtime's "
+                f"events: `{RUNTIME_SOURCE_PREFIX}<tenant_id>`), "
                 "`detail-type` the event type. Services: " + ", ".join(SERVICES) + "."
             ),
         },

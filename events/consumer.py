@@ -2,9 +2,14 @@
 
 Per message: bind the log context, read the EventBridge body's `detail` as an envelope,
 skip (delete) types this service has no handler for — rules match only source and
-detail-type, finer filtering is here — then, holding the tenant (events.inbox), skip a
-duplicate or run the handler and commit inbox mark + emitted events in one transaction,
-and only then delete the message. Dedup is on the envelope's key, never on SQS or
+detail-type, finer filtering is here — and refuse (delete, count, log `events.refused`,
+nothing else: no retry, no DLQ, no event) one whose EventBridge `source` is not the one a
+declared producer of its type speaks under (`Envelope.source`: a tenant runtime's events
+come from `hostplane.runtime.<tenant>` about that tenant only); then, holding the tenant
+(events.inbox), skip a duplicate, skip (mark handled, change nothing, log
+`events.stale_incarnation`) a stage service's event of another tenant incarnation than
+the current one (events.recorded), or run the handler and commit inbox mark + emitted
+events in one transaction, and only then delete the message. Dedup is on the envelope's key, never on SQS or
 EventBridge ids (EventBridge assigns a new id on every publish).
 
 While a handler runs (or waits for its tenant) a heartbeat keeps extending the message's
@@ -29,11 +34,13 @@ from typing import Any
 
 import structlog
 
-from contracts.envelope import Envelope, Event
-from events.inbox import Inbox, PgInbox
+from contracts.envelope import Envelope, Event, declared_sources, producer_source
+from events import recorded
+from events.inbox import Inbox, PgInbox, current_connection
 from events.outbox import add_to_outbox
 from events.topology import Topology
 from hostplane.aws import aws_client
+from hostplane.metrics import count_refused
 from hostplane.settings import Settings
 
 log = structlog.get_logger(__name__)
@@ -58,6 +65,19 @@ class MalformedMessage(ValueError):
 
 class _Released(Exception):
     """Shutdown began before the handler started: give the message back."""
+
+
+class _Refused(Exception):
+    """The event is not from a declared producer of its type: delete it, nothing else."""
+
+    def __init__(self, event_type: str, source: Any, tenant_id: Any, reason: str) -> None:
+        super().__init__(reason)
+        self.event_type, self.source, self.tenant_id, self.reason = event_type, source, tenant_id, reason
+
+
+# Services that act on a tenant's resources: each event is checked against the tenant's
+# current incarnation first (the API's projection folds every event and keeps its own order).
+INCARNATION_CHECKED = ("provisioner", "builder", "migrator", "router-config", "deprovisioner")
 
 
 class Consumer:
@@ -205,6 +225,11 @@ class Consumer:
                     replay_id=str(envelope.replay_id) if envelope.replay_id else None,
                 )
                 outcome = await self._process(envelope)
+        except _Refused as refused:
+            outcome = "refused"
+            count_refused(self.service, refused.event_type)
+            log.warning("events.refused", event_type=refused.event_type, source=str(refused.source)[:128],
+                        tenant_id=str(refused.tenant_id)[:64], reason=refused.reason)
         except _Released:
             outcome = "released"
         except Exception as exc:
@@ -220,7 +245,7 @@ class Consumer:
             await self._set_visibility(msg, 0)
         else:
             await self._delete(msg)
-            if outcome != "ignored":
+            if outcome not in ("ignored", "refused"):
                 log.info(f"message.{outcome}", receive_count=receives)
 
     def _retry_delay(self, receives: int) -> int:
@@ -230,7 +255,8 @@ class Consumer:
     def _read(self, msg: dict[str, Any]) -> Envelope[Any] | None:
         """The typed envelope, or None when no handler here takes this type and version."""
         try:
-            detail = json.loads(msg["Body"])["detail"]
+            body = json.loads(msg["Body"])
+            detail = body["detail"]
             if isinstance(detail, str):
                 detail = json.loads(detail)
             key = (detail["event_type"], int(str(detail["schema_version"]).split(".")[0]))
@@ -240,6 +266,7 @@ class Consumer:
             log.info("message.ignored", event_type=key[0], major=key[1])
             return None
         model, _ = self._handlers[key]
+        check_producer(model, body.get("source"), detail)  # before anything trusts the payload
         return Envelope[model].model_validate(detail)  # type: ignore[valid-type]
 
     async def _process(self, envelope: Envelope[Any]) -> str:
@@ -249,9 +276,26 @@ class Consumer:
                 raise _Released
             if await tx.seen(envelope):
                 return "duplicate"
+            if await self._stale(envelope):
+                await tx.complete(envelope, [])
+                return "stale"
             results = await handler(envelope, self.deps) or ()
             await tx.complete(envelope, [self.wrap(r, envelope) for r in results])
         return "handled"
+
+    async def _stale(self, envelope: Envelope[Any]) -> bool:
+        """Is the event of another incarnation of its tenant than the current one? (Read in
+        the handling transaction; the API commits a re-creation before its first event.)"""
+        conn = current_connection()
+        if self.service not in INCARNATION_CHECKED or conn is None:
+            return False
+        current = await recorded.stale_incarnation(conn, envelope)
+        if current is None:
+            return False
+        log.warning("events.stale_incarnation", incarnation=str(envelope.incarnation or ""),
+                    current_incarnation=str(current.id or ""), occurred_at=envelope.occurred_at.isoformat(),
+                    created_at=current.created_at.isoformat())
+        return True
 
     async def _dead_lettered(self, envelope: Envelope[Any], error: Exception, receives: int) -> None:
         """Last receive failed: SQS moves the message to the DLQ next; say so on the bus
@@ -305,3 +349,19 @@ class Consumer:
             )
         except Exception as exc:
             log.warning("message.visibility_failed", seconds=seconds, error=str(exc))
+
+
+def check_producer(model: type[Event], source: Any, detail: dict[str, Any]) -> None:
+    """Raise _Refused unless `source` (EventBridge's, set by whoever called PutEvents and
+    bound to its credentials) is the source of a declared producer of `model`, and the
+    envelope names that same producer and tenant: a runtime event about tenant X must come
+    from `hostplane.runtime.X`. Ops replays re-publish under the original source."""
+    event_type, tenant, producer = model.event_type, detail.get("tenant_id"), detail.get("producer")
+    if not isinstance(source, str) or not isinstance(tenant, str) or not isinstance(producer, str):
+        raise _Refused(event_type, source, tenant, "no source, tenant or producer")
+    if producer not in model.producers:
+        raise _Refused(event_type, source, tenant, f"producer {producer!r} is not declared for {event_type}")
+    if source not in declared_sources(model, tenant):
+        raise _Refused(event_type, source, tenant, f"source is not a declared producer of {event_type}")
+    if source != producer_source(producer, tenant):
+        raise _Refused(event_type, source, tenant, f"source does not match the envelope's producer {producer!r}")

@@ -3,18 +3,23 @@ and the rules routing event types to the queues that consume them.
 
 `hostplane up` applies it to the emulator (events.topology_apply); the Pulumi platform
 program reads the same declaration. Rule patterns use only `source` and `detail-type`
-lists, the part both emulators match faithfully (DESIGN.md, Messaging rules).
+lists, the part both emulators match faithfully (DESIGN.md, Messaging rules). Events of
+tenant runtimes come from `hostplane.runtime.<tenant_id>`, one source per tenant, so the
+rules of their consumers and the archive match those with a `prefix` filter (both
+emulators and AWS implement it); the consumer checks each event's exact source.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Any
 
-from contracts.catalog import SERVICES, consumed_types
-from contracts.envelope import SOURCE_PREFIX
+from contracts.catalog import SERVICES, consumed_types, consumers_of
+from contracts.envelope import RUNTIME_PRODUCERS, RUNTIME_SOURCE_PREFIX, SOURCE_PREFIX
 
-PRODUCERS = SERVICES
+# Producers publishing under `hostplane.<service>`; the runtime's events match by prefix.
+PRODUCERS = tuple(s for s in SERVICES if s not in RUNTIME_PRODUCERS)
 # Every service that consumes gets a queue, even before its first event type exists.
 CONSUMER_SERVICES = tuple(s for s in SERVICES if s != "reloader")
 MAX_RECEIVES = 5
@@ -41,10 +46,14 @@ class RuleSpec:
     service: str
     detail_types: tuple[str, ...]
     sources: tuple[str, ...]
+    source_prefixes: tuple[str, ...] = ()
+
+    def source_filter(self) -> list[Any]:
+        return source_filter(self.sources, self.source_prefixes)
 
     def pattern(self) -> str:
         return json.dumps(
-            {"source": list(self.sources), "detail-type": list(self.detail_types)}, sort_keys=True
+            {"source": self.source_filter(), "detail-type": list(self.detail_types)}, sort_keys=True
         )
 
 
@@ -55,6 +64,7 @@ class Topology:
     queues: tuple[QueueSpec, ...]
     rules: tuple[RuleSpec, ...]
     sources: tuple[str, ...] = field(default=())
+    source_prefixes: tuple[str, ...] = field(default=())
 
     def queue(self, service: str) -> QueueSpec:
         for q in self.queues:
@@ -63,7 +73,18 @@ class Topology:
         raise KeyError(f"no queue for service {service!r}; known: {[q.service for q in self.queues]}")
 
     def archive_pattern(self) -> str:
-        return json.dumps({"source": list(self.sources)}, sort_keys=True)
+        return json.dumps({"source": source_filter(self.sources, self.source_prefixes)}, sort_keys=True)
+
+
+def source_filter(sources: tuple[str, ...], prefixes: tuple[str, ...]) -> list[Any]:
+    """An EventBridge `source` list: exact sources, then `{"prefix": ...}` matchers."""
+    return [*sources, *({"prefix": p} for p in prefixes)]
+
+
+def _runtime_prefixes(service: str) -> tuple[str, ...]:
+    """The runtime prefix when the service consumes an event a tenant runtime produces."""
+    runtime = any(set(e.producers) & set(RUNTIME_PRODUCERS) for e in consumers_of(service))
+    return (RUNTIME_SOURCE_PREFIX,) if runtime else ()
 
 
 def topology(prefix: str = "hostplane") -> Topology:
@@ -73,7 +94,8 @@ def topology(prefix: str = "hostplane") -> Topology:
         for s in CONSUMER_SERVICES
     )
     rules = tuple(
-        RuleSpec(name=f"{prefix}-to-{s}", service=s, detail_types=types, sources=sources)
+        RuleSpec(name=f"{prefix}-to-{s}", service=s, detail_types=types, sources=sources,
+                 source_prefixes=_runtime_prefixes(s))
         for s in CONSUMER_SERVICES
         if (types := tuple(consumed_types(s)))
     )
@@ -83,4 +105,5 @@ def topology(prefix: str = "hostplane") -> Topology:
         queues=queues,
         rules=rules,
         sources=sources,
+        source_prefixes=(RUNTIME_SOURCE_PREFIX,),
     )

@@ -26,6 +26,9 @@ MESSAGES = Counter("hostplane_messages_total", "Messages handled by a service's 
 HANDLER_SECONDS = Histogram("hostplane_handler_seconds", "Handler run time per event type",
                             ["service", "event_type"],
                             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60))
+EVENTS_REFUSED = Counter("hostplane_events_refused_total",
+                         "Events a consumer refused before any handler: not from a declared producer of their type",
+                         ["service", "event_type"])
 QUEUE_DEPTH = Gauge("hostplane_queue_depth", "Messages in the service's queue (visible + in flight)", ["queue"])
 DLQ_DEPTH = Gauge("hostplane_dlq_depth", "Messages in the service's dead-letter queue", ["queue"])
 OUTBOX_PENDING = Gauge("hostplane_outbox_pending", "Outbox rows not yet published (whole control database)")
@@ -46,6 +49,11 @@ Handler = Callable[[Any, Any], Awaitable[Any]]
 def set_edge_routes(count: int) -> None:
     """For router-config: the number of tenant routes the edge now has."""
     EDGE_ROUTES.set(count)
+
+
+def count_refused(service: str, event_type: str) -> None:
+    """For the consumer: an event refused by the producer check (events.consumer)."""
+    EVENTS_REFUSED.labels(service, event_type).inc()
 
 
 def instrument(service: str, event_type: str, handler: Handler) -> Handler:

@@ -25,12 +25,14 @@ TOPOLOGY = Topology(bus_name="b", archive_name="a", queues=(QueueSpec(SERVICE, "
 class Ping(Event):  # test-only payloads, not registered: the catalog stays untouched
     event_type: ClassVar[str] = "UnitPing"
     schema_version: ClassVar[str] = "1.0"
+    producers: ClassVar[tuple[str, ...]] = ("api",)
     n: int = 0
 
 
 class Pong(Event):
     event_type: ClassVar[str] = "UnitPong"
     schema_version: ClassVar[str] = "1.0"
+    producers: ClassVar[tuple[str, ...]] = ("api",)
     n: int = 0
 
 

@@ -25,7 +25,15 @@ def test_rules_match_only_source_and_detail_type_lists():
         pattern = json.loads(rule.pattern())
         assert set(pattern) == {"source", "detail-type"}
         assert all(isinstance(v, list) and v for v in pattern.values())
-        assert pattern["source"] == [f"hostplane.{p}" for p in PRODUCERS]
+        control = [f"hostplane.{p}" for p in PRODUCERS]
+        runtime = [{"prefix": "hostplane.runtime."}] if rule.service == "api" else []
+        assert pattern["source"] == control + runtime
+        assert "reloader" not in PRODUCERS  # runtime events come from hostplane.runtime.<tenant>
+
+
+def test_archive_keeps_control_and_runtime_events():
+    sources = json.loads(topology().archive_pattern())["source"]
+    assert "hostplane.api" in sources and {"prefix": "hostplane.runtime."} in sources
 
 
 def test_each_event_reaches_exactly_its_declared_consumers():

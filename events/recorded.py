@@ -1,0 +1,123 @@
+"""What the API recorded, for the stage services to check before they act (read-only).
+
+The API is the only entry point: it writes, in the transaction that accepts a request
+(services.api.commands), the tenant's *incarnation* (`tenants.incarnation`, a fresh id at
+every create, so a tenant deleted and created again is a new one, and `created_at`) and
+one `tenant_requests` row per request with the command's event id and payload. Nothing
+else writes them, and a tenant cannot: so a command is honoured only as recorded there,
+and an event is acted on only for the incarnation it belongs to.
+
+- `stale_incarnation`: the event belongs to another incarnation than the tenant's
+  current one (events without the field, from before it existed, are compared by
+  `occurred_at` with the incarnation's creation). The consumer asks this for every stage
+  service before the handler runs (events.consumer).
+- `unrecorded`: why a command (or a fact that carries one on, like TenantProvisioned
+  carrying the create's spec) is not exactly what the API recorded for that tenant.
+
+A tenant the API never recorded (`hostplane demo`, handlers driven directly in tests, a
+stage service without the API's tables) has nothing to compare: both checks pass.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from contracts.envelope import Envelope
+
+# The request kinds whose command a stage service carries out, by the event it acts on.
+KIND_OF = {"TenantRequested": "create", "TenantProvisioned": "create", "AppUpdateRequested": "update",
+           "RollbackRequested": "rollback", "TenantDeletionRequested": "delete",
+           "DomainChangeRequested": "domain", "TenantChanged": None}
+
+
+@dataclass(frozen=True)
+class Incarnation:
+    id: uuid.UUID | None  # None: a tenant recorded before incarnations existed
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    kind: str
+    generation: int
+    event_id: uuid.UUID | None  # None: recorded before commands were (history)
+    spec_sha256: str | None
+    command: dict[str, Any] | None
+    incarnation: uuid.UUID | None
+
+
+async def _has_tables(db: Any) -> bool:
+    return bool(await db.fetchval("SELECT to_regclass('tenants') IS NOT NULL AND "
+                                  "to_regclass('tenant_requests') IS NOT NULL"))
+
+
+async def current_incarnation(db: Any, tenant_id: str) -> Incarnation | None:
+    """The tenant's current incarnation; None when the API never recorded the tenant."""
+    if not await _has_tables(db):
+        return None
+    row = await db.fetchrow("SELECT * FROM tenants WHERE tenant_id = $1", tenant_id)
+    if row is None:
+        return None
+    return Incarnation(row.get("incarnation"), row["created_at"])
+
+
+def is_stale(envelope: Envelope[Any], current: Incarnation | None) -> bool:
+    """Does the event belong to another incarnation than `current`?"""
+    if current is None:
+        return False
+    if envelope.incarnation is not None and current.id is not None:
+        return envelope.incarnation != current.id
+    return envelope.occurred_at < current.created_at
+
+
+async def stale_incarnation(db: Any, envelope: Envelope[Any]) -> Incarnation | None:
+    """The tenant's current incarnation when the event belongs to another one, else None."""
+    current = await current_incarnation(db, envelope.tenant_id)
+    return current if is_stale(envelope, current) else None
+
+
+async def recorded_request(db: Any, tenant_id: str, correlation_id: uuid.UUID) -> RecordedRequest | None:
+    row = await db.fetchrow("SELECT * FROM tenant_requests WHERE tenant_id = $1 AND correlation_id = $2",
+                            tenant_id, correlation_id)
+    if row is None:
+        return None
+    command = row.get("command")
+    return RecordedRequest(row["kind"], row["generation"], row.get("event_id"), row["spec_sha256"],
+                           json.loads(command) if isinstance(command, str) else command, row.get("incarnation"))
+
+
+async def unrecorded(db: Any, envelope: Envelope[Any], fields: tuple[str, ...]) -> str | None:
+    """Why the API did not record this command for this tenant (None: it did, exactly).
+
+    The request is the one of the envelope's correlation id (every stage carries it);
+    it must be of the kind the event carries out; a command published by the API itself
+    must be the very event the API recorded; each of `fields` of the event's payload must
+    equal the recorded command's. A request recorded before commands were (no payload
+    kept) vouches for its spec digest only: anything else asked of it is refused."""
+    if not await _has_tables(db) or not await db.fetchval(
+            "SELECT 1 FROM tenants WHERE tenant_id = $1", envelope.tenant_id):
+        return None
+    request = await recorded_request(db, envelope.tenant_id, envelope.correlation_id)
+    if request is None:
+        return "the API recorded no request with this correlation id for this tenant"
+    kind = KIND_OF.get(envelope.event_type)
+    if kind is not None and request.kind != kind:
+        return f"the recorded request is a {request.kind}, not a {kind}"
+    if envelope.producer == "api" and request.event_id is not None and request.event_id != envelope.event_id:
+        return "the API recorded another event for this request"
+    data = envelope.data.model_dump(mode="json")
+    if request.command is None:  # history: only the digest was kept
+        for field in fields:
+            if field == "spec_sha256" and data.get(field) != request.spec_sha256:
+                return "spec_sha256 differs from the recorded request"
+            if field not in ("spec_sha256", "spec_ref") and data.get(field):
+                return f"{field} was not recorded with this request"
+        return None
+    for field in fields:
+        if data.get(field) != request.command.get(field):
+            return f"{field} differs from the recorded request"
+    return None
