@@ -19,7 +19,7 @@ from typing import Any
 
 import structlog
 
-from contracts.envelope import Envelope
+from contracts.envelope import RUNTIME_SOURCE_PREFIX, SOURCE_PREFIX, Envelope
 from events.publisher import FailedEntry, PublishEntry, Publisher, PublishError, oversized
 from events.store import INSERT_PENDING, NOTIFY_CHANNEL, outbox_row
 
@@ -40,10 +40,22 @@ _CLAIM = """
 SELECT seq, event_id::text, replay_id::text, event_type, source, detail::text AS detail
 FROM outbox
 WHERE published_at IS NULL AND (retry_at IS NULL OR retry_at <= now())
+  AND ($2::text[] IS NULL OR source LIKE ANY($2::text[]))
 ORDER BY seq
 LIMIT $1
 FOR UPDATE SKIP LOCKED
 """
+
+
+def relay_sources(service: str) -> tuple[str, ...]:
+    """LIKE patterns of the outbox rows `service`'s relay publishes: exactly the sources its
+    AWS task role may put on the bus (infra/platform/permissions.py reads this). Every
+    service's own events, replays included (a replay keeps its source); the API also the
+    replays of tenant runtimes' events, which no control-plane service produces."""
+    own = (SOURCE_PREFIX + service,)
+    return own + (RUNTIME_SOURCE_PREFIX + "%",) if service == "api" else own
+
+
 _MARK_PUBLISHED = """
 UPDATE outbox SET published_at = now(), attempts = attempts + 1, last_error = NULL, retry_at = NULL
 WHERE seq = ANY($1::bigint[])
@@ -57,7 +69,9 @@ WHERE seq = $1
 
 
 class OutboxRelay:
-    """Publishes pending outbox rows through `publisher` until `stop()`."""
+    """Publishes pending outbox rows through `publisher` until `stop()`. With `sources`
+    (LIKE patterns, `relay_sources()`), only rows whose source matches one: on AWS each
+    service's role may publish only its own source, so a relay never claims another's row."""
 
     def __init__(
         self,
@@ -66,8 +80,10 @@ class OutboxRelay:
         *,
         batch_size: int = 100,
         poll_interval_s: float = 5.0,
+        sources: tuple[str, ...] | None = None,
     ) -> None:
         self.pool = pool
+        self.sources = list(sources) if sources is not None else None
         self.publisher = publisher
         self.batch_size = batch_size
         self.poll_interval_s = poll_interval_s
@@ -83,7 +99,7 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Claim one batch, publish it, record the outcome. Returns rows claimed."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, self.batch_size)
+            rows = await conn.fetch(_CLAIM, self.batch_size, self.sources)
             if not rows:
                 return 0
             by_key = {(r["event_id"], r["replay_id"]): r["seq"] for r in rows}

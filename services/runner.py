@@ -18,7 +18,7 @@ import structlog
 
 from contracts.envelope import Event
 from events.consumer import Consumer, ConsumerOptions, Handler
-from events.outbox import OutboxRelay
+from events.outbox import OutboxRelay, relay_sources
 from events.publisher import Publisher
 from events.store import ensure_schema
 from events.topology import topology
@@ -59,7 +59,7 @@ async def run_service(
         spec = topo.queue(service)
         gauges = asyncio.create_task(metrics.refresh_gauges(pool, settings, spec.name, spec.dlq_name))
         async with Publisher(settings, topo.bus_name) as publisher:
-            relay = OutboxRelay(pool, publisher)
+            relay = OutboxRelay(pool, publisher, sources=relay_sources(service))
             relay_task = asyncio.create_task(relay.run())
             consumer = Consumer(service, handlers, deps, pool, settings, topo, concurrency, options=options)
             _mark_ready(f"http://{settings.host}:{metrics_port}/metrics")

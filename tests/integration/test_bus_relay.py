@@ -111,3 +111,25 @@ async def test_concurrent_relays_publish_each_row_once(pool):
 
     await asyncio.wait_for(asyncio.gather(*(drain(r) for r in relays)), 30)
     assert sorted(pub.published) == sorted(str(e.event_id) for e in envs)
+
+
+async def test_each_services_relay_claims_only_the_sources_its_role_may_publish(pool):
+    """On AWS each task role may PutEvents only under its own source (infra/platform/
+    permissions.py): a relay claiming another service's row would fail it on every try."""
+    from contracts.envelope import runtime_source
+    from events.outbox import relay_sources
+
+    def made_by(producer: str) -> Envelope[Any]:
+        return Envelope.new(RelayPing(), tenant_id="relay-test", producer=producer)
+
+    api, builder, runtime = made_by("api"), made_by("builder"), made_by("reloader")
+    assert runtime.source == runtime_source("relay-test")
+    await add(pool, [api, builder, runtime])
+    published: dict[str, list[str]] = {}
+    for service in ("provisioner", "builder", "api"):
+        pub = RecordingPublisher()
+        await OutboxRelay(pool, pub, sources=relay_sources(service)).run_once()  # type: ignore[arg-type]
+        published[service] = pub.published
+    assert published == {"provisioner": [], "builder": [str(builder.event_id)],
+                          "api": [str(api.event_id), str(runtime.event_id)]}
+    assert await pool.fetchval("SELECT count(*) FROM outbox WHERE published_at IS NULL") == 0
