@@ -132,3 +132,33 @@ def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict
     if "error" in box:
         raise box["error"]
     return box["mocks"]
+
+
+def condition_allows(condition: dict[str, Any] | None, context: dict[str, Any]) -> bool:
+    """IAM's evaluation of a statement's Condition block against a request context, for the
+    operators the programs use (StringEquals/StringLike, their ForAllValues:/ForAnyValue:
+    forms, Null). A context key holds a string or, multivalued, a list; absent = missing."""
+    from fnmatch import fnmatchcase
+
+    matchers = {"StringEquals": lambda v, e: v == e, "StringLike": fnmatchcase}
+    for operator, block in (condition or {}).items():
+        qualifier, _, base = operator.rpartition(":")
+        for key, expected in block.items():
+            wanted = expected if isinstance(expected, list) else [expected]
+            present = key in context
+            values = context.get(key)
+            values = values if isinstance(values, list) else [values] if present else []
+            if base == "Null":
+                ok = (not present) == (str(wanted[0]).lower() == "true")
+            else:
+                hit = [any(matchers[base](v, e) for e in wanted) for v in values]
+                ok = (all(hit) if qualifier == "ForAllValues" else any(hit) if qualifier == "ForAnyValue"
+                      else present and len(values) == 1 and hit[0])
+            if not ok:
+                return False
+    return True
+
+
+def put_events_context(source: str, detail_type: str) -> dict[str, Any]:
+    """The request context EventBridge authorizes one PutEvents entry with."""
+    return {"events:source": [source], "events:detail-type": detail_type}

@@ -1,7 +1,7 @@
 """What each control-plane task role may do: pure data, tested (tests/unit/test_infra_platform.py).
 
 Every service reads only its own queue (and its own DLQ's depth) and publishes only to the
-bus; the API also peeks and redrives every DLQ (the dashboard). The provisioner and
+bus, under its own source and event types (infra/publishing.py); the API also peeks and redrives every DLQ (the dashboard). The provisioner and
 deprovisioner run tenant stacks, so they manage what `infra/tenant/` declares, and only
 that: ARNs carry the installation prefix wherever AWS lets the name into the ARN
 (`contracts.tenant.tenant_names`); where AWS picks the id (Cloud Map services, access
@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from infra.common import INSTALLATION_TAG, statement
+from infra.publishing import service_publishing
 
 SERVICES = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
 # Run tenant stacks (Automation API): the provisioner creates them, router-config routes
@@ -135,7 +136,8 @@ def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
     out = [
         statement(QUEUE_ACTIONS, s.queue_arns[service], sid="OwnQueue"),
         statement(DLQ_DEPTH_ACTIONS, s.dlq_arns[service], sid="OwnDlqDepth"),
-        statement(["events:PutEvents"], s.bus_arn, sid="PublishToBus"),
+        # Only under its own source and types (infra.publishing): consumers trust the source.
+        statement(["events:PutEvents"], s.bus_arn, sid="PublishToBus", condition=service_publishing(service)),
         statement(["secretsmanager:GetSecretValue"], s.platform_secret_arn, sid="PlatformSecret"),
     ]
     read_tenant_secrets = statement(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],

@@ -10,6 +10,10 @@ import pulumi
 from contracts.tenant import EDGE_MODES, EdgeMode, TenantNames, tenant_names
 
 
+# The reloader itself (Python, its HTTP front and control channels) besides the app.
+RUNTIME_OVERHEAD_MB = 128
+
+
 @dataclass
 class PlatformRefs:
     """The platform stack outputs a tenant stack builds on (see infra/platform/program.py)."""
@@ -52,7 +56,10 @@ class TenantInfraArgs:
     # Tenants are packed by memory; CPU is a soft share (64 of an instance's 2048 units
     # reserves little, so an m7g.large holds ~28 runtimes of 256 MiB, not 8).
     cpu: int = 64
-    memory_mb: int = 256
+    memory_mb: int = 256  # the app's limit (the reloader's --memory-mb) and the task's reservation
+    # The container's hard limit: the reloader plus, during a hot swap, two app generations.
+    # None: 2 x memory_mb + RUNTIME_OVERHEAD_MB.
+    memory_limit: int | None = None
     min_tasks: int = 1
     max_tasks: int = 4
     container_port: int = 8080
@@ -63,6 +70,12 @@ class TenantInfraArgs:
             raise ValueError(f"edge must be one of {EDGE_MODES}, not {self.edge!r}")
         if not 1 <= self.min_tasks <= self.max_tasks:
             raise ValueError(f"need 1 <= min_tasks ({self.min_tasks}) <= max_tasks ({self.max_tasks})")
+        if self.memory_limit_mb < self.memory_mb:
+            raise ValueError(f"memory_limit ({self.memory_limit_mb}) below memory_mb ({self.memory_mb})")
+
+    @property
+    def memory_limit_mb(self) -> int:
+        return self.memory_limit or 2 * self.memory_mb + RUNTIME_OVERHEAD_MB
 
     @property
     def names(self) -> TenantNames:

@@ -6,19 +6,36 @@ scaled on CPU and on requests per task."""
 from __future__ import annotations
 
 import json
+import re
 
 import pulumi
 import pulumi_aws as aws
 
 from infra.common import BINPACK, assume_role, child, policy_json, statement, tags
+from infra.publishing import tenant_publishing
 from infra.tenant.args import TenantInfraArgs
 from reloader.config import TENANT_ENV_VAR
-from reloader.traffic import METRICS_NAMESPACE, REQUESTS_PER_TASK, TENANT_DIMENSION
+from reloader.traffic import REQUESTS_PER_TASK, TENANT_DIMENSION, metrics_namespace
 
 CPU_TARGET_PERCENT = 60
 REQUESTS_PER_TASK_TARGET = 200  # per minute; the reloader publishes it (reloader.traffic)
 HEALTH_PORT = 8081  # the reloader's own /runtime/healthz, never the app's
 HEALTH_PROBE = "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/runtime/healthz', timeout=3)"
+# <account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag|@digest]
+ECR_IMAGE = re.compile(r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
+                       r"(?P<repository>[a-z0-9._/-]+?)(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$")
+
+
+def image_pull(image: str) -> list[dict]:
+    """ECR pull rights for exactly the runtime image's repository (the task role is also the
+    execution role); none for an image outside ECR (a public one needs no credentials)."""
+    m = ECR_IMAGE.match(image)
+    if m is None:
+        return []
+    partition = "aws-cn" if ".amazonaws.com.cn/" in image else "aws"
+    repo = f"arn:{partition}:ecr:{m['region']}:{m['account']}:repository/{m['repository']}"
+    return [statement(["ecr:GetAuthorizationToken"], "*", sid="EcrLogin"),  # no resource type (SAR)
+            statement(["ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"], repo, sid="PullImage")]
 
 
 class TenantRuntime(pulumi.ComponentResource):
@@ -47,14 +64,22 @@ class TenantRuntime(pulumi.ComponentResource):
                       [bucket_arn, pulumi.Output.concat(bucket_arn, "/*")], sid="OwnBucket"),
             statement(["logs:CreateLogStream", "logs:PutLogEvents"],
                       pulumi.Output.concat(logs.arn, ":*"), sid="OwnLogs"),
-            statement(["ecr:GetAuthorizationToken", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
-                      "*", sid="PullImage"),
-            statement(["events:PutEvents"], p.bus_arn, sid="ReportReleases"),
+            *image_pull(args.image),
+            # The bus only under the tenant's own runtime source and the runtime's event types
+            # (infra.publishing): consumers trust the source, so a tenant speaks only for itself.
+            statement(["events:PutEvents"], p.bus_arn, sid="ReportReleases",
+                      condition=tenant_publishing(args.tenant_id)),
+            # PutMetricData has no resource type and no dimension condition key; the namespace
+            # is the tenant's own (reloader.traffic.metrics_namespace), so the scaling metric
+            # of one tenant cannot be written by another.
             statement(["cloudwatch:PutMetricData"], "*", sid="RuntimeMetrics",
-                      condition={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}),
+                      condition={"StringEquals": {"cloudwatch:namespace": metrics_namespace(args.tenant_id)}}),
         ))
         container = pulumi.Output.all(args.secret_arn, logs.name).apply(lambda v: json.dumps([{
-            "name": "reloader", "image": args.image, "essential": True, "memoryReservation": args.memory_mb,
+            "name": "reloader", "image": args.image, "essential": True,
+            # Packed by the reservation; the hard limit is what the kernel enforces (OOM kill):
+            # one tenant cannot take the instance's memory from the others.
+            "memoryReservation": args.memory_mb, "memory": args.memory_limit_mb,
             "portMappings": [{"containerPort": args.container_port, "hostPort": 0, "protocol": "tcp"}],
             "command": ["python", "-m", "reloader", "--tenant", args.tenant_id, "--artifacts", "/artifacts",
                         "--work-dir", "/tmp/releases", "--host", "0.0.0.0", "--port", str(args.container_port),
@@ -114,5 +139,6 @@ class TenantRuntime(pulumi.ComponentResource):
         aws.appautoscaling.Policy(f"{name}-requests", **common, opts=child(self), target_tracking_scaling_policy_configuration={
             "target_value": REQUESTS_PER_TASK_TARGET, "scale_in_cooldown": 120, "scale_out_cooldown": 30,
             "customized_metric_specification": {
-                "namespace": METRICS_NAMESPACE, "metric_name": REQUESTS_PER_TASK, "statistic": "Average",
+                "namespace": metrics_namespace(args.tenant_id), "metric_name": REQUESTS_PER_TASK,
+                "statistic": "Average",
                 "dimensions": [{"name": TENANT_DIMENSION, "value": args.tenant_id}]}})

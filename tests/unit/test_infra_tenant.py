@@ -34,8 +34,8 @@ def secret_arn(tid: str) -> str:
     return f"arn:aws:secretsmanager:eu-west-1:{ACCT}:secret:hostplane/tenants/{tid}-AbCdEf"
 
 
-def tenant_args(tid: str = "acme", edge: str = "dedicated", **kw) -> TenantInfraArgs:
-    return TenantInfraArgs(tenant_id=tid, platform=REFS, image="reloader:1", zone_id="Z1",
+def tenant_args(tid: str = "acme", edge: str = "dedicated", image: str = "reloader:1", **kw) -> TenantInfraArgs:
+    return TenantInfraArgs(tenant_id=tid, platform=REFS, image=image, zone_id="Z1",
                            base_domain="apps.example.com", secret_arn=secret_arn(tid), edge=edge,
                            wildcard_certificate_arn="arn:aws:acm:us-east-1:1:certificate/w", **kw)
 
@@ -266,8 +266,21 @@ def test_dedicated_distribution_reaches_the_alb_by_the_name_its_certificate_cove
 
 
 def test_requests_scaling_tracks_exactly_the_metric_the_reloader_publishes():
+    import asyncio
+    import contextlib
+
     from infra.tenant.runtime import REQUESTS_PER_TASK_TARGET
-    from reloader.traffic import METRICS_NAMESPACE, RequestCount, RequestsPerTask
+    from reloader.traffic import RequestCount, RequestsPerTask
+
+    sent: list[dict] = []
+
+    class CloudWatch:
+        async def put_metric_data(self, **kw):
+            sent.append(kw)
+
+    @contextlib.asynccontextmanager
+    async def client():
+        yield CloudWatch()
 
     m = declared("acme", "dedicated")
     policies = of_type(m, "aws:appautoscaling/policy:Policy")
@@ -275,15 +288,18 @@ def test_requests_scaling_tracks_exactly_the_metric_the_reloader_publishes():
     (requests,) = [c for c in configs if "customizedMetricSpecification" in c]
     assert requests["targetValue"] == REQUESTS_PER_TASK_TARGET
     spec = requests["customizedMetricSpecification"]
-    metric = RequestsPerTask("acme", RequestCount(), lambda: None)
+    metric = RequestsPerTask("acme", RequestCount(), client)
     metric.close_minute()
-    (datum,) = metric.pending  # what the reloader sends, compared with what the policy tracks
-    assert (spec["namespace"], spec["metricName"], spec["statistic"]) == (METRICS_NAMESPACE, datum["MetricName"],
+    assert asyncio.run(metric.publish()) is True
+    (call,) = sent  # what the reloader sends, compared with what the policy tracks and the role allows
+    (datum,) = call["MetricData"]
+    assert call["Namespace"] == "hostplane/Runtime/acme"  # the tenant's own namespace
+    assert (spec["namespace"], spec["metricName"], spec["statistic"]) == (call["Namespace"], datum["MetricName"],
                                                                           "Average")
     assert spec["dimensions"] == [{"name": d["Name"], "value": d["Value"]} for d in datum["Dimensions"]]
     sts = statements(one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
     (put,) = [s for s in sts if "cloudwatch:PutMetricData" in as_list(s["Action"])]
-    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}}
+    assert put["Condition"] == {"StringEquals": {"cloudwatch:namespace": call["Namespace"]}}
 
 
 @pytest.mark.parametrize("edge", ["dedicated", "pooled"])
@@ -308,3 +324,130 @@ def test_a_new_stack_is_unrouted_until_router_config_says_so():
     assert of_type(fresh, "aws:route53/record:Record") == []
     routed = run_tenant_program(PROGRAM_CONFIG | {"hostplane:routed": "true"})
     assert [r.inputs["name"] for r in of_type(routed, "aws:route53/record:Record")] == ["acme.apps.example.com"]
+
+
+# --- a hostile tenant: its role speaks only for itself (issue 14, part 6) ---------------------------
+
+def runtime_types() -> list[str]:
+    """The catalog's types a runtime produces (whose producers include the reloader)."""
+    from contracts.envelope import registered_events
+
+    return sorted({e.event_type for e in registered_events() if "reloader" in e.producers})
+
+
+def policy_of(m: RecordingMocks) -> list[dict]:
+    return statements(one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"])
+
+
+def entry(event, tenant_id: str, producer: str):
+    """What the reloader's (or anyone's) publisher sends for this event: events.publisher's entry."""
+    from contracts.envelope import Envelope
+    from events.publisher import PublishEntry
+
+    return PublishEntry.from_envelope(Envelope.new(event, tenant_id=tenant_id, producer=producer))
+
+
+def may_put(sts: list[dict], bus_arn: str, e) -> bool:
+    from infra.testing import condition_allows, put_events_context
+
+    return any("events:PutEvents" in as_list(s["Action"]) and bus_arn in as_list(s["Resource"])
+               and condition_allows(s.get("Condition"), put_events_context(e.source, e.detail_type))
+               for s in sts if s["Effect"] == "Allow")
+
+
+def test_the_tenant_role_puts_events_only_under_its_own_runtime_source_and_types():
+    from contracts.envelope import runtime_source
+
+    sts = policy_of(declared("acme", "pooled"))
+    (put,) = [s for s in sts if "events:PutEvents" in as_list(s["Action"])]
+    assert put["Resource"] == REFS.bus_arn and put["Action"] == ["events:PutEvents"]
+    cond = put["Condition"]
+    assert cond["ForAllValues:StringEquals"] == {"events:source": [runtime_source("acme")]}
+    assert runtime_source("acme") == "hostplane.runtime.acme"
+    assert cond["StringEquals"] == {"events:detail-type": runtime_types()}
+    assert {"ReleaseActivated", "ReleaseFailed"} <= set(runtime_types())
+    assert cond["Null"] == {"events:source": "false", "events:detail-type": "false"}  # ForAllValues holds on none
+
+
+def test_the_tenant_role_admits_the_runtimes_own_envelopes_and_nothing_forged():
+    from contracts.events_v1 import AppUpdateRequested, ReleaseActivated, TenantDeletionRequested
+
+    sts, bus = policy_of(declared("acme", "dedicated")), REFS.bus_arn
+    ok = ReleaseActivated(version=3, sha256="a" * 64, swap_ms=5, health_ms=7)
+    assert may_put(sts, bus, entry(ok, "acme", "reloader"))
+    assert not may_put(sts, bus, entry(ok, "beta", "reloader")), "a runtime event about another tenant"
+    assert not may_put(sts, bus, entry(ok, "acme", "api")), "the runtime's type under a control-plane source"
+    forged = TenantDeletionRequested.model_construct()
+    assert not may_put(sts, bus, entry(forged, "beta", "api"))
+    assert not may_put(sts, bus, entry(forged, "acme", "reloader")), "a control-plane type under its own source"
+    assert not may_put(sts, bus, entry(AppUpdateRequested.model_construct(), "beta", "api"))
+    assert not may_put(sts, "arn:aws:events:eu-west-1:123456789012:event-bus/default", entry(ok, "acme", "reloader"))
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+@pytest.mark.parametrize("custom", [False, True])
+def test_no_unconditioned_put_events_on_any_tenant_role(edge, custom):
+    m = declared("acme", edge, custom)
+    for r in of_type(m, "aws:iam/rolePolicy:RolePolicy") + of_type(m, "aws:iam/policy:Policy"):
+        for s in statements(r.inputs["policy"]):
+            actions = as_list(s["Action"])
+            if s["Effect"] != "Allow" or not any(a in ("*", "events:*", "events:Put*", "events:PutEvents")
+                                                 for a in actions):
+                continue
+            assert actions == ["events:PutEvents"], (r.name, actions)
+            assert s["Condition"]["ForAllValues:StringEquals"]["events:source"] == ["hostplane.runtime.acme"]
+            assert s["Condition"]["Null"]["events:source"] == "false"
+
+
+def test_every_grant_of_the_tenant_role_is_scoped_to_the_tenants_own_resources():
+    """Its secret, its bucket, its log group, its access point, its source, its namespace, its
+    image repository: each by ARN or, where AWS offers no resource, by a condition."""
+    image = f"{ACCT}.dkr.ecr.eu-west-1.amazonaws.com/hostplane-runtime:7"
+    m = run_program(lambda: TenantStack("acme", tenant_args("acme", "dedicated", image=image)))
+    sts = policy_of(m)
+    by_sid = {s["Sid"]: s for s in sts}
+    assert set(by_sid) == {"OwnSecret", "OwnArtifacts", "OwnBucket", "OwnLogs", "EcrLogin", "PullImage",
+                           "ReportReleases", "RuntimeMetrics"}
+    assert by_sid["PullImage"]["Resource"] == f"arn:aws:ecr:eu-west-1:{ACCT}:repository/hostplane-runtime"
+    assert by_sid["RuntimeMetrics"]["Condition"] == {"StringEquals": {"cloudwatch:namespace": "hostplane/Runtime/acme"}}
+    on_everything = {a for s in sts if s["Resource"] == "*" for a in as_list(s["Action"])}
+    # the only actions AWS gives no resource type: the ECR login, and metrics (bound by namespace)
+    assert on_everything == {"ecr:GetAuthorizationToken", "cloudwatch:PutMetricData"}
+    shared = {REFS.file_system_arn: "OwnArtifacts", REFS.bus_arn: "ReportReleases"}
+    for s in sts:
+        for arn in as_list(s["Resource"]):
+            if arn == "*" or arn in shared:
+                assert arn == "*" or s["Sid"] == shared[arn] and s["Condition"], s["Sid"]
+                continue
+            assert "acme" in arn or arn.endswith("repository/hostplane-runtime"), (s["Sid"], arn)
+    assert by_sid["OwnLogs"]["Resource"].endswith(":*")  # the streams of its own group
+
+
+def test_an_image_outside_ecr_gets_no_registry_rights():
+    sts = policy_of(declared("acme", "pooled"))  # image "reloader:1"
+    assert not [s for s in sts if any(a.startswith("ecr:") for a in as_list(s["Action"]))]
+
+
+def test_each_tenant_container_has_a_hard_memory_limit_above_its_reservation():
+    from infra.tenant.args import RUNTIME_OVERHEAD_MB
+
+    (c,) = json.loads(one(declared("acme", "pooled"), "aws:ecs/taskDefinition:TaskDefinition")
+                      .inputs["containerDefinitions"])
+    assert c["memoryReservation"] == 256
+    # the reloader plus two app generations during a hot swap, each held to --memory-mb
+    assert c["memory"] == 2 * 256 + RUNTIME_OVERHEAD_MB
+    assert c["command"][c["command"].index("--memory-mb") + 1] == "256"
+    m = run_program(lambda: TenantStack("acme", tenant_args("acme", "pooled", memory_mb=300, memory_limit=700)))
+    (c,) = json.loads(one(m, "aws:ecs/taskDefinition:TaskDefinition").inputs["containerDefinitions"])
+    assert (c["memoryReservation"], c["memory"]) == (300, 700)
+    with pytest.raises(ValueError, match="memory_limit"):
+        tenant_args(memory_mb=512, memory_limit=256)
+
+
+def test_the_tenant_role_policy_fits_iams_inline_limit():
+    """10,240 characters without whitespace for a role's inline policies (IAM quotas)."""
+    image = f"{ACCT}.dkr.ecr.eu-west-1.amazonaws.com/hostplane-runtime:7"
+    tid = "a" * 20 + "-storefront"  # the longest tenant id (31 characters)
+    m = run_program(lambda: TenantStack(tid, tenant_args(tid, "dedicated", image=image)))
+    size = len("".join(one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"].split()))
+    assert size < 10_240 // 4, size
