@@ -55,12 +55,16 @@ def tenant_publishing(tenant_id: str) -> dict[str, Any]:
     return put_events_condition([runtime_source(tenant_id)], list(RUNTIME_EVENT_TYPES))
 
 
-def service_publishing(service: str) -> dict[str, Any]:
-    """A control-plane role's PutEvents condition: the sources its relay claims
-    (events.outbox.relay_sources, LIKE `%` read as IAM's `*`) and the types those carry."""
+def service_publishing(service: str) -> list[dict[str, Any]]:
+    """A control-plane role's PutEvents conditions, one per statement: the sources its relay
+    claims (events.outbox.relay_sources, LIKE `%` read as IAM's `*`), each with only the
+    types that source carries (the API's runtime replays apart from its own events, so it
+    cannot put its own types under a runtime source, nor the reverse)."""
     from events.outbox import relay_sources
 
-    sources = [p.replace("%", "*") for p in relay_sources(service)]
-    producers = [service] + (list(RUNTIME_PRODUCERS) if any(s.startswith(RUNTIME_SOURCE_PREFIX) for s in sources)
-                             else [])
-    return put_events_condition(sources, produced_types(*producers))
+    out = []
+    for pattern in relay_sources(service):
+        source = pattern.replace("%", "*")
+        runtime = source.startswith(RUNTIME_SOURCE_PREFIX)
+        out.append(put_events_condition([source], produced_types(*(RUNTIME_PRODUCERS if runtime else [service]))))
+    return out

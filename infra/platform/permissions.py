@@ -137,7 +137,8 @@ def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
         statement(QUEUE_ACTIONS, s.queue_arns[service], sid="OwnQueue"),
         statement(DLQ_DEPTH_ACTIONS, s.dlq_arns[service], sid="OwnDlqDepth"),
         # Only under its own source and types (infra.publishing): consumers trust the source.
-        statement(["events:PutEvents"], s.bus_arn, sid="PublishToBus", condition=service_publishing(service)),
+        *(statement(["events:PutEvents"], s.bus_arn, sid="PublishToBus" + ("Replays" if i else ""), condition=c)
+          for i, c in enumerate(service_publishing(service))),
         statement(["secretsmanager:GetSecretValue"], s.platform_secret_arn, sid="PlatformSecret"),
     ]
     read_tenant_secrets = statement(["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"],

@@ -701,3 +701,114 @@ def test_the_deployed_policies_name_each_services_own_dlq():
         spec = top.queue(service)
         assert sts["OwnDlqDepth"]["Resource"] == mock_arn("sqs", spec.dlq_name)
         assert sts["OwnQueue"]["Resource"] == mock_arn("sqs", spec.name)
+
+
+# --- who may say what on the bus: each role only under its own source (issue 14, part 6) ----------
+
+def publish_entry(event, tenant_id: str, producer: str, replay: bool = False):
+    import uuid
+
+    from contracts.envelope import Envelope
+    from events.publisher import PublishEntry
+
+    env = Envelope.new(event, tenant_id=tenant_id, producer=producer)
+    return PublishEntry.from_envelope(env.model_copy(update={"replay_id": uuid.uuid4()}) if replay else env)
+
+
+def may_publish(sts: list[dict], e) -> bool:
+    from infra.testing import condition_allows, put_events_context
+
+    return any("events:PutEvents" in st["Action"] and "arn:bus" in as_list(st["Resource"])
+               and condition_allows(st.get("Condition"), put_events_context(e.source, e.detail_type))
+               for st in sts if st["Effect"] == "Allow")
+
+
+@pytest.mark.parametrize("service", SERVICES)
+def test_each_control_plane_role_publishes_only_its_own_source_and_types(service):
+    from contracts.catalog import producers_of
+    from events.outbox import relay_sources
+
+    sts = permissions(service, scope())
+    puts = [st for st in sts if "events:PutEvents" in st["Action"]]
+    assert all(st["Action"] == ["events:PutEvents"] and st["Resource"] == "arn:bus" for st in puts)
+    granted = {}
+    for st in puts:
+        cond = st["Condition"]
+        op = next(k for k in cond if k.startswith("ForAllValues:"))
+        (source,) = cond[op]["events:source"]
+        granted[source] = set(cond["StringEquals"]["events:detail-type"])
+        assert cond["Null"] == {"events:source": "false", "events:detail-type": "false"}
+    own = {e.event_type for e in producers_of(service)}
+    runtime = {e.event_type for e in producers_of("reloader")}
+    # the api also republishes replays of runtime events (no control-plane service produces them)
+    assert granted == ({"hostplane.api": own, "hostplane.runtime.*": runtime} if service == "api"
+                       else {f"hostplane.{service}": own})
+    assert sorted(granted) == [p.replace("%", "*") for p in relay_sources(service)], "what its relay claims"
+
+
+def test_a_forged_control_plane_event_is_refused_to_every_other_role():
+    from contracts.events_v1 import ReleaseActivated, TenantDeletionRequested, TenantProvisioned
+
+    deletion = TenantDeletionRequested.model_construct()
+    provisioned = TenantProvisioned.model_construct()
+    release = ReleaseActivated(version=1, sha256="a" * 64, swap_ms=1, health_ms=1)
+    roles = {s: permissions(s, scope()) for s in SERVICES}
+    for service, sts in roles.items():
+        assert may_publish(sts, publish_entry(deletion, "acme", "api")) == (service == "api"), service
+        assert may_publish(sts, publish_entry(provisioned, "acme", "provisioner")) == (service == "provisioner")
+        # a replay keeps the original source: the producer's own relay republishes it
+        assert may_publish(sts, publish_entry(provisioned, "acme", "provisioner", replay=True)) == (
+            service == "provisioner")
+        # a runtime event's replay: only the API, which records them (no control-plane producer)
+        assert may_publish(sts, publish_entry(release, "acme", "reloader", replay=True)) == (service == "api")
+    # not even the API may put a control-plane type under a runtime source, or the reverse
+    assert not may_publish(roles["api"], publish_entry(deletion, "acme", "reloader"))
+    assert not may_publish(roles["api"], publish_entry(release, "acme", "builder"))
+
+
+def test_the_deployed_roles_put_events_only_with_their_source_condition():
+    policies = {r.inputs["role"]: json.loads(r.inputs["policy"])["Statement"]
+                for r in of_type("aws:iam/rolePolicy:RolePolicy")}
+    puts = 0
+    for role, sts in policies.items():
+        for st in sts:
+            actions = as_list(st["Action"])
+            if any(a in ("*", "events:*", "events:Put*", "events:PutEvents") for a in actions):
+                puts += 1
+                assert actions == ["events:PutEvents"], role
+                service = role.removeprefix("cp-").removesuffix("-id")
+                assert "events:source" in json.dumps(st["Condition"]), role
+                if st.get("Sid") == "PublishToBus":
+                    assert f'"hostplane.{service}"' in json.dumps(st["Condition"]), role
+    assert puts == len(SERVICES) + 1  # + the API's runtime replays
+
+
+def realistic_scope() -> Scope:
+    """ARNs as long as a real installation's (issue 15: sizes measured with realistic ARNs)."""
+    a, r, p = ACCOUNT, "ap-southeast-2", "hostplane"
+    q = lambda n: f"arn:aws:sqs:{r}:{a}:{n}"  # noqa: E731
+    return Scope(account=a, region=r, prefix=p, bus_arn=f"arn:aws:events:{r}:{a}:event-bus/{p}",
+                 queue_arns={s: q(f"{p}-{s}") for s in SERVICES}, dlq_arns={s: q(f"{p}-{s}-dlq") for s in SERVICES},
+                 kms_key_arn=f"arn:aws:kms:{r}:{a}:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+                 file_system_arn=f"arn:aws:elasticfilesystem:{r}:{a}:file-system/fs-0123456789abcdef0",
+                 platform_secret_arn=f"arn:aws:secretsmanager:{r}:{a}:secret:{p}/platform/control-AbCdEf",
+                 state_bucket=f"{p}-state-{a}-{r}", cluster_name=p,
+                 namespace_arn=f"arn:aws:servicediscovery:{r}:{a}:namespace/ns-abcdefghijklmnop",
+                 kvs_arn=f"arn:aws:cloudfront::{a}:key-value-store/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+                 zone_id="Z0123456789ABCDEFGHIJ", base_domain="apps.example.com", state_key_alias=f"alias/{p}-state")
+
+
+def inline_size(service: str) -> int:
+    doc = {"Version": "2012-10-17", "Statement": permissions(service, realistic_scope())}
+    return len("".join(json.dumps(doc).split()))  # IAM does not count whitespace
+
+
+@pytest.mark.parametrize("service", [s for s in SERVICES if s not in STACK_DRIVERS])
+def test_role_policies_fit_iams_inline_limit(service):
+    assert inline_size(service) <= 10_240 // 2, inline_size(service)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 15 item 3: the tenant-stack permissions need a managed policy split")
+@pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
+def test_stack_driver_policies_fit_iams_inline_limit(service):
+    assert inline_size(service) <= 10_240, inline_size(service)
