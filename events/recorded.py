@@ -121,3 +121,19 @@ async def unrecorded(db: Any, envelope: Envelope[Any], fields: tuple[str, ...]) 
         if data.get(field) != request.command.get(field):
             return f"{field} differs from the recorded request"
     return None
+
+
+class RecordedRequests:
+    """`unrecorded` for a service's deps: in the handling transaction when there is one."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def unrecorded(self, envelope: Envelope[Any], fields: tuple[str, ...]) -> str | None:
+        from events.inbox import current_connection
+
+        conn = current_connection()
+        if conn is not None:
+            return await unrecorded(conn, envelope, fields)
+        async with self.pool.acquire() as own:
+            return await unrecorded(own, envelope, fields)

@@ -4,7 +4,10 @@ A replay re-inserts recorded events into the outbox with the same `event_id` and
 `replay_id` (what `Envelope.as_replay()` does, done in SQL so events whose model is gone
 still replay). The relay publishes them through the same bus; consumers handle them again
 on purpose because the inbox key includes the replay id. Only originals are replayed, so
-replaying twice does not multiply earlier replays.
+replaying twice does not multiply earlier replays. A replay keeps the original's source,
+so it passes the consumers' producer check (events.consumer); a tenant runtime's event
+logged before runtime sources existed (`hostplane.reloader`) is re-published under its
+tenant's runtime source.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
+from contracts.envelope import RUNTIME_PRODUCERS, RUNTIME_SOURCE_PREFIX
 from events.store import OUTBOX_COLUMNS
 
 DEFAULT_LIMIT = 1000
@@ -86,6 +90,8 @@ async def replay(
 ) -> int:
     """Queue the matching original events for re-publication as replays; returns how many."""
     where, args = _filters(tenant, event_type, since)
+    args += [list(RUNTIME_PRODUCERS), RUNTIME_SOURCE_PREFIX]
+    runtime, prefix = f"${len(args) - 1}::text[]", f"${len(args)}::text"
     status = await pool.execute(
         f"""
         WITH src AS (
@@ -94,7 +100,8 @@ async def replay(
         )
         INSERT INTO outbox ({OUTBOX_COLUMNS})
         SELECT event_id, new_replay_id, event_type, schema_version, tenant_id, correlation_id,
-               causation_id, producer, source, occurred_at,
+               causation_id, producer,
+               CASE WHEN producer = ANY({runtime}) THEN {prefix} || tenant_id ELSE source END, occurred_at,
                jsonb_set(detail, '{{replay_id}}', to_jsonb(new_replay_id::text))
         FROM src ORDER BY seq
         """,

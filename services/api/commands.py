@@ -111,16 +111,18 @@ class TenantCommands:
             if domain and (owner := await store.domain_owner(conn, domain, name)):
                 raise Refused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
             generation = (row["generation"] if row else 0) + 1
+            incarnation = uuid.uuid4()  # a new tenant, even under an old name
             await store.store_spec(conn, digest, spec.canonical_json())
             try:
                 await conn.execute(
                     """
-                    INSERT INTO tenants (tenant_id, spec_sha256, custom_domain, generation, edge)
-                    VALUES ($1, $2, $3, $4, $5)
+                    INSERT INTO tenants (tenant_id, spec_sha256, custom_domain, generation, edge, incarnation)
+                    VALUES ($1, $2, $3, $4, $5, $6)
                     ON CONFLICT (tenant_id) DO UPDATE SET spec_sha256 = $2, custom_domain = $3,
-                        generation = $4, edge = $5, created_at = now(), updated_at = now(), deleted_at = NULL
+                        generation = $4, edge = $5, incarnation = $6, created_at = now(), updated_at = now(),
+                        deleted_at = NULL
                     """,
-                    name, digest, domain, generation, edge,
+                    name, digest, domain, generation, edge, incarnation,
                 )
             except asyncpg.UniqueViolationError:  # a concurrent create claimed the domain
                 raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
@@ -280,8 +282,10 @@ class TenantCommands:
     async def _request(self, conn: Any, name: str, generation: int, kind: Kind, event: Event,
                        previous: Status | None, digest: str | None, domain: str | None,
                        actor: str | None) -> Accepted:
-        envelope = Envelope.new(event, tenant_id=name, producer=PRODUCER)
-        await store.record_request(conn, name, generation, envelope.correlation_id, kind, digest, domain, actor)
+        incarnation = await conn.fetchval("SELECT incarnation FROM tenants WHERE tenant_id = $1", name)
+        envelope = Envelope.new(event, tenant_id=name, producer=PRODUCER, incarnation=incarnation)
+        await store.record_request(conn, name, generation, envelope.correlation_id, kind, digest, domain, actor,
+                                   envelope)
         await store.save_status(conn, begin(previous, name, generation, kind))
         await add_to_outbox(conn, [envelope])
         log.info("tenant.request_accepted", tenant_id=name, kind=kind, generation=generation,

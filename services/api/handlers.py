@@ -5,7 +5,9 @@ records the event in the event log if it came without an outbox (the reloader pu
 straight to the bus; `record_external` is a no-op for events already logged), finds the
 request generation of its correlation id, and folds it into the tenant's status
 (services.api.projection). It runs inside the inbox transaction, under the tenant's lock,
-so duplicates are dropped by the inbox and replays are folded again harmlessly.
+so duplicates are dropped by the inbox and replays are folded again harmlessly. An event
+of an earlier incarnation of the tenant (deleted and created again since: events.recorded)
+stays in the event log but changes neither the status nor the releases of the current one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import structlog
 from contracts.catalog import consumers_of
 from contracts.envelope import Envelope
 from events.inbox import current_connection
+from events.recorded import stale_incarnation
 from events.store import record_external
 from services.api import releases, store
 from services.api.projection import Observed, observe
@@ -28,6 +31,10 @@ async def on_event(envelope: Envelope[Any], deps: Any) -> list[Any]:
     conn = current_connection()
     if not await _logged(conn, envelope) and await record_external(conn, envelope):
         log.info("event.recorded_external", producer=envelope.producer)
+    if current := await stale_incarnation(conn, envelope):
+        log.warning("events.stale_incarnation", incarnation=str(envelope.incarnation or ""),
+                    current_incarnation=str(current.id or ""))
+        return []
     await project(conn, envelope)
     await releases.record(conn, envelope)
     return []

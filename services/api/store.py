@@ -8,7 +8,10 @@
   A live tenant is a row with `deleted_at IS NULL` (the registry the orphan scan can use).
 - `tenant_requests`: every accepted request (create / update / delete) with its
   per-tenant generation and correlation id: the projection's ordering key and an audit
-  trail of who asked what.
+  trail of who asked what; and the command published for it (event id, payload,
+  incarnation), which stage services honour only as recorded (events.recorded).
+  `tenants.incarnation` is a fresh id at every create: events carry it, and a stage
+  service changes nothing for an event of another incarnation.
 - `tenant_status`: the read model (services.api.projection), one row per tenant.
 
 Writers of one tenant serialise on the same advisory lock the consumer's inbox takes for
@@ -23,6 +26,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
+from contracts.envelope import Envelope
 from events.store import apply_schema
 from services.api.projection import Facts, Status
 
@@ -55,6 +59,10 @@ CREATE TABLE IF NOT EXISTS tenants (
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS static_sha256 text;
 -- the edge the tenant chose at creation (contracts.tenant.EdgeMode); NULL: the installation's default
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS edge text;
+-- the tenant's incarnation: a fresh id at every create (events.recorded); tenants created
+-- before incarnations existed get one now (their older events compare by time)
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS incarnation uuid;
+UPDATE tenants SET incarnation = gen_random_uuid() WHERE incarnation IS NULL;
 CREATE UNIQUE INDEX IF NOT EXISTS tenants_live_domain ON tenants (custom_domain)
     WHERE deleted_at IS NULL AND custom_domain IS NOT NULL;
 CREATE TABLE IF NOT EXISTS tenant_requests (
@@ -69,6 +77,11 @@ CREATE TABLE IF NOT EXISTS tenant_requests (
     PRIMARY KEY (tenant_id, generation)
 );
 -- databases created before domain changes existed accept them too
+-- the command as published (its event id and payload): stage services honour a command
+-- only as recorded here (events.recorded); NULL for requests recorded before
+ALTER TABLE tenant_requests ADD COLUMN IF NOT EXISTS event_id uuid;
+ALTER TABLE tenant_requests ADD COLUMN IF NOT EXISTS command jsonb;
+ALTER TABLE tenant_requests ADD COLUMN IF NOT EXISTS incarnation uuid;
 ALTER TABLE tenant_requests DROP CONSTRAINT IF EXISTS tenant_requests_kind_check;
 ALTER TABLE tenant_requests ADD CONSTRAINT tenant_requests_kind_check
     CHECK (kind IN ('create', 'update', 'delete', 'domain', 'rollback'));
@@ -141,11 +154,17 @@ async def domain_owner(conn: Any, domain: str, other_than: str) -> str | None:
 
 
 async def record_request(conn: Any, tenant_id: str, generation: int, correlation_id: uuid.UUID, kind: str,
-                         spec_sha256: str | None, domain: str | None, actor: str | None) -> None:
+                         spec_sha256: str | None, domain: str | None, actor: str | None,
+                         command: Envelope[Any] | None = None) -> None:
+    """One accepted request; with `command`, the event published for it (its id, payload
+    and incarnation): what stage services check a command against (events.recorded)."""
     await conn.execute(
         "INSERT INTO tenant_requests (tenant_id, generation, correlation_id, kind, spec_sha256, "
-        "custom_domain, requested_by) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "custom_domain, requested_by, event_id, command, incarnation) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, $10)",
         tenant_id, generation, correlation_id, kind, spec_sha256, domain, actor,
+        command.event_id if command else None, command.data.model_dump_json() if command else None,
+        command.incarnation if command else None,
     )
 
 

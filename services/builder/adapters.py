@@ -15,14 +15,22 @@ from contracts.tenant import TenantNames, tenant_names
 from hostplane.aws import aws_client
 from hostplane.settings import Settings
 from reloader.artifacts import ArtifactStore, store_root
+from contracts.envelope import Envelope
+from events.recorded import RecordedRequests
 from services.api.store import load_source_body, load_spec_body
 
 
 class StoredInputs:
-    """Specs and source zips the API stored content-addressed (the builder only reads)."""
+    """Specs and source zips the API stored content-addressed, and the requests it
+    recorded (the builder only reads)."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
+        self._requests = RecordedRequests(pool)
+
+    async def unrecorded(self, envelope: Envelope, fields: tuple[str, ...]) -> str | None:
+        """Why the API did not record exactly this command (None: it did); events.recorded."""
+        return await self._requests.unrecorded(envelope, fields)
 
     async def spec_body(self, digest: str) -> str | None:
         async with self.pool.acquire() as conn:

@@ -14,6 +14,11 @@ sent no `static_zip`) leaves the bucket as it is; a source tree's static/ only a
 overwrites. An input the
 generator cannot build is BuildFailed (retryable=False) and nothing is written, so the
 live version keeps serving; I/O errors are raised for the consumer to retry.
+
+A build is a command: the builder carries it out only as the API recorded it for that
+tenant (events.recorded: the same request, spec, source, static folder, rollback target).
+Anything else (a forged or altered event) changes nothing and is logged
+`command.unrecorded`; no BuildFailed either, so the tenant's status stays as it was.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ import structlog
 
 from contracts.app_spec import InvalidAppSpec, digest_of_ref, load_app_spec
 from contracts.envelope import Envelope, Event
+from events.recorded import unrecorded
 from contracts.events_v1 import AppUpdateRequested, BuildFailed, RollbackRequested, TenantChanged, \
     TenantProvisioned
 from reloader.artifacts import ARTIFACT, ArtifactError, ArtifactStore
@@ -133,14 +139,33 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
     )]
 
 
+# The payload fields a build depends on, which must be the ones the API recorded.
+BUILD_FIELDS = {"TenantProvisioned": ("spec_ref", "spec_sha256", "static_ref"),
+                "AppUpdateRequested": ("spec_ref", "spec_sha256", "source_ref", "static_ref", "allow_destructive"),
+                "RollbackRequested": ("to_version",)}
+
+
+async def _unrecorded(envelope: Envelope, deps: BuilderDeps) -> bool:
+    """True (and logged) when the API did not record exactly this command for the tenant."""
+    reason = await deps.inputs.unrecorded(envelope, BUILD_FIELDS[envelope.event_type])
+    if reason is None:
+        return False
+    log.warning("command.unrecorded", producer=envelope.producer, reason=reason)
+    return True
+
+
 async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: BuilderDeps) -> list[Event]:
     data = envelope.data
+    if await _unrecorded(envelope, deps):
+        return []
     return await build(envelope, deps, spec_ref=data.spec_ref, spec_sha256=data.spec_sha256, first_release=True,
                        static_ref=data.static_ref)
 
 
 async def on_app_update_requested(envelope: Envelope[AppUpdateRequested], deps: BuilderDeps) -> list[Event]:
     data = envelope.data
+    if await _unrecorded(envelope, deps):
+        return []
     return await build(envelope, deps, spec_ref=data.spec_ref, spec_sha256=data.spec_sha256,
                        source_ref=data.source_ref, allow_destructive=data.allow_destructive,
                        static_ref=data.static_ref)
@@ -164,6 +189,8 @@ async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: Bui
     no rebuild. A redelivery finds the copy already newest and names it again."""
     tenant, target = envelope.tenant_id, envelope.data.to_version
     store = deps.store
+    if await _unrecorded(envelope, deps):
+        return []
     try:
         source = await asyncio.to_thread(store.read_manifest, tenant, target)
         artifact = await asyncio.to_thread((store.release_dir(tenant, target) / ARTIFACT).read_bytes)

@@ -19,6 +19,7 @@ import asyncpg
 
 from contracts.app_spec import AppSpec, load_app_spec
 from contracts.tenant import TenantNames, tenant_names
+from events.recorded import RecordedRequests
 from hostplane.aws import aws_client
 from hostplane.settings import Settings
 from reloader.artifacts import ArtifactError, ArtifactStore, store_root
@@ -95,6 +96,8 @@ class MigratorDeps:
     secrets: TenantSecrets
     store: ArtifactStore
     _stack: contextlib.AsyncExitStack | None = None
+    # The requests the API recorded (events.recorded); None: not wired (no control database)
+    requests: RecordedRequests | None = None
 
     def names(self, tenant_id: str) -> TenantNames:
         return tenant_names(tenant_id, prefix=self.prefix)
@@ -104,12 +107,13 @@ class MigratorDeps:
             await self._stack.aclose()
 
 
-async def open_deps(settings: Settings) -> MigratorDeps:
+async def open_deps(settings: Settings, pool: Any = None) -> MigratorDeps:
     stack = contextlib.AsyncExitStack()
     sm = await stack.enter_async_context(aws_client("secretsmanager", settings))
-    return MigratorDeps(settings.name_prefix, TenantSecrets(sm), ArtifactStore(store_root(settings)), stack)
+    return MigratorDeps(settings.name_prefix, TenantSecrets(sm), ArtifactStore(store_root(settings)), stack,
+                        requests=RecordedRequests(pool) if pool is not None else None)
 
 
 async def make_deps(settings: Settings, pool: Any) -> MigratorDeps:
-    """For services.runner.main."""
-    return await open_deps(settings)
+    """For services.runner.main: checks commands against the API's records through `pool`."""
+    return await open_deps(settings, pool)

@@ -10,6 +10,10 @@ a replay (or a redelivery after a crash anywhere) neither migrates twice nor mov
 pointer again (a rollback made since stays). A failing statement rolls everything back:
 MigrationFailed carries the server's message and the old release keeps serving.
 Connection and other transient errors are raised, so the consumer retries (then DLQ).
+
+`allow_destructive` is honoured only when the API recorded the request it comes from with
+it (events.recorded); otherwise the migration runs as if it were not set (a destructive
+plan is refused) and `command.unrecorded` is logged.
 """
 
 from __future__ import annotations
@@ -52,6 +56,10 @@ def _permanent(exc: asyncpg.PostgresError) -> bool:
 
 async def on_tenant_changed(envelope: Envelope[TenantChanged], deps: MigratorDeps) -> list[Event]:
     event, tenant = envelope.data, envelope.tenant_id
+    if event.allow_destructive and deps.requests is not None and \
+            (reason := await deps.requests.unrecorded(envelope, ("allow_destructive",))):
+        log.warning("command.unrecorded", field="allow_destructive", reason=reason)
+        event = event.model_copy(update={"allow_destructive": False})
     started = time.perf_counter()
     try:
         applied = await _migrate_and_release(tenant, event, str(envelope.correlation_id), deps)

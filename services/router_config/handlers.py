@@ -8,7 +8,11 @@ leaves Caddy first (traffic stops), then the row becomes a tombstone, RouteRemov
 
 Convergent: desired state is written first and Caddy is only written when its route
 differs, so the same event twice changes nothing the second time. Events older than the
-tenant's deletion are ignored (store.py). If Caddy lost the edge server or its
+tenant's deletion are ignored (store.py), and so is a deletion older than the live route's
+`domain_at` (set at a re-creation to the previous deletion's time, and by each domain
+change): that deletion belongs to an earlier incarnation, and replaying it must not take
+the re-created tenant offline. (The consumer also skips any event of another incarnation
+than the tenant's current one before this handler runs: events.recorded.) If Caddy lost the edge server or its
 catch-all, the whole route list is reloaded from the table (`resync`), which the service
 also does at start and periodically (main.py). Every write and resync sets the
 `hostplane_edge_routes` gauge from the tenant routes Caddy holds.
@@ -153,6 +157,10 @@ async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequeste
     row = await deps.store.get(tenant)
     if await _stale(row, envelope.occurred_at) and row.deleted_at != envelope.occurred_at:
         return []  # an older deletion than the one already applied
+    if row is not None and row.live and row.domain_at is not None and envelope.occurred_at <= row.domain_at:
+        log.warning("route.stale_event", reason="the tenant was created again (or its domain changed) "
+                                                "after this deletion")
+        return []
     hosts = row.route.hosts if row is not None else (names.host,)
     await deps.unroute(names)  # traffic stops before anything else (safe to repeat)
     await deps.store.tombstone(Route(tenant, names.route_id, hosts, "", names.bucket), envelope.occurred_at)

@@ -39,12 +39,14 @@ PRODUCER = "bustest"
 class BusPing(Event):  # test-only payload, not registered: the catalog stays untouched
     event_type: ClassVar[str] = "BusPing"
     schema_version: ClassVar[str] = "1.0"
+    producers: ClassVar[tuple[str, ...]] = (PRODUCER,)  # the consumer refuses any other source
     n: int = 0
 
 
 class BusPong(Event):
     event_type: ClassVar[str] = "BusPong"
     schema_version: ClassVar[str] = "1.0"
+    producers: ClassVar[tuple[str, ...]] = (PRODUCER,)
     n: int = 0
 
 
