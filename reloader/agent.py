@@ -7,6 +7,12 @@ tenant is gone or stopped is drained and removed with its local files; a changed
 environment or memory limit replaces it. When the database cannot be read nothing is
 started or stopped: running tenants keep serving.
 
+Each runtime runs sandboxed when the host allows it (reloader.sandbox: its own uid,
+cgroups and filesystem view; `HOSTPLANE_SANDBOX`), with an environment of its own only
+(no AWS credentials, none of ours): it appends its reports to a file the agent publishes
+(reloader.reports). Removing a tenant stops its reloader, then kills whatever is left in
+its cgroups, a daemon it double-forked included.
+
 Reloaders run detached in their own sessions, so they outlive the agent. A restarted
 agent re-adopts the children recorded in its state file (pid + start time + command
 line) and stops any other reloader carrying its owner marker, so there is never a
@@ -35,7 +41,7 @@ import httpx
 import structlog
 
 from hostplane.local import process
-from reloader import agent_state
+from reloader import agent_state, reports, sandbox
 from reloader.agent_state import AgentState, TenantRuntime, is_our_reloader, now_iso, our_reloaders
 from reloader.config import parse_tenant_env
 from reloader.desired import DesiredService, desired_services, ensure_schema
@@ -75,8 +81,8 @@ async def resolve_env(env_ref: str | None, settings) -> dict[str, str]:
 
 class Agent:
     def __init__(self, home: Path, dsn: str, artifacts: Path, *, host: str = "127.0.0.1", interval: float = 1.0,
-                 grace: float = 10.0, events: str = "bus", reloader_args: tuple[str, ...] = (),
-                 settings=None) -> None:
+                 grace: float = 10.0, events: str = "agent", reloader_args: tuple[str, ...] = (),
+                 settings=None, isolation: sandbox.Decision | None = None) -> None:
         self.home, self.dsn, self.artifacts = home.resolve(), dsn, artifacts.resolve()
         self.host, self.interval, self.grace, self.events = host, interval, grace, events
         self.reloader_args = reloader_args
@@ -88,6 +94,12 @@ class Agent:
         self.not_before: dict[str, float] = {}
         self.stop_requested = asyncio.Event()
         self.leave_running = False
+        self.isolation = isolation or sandbox.decide()
+        if not self.isolation.sandboxed and self.isolation.requested != "off":
+            log.warning("sandbox.unavailable", reason=self.isolation.reason,
+                        consequence="tenant runtimes run as the agent's own user: no uid, filesystem, "
+                                    "memory or pids isolation between tenants and the platform")
+        self.publisher = None  # events.publisher.Publisher, opened on the first report
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -121,7 +133,7 @@ class Agent:
         for proc, args in our_reloaders(self.owner):
             if proc.pid not in tracked:
                 log.warning("runtime.untracked_stopped", tenant_id=args.get("tenant"), pid=proc.pid)
-                process.stop(proc.pid, timeout=self.grace + 5)
+                process.stop(proc.pid, timeout=self.grace + 5, target=agent_state.reloader_process(proc.pid))
         self.save()
 
     def running(self, rec: TenantRuntime) -> bool:
@@ -129,7 +141,8 @@ class Agent:
 
     def save(self) -> None:
         self.state.agent = {"pid": os.getpid(), "create_time": agent_state.create_time(os.getpid()),
-                            "updated_at": now_iso(), "artifacts": str(self.artifacts)}
+                            "updated_at": now_iso(), "artifacts": str(self.artifacts),
+                            "sandbox": self.isolation.to_json()}
         agent_state.save(self.home, self.state)
 
     # --- converging --------------------------------------------------------------------------
@@ -150,6 +163,7 @@ class Agent:
 
             await asyncio.gather(*(bounded(s) for s in want.values()))
         await self.refresh_health()
+        await self.relay_reports()
         self.save()
 
     async def read_desired(self) -> list[DesiredService] | None:
@@ -173,7 +187,7 @@ class Agent:
             if rec.fingerprint == service.fingerprint:
                 return
             log.info("runtime.replacing", tenant_id=tenant, why="environment or memory limit changed")
-            await asyncio.to_thread(process.stop, rec.pid, timeout=self.grace + 5)
+            await asyncio.to_thread(self.stop_runtime, rec)
             rec.pid = None
         elif rec is not None and rec.pid:
             self._died(rec)
@@ -202,28 +216,44 @@ class Agent:
             log.error("runtime.env_unavailable", tenant_id=tenant, error=str(exc))
             self.not_before[tenant] = time.monotonic() + 5
             return
-        folder.mkdir(parents=True, exist_ok=True)
-        env_file = folder / "env.json"
-        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            json.dump(env, fh)
         ports = self.ports(service, rec)
         if ports is None:
             return
+        spec = None
+        folder.mkdir(parents=True, exist_ok=True)
+        if self.isolation.sandboxed:
+            spec = sandbox.spec_for(tenant, ports[0], self.home, self.artifacts, self.reloader_env(folder))
+            sandbox.prepare_folders(spec)
+            spec.cgroups.ensure(sandbox.Limits.for_memory(service.memory_mb))
+        env_file = folder / "env.json"  # readable by the tenant's uid alone
+        sandbox.write_private(env_file, json.dumps(env).encode(), spec.uid if spec else None)
         log_path = self.home / "logs" / f"runtime-{tenant}.log"
+        events = f"file:{folder / reports.EVENTS_FILE}" if self.events == "agent" else self.events
         cmd = [sys.executable, "-m", "reloader", "--tenant", tenant, "--artifacts", str(self.artifacts),
                "--host", self.host, "--port", str(ports[0]), "--health-port", str(ports[1]),
                "--work-dir", str(folder / "work"), "--env-file", str(env_file), "--memory-mb",
-               str(service.memory_mb), "--events", self.events, "--grace", str(self.grace),
+               str(service.memory_mb), "--events", events, "--grace", str(self.grace),
                *self.reloader_args, "--owner", self.owner]
-        pid = process.spawn(cmd, log_path, env={"HOSTPLANE_HOME": str(self.home)})
+        if spec is not None:
+            cmd = sandbox.launch_command(spec, cmd)
+        if self.events == "bus":  # the reloader publishes itself: it needs our settings (debugging only)
+            pid = process.spawn(cmd, log_path, env={"HOSTPLANE_HOME": str(self.home)})
+        else:
+            pid = process.spawn(cmd, log_path, env=self.reloader_env(folder), inherit_env=False)
         self.state.tenants[tenant] = TenantRuntime(
             tenant_id=tenant, app_port=ports[0], health_port=ports[1], pid=pid,
             create_time=agent_state.create_time(pid), host=self.host, memory_mb=service.memory_mb,
             fingerprint=service.fingerprint, started_at=now_iso(), restarts=rec.restarts if rec else 0,
-            log=str(log_path))
+            log=str(log_path), sandboxed=spec is not None, uid=spec.uid if spec else None)
         self.save()  # recorded before anything else can fail: a crash now leaves no orphan
-        log.info("runtime.started", tenant_id=tenant, pid=pid, app_port=ports[0], health_port=ports[1])
+        log.info("runtime.started", tenant_id=tenant, pid=pid, app_port=ports[0], health_port=ports[1],
+                 sandboxed=spec is not None, uid=spec.uid if spec else None)
+
+    @staticmethod
+    def reloader_env(folder: Path) -> dict[str, str]:
+        """All a reloader gets of an environment: no AWS credentials, no HOSTPLANE_*."""
+        return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+                "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(folder)}
 
     def ports(self, service: DesiredService, rec: TenantRuntime | None) -> tuple[int, int] | None:
         """(app port, health port): the app port is the registered one (router-config points the
@@ -248,14 +278,63 @@ class Agent:
         return app, health
 
     async def remove(self, tenant: str) -> None:
-        """Drain and stop the tenant's reloader, then forget it and its local files."""
+        """Drain and stop the tenant's reloader, kill whatever it leaves in its cgroups (a
+        forked daemon), then forget it and its local files."""
         rec = self.state.tenants.get(tenant)
         if rec is not None and self.running(rec):
-            await asyncio.to_thread(process.stop, rec.pid, timeout=self.grace + 5)
+            await asyncio.to_thread(self.stop_runtime, rec)
             log.info("runtime.stopped", tenant_id=tenant, pid=rec.pid)
         self.state.tenants.pop(tenant, None)
         if not self.leave_running:
+            await asyncio.to_thread(self.kill_leftovers, tenant)
+            self.state.reports.pop(tenant, None)
             shutil.rmtree(self.home / "runtime" / tenant, ignore_errors=True)
+
+    def stop_runtime(self, rec: TenantRuntime) -> None:
+        process.stop(rec.pid, timeout=self.grace + 5, target=agent_state.reloader_process(rec.pid))
+
+    def kill_leftovers(self, tenant: str) -> None:
+        groups = sandbox.TenantCgroups(f"{sandbox.home_group(self.home)}/{tenant}")
+        if not groups.exists():
+            return
+        if killed := groups.pids():
+            log.warning("runtime.leftovers_killed", tenant_id=tenant, pids=len(killed))
+        if left := groups.kill_all(timeout=10):
+            log.error("runtime.leftovers_survived", tenant_id=tenant, pids=sorted(left))
+            return
+        groups.remove()
+
+    async def relay_reports(self) -> None:
+        """Publish what each tenant's reloader reported since the last round (reloader.reports)."""
+        if self.events != "agent":
+            return
+        for tenant in list(self.state.tenants):
+            cursor = reports.Cursor.from_json(self.state.reports.get(tenant, {}))
+            batch = await asyncio.to_thread(reports.read, self.home / "runtime" / tenant, tenant, cursor)
+            if batch.envelopes:
+                try:
+                    await self.publish(batch.envelopes)
+                except Exception as exc:  # the bus is down: the same lines go again next round
+                    log.warning("runtime.report_publish_failed", tenant_id=tenant, error=type(exc).__name__)
+                    continue
+            for reason, event_type in batch.refused:
+                log.warning("runtime.report_refused", tenant_id=tenant, reason=reason, event_type=event_type)
+            batch.cursor.published += len(batch.envelopes)
+            batch.cursor.refused += len(batch.refused)
+            self.state.reports[tenant] = batch.cursor.to_json()
+            for env in batch.envelopes:
+                log.info("runtime.report_published", tenant_id=tenant, event_type=env.event_type,
+                         event_id=str(env.event_id), source=env.source)
+
+    async def publish(self, envelopes: list) -> None:
+        if self.publisher is None:
+            from events.publisher import Publisher  # aiobotocore is heavy: only when a report comes
+            from events.topology import topology
+            from hostplane.settings import Settings
+
+            settings = self.settings or Settings(home=self.home)
+            self.publisher = Publisher(settings, topology(settings.name_prefix).bus_name)
+        await self.publisher.publish(envelopes)
 
     async def refresh_health(self) -> None:
         async def probe(client: httpx.AsyncClient, rec: TenantRuntime) -> None:
@@ -296,9 +375,14 @@ async def _main(args: argparse.Namespace) -> int:
 
         dsn = connection_info(home).control_dsn
     lock = _lock(home)
+    try:
+        isolation = sandbox.decide()
+    except (sandbox.SandboxUnavailable, ValueError) as exc:
+        log.error("sandbox.required_unavailable", error=str(exc))
+        return 2
     agent = Agent(home, dsn, args.artifacts or home / "artifacts", host=args.host, interval=args.interval,
                   grace=args.grace, events=args.reloader_events, reloader_args=tuple(args.reloader_arg),
-                  settings=settings)
+                  settings=settings, isolation=isolation)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, agent.stop_requested.set)
@@ -328,7 +412,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--interval", type=float, default=1.0)
     p.add_argument("--grace", type=float, default=10.0, help="drain budget of each reloader")
-    p.add_argument("--reloader-events", default="bus", help="bus | file:PATH | none")
+    p.add_argument("--reloader-events", default="agent",
+                   help="agent (a file in the runtime folder, published by the agent) | bus | file:PATH | none")
     p.add_argument("--reloader-arg", action="append", default=[], help="extra reloader option, written --reloader-arg=--poll-interval=0.5")
     p.add_argument("--ready-file", type=Path)
     p.add_argument("--once", action="store_true", help="reconcile once and exit (children keep running)")

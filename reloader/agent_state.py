@@ -12,7 +12,12 @@ is recognised by pid + process start time + its command line.
                           "health_url": "http://127.0.0.1:41002/runtime/healthz",
                           "live_version": 3, "healthy": true, "app_state": "serving",
                           "restarts": 0, "memory_mb": 512, "started_at": "...", "log": "...",
-                          "fingerprint": "..."}}}
+                          "fingerprint": "...", "sandboxed": true, "uid": 241001}},
+     "reports": {"acme": {"inode": 123, "offset": 4096, "published": 3, "refused": 0}}}
+
+`agent.sandbox` says whether tenants run sandboxed (reloader.sandbox): {"requested":
+"auto", "mode": "bwrap" | "off", "reason": why not}. A sandboxed reloader's recorded pid
+is its launcher (the shell that became bwrap), whose command line carries the reloader's.
 """
 
 from __future__ import annotations
@@ -55,6 +60,8 @@ class TenantRuntime:
     live_version: int | None = None
     healthy: bool = False
     app_state: str = "starting"
+    sandboxed: bool = False
+    uid: int | None = None
 
     @property
     def app_url(self) -> str:
@@ -76,10 +83,12 @@ class TenantRuntime:
 class AgentState:
     tenants: dict[str, TenantRuntime] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # reloader.reports.Cursor per tenant
 
     def to_json(self) -> str:
         return json.dumps({"version": STATE_VERSION, "agent": self.agent,
-                           "tenants": {t: r.to_json() for t, r in sorted(self.tenants.items())}}, indent=2)
+                           "tenants": {t: r.to_json() for t, r in sorted(self.tenants.items())},
+                           "reports": dict(sorted(self.reports.items()))}, indent=2)
 
 
 def load(home: Path) -> AgentState:
@@ -88,7 +97,7 @@ def load(home: Path) -> AgentState:
     except (FileNotFoundError, ValueError):
         return AgentState()
     return AgentState(tenants={t: TenantRuntime.from_json(r) for t, r in data.get("tenants", {}).items()},
-                      agent=data.get("agent", {}))
+                      agent=data.get("agent", {}), reports=data.get("reports", {}))
 
 
 def save(home: Path, state: AgentState) -> None:
@@ -133,11 +142,34 @@ def reloader_args(cmdline: list[str]) -> dict[str, str] | None:
 
 
 def our_reloaders(owner: str) -> list[tuple[psutil.Process, dict[str, str]]]:
-    """Every live reloader process launched by this agent home, tracked or not."""
-    out = []
+    """Every live reloader launched by this agent home, tracked or not: one entry per
+    runtime, its outermost process (a sandbox's launcher, its bwrap init and the reloader
+    inside all carry the reloader's command line)."""
+    found: dict[int, tuple[psutil.Process, dict[str, str]]] = {}
     for proc in psutil.process_iter(["cmdline"]):
         with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
             args = reloader_args(proc.info["cmdline"] or [])
             if args and args.get("owner") == owner and proc.status() != psutil.STATUS_ZOMBIE:
+                found[proc.pid] = (proc, args)
+    out = []
+    for pid, (proc, args) in found.items():
+        with contextlib.suppress(psutil.NoSuchProcess):
+            if not any(parent.pid in found for parent in proc.parents()):
                 out.append((proc, args))
     return out
+
+
+def reloader_process(pid: int) -> int | None:
+    """The reloader itself under the process `pid` we started: `pid` when it runs bare,
+    the python process inside the sandbox otherwise (bwrap dies at once on SIGTERM and takes
+    the sandbox with it; the reloader drains first)."""
+    try:
+        proc = psutil.Process(pid)
+        for candidate in (proc, *proc.children(recursive=True)):
+            cmdline = candidate.cmdline()
+            if cmdline and reloader_args(cmdline) is not None \
+                    and Path(cmdline[0]).name not in ("sh", "bwrap"):
+                return candidate.pid
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return None

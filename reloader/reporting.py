@@ -1,8 +1,11 @@
 """Where the reloader reports ReleaseActivated / ReleaseFailed.
 
-On AWS the runtime has no control-plane database, so it publishes straight to the bus
-(`BusReporter`, through events.publisher). Tests and local debugging use `FileReporter`
-(one envelope per line) or `MemoryReporter`. Reporting never blocks or breaks a swap:
+On AWS the runtime publishes straight to the bus under its task role, whose PutEvents is
+conditioned on its own source `hostplane.runtime.<tenant>` (`BusReporter`, through
+events.publisher). Locally it has no credentials at all: it appends its envelopes to a
+file in its runtime folder (`FileReporter`, one envelope per line, rotated past
+ROTATE_AT) and the runtime agent publishes them (reloader.reports). Tests use
+`FileReporter` or `MemoryReporter`. Reporting never blocks or breaks a swap:
 a publish failure is logged and the runtime carries on.
 """
 
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import uuid
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,6 +25,7 @@ from contracts.envelope import Envelope, Event
 
 log = structlog.get_logger(__name__)
 PRODUCER = "reloader"
+ROTATE_AT = 1 << 20  # bytes of reports before the file is rotated
 
 
 class Reporter(Protocol):
@@ -49,7 +54,9 @@ class MemoryReporter:
 
 
 class FileReporter:
-    """Appends each envelope as one JSON line (the EventBridge `detail`)."""
+    """Appends each envelope as one JSON line (the EventBridge `detail`). Past ROTATE_AT
+    the file moves to `<name>.1` (replacing the previous one) and a new one starts: the
+    agent reading it finishes the old file first (reloader.reports)."""
 
     def __init__(self, tenant_id: str, path: Path) -> None:
         self.tenant_id = tenant_id
@@ -58,6 +65,9 @@ class FileReporter:
 
     async def report(self, event: Event, *, correlation_id: str | None = None) -> None:
         line = envelope(self.tenant_id, event, correlation_id).to_detail() + "\n"
+        with contextlib.suppress(FileNotFoundError):
+            if self.path.stat().st_size >= ROTATE_AT:
+                os.replace(self.path, self.path.with_name(self.path.name + ".1"))
         with open(self.path, "a") as fh:
             fh.write(line)
 

@@ -55,8 +55,10 @@ def spawn(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     user: str | None = None,
+    inherit_env: bool = True,
 ) -> int:
-    """Start `cmd` detached, output appended to `log_path`; returns its pid."""
+    """Start `cmd` detached, output appended to `log_path`; returns its pid. With
+    `inherit_env=False` it gets `env` alone (a tenant runtime: none of our variables)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -64,7 +66,7 @@ def spawn(
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, **(env or {})},
+            env={**(os.environ if inherit_env else {}), **(env or {})},
             cwd=cwd,
             user=user,
             start_new_session=True,
@@ -91,8 +93,10 @@ def _reap(pid: int) -> None:
         pass
 
 
-def stop(pid: int | None, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -> None:
-    """Stop a process and its whole process group; escalate to SIGKILL after `timeout`."""
+def stop(pid: int | None, *, sig: int = signal.SIGTERM, timeout: float = 15.0, target: int | None = None) -> None:
+    """Stop a process and its whole process group; escalate to SIGKILL after `timeout`.
+    With `target`, only that descendant gets `sig` (the real server inside a wrapper that
+    would die at once on it, such as a sandbox), and the whole family is waited for."""
     if not pid or not alive(pid):
         return
     try:
@@ -101,7 +105,10 @@ def stop(pid: int | None, *, sig: int = signal.SIGTERM, timeout: float = 15.0) -
     except psutil.NoSuchProcess:
         return
     try:
-        os.killpg(os.getpgid(pid), sig)
+        if target is not None and target != pid:
+            os.kill(target, sig)
+        else:
+            os.killpg(os.getpgid(pid), sig)
     except (ProcessLookupError, PermissionError):
         proc.send_signal(sig)
     _, living = psutil.wait_procs(family, timeout=timeout)

@@ -149,13 +149,26 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
         restarted = state(home)["tenants"]["alpha"]
         assert restarted["app_port"] == after["alpha"]["app_port"] and restarted["restarts"] == 1
 
-        # a new release reaches the tenant through its reloader, events go to the bus
+        # a new release reaches the tenant through its reloader; the reloader holds no AWS
+        # credentials: it reports into its runtime folder and the agent publishes for it,
+        # under the tenant's own runtime source
         store.publish_release("beta", 2, SampleApp(version=2).zipapp())
         store.set_current("beta", 2)
         await wait_for(lambda: all_serving(home, ["beta"], 2), 20, "beta on release 2")
-        beta_log = Path(after["beta"]["log"]).read_text()
-        await wait_for(lambda: '"event.published"' in Path(after["beta"]["log"]).read_text(), 10, "bus publish")
-        assert "event.publish_failed" not in beta_log
+        agent_log = home / "logs" / "agent-test.log"
+
+        def published() -> list[dict]:
+            return [e for e in map(json.loads, agent_log.read_text().splitlines()[-400:])
+                    if e.get("event") == "runtime.report_published" and e.get("tenant_id") == "beta"]
+
+        await wait_for(lambda: any(e["event_type"] == "ReleaseActivated" for e in published()), 10,
+                       "the agent to publish beta's ReleaseActivated")
+        assert {e["source"] for e in published()} == {"hostplane.runtime.beta"}
+        assert "runtime.report_publish_failed" not in agent_log.read_text()
+        assert '"event.published"' not in Path(after["beta"]["log"]).read_text(), "the reloader published itself"
+        inner = agent_state.reloader_process(after["beta"]["pid"])
+        environ = Path(f"/proc/{inner}/environ").read_bytes().split(b"\0")
+        assert inner and not [v for v in environ if v.startswith((b"AWS_", b"HOSTPLANE_"))]
 
         # a deregistered tenant is drained, stopped and its local files removed
         beta_pid = after["beta"]["pid"]
