@@ -345,7 +345,7 @@ def parse_text(source: str | bytes) -> Any:
         raise InvalidAppSpec([SpecProblem("spec", "is empty")])
     try:
         if text.lstrip().startswith("{"):
-            return json.loads(text, object_pairs_hook=_unique_pairs, parse_int=_whole_number)
+            return json.loads(text, object_pairs_hook=_unique_pairs, parse_int=whole_number)
         return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
     except json.JSONDecodeError as exc:
         message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
@@ -370,7 +370,8 @@ class Oversized(str):
     below that such a number fits no slot of a spec."""
 
 
-def _whole_number(digits: str) -> int | Oversized:
+def whole_number(digits: str) -> int | Oversized:
+    """`json.loads(..., parse_int=whole_number)`: the API reads request bodies with it too."""
     return Oversized(digits) if len(digits) > MAX_NUMBER_CHARS else int(digits)
 
 

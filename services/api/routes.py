@@ -34,10 +34,11 @@ import structlog
 from fastapi import Body, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
-from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec
+from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec, whole_number
 from contracts.tenant import EdgeMode, TenantId, tenant_names
 from events.replay import list_events, replay
 from reloader.artifacts import ArtifactStore, store_root
@@ -52,6 +53,26 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 2 * MAX_SPEC_BYTES  # a spec sent as a JSON string grows with its escapes
 _ACTOR = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
+
+
+class _BodyRequest(Request):
+    """Reads a JSON body the way specs are read: a whole number too long to convert becomes
+    a marker that validation reports at its path (422), not a ValueError (FastAPI's 400)."""
+
+    async def json(self) -> Any:
+        if not hasattr(self, "_json"):
+            self._json = json.loads(await self.body(), parse_int=whole_number)
+        return self._json
+
+
+class _Route(APIRoute):
+    def get_route_handler(self) -> Any:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            return await handler(_BodyRequest(request.scope, request.receive))
+
+        return route
 
 
 @dataclass
@@ -159,7 +180,7 @@ def _spec(source: Any) -> Any:
 def _actor(x_hostplane_actor: Annotated[str | None, Header(description="Who asks (audit)")] = None) -> str:
     if x_hostplane_actor is None:
         return "api"
-    if not _ACTOR.match(x_hostplane_actor):
+    if not _ACTOR.fullmatch(x_hostplane_actor):
         raise Refused(422, "X-Hostplane-Actor must be 1-128 printable ASCII characters")
     return x_hostplane_actor
 
@@ -167,6 +188,7 @@ def _actor(x_hostplane_actor: Annotated[str | None, Header(description="Who asks
 def create_app(ctx: ApiContext, token: str) -> Guard:
     app = FastAPI(title="hostplane API", version="1.0.0",
                   description="Tenants of the hostplane platform: create, update, delete, status, events.")
+    app.router.route_class = _Route
     commands = TenantCommands(ctx.pool)
     bearer = [Depends(HTTPBearer(auto_error=False))]  # documents the scheme; the Guard enforces it
 
