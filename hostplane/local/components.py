@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from hostplane.local import process
+from hostplane.local.emulator import HEALTH_PATH
 from hostplane.local.state import Credentials
 from hostplane.settings import Settings
 
@@ -80,16 +81,24 @@ def _http_ok(url: str, timeout: float = 1.0) -> bool:
 
 
 class Moto(Component):
-    """moto's server: EventBridge, SQS, S3, Secrets Manager... in one process, in memory."""
+    """moto (EventBridge, SQS, S3, Secrets Manager... in one process, in memory) served by our
+    launcher, hostplane.local.emulator: IAM enforced with the platform's key from
+    credentials.json, /moto-api/ and CORS refused."""
 
     def command(self) -> list[str]:
         import sys
 
-        return [sys.executable, "-m", "moto.server", "-H", self.host, "-p", str(self.port)]
+        from hostplane.local.state import CREDENTIALS_FILE
+
+        return [sys.executable, "-m", "hostplane.local.emulator", "--host", self.host, "--port", str(self.port),
+                "--credentials", str(self.settings.home_dir / CREDENTIALS_FILE)]
 
     def healthy(self) -> bool:
-        # A cheap probe: /moto-api/data.json dumps the whole (growing) emulator state.
-        return _http_ok(f"{self.url}/", timeout=3.0)
+        # The launcher answers it only after its IAM bootstrap (and it dumps no state).
+        try:
+            return httpx.get(f"{self.url}{HEALTH_PATH}", timeout=3.0).status_code == 200
+        except httpx.HTTPError:
+            return False
 
 
 LOCALSTACK_SERVICES = ("events", "sqs", "s3", "secretsmanager", "sts", "iam", "route53", "acm")

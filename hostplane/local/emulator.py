@@ -1,0 +1,177 @@
+"""Our moto server: moto's WSGI app behind a guard, with IAM enforced from its first request.
+
+`python -m moto.server` accepts any credentials, serves /moto-api/ (reset, data dump) to
+anyone and answers CORS preflights from every origin. This launcher runs the same moto
+app in its own process (`hostplane up` starts it) but:
+
+- before it listens, it creates the platform's IAM user in moto with the access key
+  `up` generated into `<home>/credentials.json` (the same key after a restart, so running
+  services keep working), then turns on moto's IAM-like access control for every request
+  (signature checked against the user's secret, actions against its policy);
+- the guard (`EmulatorGuard`) refuses, before moto sees them: /moto-api/* and moto's
+  fake instance metadata, every OPTIONS request (no browser origin needs the emulator),
+  and any request with no Authorization header; it drops `x-moto-account-id` (a header
+  that would pick another account) and strips Access-Control-* headers from answers;
+- the edge's read of a static asset (Caddy's GET/HEAD `/<bucket>/<key>`, no query string,
+  carrying `EDGE_AUTH`, see services/router_config/routes.py) is re-signed inside this
+  process as the `edge` user, which may only `s3:GetObject` in `*-static` buckets. That is
+  exactly what the edge already serves to anyone at `/static/<key>`; the edge user's key
+  never leaves this process.
+
+`GET /_hostplane/health` answers 200 once the bootstrap is done (the health probe).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import secrets
+import signal
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+HEALTH_PATH = "/_hostplane/health"
+PLATFORM_USER = "hostplane-platform"
+EDGE_USER = "hostplane-edge"
+REGION = "us-east-1"
+# What Caddy presents when it reads a tenant's static asset (router_config.routes.EMULATOR_AUTH).
+EDGE_AUTH = ("AWS4-HMAC-SHA256 Credential=test/20000101/us-east-1/s3/aws4_request, "
+             "SignedHeaders=host, Signature=unsigned")
+REFUSED_PREFIXES = ("/moto-api", "/favicon.ico", "/latest/meta-data", "/latest/api")
+_EDGE_PATH = re.compile(r"^/[a-z0-9][a-z0-9.-]*-static/[^?]+$")
+
+PLATFORM_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "PlatformOperator", "Effect": "Allow", "Action": "*", "Resource": "*"}]}
+EDGE_POLICY = {"Version": "2012-10-17", "Statement": [
+    {"Sid": "ReadStaticAssets", "Effect": "Allow", "Action": ["s3:GetObject"],
+     "Resource": "arn:aws:s3:::*-static/*"}]}
+
+StartResponse = Callable[..., Any]
+
+
+def _deny(start_response: StartResponse, code: str, message: str) -> list[bytes]:
+    body = (f'<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>Sender</Type>'
+            f"<Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>").encode()
+    start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class EmulatorGuard:
+    """WSGI middleware in front of moto's app (see the module docstring)."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], edge_signer: Callable[[dict[str, Any]], None]):
+        self.app = app
+        self.edge_signer = edge_signer
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        method = environ.get("REQUEST_METHOD", "GET")
+        if path == HEALTH_PATH and method in ("GET", "HEAD"):
+            start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
+            return [b"ok\n"]
+        if path.startswith(REFUSED_PREFIXES):
+            return _deny(start_response, "AccessDenied", "not served by this emulator")
+        if method == "OPTIONS":
+            return _deny(start_response, "AccessDenied", "CORS is not served by this emulator")
+        environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)
+        auth = environ.get("HTTP_AUTHORIZATION")
+        if not auth:
+            return _deny(start_response, "MissingAuthenticationToken", "Request is missing Authentication Token")
+        if auth == EDGE_AUTH:
+            if not (method in ("GET", "HEAD") and not environ.get("QUERY_STRING")
+                    and _EDGE_PATH.match(path)):
+                return _deny(start_response, "AccessDenied", "the edge only reads static assets")
+            self.edge_signer(environ)
+
+        def without_cors(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
+            return start_response(status, kept, *exc)
+
+        return self.app(environ, without_cors)
+
+
+def _install_user(backend: Any, name: str, policy: dict[str, Any], key_id: str, secret: str) -> None:
+    """Create `name` with `policy` and exactly the access key (`key_id`, `secret`)."""
+    backend.create_user(REGION, name)
+    backend.put_user_policy(name, f"{name}-policy", json.dumps(policy))
+    key = backend.create_access_key(name)
+    backend.access_keys.pop(key.physical_resource_id, None)
+    key.access_key_id, key.secret_access_key = key_id, secret
+    backend.access_keys[key.physical_resource_id] = key
+
+
+def new_access_key_id() -> str:
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    return "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def new_secret_access_key() -> str:
+    return secrets.token_urlsafe(30)[:40]
+
+
+def bootstrap(key_id: str, secret: str) -> Callable[[dict[str, Any]], None]:
+    """Create the IAM users in moto's memory, enforce IAM; returns the edge re-signer."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    from moto import settings as moto_settings
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.iam.models import iam_backends
+
+    backend = iam_backends[DEFAULT_ACCOUNT_ID]["aws"]
+    _install_user(backend, PLATFORM_USER, PLATFORM_POLICY, key_id, secret)
+    edge_key, edge_secret = new_access_key_id(), new_secret_access_key()
+    _install_user(backend, EDGE_USER, EDGE_POLICY, edge_key, edge_secret)
+    moto_settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # every request from now on is checked
+
+    auth = S3SigV4Auth(Credentials(edge_key, edge_secret), "s3", REGION)
+
+    def sign_as_edge(environ: dict[str, Any]) -> None:
+        for name in [k for k in environ if k.startswith("HTTP_X_AMZ_")]:
+            del environ[name]
+        host = environ.get("HTTP_HOST", "")
+        raw = environ.get("RAW_URI") or environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        request = AWSRequest(method=environ["REQUEST_METHOD"], url=f"http://{host}{raw}", headers={"Host": host})
+        auth.add_auth(request)
+        for name in ("Authorization", "X-Amz-Date", "X-Amz-Content-SHA256"):
+            environ["HTTP_" + name.upper().replace("-", "_")] = request.headers[name]
+
+    return sign_as_edge
+
+
+def build_app(key_id: str, secret: str) -> EmulatorGuard:
+    os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"  # read when moto's server module is imported
+    os.environ.pop("MOTO_ACCOUNT_ID", None)
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    signer = bootstrap(key_id, secret)
+    return EmulatorGuard(DomainDispatcherApplication(create_backend_app), signer)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--credentials", type=Path, required=True,
+                        help="credentials.json holding emulator_key_id / emulator_secret")
+    args = parser.parse_args(argv)
+    creds = json.loads(args.credentials.read_text())
+    key_id, secret = creds.get("emulator_key_id"), creds.get("emulator_secret")
+    if not key_id or not secret:
+        sys.exit(f"{args.credentials} holds no emulator key; run `hostplane up`")
+    app = build_app(key_id, secret)
+    del creds, secret
+
+    from moto.moto_server.werkzeug_app import MotoRequestHandler
+    from werkzeug.serving import run_simple
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+if __name__ == "__main__":
+    main()
