@@ -4,13 +4,17 @@ Every process `hostplane up` starts appends its output to `<home>/logs/<name>.lo
 (services and the runtime agent as structlog JSON; each tenant's reloader to
 `runtime-<tenant>.log`). This merges the JSON lines of all of them in time order,
 filters them, and prints them pretty on a terminal (or as JSON lines with --json).
-Lines that are not JSON (the servers' own output) are left out.
+Lines that are not JSON (the servers' own output) are left out. Tenant code writes some
+of these lines: pretty output shows their control characters as escapes (`\\x1b`), so a
+line cannot move the cursor, retitle the window or rewrite what was printed before;
+--json keeps JSON's own escapes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +31,14 @@ from hostplane.settings import get_settings
 console = Console(highlight=False, soft_wrap=True)
 LEVEL_STYLE = {"debug": "dim", "info": "green", "warning": "yellow", "error": "bold red", "critical": "bold red"}
 CONTEXT_KEYS = ("timestamp", "level", "event", "service", "tenant_id", "correlation_id", "event_type")
+# C0 controls but tab and newline (ESC starts every CSI/OSC sequence), DEL, C1 controls
+# (0x9b is a one-byte CSI), and the bidirectional overrides that reorder what is shown.
+_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """`text` with each control character written as its escape: ESC [ 2 J prints as `\\x1b[2J`."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100 else f"\\u{ord(m[0]):04x}", text)
 
 
 @dataclass(frozen=True)
@@ -102,17 +114,17 @@ def render(line: LogLine) -> Text:
     level = str(rec.get("level", "info")).lower()
     text = Text()
     text.append(line.at.strftime("%H:%M:%S.%f")[:-3] + " ", style="dim")
-    text.append(f"{str(rec.get('service', line.source)):<14} ", style="cyan")
-    text.append(f"{level:<7} ", style=LEVEL_STYLE.get(level, ""))
-    text.append(str(rec.get("event", "")), style="bold")
+    text.append(f"{printable(str(rec.get('service', line.source))):<14} ", style="cyan")
+    text.append(f"{printable(level):<7} ", style=LEVEL_STYLE.get(level, ""))
+    text.append(printable(str(rec.get("event", ""))), style="bold")
     for key in ("tenant_id", "event_type", "correlation_id"):
         if rec.get(key):
             value = str(rec[key])[:8] if key == "correlation_id" else str(rec[key])
-            text.append(f" {key.split('_')[0]}={value}", style="magenta")
+            text.append(f" {key.split('_')[0]}={printable(value)}", style="magenta")
     extras = {k: v for k, v in rec.items() if k not in CONTEXT_KEYS and k not in ("ts", "msg", "logger")}
     for key, value in extras.items():
-        text.append(f" {key}=", style="dim")
-        text.append(value if isinstance(value, str) else json.dumps(value, default=str))
+        text.append(f" {printable(key)}=", style="dim")
+        text.append(printable(value if isinstance(value, str) else json.dumps(value, default=str)))
     return text
 
 
