@@ -4,8 +4,8 @@ Tenant code is hostile (shared/DESIGN.md, "Isolation and security rules"). Local
 tenant's runtime (the reloader and every app generation it starts) runs:
 
 - in cgroup v1 `memory`, `pids` and `cpu` groups `hostplane/<home-hash>/<tenant>`, joined
-  by a root shell *before* anything of the tenant runs (`echo $$ > cgroup.procs; exec
-  bwrap ...`), so no child can be forked outside them; deleting the tenant SIGKILLs
+  by a root shell *before* anything of the tenant runs (`echo $$ > cgroup.procs; bwrap
+  ...`), so no child can be forked outside them; deleting the tenant SIGKILLs
   whatever is still in them, a double-forked, setsid'd daemon included;
 - under bubblewrap, with its own pid, IPC and UTS namespaces (the network is shared: the
   tenant must reach loopback), a view holding only the OS (read-only), the interpreter,
@@ -136,9 +136,12 @@ class TenantCgroups:
         return set()
 
     def remove(self) -> None:
+        """Remove the groups, and the home's group once it has no other tenant."""
         for controller in CONTROLLERS:
             with contextlib.suppress(FileNotFoundError):
                 self.path(controller).rmdir()
+            with contextlib.suppress(OSError):  # busy: another tenant of this home still runs
+                self.path(controller).parent.rmdir()
 
     def exists(self) -> bool:
         return any(self.path(c).exists() for c in CONTROLLERS)
@@ -231,9 +234,13 @@ def bwrap_args(spec: SandboxSpec) -> list[str]:
     return args
 
 
-# The root shell that places itself in the tenant's cgroups, then becomes bwrap: every
-# process of the tenant descends from a process already inside them.
-JOIN = 'n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); done; exec "$@"'
+# The root shell that places itself in the tenant's cgroups, then runs bwrap: every
+# process of the tenant descends from a process already inside them. It waits for bwrap
+# rather than becoming it: bwrap's --die-with-parent then ties the sandbox to this shell
+# (killing the recorded pid kills the sandbox) and not to the agent (the agent may die or
+# be upgraded while its tenants keep serving).
+JOIN = ('n=$1; shift; while [ "$n" -gt 0 ]; do echo $$ > "$1" || exit 125; shift; n=$((n - 1)); done; '
+        '"$@"; exit $?')
 
 
 def launch_command(spec: SandboxSpec, inner: Sequence[str]) -> list[str]:
