@@ -5,6 +5,7 @@ through the CRUD API, validation and reference errors, cache invalidation, pages
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
@@ -65,16 +66,15 @@ def create_tables_sql(spec: AppSpec) -> list[str]:
     return out + later
 
 
-@pytest.fixture
-async def served(res, tenant) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:  # noqa: F811
-    """Provision the tenant, create its tables as its role, run `python app.pyz` with only
-    the tenant's variables + PORT + APP_VERSION, yield a client for it and that env."""
+@contextlib.asynccontextmanager
+async def serve(res, tenant, spec: AppSpec, ddl, session: tuple[str, ...] = ()):  # noqa: F811
+    """Provision the tenant, run `session` then `ddl(spec)` as its role, run `python app.pyz`
+    with only the tenant's variables + PORT + APP_VERSION; yield a client for it and that env."""
     await on_tenant_requested(requested(tenant), res)
     env = (await res.secrets.read(res.names(tenant))).env()
-    spec = load_app_spec(SPEC)
     conn = await asyncpg.connect(env["DATABASE_URL"], timeout=5)
     try:
-        for sql in create_tables_sql(spec):
+        for sql in [*session, *ddl(spec)]:
             await conn.execute(sql)
     finally:
         await conn.close()
@@ -103,6 +103,12 @@ async def served(res, tenant) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str
         proc.terminate()
         proc.wait(timeout=10)
         print((home / "stderr.log").read_text()[-3000:])  # shown when a test fails
+
+
+@pytest.fixture
+async def served(res, tenant) -> AsyncIterator[tuple[httpx.AsyncClient, dict[str, str]]]:  # noqa: F811
+    async with serve(res, tenant, load_app_spec(SPEC), create_tables_sql) as out:
+        yield out
 
 
 async def test_crud_for_every_field_type(served):
@@ -190,3 +196,41 @@ async def test_health_reports_the_runtime_version_and_pages_escape_rows(served):
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text and "<script>" not in page.text
     assert "<h1>Items</h1>" in page.text and '<a href="/people">People</a>' in page.text
     assert "No person yet." in (await client.get("/people")).text
+
+
+# Every text slot holds what breaks naive quoting in Python, SQL or HTML; the tables are
+# created by the migrator's own plan in a session with standard_conforming_strings off
+# (a tenant may set that for its role): the literals must read the same either way.
+HOSTILE = {
+    "app": 'x"""; import os; os._exit(3) #\\ </title><script>alert(1)</script>',
+    "entities": {"note": {"label": "</p><script>alert(2)</script>", "fields": {
+        "title": {"type": "string", "label": "T'\"\\", "default": "it's \\'; DROP TABLE note; --\"\"\"\nline2\t\u2028"},
+        "kind": {"type": "enum", "values": ["a'b", "c\\", '"""', "d\\'e"], "default": "c\\"},
+        "body": {"type": "text", "default": "\\x00 \\\\ $$ $1 %s {0}"},
+    }}},
+    "pages": [{"path": "/", "title": '<b>"""</b>', "shows": "note"}],
+}
+
+
+def migrator_sql(spec: AppSpec) -> list[str]:
+    from services.migrator.plan import plan
+
+    return [sql for step in plan(None, relational_model(spec)).steps for sql in step.sql]
+
+
+async def test_a_hostile_spec_is_served_as_data(res, tenant):  # noqa: F811
+    spec = load_app_spec(HOSTILE)
+    fields = spec.entities["note"].fields
+    async with serve(res, tenant, spec, migrator_sql, ("SET standard_conforming_strings = off",)) as (client, _):
+        created = await client.post("/api/note", json={})
+        assert created.status_code == 201, created.text
+        row = created.json()
+        assert (row["title"], row["kind"], row["body"]) == (fields["title"].default, "c\\", fields["body"].default)
+        for value in fields["kind"].values:
+            assert (await client.post("/api/note", json={"kind": value})).status_code == 201, value
+        refused = await client.post("/api/note", json={"kind": "c"})
+        assert refused.status_code == 422 and "kind" in refused.json()["fields"]
+        page = await client.get("/")
+        assert page.status_code == 200
+        assert "<script>" not in page.text and "&lt;b&gt;&quot;&quot;&quot;&lt;/b&gt;" in page.text
+        assert "&lt;/title&gt;&lt;script&gt;" in page.text
