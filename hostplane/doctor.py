@@ -18,8 +18,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import httpx
-
 from contracts.tenant import InvalidTenantId, tenant_names
 from services.resources.records import live_tenants
 from services.resources.wiring import TenantResources, resources
@@ -67,8 +65,10 @@ async def caddy_route_ids(admin_url: str | None) -> list[str]:
     """Every route `@id` of every Caddy HTTP server (top level)."""
     if not admin_url:
         return []
-    async with httpx.AsyncClient(timeout=5) as client:
-        resp = await client.get(f"{admin_url}/config/apps/http/servers")
+    from hostplane.local.edge import admin_client
+
+    async with admin_client(admin_url, timeout=5) as client:
+        resp = await client.get("/config/apps/http/servers")
     if resp.status_code == 404 or not resp.content or resp.json() is None:
         return []
     resp.raise_for_status()

@@ -35,6 +35,10 @@ class Settings(BaseSettings):
     localstack_port: int = 4566
     postgres_port: int = 54329
     valkey_port: int = 6390
+    valkey_maxmemory_mb: int = Field(default=256, ge=1, description="Valkey's maxmemory (the tenants' shared "
+                                     "cache; the least recently used keys go when it is full)")
+    # Only the docker-compose stack's Caddy container listens for admin on TCP; `hostplane up`
+    # serves Caddy's admin API on <home>/run/caddy-admin.sock and ignores this.
     caddy_admin_port: int = 2099
     edge_port: int = 8480
     api_port: int = 8400

@@ -37,7 +37,6 @@ def platform_settings(home: Path, emulator: str, *, runtime_ports: int = 100) ->
         localstack_port=free_port(),
         postgres_port=free_port(),
         valkey_port=free_port(),
-        caddy_admin_port=free_port(),
         edge_port=free_port(),
         api_port=free_port(),
         # A range of its own per platform, so concurrent test platforms' tenants do not collide.

@@ -29,6 +29,7 @@ from hostplane.local.state import (
     PlatformState,
     clear_state,
     connection_info,
+    ensure_control_password,
     load_or_create_credentials,
     load_state,
     save_state,
@@ -36,8 +37,7 @@ from hostplane.local.state import (
 from hostplane.settings import Emulator, Settings
 
 log = structlog.get_logger(__name__)
-PORT_FIELDS = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "caddy_admin_port",
-               "edge_port", "api_port")
+PORT_FIELDS = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "api_port")
 
 
 class PlatformError(RuntimeError):
@@ -57,8 +57,7 @@ def components(settings: Settings, creds: Credentials, emulator: Emulator) -> li
         if emulator == "moto"
         else LocalStack("localstack", settings.localstack_port, settings, creds, "HOSTPLANE_LOCALSTACK_PORT")
     )
-    caddy = Caddy("caddy", settings.caddy_admin_port, settings, creds, "HOSTPLANE_CADDY_ADMIN_PORT")
-    caddy.edge_port = settings.edge_port
+    caddy = Caddy("caddy", settings.edge_port, settings, creds, "HOSTPLANE_EDGE_PORT")  # admin: a unix socket
     servers = [
         emu,
         Postgres("postgres", settings.postgres_port, settings, creds, "HOSTPLANE_POSTGRES_PORT"),
@@ -96,7 +95,7 @@ def up(settings: Settings, emulator: Emulator | None = None) -> UpReport:
                 f"to switch to {emulator}"
             )
         settings = _effective(settings, state if state and state.emulator == emulator else None)
-        creds = load_or_create_credentials(settings.home_dir)
+        creds = ensure_control_password(settings.home_dir)
         comps = components(settings, creds, emulator)
         state = _new_state(settings, emulator, comps, state)
         report = UpReport()
@@ -104,8 +103,10 @@ def up(settings: Settings, emulator: Emulator | None = None) -> UpReport:
             servers = [c for c in comps if not isinstance(c, ServiceProcess)]
             for comp in servers:
                 _ensure_running(comp, state, settings, report)
+            # A cluster from an older `up` trusted local connections: it reloads its pg_hba.
+            hba_secured = next(c for c in servers if isinstance(c, Postgres)).secure_hba()
             # Services consume queues and write the control database: converge both first.
-            asyncio.run(_converge_control_plane(settings))
+            asyncio.run(_converge_control_plane(settings, hba_secured=hba_secured))
             for comp in comps[len(servers):]:
                 _ensure_running(comp, state, settings, report)
         except BaseException:
@@ -156,19 +157,27 @@ def _new_state(settings: Settings, emulator: Emulator, comps: list[Component],
         api_url=next((c.url for c in comps if c.name == "api"), None),
         postgres_port=settings.postgres_port,
         valkey_port=settings.valkey_port,
-        caddy_admin_url=caddy.url,
+        caddy_admin_url=caddy.admin,
         ports={k: getattr(settings, k) for k in PORT_FIELDS},
         components=dict(kept),
     )
 
 
-async def _converge_control_plane(settings: Settings) -> None:
+async def _converge_control_plane(settings: Settings, *, hba_secured: bool = False) -> None:
+    """PostgreSQL's control role and database (as the superuser: the only use of its
+    password), the messaging topology, then the event tables as the control role."""
     import asyncpg
 
     from events.store import ensure_schema
     from events.topology import topology
     from events.topology_apply import apply_topology
+    from hostplane.local.datastores import SUPERUSER, bootstrap_control_role
 
+    creds = ensure_control_password(settings.home_dir)
+    recorded = load_state(settings.home_dir)
+    host, port = (recorded.host, recorded.postgres_port) if recorded else (settings.host, settings.postgres_port)
+    await bootstrap_control_role(f"postgresql://{SUPERUSER}:{creds.postgres_password}@{host}:{port}/postgres",
+                                 creds.postgres_control_password, hba_secured=hba_secured)
     await apply_topology(topology(settings.name_prefix), settings)
     conn = await asyncpg.connect(connection_info(settings.home_dir).control_dsn, timeout=10)
     try:

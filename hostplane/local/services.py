@@ -16,8 +16,8 @@ from hostplane.local.components import Component
 from hostplane.settings import Settings
 
 CONTROL_PLANE = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
-PORT_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "caddy_admin_port",
-            "edge_port", "api_port", "runtime_port_base", "runtime_port_count")
+PORT_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "api_port",
+            "runtime_port_base", "runtime_port_count")
 
 
 def module_of(service: str) -> str:

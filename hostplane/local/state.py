@@ -16,6 +16,8 @@ from pydantic import BaseModel, Field
 
 STATE_FILE = "state.json"
 CREDENTIALS_FILE = "credentials.json"
+ADMIN_SOCKET = "run/caddy-admin.sock"  # Caddy's admin API (hostplane.local.edge), under <home>
+CONTROL_ROLE = "hostplane_control"  # every control-plane connection; not a superuser
 
 
 class ComponentState(BaseModel):
@@ -34,16 +36,26 @@ class PlatformState(BaseModel):
     api_url: str | None = None
     postgres_port: int
     valkey_port: int
+    # Caddy's admin API: `unix:///<home>/run/caddy-admin.sock` (hostplane up), or an http URL
+    # (the docker-compose stack's Caddy container). Talk to it through hostplane.local.edge.admin_client.
     caddy_admin_url: str
     ports: dict[str, int] = Field(default_factory=dict)
     started_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     components: dict[str, ComponentState] = Field(default_factory=dict)
 
+    @property
+    def caddy_admin_socket(self) -> str | None:
+        """The admin socket's path (None when the admin API is an http URL)."""
+        prefix = "unix://"
+        return self.caddy_admin_url[len(prefix):] if self.caddy_admin_url.startswith(prefix) else None
+
 
 class Credentials(BaseModel):
-    postgres_password: str
+    postgres_password: str  # the cluster's superuser: `hostplane up` bootstraps with it, nothing else
     valkey_password: str
     api_token: str
+    # CONTROL_ROLE's password (ensure_control_password fills it in a file older than the role).
+    postgres_control_password: str = ""
     # The platform's access key on the moto emulator (hostplane.local.emulator installs it;
     # hostplane.aws.aws_client signs with it). Empty in a file older than the key.
     emulator_key_id: str = ""
@@ -107,6 +119,16 @@ def load_or_create_credentials(home: Path) -> Credentials:
     return creds
 
 
+def ensure_control_password(home: Path) -> Credentials:
+    """The credentials with CONTROL_ROLE's password, generated and saved (0600) if missing."""
+    creds = load_or_create_credentials(home)
+    if creds.postgres_control_password:
+        return creds
+    creds = creds.model_copy(update={"postgres_control_password": secrets.token_urlsafe(24)})
+    write_private(home / CREDENTIALS_FILE, creds.model_dump_json())
+    return creds
+
+
 class ConnectionInfo(BaseModel):
     """How code reaches the running local platform (holds secrets: do not print)."""
 
@@ -130,10 +152,13 @@ def connection_info(home: Path) -> ConnectionInfo:
     if state is None:
         raise RuntimeError(f"the local platform is not running (no {home / STATE_FILE}); run `hostplane up`")
     creds = load_or_create_credentials(home)
+    if not creds.postgres_control_password:
+        raise RuntimeError(f"{home} was set up before the platform had its own PostgreSQL role; "
+                           "run `hostplane up` once to create it")
     return ConnectionInfo(
         aws_endpoint=state.aws_endpoint,
         control_dsn=(
-            f"postgresql://postgres:{creds.postgres_password}@{state.host}:{state.postgres_port}/"
+            f"postgresql://{CONTROL_ROLE}:{creds.postgres_control_password}@{state.host}:{state.postgres_port}/"
             f"{CONTROL_DATABASE}"
         ),
         valkey_url=f"redis://default:{creds.valkey_password}@{state.host}:{state.valkey_port}/0",

@@ -74,6 +74,11 @@ SUMMARY_KEYS = ("name", "domain", "allow_destructive", "type", "since")
 
 
 async def ensure_schema(db: Any) -> None:
+    """Create the audit log, unless it exists and is another role's: `hostplane up` installs it
+    as PostgreSQL's superuser, so the API's own role may read and append but never alter it."""
+    if await db.fetchval("SELECT c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user) "
+                         "FROM pg_class c WHERE c.oid = to_regclass('audit_log')"):
+        return
     await apply_schema(db, SCHEMA_SQL, _SCHEMA_LOCK)
 
 

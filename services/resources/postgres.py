@@ -5,6 +5,13 @@ granted to its role only; the cluster's maintenance databases (`postgres`,
 `template1`) are closed to PUBLIC too, so a tenant role can open exactly one database.
 The role carries no attribute beyond LOGIN, a connection limit and a statement timeout.
 Passwords are sent as SCRAM verifiers (services.resources.passwords).
+
+The admin pool is the platform's control role (hostplane.local.datastores), not a
+superuser: CREATEDB and CREATEROLE, with ADMIN, SET and INHERIT on the tenant roles it
+creates. It reads a tenant role's SCRAM verifier through the one SECURITY DEFINER
+function `up` installs (pg_authid is the superuser's); where that function is missing
+(a server we did not bootstrap) the password is simply set again. Closing the
+maintenance databases is `up`'s job; a non-superuser only checks it was done.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ _IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 # SQLSTATE classes a retry cannot fix: data exception, integrity, syntax/access rule.
 _PERMANENT_CLASSES = ("22", "23", "42")
 _ROLE_ATTRS = ("rolsuper", "rolcreatedb", "rolcreaterole", "rolreplication", "rolbypassrls", "rolinherit")
+_SUPER_ATTRS = ("rolsuper", "rolreplication", "rolbypassrls")  # only a superuser can take these away
+VERIFIER_FUNCTION = "hostplane_role_verifier"  # hostplane.local.datastores installs it
 
 
 @dataclass(frozen=True)
@@ -53,7 +62,7 @@ def _permanent(exc: asyncpg.PostgresError, doing: str) -> Exception:
 
 
 class TenantDatabase:
-    """Ensure/remove one tenant's database + role through an admin (superuser) pool."""
+    """Ensure/remove one tenant's database + role through an admin pool (the control role)."""
 
     def __init__(self, pool: Any, quotas: DatabaseQuotas | None = None) -> None:
         self.pool = pool
@@ -77,24 +86,25 @@ class TenantDatabase:
     async def _ensure_role(self, conn: Any, role: str, password: SecretStr) -> tuple[bool, bool]:
         q = self.quotas
         row = await conn.fetchrow(
-            f"SELECT r.rolcanlogin, r.rolconnlimit, r.rolconfig, a.rolpassword, "
-            f"{', '.join('r.' + x for x in _ROLE_ATTRS)} "
-            "FROM pg_roles r JOIN pg_authid a ON a.oid = r.oid WHERE r.rolname = $1",
+            f"SELECT r.rolcanlogin, r.rolconnlimit, r.rolconfig, {', '.join('r.' + x for x in _ROLE_ATTRS)} "
+            "FROM pg_roles r WHERE r.rolname = $1",
             role,
         )
-        attrs = (f"LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS NOINHERIT "
-                 f"CONNECTION LIMIT {int(q.connection_limit)}")
+        attrs = f"LOGIN NOCREATEDB NOCREATEROLE NOINHERIT CONNECTION LIMIT {int(q.connection_limit)}"
         timeout = f"statement_timeout={q.statement_timeout}"
         if row is None:
-            await conn.execute(f"CREATE ROLE {ident(role)} {attrs} PASSWORD '{scram_verifier(password)}'")
+            await conn.execute(f"CREATE ROLE {ident(role)} {attrs} NOSUPERUSER NOREPLICATION NOBYPASSRLS "
+                               f"PASSWORD '{scram_verifier(password)}'")
             await conn.execute(f"ALTER ROLE {ident(role)} SET statement_timeout = '{q.statement_timeout}'")
             return True, False
+        if any(row[a] for a in _SUPER_ATTRS):
+            raise PermanentError(f"role {role} holds a superuser-only attribute; the platform will not use it")
         changed = False
         if (not row["rolcanlogin"] or row["rolconnlimit"] != q.connection_limit
                 or any(row[a] for a in _ROLE_ATTRS)):
             await conn.execute(f"ALTER ROLE {ident(role)} {attrs}")
             changed = True
-        if not scram_matches(row["rolpassword"], password):
+        if not scram_matches(await self._verifier(conn, role), password):
             await conn.execute(f"ALTER ROLE {ident(role)} PASSWORD '{scram_verifier(password)}'")
             changed = True
         if timeout not in (row["rolconfig"] or []):
@@ -134,10 +144,24 @@ class TenantDatabase:
         )
         return {r["who"] for r in rows}
 
+    @staticmethod
+    async def _verifier(conn: Any, role: str) -> str | None:
+        """The role's SCRAM verifier, when the server lets us read it (None: set it again)."""
+        if await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            return await conn.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", role)
+        if await conn.fetchval("SELECT to_regprocedure($1) IS NOT NULL", f"{VERIFIER_FUNCTION}(text)"):
+            return await conn.fetchval(f"SELECT {VERIFIER_FUNCTION}($1)", role)
+        return None
+
     async def _close_maintenance_databases(self, conn: Any) -> None:
-        """PostgreSQL lets PUBLIC connect to `postgres` and `template1`: close them once."""
+        """PostgreSQL lets PUBLIC connect to `postgres` and `template1`: close them once
+        (`hostplane up` does, as the superuser; the control role can only see it was done)."""
+        superuser = await conn.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")
         for database in MAINTENANCE_DATABASES:
             if "" in await self._connectors(conn, database):
+                if not superuser:
+                    log.warning("postgres.maintenance_database_open", database=database)
+                    continue
                 await conn.execute(f"REVOKE CONNECT, TEMPORARY ON DATABASE {database} FROM PUBLIC")
                 log.info("postgres.maintenance_database_closed", database=database)
 

@@ -16,9 +16,8 @@ import asyncio
 import copy
 from typing import Any
 
-import httpx
 
-from hostplane.local.edge import CATCH_ALL_ID, EDGE_SERVER
+from hostplane.local.edge import CATCH_ALL_ID, EDGE_SERVER, admin_client
 
 
 class EdgeDrifted(RuntimeError):
@@ -28,12 +27,11 @@ class EdgeDrifted(RuntimeError):
 class CaddyEdge:
     def __init__(self, admin_url: str, base_config: dict[str, Any], *, server: str = EDGE_SERVER,
                  timeout: float = 10.0) -> None:
-        self.admin_url = admin_url.rstrip("/")
+        self.admin_url = admin_url.rstrip("/")  # unix:///<socket> locally (hostplane.local.edge)
         self.base_config = base_config  # a whole config to load when Caddy holds none of ours
         self.server = server
         self.lock = asyncio.Lock()
-        self.client = httpx.AsyncClient(base_url=self.admin_url, timeout=timeout,
-                                        headers={"Content-Type": "application/json"})
+        self.client = admin_client(self.admin_url, timeout=timeout, headers={"Content-Type": "application/json"})
         self.writes = 0  # admin API writes made (tests and the bench read it)
 
     @property

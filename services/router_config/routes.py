@@ -7,7 +7,9 @@ tenant's own, then:
 - `GET|HEAD /static/<key>` → the tenant's bucket on the AWS emulator, S3 path style
   (`/<bucket>/<key>`, query string dropped so nobody lists the bucket or reads its ACL
   through the edge, upstream Host = the emulator's, any client Authorization replaced); a path with `..` is refused (400)
-  so no request climbs into another bucket, other methods on `/static/` get 405;
+  so no request climbs into another bucket; a "directory" (`/static/`, any path ending in `/` or a `.` segment)
+  is a 404 that never reaches the bucket store (which would answer with the bucket's listing); other methods on
+  `/static/` get 405;
 - everything else → the tenant's runtime upstream (`127.0.0.1:<app_port>` locally).
 
 Every tenant route sits before the catch-all (`@id catch-all`, 404), so a host that
@@ -16,6 +18,7 @@ names no tenant never reaches a tenant's app.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +32,9 @@ TENANT_HEADER = "X-Tenant-Id"
 EMULATOR_AUTH = ("AWS4-HMAC-SHA256 Credential=test/20000101/us-east-1/s3/aws4_request, "
                  "SignedHeaders=host, Signature=unsigned")
 ROUTE_ID_PREFIX = "tenant-"
+# A /static/ path naming no object: the bucket itself, a "folder", or a `.` segment (the
+# store would list the bucket or normalise the dot away); never forwarded.
+STATIC_DIRECTORY = r"(^/static/$|/$|/\.(/|$)|/{2,})"
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,7 @@ def static_origin(endpoint: str | None) -> str | None:
 
 def catch_all() -> dict[str, Any]:
     """The edge's last route (hostplane.local.edge defines it once)."""
-    routes = base_config("127.0.0.1", 1, 1)["apps"]["http"]["servers"]["edge"]["routes"]
+    routes = base_config("http://127.0.0.1:1", "127.0.0.1", 1)["apps"]["http"]["servers"]["edge"]["routes"]
     return next(r for r in routes if r.get("@id") == CATCH_ALL_ID)
 
 
@@ -64,6 +70,8 @@ def caddy_route(route: Route, origin: str | None) -> dict[str, Any]:
         inner += [
             {"match": [{"path": ["/static/*"], "path_regexp": {"pattern": r"\.\."}}],
              "handle": [_status(400, "bad static path\n")], "terminal": True},
+            {"match": [{"path": ["/static/*"], "path_regexp": {"pattern": STATIC_DIRECTORY}}],
+             "handle": [_status(404, "not found\n")], "terminal": True},
             {"match": [{"path": ["/static/*"], "method": ["GET", "HEAD"]}],
              "handle": [
                  {"handler": "rewrite", "uri": "?",
@@ -98,20 +106,23 @@ def is_tenant_route(route: dict[str, Any]) -> bool:
 
 def desired_routes(routes: list[Route], origin: str | None,
                    live: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
-    """The edge server's whole route list: every tenant route (by id), then any route that is
-    neither a tenant's nor the catch-all (kept from `live`, in order), then the catch-all."""
-    others = [r for r in live or [] if isinstance(r, dict) and not is_tenant_route(r)
-              and r.get("@id") != CATCH_ALL_ID]
-    return [caddy_route(r, origin) for r in sorted(routes, key=lambda r: r.route_id)] + others + [catch_all()]
+    """The edge server's whole route list: every tenant route (by id), then the catch-all.
+    Nothing else: a route Caddy holds that is not desired (with or without an `@id`, at any
+    index) goes. `live` is not used (kept for callers that pass what Caddy held)."""
+    return [caddy_route(r, origin) for r in sorted(routes, key=lambda r: r.route_id)] + [catch_all()]
 
 
 def drifted(live: list[dict[str, Any]] | None, tenant_routes: list[dict[str, Any]]) -> bool:
-    """True when Caddy's tenant routes are not the desired ones (one missing, extra or
-    different) or the catch-all is not the single last route. Order among tenant routes
-    does not matter: their hosts never overlap."""
-    live = [r for r in live or [] if isinstance(r, dict)]
-    ids = [r.get("@id") for r in live]
-    if not live or ids[-1] != CATCH_ALL_ID or ids.count(CATCH_ALL_ID) != 1:
+    """True unless Caddy's route list is exactly the desired one: the desired tenant routes,
+    each as generated, then the catch-all as generated, and nothing else. Order among tenant
+    routes does not matter (their hosts never overlap, and a per-route write inserts just
+    before the catch-all); any route before, between or after them that is not desired,
+    a changed catch-all, or a missing one is drift."""
+    live = list(live or [])
+    if not live or live[-1] != catch_all():
         return True
-    key = lambda r: str(r.get("@id", ""))  # noqa: E731
-    return sorted((r for r in live if is_tenant_route(r)), key=key) != sorted(tenant_routes, key=key)
+    return sorted(map(_canonical, live[:-1])) != sorted(map(_canonical, tenant_routes))
+
+
+def _canonical(route: Any) -> str:
+    return json.dumps(route, sort_keys=True, default=str)

@@ -8,7 +8,6 @@ import asyncio
 import contextlib
 import os
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 import structlog
@@ -43,11 +42,12 @@ class RouterService(RouterDeps):
 
 
 def caddy_admin_url(settings: Settings) -> str:
+    """Caddy's admin address: `unix:///<home>/run/caddy-admin.sock` as `hostplane up` recorded it."""
     if url := os.environ.get("HOSTPLANE_CADDY_ADMIN_URL"):
         return url
     from hostplane.local.state import connection_info
 
-    return connection_info(settings.home_dir).caddy_admin_url or f"http://{settings.host}:{settings.caddy_admin_port}"
+    return connection_info(settings.home_dir).caddy_admin_url
 
 
 async def open_router(settings: Settings, dsn: str, *, resync_every: float | None = RESYNC_EVERY_S) -> RouterService:
@@ -59,8 +59,7 @@ async def open_router(settings: Settings, dsn: str, *, resync_every: float | Non
         await store.ensure_schema()
         async with pool.acquire() as conn:
             await desired.ensure_schema(conn)
-        admin_port = urlsplit(admin).port or settings.caddy_admin_port
-        edge = CaddyEdge(admin, base_config(settings.host, admin_port, settings.edge_port))
+        edge = CaddyEdge(admin, base_config(admin, settings.host, settings.edge_port))
         deps = RouterService(store=store, edge=edge, origin=static_origin(endpoint_url(settings)),
                              prefix=settings.name_prefix)
         deps.own_pool = pool

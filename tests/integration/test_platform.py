@@ -57,7 +57,7 @@ def test_up_is_idempotent_and_down_leaves_nothing(tmp_path, emulator):
         done = hostplane(env, "down")
     assert done.returncode == 0, done.stderr
     ports = [settings.emulator_port(emulator), settings.postgres_port, settings.valkey_port,
-             settings.caddy_admin_port, settings.edge_port]
+             settings.edge_port]
     assert not [p for p in ports if port_open("127.0.0.1", p)]
     assert _platform_pids(str(settings.home_dir)) == []
     assert (settings.home_dir / "postgres" / "data" / "PG_VERSION").exists(), "data kept without --purge"

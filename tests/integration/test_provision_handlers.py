@@ -26,7 +26,7 @@ async def fingerprint(res, tenant: str) -> dict:
     names = res.names(tenant)
     admin = res.records.pool
     return {
-        "role": await admin.fetchval("SELECT rolpassword FROM pg_authid WHERE rolname = $1", names.db_role),
+        "role": await admin.fetchval("SELECT hostplane_role_verifier($1)", names.db_role),  # pg_authid: superuser only
         "db": await admin.fetchval("SELECT datacl::text FROM pg_database WHERE datname = $1", names.database),
         "acl": await res.cache.client.execute_command("ACL", "GETUSER", names.cache_user),
         "secret": (await res.secrets.client.describe_secret(SecretId=names.secret))["VersionIdsToStages"],

@@ -153,7 +153,7 @@ async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_aw
         assert (await asyncio.to_thread(edge_get, platform, "shop.example.com")).status_code == 404
 
         # Caddy restarted from its base config (routes lost): the re-sync restores them
-        base = base_config(settings.host, settings.caddy_admin_port, settings.edge_port)
+        base = base_config(platform.conn.caddy_admin_url, settings.host, settings.edge_port)
         (await deps.edge.client.post("/load", json=base)).raise_for_status()
         assert (await asyncio.to_thread(edge_get, platform, names.host)).status_code == 404
         restarted = await open_router(settings, platform.conn.control_dsn, resync_every=None)  # re-syncs on start

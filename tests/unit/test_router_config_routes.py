@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 
 from hostplane.local.edge import CATCH_ALL_ID
 from services.router_config.routes import Route, caddy_route, catch_all, desired_routes, drifted, static_origin
@@ -25,8 +26,15 @@ def test_route_matches_the_hosts_and_sets_the_tenant_header_first():
 
 def test_static_goes_to_the_tenants_bucket_read_only_and_the_rest_to_the_runtime():
     inner = _subroutes(caddy_route(A, ORIGIN))
-    guard, static, read_only, app = inner
+    guard, directory, static, read_only, app = inner
     assert guard["handle"][0]["status_code"] == 400
+    assert directory["handle"][0]["status_code"] == 404 and directory["terminal"]
+    pattern = re.compile(directory["match"][0]["path_regexp"]["pattern"])
+    for listing in ("/static/", "/static/css/", "/static/.", "/static/./", "/static/css/.", "/static//x",
+                    "/static/a//"):
+        assert pattern.search(listing), listing  # never reaches the bucket store (it would list the bucket)
+    for key in ("/static/site.css", "/static/css/site.css", "/static/.well-known/x", "/static/a.b/c"):
+        assert not pattern.search(key), key
     assert static["match"] == [{"path": ["/static/*"], "method": ["GET", "HEAD"]}]
     rewrite, proxy = static["handle"]
     assert rewrite["uri"] == "?"  # no listing or ACL reads through the edge
@@ -46,11 +54,13 @@ def test_static_origin_is_the_endpoints_host_and_port():
     assert static_origin(None) is None
 
 
-def test_desired_routes_put_tenants_first_keep_other_routes_and_end_with_the_catch_all():
+def test_desired_routes_are_the_tenants_then_the_catch_all_and_nothing_else():
     other = {"@id": "ops-health", "handle": []}
-    live = [catch_all(), other]
+    anonymous = {"match": [{"host": ["acme.localhost"]}], "handle": [{"handler": "reverse_proxy"}]}
+    live = [anonymous, catch_all(), other]
     routes = desired_routes([B, A], ORIGIN, live)
-    assert [r.get("@id") for r in routes] == ["tenant-acme", "tenant-beta", "ops-health", CATCH_ALL_ID]
+    assert [r.get("@id") for r in routes] == ["tenant-acme", "tenant-beta", CATCH_ALL_ID]
+    assert routes[-1] == catch_all()
 
 
 def test_no_drift_when_caddy_holds_exactly_the_desired_routes_in_any_tenant_order():
@@ -72,4 +82,13 @@ def test_drift_detected():
     assert drifted([changed, wanted[1], catch_all()], wanted)
     dead = caddy_route(Route("gone", "tenant-gone", ("gone.localhost",), "127.0.0.1:1", "b"), ORIGIN)
     assert drifted(wanted + [dead, catch_all()], wanted)  # a route of a tenant no longer wanted
-    assert not drifted(wanted + [{"@id": "ops-health"}, catch_all()], wanted)  # others are not ours
+    # anything Caddy holds that is not desired, whatever its id or place, is drift
+    assert drifted(wanted + [{"@id": "ops-health"}, catch_all()], wanted)
+    hijack = {"match": [{"host": ["acme.localhost"]}], "handle": [{"handler": "reverse_proxy",
+                                                                   "upstreams": [{"dial": "127.0.0.1:6666"}]}]}
+    assert drifted([hijack] + wanted + [catch_all()], wanted)  # no @id, at index 0
+    assert drifted([wanted[0], hijack, wanted[1], catch_all()], wanted)  # between tenant routes
+    assert drifted([wanted[0], wanted[0], wanted[1], catch_all()], wanted)  # a duplicate
+    evil_catch_all = copy.deepcopy(catch_all())
+    evil_catch_all["handle"] = hijack["handle"]
+    assert drifted(wanted + [evil_catch_all], wanted)  # the catch-all itself rewritten
