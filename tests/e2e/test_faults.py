@@ -107,8 +107,10 @@ def inventory(settings) -> dict[str, Counter]:
             buckets = [b["Name"] for b in (await s3.list_buckets()).get("Buckets", [])]
         async with aws_client("secretsmanager", settings) as sm:
             secrets = [s["Name"] for s in (await sm.list_secrets(MaxResults=100)).get("SecretList", [])]
-        async with httpx.AsyncClient() as http:
-            routes = (await http.get(f"{info.caddy_admin_url}/config/apps/http/servers/edge/routes")).json() or []
+        from hostplane.local.edge import admin_client
+
+        async with admin_client(info.caddy_admin_url) as http:
+            routes = (await http.get("/config/apps/http/servers/edge/routes")).json() or []
         return {"database": Counter(dbs), "role": Counter(roles), "cache_user": Counter(users),
                 "bucket": Counter(buckets), "secret": Counter(secrets),
                 "route": Counter(r.get("@id") for r in routes)}

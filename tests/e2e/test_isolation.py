@@ -94,8 +94,10 @@ async def cache_checks(own: dict, other_prefix: str) -> None:
 
 
 def edge_routes(settings) -> dict[str, dict]:
-    admin = connection_info(settings.home_dir).caddy_admin_url
-    routes = httpx.get(f"{admin}/config/apps/http/servers/edge/routes", timeout=5).json()
+    from hostplane.local.edge import admin_client_sync
+
+    with admin_client_sync(connection_info(settings.home_dir).caddy_admin_url, timeout=5) as admin:
+        routes = admin.get("/config/apps/http/servers/edge/routes").json()
     return {r.get("@id"): r for r in routes}
 
 

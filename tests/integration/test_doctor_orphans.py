@@ -6,15 +6,14 @@ count)."""
 from __future__ import annotations
 
 import asyncio
-
 import json
 import subprocess
 import sys
 
-import httpx
 import pytest
 
 from hostplane.doctor import find_orphans
+from hostplane.local.edge import admin_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from hostplane.local.state import load_or_create_credentials
 from services.deprovisioner.handlers import on_tenant_deletion_requested
@@ -30,14 +29,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 async def add_route(admin_url: str, route_id: str, host: str) -> None:
     route = {"@id": route_id, "match": [{"host": [host]}],
              "handle": [{"handler": "static_response", "body": "tenant"}]}
-    async with httpx.AsyncClient(timeout=5) as client:  # index 0: before the catch-all
-        resp = await client.put(f"{admin_url}/config/apps/http/servers/edge/routes/0", json=route)
+    async with admin_client(admin_url, timeout=5) as client:  # index 0: before the catch-all
+        resp = await client.put("/config/apps/http/servers/edge/routes/0", json=route)
         resp.raise_for_status()
 
 
 async def remove_route(admin_url: str, route_id: str) -> None:
-    async with httpx.AsyncClient(timeout=5) as client:
-        await client.delete(f"{admin_url}/id/{route_id}")
+    async with admin_client(admin_url, timeout=5) as client:
+        await client.delete(f"/id/{route_id}")
 
 
 async def leave_everything_behind(res, tenant: str) -> None:

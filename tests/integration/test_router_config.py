@@ -95,6 +95,19 @@ def edge_get(platform, host: str, path: str = "/", **kw) -> httpx.Response:
                      timeout=5)
 
 
+def raw_get(platform, host: str, path: str) -> tuple[int, bytes]:
+    """GET with the path sent exactly as written (httpx would remove dot segments)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", platform.settings.edge_port, timeout=5)
+    try:
+        conn.request("GET", path, headers={"Host": host})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
 async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_away(platform):
     settings = platform.settings
     conn = await asyncpg.connect(platform.conn.control_dsn)
@@ -191,5 +204,73 @@ async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_aw
         assert {("route", names.route_id), ("route_row", names.route_id)} <= found
     finally:
         echo.shutdown()
+        await deps.aclose()
+        await conn.close()
+
+
+VICTIM = "route-v"
+
+
+async def test_resync_leaves_exactly_the_desired_routes_whatever_was_added_or_changed(platform):
+    """What someone with the admin API could do (a route without @id at index 0 for the
+    victim's host, the victim's route patched, an extra tenant-like route, the catch-all
+    rewritten, the order shuffled) is all undone by one re-sync, and /static/ never lists
+    the bucket."""
+    settings = platform.settings
+    conn = await asyncpg.connect(platform.conn.control_dsn)
+    await desired.ensure_schema(conn)
+    ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
+    port = await desired.register_service(conn, VICTIM, None, ports=ports)
+    thief_port = await desired.register_service(conn, "route-thief", None, ports=ports)
+    victim, thief = echo_server(port, VICTIM), echo_server(thief_port, "thief")
+    deps = await open_router(settings, platform.conn.control_dsn, resync_every=None)
+    names = tenant_names(VICTIM)
+    try:
+        await on_tenant_provisioned(provisioned(VICTIM), deps)
+        assert await resync(deps) is False
+        wanted = await live_routes(deps)
+        mine = next(r for r in wanted if r.get("@id") == names.route_id)
+        assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["served_by"] == VICTIM
+
+        steal = {"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{thief_port}"}]}]}
+        anonymous = {"match": [{"host": [names.host]}], **steal, "terminal": True}
+        edge = deps.edge.client
+        attacks = [  # (method, path, body, the host it steals)
+            ("PUT", "/config/apps/http/servers/edge/routes/0", anonymous, names.host),  # no @id, first
+            ("PATCH", f"/id/{names.route_id}", {**mine, "handle": steal["handle"]}, names.host),  # the victim's
+            ("PUT", "/config/apps/http/servers/edge/routes/0", {"@id": "tenant-zz-extra", **anonymous}, names.host),
+            ("PATCH", f"/id/{CATCH_ALL_ID}", {"@id": CATCH_ALL_ID, **steal}, "nobody.localhost"),  # the catch-all
+        ]
+        for method, path, body, host in attacks:
+            (await edge.request(method, path, json=body)).raise_for_status()
+            assert (await asyncio.to_thread(edge_get, platform, host)).json()["served_by"] == "thief"
+            assert await resync(deps) is True, (method, path)
+            assert await live_routes(deps) == wanted, "exactly the desired list, in order"
+            assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["served_by"] == VICTIM
+            assert (await asyncio.to_thread(edge_get, platform, "nobody.localhost")).status_code == 404
+        # everything at once, and the catch-all moved to the front
+        for method, path, body, _ in attacks:
+            (await edge.request(method, path, json=body)).raise_for_status()
+        shuffled = list(reversed(await live_routes(deps)))
+        (await edge.patch("/config/apps/http/servers/edge/routes", json=shuffled)).raise_for_status()
+        assert await resync(deps) is True
+        assert await live_routes(deps) == wanted
+        assert await resync(deps) is False, "no drift, no write"
+        assert (await asyncio.to_thread(edge_get, platform, "nobody.localhost")).status_code == 404
+
+        # /static/: an object is served, a "directory" never reaches the bucket store
+        async with aws_client("s3", settings) as s3:
+            await s3.create_bucket(Bucket=names.bucket)
+            await s3.put_object(Bucket=names.bucket, Key="css/site.css", Body=b"body{}")
+        assert (await asyncio.to_thread(edge_get, platform, names.host, "/static/css/site.css")).content == b"body{}"
+        for listing in ("/static/", "/static/?list-type=2", "/static/css/", "/static/.", "/static/./",
+                        "/static/css/.", "/static//", "/static/%2F", "/static/css%2F", "/static/%2e"):
+            status, body = await asyncio.to_thread(raw_get, platform, names.host, listing)
+            assert b"ListBucketResult" not in body and b"site.css" not in body, listing
+            # refused at the edge, or (a path Caddy cleans out of /static/*, like /static/.) the app's
+            assert status in (400, 404) or json.loads(body)["served_by"] == VICTIM, (listing, status)
+    finally:
+        victim.shutdown()
+        thief.shutdown()
         await deps.aclose()
         await conn.close()
