@@ -13,6 +13,8 @@ and an event is acted on only for the incarnation it belongs to.
   service before the handler runs (events.consumer).
 - `unrecorded`: why a command (or a fact that carries one on, like TenantProvisioned
   carrying the create's spec) is not exactly what the API recorded for that tenant.
+- `superseded`: a newer request replaced the one this command carries out (it is no
+  longer the tenant's latest intent), so replaying it changes nothing.
 
 A tenant the API never recorded (`hostplane demo`, handlers driven directly in tests, a
 stage service without the API's tables) has nothing to compare: both checks pass.
@@ -123,6 +125,24 @@ async def unrecorded(db: Any, envelope: Envelope[Any], fields: tuple[str, ...]) 
     return None
 
 
+# Requests that change what the tenant runs: a newer one supersedes an older build command.
+BUILD_KINDS = ("create", "update", "rollback", "delete")
+
+
+async def superseded(db: Any, envelope: Envelope[Any]) -> str | None:
+    """The kind of a newer request that replaces the one this event carries out (its
+    correlation id's), or None while it is still the tenant's latest intent. A replayed or
+    late command that is no longer the latest changes nothing (DESIGN.md, Replay semantics)."""
+    if not await _has_tables(db):
+        return None
+    return await db.fetchval(
+        "SELECT newer.kind FROM tenant_requests this JOIN tenant_requests newer "
+        "ON newer.tenant_id = this.tenant_id AND newer.generation > this.generation "
+        "WHERE this.tenant_id = $1 AND this.correlation_id = $2 AND newer.kind = ANY($3::text[]) "
+        "ORDER BY newer.generation DESC LIMIT 1",
+        envelope.tenant_id, envelope.correlation_id, list(BUILD_KINDS))
+
+
 class RecordedRequests:
     """`unrecorded` for a service's deps: in the handling transaction when there is one."""
 
@@ -137,3 +157,12 @@ class RecordedRequests:
             return await unrecorded(conn, envelope, fields)
         async with self.pool.acquire() as own:
             return await unrecorded(own, envelope, fields)
+
+    async def superseded(self, envelope: Envelope[Any]) -> str | None:
+        from events.inbox import current_connection
+
+        conn = current_connection()
+        if conn is not None:
+            return await superseded(conn, envelope)
+        async with self.pool.acquire() as own:
+            return await superseded(own, envelope)

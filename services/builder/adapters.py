@@ -32,6 +32,10 @@ class StoredInputs:
         """Why the API did not record exactly this command (None: it did); events.recorded."""
         return await self._requests.unrecorded(envelope, fields)
 
+    async def superseded(self, envelope: Envelope) -> str | None:
+        """The kind of a newer request than this command's (None: it is the latest intent)."""
+        return await self._requests.superseded(envelope)
+
     async def spec_body(self, digest: str) -> str | None:
         async with self.pool.acquire() as conn:
             return await load_spec_body(conn, digest)

@@ -18,7 +18,10 @@ live version keeps serving; I/O errors are raised for the consumer to retry.
 A build is a command: the builder carries it out only as the API recorded it for that
 tenant (events.recorded: the same request, spec, source, static folder, rollback target).
 Anything else (a forged or altered event) changes nothing and is logged
-`command.unrecorded`; no BuildFailed either, so the tenant's status stays as it was.
+`command.unrecorded`; no BuildFailed either, so the tenant's status stays as it was. A
+recorded command that a newer request replaced (a replay, or a late delivery: the API has
+accepted an update, rollback or deletion since) is no longer the tenant's intent and
+changes nothing either (`command.superseded`).
 """
 
 from __future__ import annotations
@@ -148,10 +151,13 @@ BUILD_FIELDS = {"TenantProvisioned": ("spec_ref", "spec_sha256", "static_ref"),
 async def _unrecorded(envelope: Envelope, deps: BuilderDeps) -> bool:
     """True (and logged) when the API did not record exactly this command for the tenant."""
     reason = await deps.inputs.unrecorded(envelope, BUILD_FIELDS[envelope.event_type])
-    if reason is None:
-        return False
-    log.warning("command.unrecorded", producer=envelope.producer, reason=reason)
-    return True
+    if reason is not None:
+        log.warning("command.unrecorded", producer=envelope.producer, reason=reason)
+        return True
+    if newer := await deps.inputs.superseded(envelope):
+        log.warning("command.superseded", by=newer, reason="a newer request replaced this one")
+        return True
+    return False
 
 
 async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: BuilderDeps) -> list[Event]:

@@ -30,6 +30,9 @@ class Recorded:
     async def unrecorded(self, envelope, fields):
         return None
 
+    async def superseded(self, envelope):
+        return None
+
 
 @pytest.fixture
 def deps(tmp_path: Path) -> BuilderDeps:
