@@ -53,11 +53,20 @@ EDGE_POLICY = {"Version": "2012-10-17", "Statement": [
 StartResponse = Callable[..., Any]
 
 
-def _deny(start_response: StartResponse, code: str, message: str) -> list[bytes]:
-    body = (f'<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>Sender</Type>'
-            f"<Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>").encode()
-    start_response("403 Forbidden", [("Content-Type", "text/xml"), ("Content-Length", str(len(body)))])
+def _deny(start_response: StartResponse, code: str, message: str, *, as_json: bool = False) -> list[bytes]:
+    if as_json:  # the JSON protocols (Secrets Manager, EventBridge, SQS) read the code from __type
+        body = json.dumps({"__type": code, "message": message}).encode()
+        content_type = "application/x-amz-json-1.1"
+    else:
+        body = (f'<?xml version="1.0" encoding="UTF-8"?><ErrorResponse><Error><Type>Sender</Type>'
+                f"<Code>{code}</Code><Message>{message}</Message></Error></ErrorResponse>").encode()
+        content_type = "text/xml"
+    start_response("403 Forbidden", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
     return [body]
+
+
+def _without_cors(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    return [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
 
 
 class EmulatorGuard:
@@ -70,6 +79,7 @@ class EmulatorGuard:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
+        as_json = environ.get("CONTENT_TYPE", "").startswith("application/x-amz-json")
         if path == HEALTH_PATH and method in ("GET", "HEAD"):
             start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "3")])
             return [b"ok\n"]
@@ -80,18 +90,44 @@ class EmulatorGuard:
         environ.pop("HTTP_X_MOTO_ACCOUNT_ID", None)
         auth = environ.get("HTTP_AUTHORIZATION")
         if not auth:
-            return _deny(start_response, "MissingAuthenticationToken", "Request is missing Authentication Token")
+            return _deny(start_response, "MissingAuthenticationTokenException" if as_json
+                         else "MissingAuthenticationToken", "Request is missing Authentication Token",
+                         as_json=as_json)
         if auth == EDGE_AUTH:
             if not (method in ("GET", "HEAD") and not environ.get("QUERY_STRING")
                     and _EDGE_PATH.match(path)):
-                return _deny(start_response, "AccessDenied", "the edge only reads static assets")
+                return _deny(start_response, "AccessDenied", "the edge only reads static assets", as_json=as_json)
             self.edge_signer(environ)
+        if as_json:
+            return self._json_call(environ, start_response)
 
         def without_cors(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            kept = [(k, v) for k, v in headers if not k.lower().startswith("access-control-")]
-            return start_response(status, kept, *exc)
+            return start_response(status, _without_cors(headers), *exc)
 
         return self.app(environ, without_cors)
+
+    def _json_call(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """moto answers a refused JSON-protocol request with IAM's XML error, which a JSON
+        client cannot read (it sees a bare 403): translate that one answer to JSON."""
+        answer: dict[str, Any] = {}
+
+        def capture(status: str, headers: list[tuple[str, str]], *exc: Any) -> Callable[[bytes], None]:
+            answer.update(status=status, headers=headers)
+            return lambda _: None
+
+        result = self.app(environ, capture)
+        try:
+            body = b"".join(result)
+        finally:
+            if hasattr(result, "close"):
+                result.close()
+        if answer["status"].startswith("403") and body.lstrip().startswith(b"<"):
+            code = re.search(rb"<Code>([^<]*)</Code>", body)
+            message = re.search(rb"<Message>([^<]*)</Message>", body)
+            return _deny(start_response, code.group(1).decode() if code else "AccessDenied",
+                         message.group(1).decode() if message else "", as_json=True)
+        start_response(answer["status"], _without_cors(answer["headers"]))
+        return [body]
 
 
 def _install_user(backend: Any, name: str, policy: dict[str, Any], key_id: str, secret: str) -> None:
