@@ -19,6 +19,11 @@ raises `InvalidAppSpec` listing every problem with its exact path, e.g.
 `entities.task.fields.owner.to: unknown entity 'persn'`. The API stores the spec's
 canonical JSON under its digest; events carry only `spec_ref(digest)`.
 
+Every name is a whole-string match (no "task\n"); every number fits the column it
+becomes (bigint, double precision), and one too long to convert is a problem at its path
+like any other; text is whatever Unicode the slot allows (no control characters in
+labels, no NUL in defaults, no unpaired surrogates anywhere).
+
     python -m contracts.app_spec [--check]   # (re)write / check app_spec.schema.json
 """
 
@@ -36,8 +41,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, ValidationError
-from pydantic import model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 MAX_SPEC_BYTES = 256 * 1024

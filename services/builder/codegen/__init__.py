@@ -7,6 +7,10 @@ written out as Python, editable), `__main__.py` (so `python app.pyz` serves it) 
 from a release). `package(files)` compiles every module and packs a zipapp whose bytes
 depend only on the files: sorted entries, fixed timestamps and modes, fixed
 compression, unchecked-hash .pyc files (no mtimes). Same spec -> same digest.
+
+A spec is data: each of its values reaches `app.py` only as a `repr()` literal (never in
+a docstring, comment or f-string of code), so any text in any slot gives the statements a
+plain spec gives (tests/unit/test_spec_is_data.py proves it with arbitrary Unicode).
 """
 
 from __future__ import annotations
