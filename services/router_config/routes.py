@@ -26,9 +26,11 @@ from urllib.parse import urlsplit
 from hostplane.local.edge import CATCH_ALL_ID, base_config
 
 TENANT_HEADER = "X-Tenant-Id"
-# The emulator refuses anonymous reads of a private bucket and does not check signatures:
-# Caddy presents its public test credentials, the local stand-in for CloudFront's origin
-# access control (on AWS CloudFront serves /static/ and this route has no origin).
+# The emulator enforces IAM and refuses unsigned requests: Caddy presents this marker, which
+# our moto launcher (hostplane.local.emulator.EDGE_AUTH) re-signs as its read-only edge user
+# for a GET/HEAD of an object in a `*-static` bucket only (what the edge serves anyway), the
+# local stand-in for CloudFront's origin access control (on AWS CloudFront serves /static/
+# and this route has no origin). LocalStack's community edition checks no signature at all.
 EMULATOR_AUTH = ("AWS4-HMAC-SHA256 Credential=test/20000101/us-east-1/s3/aws4_request, "
                  "SignedHeaders=host, Signature=unsigned")
 ROUTE_ID_PREFIX = "tenant-"
