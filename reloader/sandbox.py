@@ -50,7 +50,8 @@ RELOADER_MB = 128  # the reloader (~45 MB RSS), bwrap's two small processes, pag
 PIDS_MAX = 256
 CPU_PERIOD_US = 100_000
 CPU_QUOTA_US = 100_000  # at most one CPU per tenant
-CPU_SHARES = 1024
+CPU_SHARES = 1024  # the weight of one task at nice 0
+MAX_SHARES = 262_144
 OS_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
@@ -114,6 +115,22 @@ class TenantCgroups:
                         if int((folder / "memory.memsw.limit_in_bytes").read_text()) < int(value):
                             (folder / "memory.memsw.limit_in_bytes").write_text(value)
                 target.write_text(value)
+        self.weigh_parents()
+
+    def weigh_parents(self) -> None:
+        """cgroup v1 CFS weighs a group as one task: all tenants together under
+        `hostplane/` would get the CPU of a single platform process under load. So each
+        parent weighs CPU_SHARES per tenant group below it (a tenant counts as one task)."""
+        top = self.root / "cpu" / self.group.split("/")[0]
+        homes = [d for d in top.iterdir() if d.is_dir()] if top.is_dir() else []
+        total = 0
+        for home in homes:
+            tenants = sum(1 for d in home.iterdir() if d.is_dir())
+            total += tenants
+            with contextlib.suppress(OSError):
+                (home / "cpu.shares").write_text(str(min(MAX_SHARES, CPU_SHARES * max(1, tenants))))
+        with contextlib.suppress(OSError):
+            (top / "cpu.shares").write_text(str(min(MAX_SHARES, CPU_SHARES * max(1, total))))
 
     def pids(self) -> set[int]:
         found: set[int] = set()
@@ -142,6 +159,8 @@ class TenantCgroups:
                 self.path(controller).rmdir()
             with contextlib.suppress(OSError):  # busy: another tenant of this home still runs
                 self.path(controller).parent.rmdir()
+        with contextlib.suppress(OSError):
+            self.weigh_parents()
 
     def exists(self) -> bool:
         return any(self.path(c).exists() for c in CONTROLLERS)

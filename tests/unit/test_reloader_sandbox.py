@@ -181,3 +181,14 @@ def test_private_files_replace_a_planted_symlink_instead_of_following_it(tmp_pat
     assert victim.read_text() == "keep"
     assert (tmp_path / "env.json").read_text() == "{}" and not (tmp_path / "env.json").is_symlink()
     assert (tmp_path / "env.json").stat().st_mode & 0o777 == 0o600
+
+
+def test_parents_weigh_one_task_per_tenant_so_tenants_are_not_starved_under_load(tmp_path):
+    for controller in sandbox.CONTROLLERS:
+        (tmp_path / controller).mkdir()
+    for tenant in ("a", "b", "c"):
+        TenantCgroups(f"hostplane/home1/{tenant}", tmp_path).ensure(Limits.for_memory(64))
+    TenantCgroups("hostplane/home2/d", tmp_path).ensure(Limits.for_memory(64))
+    assert (tmp_path / "cpu" / "hostplane" / "home1" / "cpu.shares").read_text() == str(3 * sandbox.CPU_SHARES)
+    assert (tmp_path / "cpu" / "hostplane" / "home2" / "cpu.shares").read_text() == str(sandbox.CPU_SHARES)
+    assert (tmp_path / "cpu" / "hostplane" / "cpu.shares").read_text() == str(4 * sandbox.CPU_SHARES)
