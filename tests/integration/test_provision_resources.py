@@ -146,7 +146,13 @@ async def test_a_cache_user_reaches_its_prefix_and_nothing_else(res, tenant, oth
                        ("SET", "unprefixed", "1"), ("KEYS", "*"), ("FLUSHALL",), ("FLUSHDB",),
                        ("CONFIG", "GET", "*"), ("SCAN", "0"), ("RANDOMKEY",),
                        ("SELECT", "1"), ("PUBLISH", f"{theirs.cache_prefix}news", "x"),
-                       ("EVAL", "return 1", "0"), ("ACL", "LIST"), ("SHUTDOWN",), ("MONITOR",)):
+                       ("EVAL", "return 1", "0"), ("ACL", "LIST"), ("SHUTDOWN",), ("MONITOR",),
+                       # the server's own limits and other tenants' connections and commands
+                       ("CONFIG", "SET", "maxmemory", "0"), ("CONFIG", "SET", "maxmemory-policy", "noeviction"),
+                       ("ACL", "SETUSER", mine.cache_user, "~*", "+@all"), ("ACL", "GETUSER", theirs.cache_user),
+                       ("ACL", "SAVE"), ("SLOWLOG", "GET"), ("CLIENT", "LIST"), ("CLIENT", "KILL", "TYPE", "normal"),
+                       ("CLIENT", "NO-EVICT", "on"), ("BGSAVE",), ("BGREWRITEAOF",), ("REPLICAOF", "NO", "ONE"),
+                       ("FUNCTION", "FLUSH"), ("LATENCY", "RESET"), ("INFO",)):
             with pytest.raises(NoPermissionError):
                 await client.execute_command(*denied)
     finally:
