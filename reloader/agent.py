@@ -220,11 +220,13 @@ class Agent:
         if ports is None:
             return
         spec = None
-        folder.mkdir(parents=True, exist_ok=True)
         if self.isolation.sandboxed:
             spec = sandbox.spec_for(tenant, ports[0], self.home, self.artifacts, self.reloader_env(folder))
+            spec.cgroups.kill_all()  # nothing of an earlier runtime of the tenant may watch it start
             sandbox.prepare_folders(spec)
             spec.cgroups.ensure(sandbox.Limits.for_memory(service.memory_mb))
+        else:
+            folder.mkdir(parents=True, exist_ok=True)
         env_file = folder / "env.json"  # readable by the tenant's uid alone
         sandbox.write_private(env_file, json.dumps(env).encode(), spec.uid if spec else None)
         log_path = self.home / "logs" / f"runtime-{tenant}.log"
@@ -306,25 +308,8 @@ class Agent:
 
     async def relay_reports(self) -> None:
         """Publish what each tenant's reloader reported since the last round (reloader.reports)."""
-        if self.events != "agent":
-            return
-        for tenant in list(self.state.tenants):
-            cursor = reports.Cursor.from_json(self.state.reports.get(tenant, {}))
-            batch = await asyncio.to_thread(reports.read, self.home / "runtime" / tenant, tenant, cursor)
-            if batch.envelopes:
-                try:
-                    await self.publish(batch.envelopes)
-                except Exception as exc:  # the bus is down: the same lines go again next round
-                    log.warning("runtime.report_publish_failed", tenant_id=tenant, error=type(exc).__name__)
-                    continue
-            for reason, event_type in batch.refused:
-                log.warning("runtime.report_refused", tenant_id=tenant, reason=reason, event_type=event_type)
-            batch.cursor.published += len(batch.envelopes)
-            batch.cursor.refused += len(batch.refused)
-            self.state.reports[tenant] = batch.cursor.to_json()
-            for env in batch.envelopes:
-                log.info("runtime.report_published", tenant_id=tenant, event_type=env.event_type,
-                         event_id=str(env.event_id), source=env.source)
+        if self.events == "agent":
+            await reports.relay(self.home / "runtime", list(self.state.tenants), self.state.reports, self.publish)
 
     async def publish(self, envelopes: list) -> None:
         if self.publisher is None:

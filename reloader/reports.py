@@ -16,14 +16,20 @@ bounded chunks, and a line longer than MAX_LINE is skipped whole.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import stat
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from contracts.envelope import Envelope, parse_envelope
+
+log = structlog.get_logger("runtime-agent")
 
 EVENTS_FILE = "events.jsonl"
 ROTATED_SUFFIX = ".1"
@@ -134,3 +140,27 @@ def read(folder: Path, tenant_id: str, cursor: Cursor) -> Batch:
         if current is not None:
             with contextlib.suppress(OSError):
                 os.close(current[0])
+
+
+async def relay(runtime_root: Path, tenants: list[str], cursors: dict[str, dict[str, Any]],
+                publish: Callable[[list[Envelope[Any]]], Awaitable[None]]) -> None:
+    """One round: each tenant's new lines out, its cursor (in `cursors`) moved past them.
+    A failed publish moves nothing: the same lines go again next round (consumers
+    deduplicate on event_id)."""
+    for tenant in tenants:
+        cursor = Cursor.from_json(cursors.get(tenant, {}))
+        batch = await asyncio.to_thread(read, runtime_root / tenant, tenant, cursor)
+        if batch.envelopes:
+            try:
+                await publish(batch.envelopes)
+            except Exception as exc:  # the bus is down or refused the batch
+                log.warning("runtime.report_publish_failed", tenant_id=tenant, error=type(exc).__name__)
+                continue
+        for reason, event_type in batch.refused:
+            log.warning("runtime.report_refused", tenant_id=tenant, reason=reason, event_type=event_type)
+        batch.cursor.published += len(batch.envelopes)
+        batch.cursor.refused += len(batch.refused)
+        cursors[tenant] = batch.cursor.to_json()
+        for env in batch.envelopes:
+            log.info("runtime.report_published", tenant_id=tenant, event_type=env.event_type,
+                     event_id=str(env.event_id), source=env.source)

@@ -280,16 +280,24 @@ def spec_for(tenant_id: str, app_port: int, home: Path, artifacts: Path, env: Ma
 
 
 def prepare_folders(spec: SandboxSpec) -> None:
-    """The runtime folder belongs to the tenant uid (0700), whatever an earlier unsandboxed
-    run or another uid left in it; the release folder must exist to be bound (root, 0755:
-    the builder writes there). Symlinks are changed themselves, never followed."""
+    """The runtime folder belongs to the tenant uid (0700); the release folder must exist to
+    be bound (root, 0755: the builder writes there). A runtime folder someone else owns (an
+    unsandboxed run, another port) is removed and made afresh rather than chowned: walking a
+    tree the tenant could change under us could be steered onto our own files. What it held
+    is a cache (releases are fetched again) and reports already published."""
     spec.release_dir.mkdir(parents=True, exist_ok=True)
-    spec.runtime_dir.mkdir(parents=True, exist_ok=True)
-    for top, dirs, files in os.walk(spec.runtime_dir):
-        for name in (*dirs, *files):
-            os.chown(os.path.join(top, name), spec.uid, spec.uid, follow_symlinks=False)
-    os.chown(spec.runtime_dir, spec.uid, spec.uid, follow_symlinks=False)
-    os.chmod(spec.runtime_dir, 0o700)
+    try:
+        owner = os.lstat(spec.runtime_dir).st_uid
+    except FileNotFoundError:
+        owner = None
+    if owner is not None and owner != spec.uid:
+        shutil.rmtree(spec.runtime_dir)  # fd-based, never follows a symlink
+        owner = None
+    if owner is None:
+        spec.runtime_dir.parent.mkdir(parents=True, exist_ok=True)
+        spec.runtime_dir.mkdir(mode=0o700)
+        os.chown(spec.runtime_dir, spec.uid, spec.uid, follow_symlinks=False)
+    os.chmod(spec.runtime_dir, 0o700, follow_symlinks=False)
 
 
 def write_private(path: Path, data: bytes, uid: int | None) -> None:

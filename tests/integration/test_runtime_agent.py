@@ -20,7 +20,7 @@ import pytest
 from hostplane.aws import aws_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from hostplane.local.process import alive, free_port
-from reloader import agent_state
+from reloader import agent_state, sandbox
 from reloader.agent import Agent
 from reloader.artifacts import ArtifactStore
 from reloader.desired import deregister_service, ensure_schema, register_service
@@ -120,6 +120,9 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
         assert {t: before[t]["app_port"] for t in TENANTS} == ports, "served on the registered ports"
         assert ports["alpha"] != ports["beta"]
         assert before["alpha"]["memory_mb"] == 256
+        sandboxed = sandbox.unavailable_reason() is None  # HOSTPLANE_SANDBOX=auto: adoption works either way
+        assert {before[t]["sandboxed"] for t in TENANTS} == {sandboxed}
+        assert state(home)["agent"]["sandbox"]["mode"] == ("bwrap" if sandboxed else "off")
         assert "GREETING" in httpx.get(before["alpha"]["app_url"] + "/env").json()
         assert "FROM_SECRET" in httpx.get(before["beta"]["app_url"] + "/env").json()
 

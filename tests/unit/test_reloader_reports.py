@@ -131,3 +131,26 @@ def test_a_symlink_or_a_fifo_is_never_read(tmp_path):
     os.mkfifo(folder / reports.EVENTS_FILE)  # opening it for reading would block the agent
     assert read(folder, "acme", Cursor()).envelopes == []
     assert read(tmp_path / "missing", "acme", Cursor()).envelopes == []
+
+
+def test_a_round_publishes_moves_the_cursor_and_counts_only_once_the_bus_took_it(tmp_path):
+    runtime = tmp_path / "runtime"
+    (runtime / "acme").mkdir(parents=True)
+    write(runtime / "acme", line(Envelope.new(activated(), tenant_id="acme", producer="reloader")),
+          line(Envelope.new(activated(), tenant_id="victim", producer="reloader")))
+    cursors: dict = {}
+    sent = []
+
+    async def down(envelopes):
+        raise ConnectionError("bus unreachable")
+
+    async def up(envelopes):
+        sent.extend(envelopes)
+
+    asyncio.run(reports.relay(runtime, ["acme", "gone"], cursors, down))
+    assert "acme" not in cursors and sent == []  # nothing moved: the same lines go again
+    asyncio.run(reports.relay(runtime, ["acme", "gone"], cursors, up))
+    assert [e.tenant_id for e in sent] == ["acme"]
+    assert (cursors["acme"]["published"], cursors["acme"]["refused"]) == (1, 1)
+    asyncio.run(reports.relay(runtime, ["acme"], cursors, up))
+    assert len(sent) == 1 and cursors["acme"]["published"] == 1

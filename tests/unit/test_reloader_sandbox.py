@@ -192,3 +192,24 @@ def test_parents_weigh_one_task_per_tenant_so_tenants_are_not_starved_under_load
     assert (tmp_path / "cpu" / "hostplane" / "home1" / "cpu.shares").read_text() == str(3 * sandbox.CPU_SHARES)
     assert (tmp_path / "cpu" / "hostplane" / "home2" / "cpu.shares").read_text() == str(sandbox.CPU_SHARES)
     assert (tmp_path / "cpu" / "hostplane" / "cpu.shares").read_text() == str(4 * sandbox.CPU_SHARES)
+
+
+@pytest.mark.skipif(__import__("os").geteuid() != 0, reason="handing a folder to another uid needs root")
+def test_a_runtime_folder_owned_by_someone_else_is_made_afresh_not_chowned(tmp_path):
+    import os
+
+    home = tmp_path / "home"
+    folder = home / "runtime" / "acme"
+    (folder / "work").mkdir(parents=True)
+    outside = tmp_path / "outside"
+    outside.write_text("root's")
+    (folder / "work" / "link").symlink_to(outside)
+    s = spec(home=home, artifacts=home / "artifacts", runtime_dir=folder, uid=241001)
+    sandbox.prepare_folders(s)
+    assert folder.stat().st_uid == 241001 and folder.stat().st_mode & 0o777 == 0o700
+    assert list(folder.iterdir()) == []
+    assert outside.stat().st_uid == os.getuid() and outside.read_text() == "root's"
+    assert (home / "artifacts" / "acme").is_dir()
+    (folder / "events.jsonl").write_text("kept")
+    sandbox.prepare_folders(s)  # already the tenant's: left as it is
+    assert (folder / "events.jsonl").read_text() == "kept"
