@@ -1,7 +1,8 @@
 """Prometheus metrics of every hostplane process, defined once (prometheus-client).
 
 Control-plane services (services.runner): messages handled/failed per event type and a
-handler latency histogram (`instrument` wraps each handler), the service's queue and DLQ
+handler latency histogram (`instrument` wraps each handler), events refused by the
+producer check (`count_refused`, events.consumer), the service's queue and DLQ
 depth and the outbox lag (`refresh_gauges`, every REFRESH_S), served on `/metrics` by
 `serve`. The reloader counts swaps, swap duration, failed releases and app restarts and
 serves them on its runtime health port. The edge route count is set by whoever writes the
