@@ -120,7 +120,7 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
         assert {t: before[t]["app_port"] for t in TENANTS} == ports, "served on the registered ports"
         assert ports["alpha"] != ports["beta"]
         assert before["alpha"]["memory_mb"] == 256
-        sandboxed = sandbox.unavailable_reason() is None  # HOSTPLANE_SANDBOX=auto: adoption works either way
+        sandboxed = sandbox.decide().sandboxed  # as HOSTPLANE_SANDBOX says: adoption works either way
         assert {before[t]["sandboxed"] for t in TENANTS} == {sandboxed}
         assert state(home)["agent"]["sandbox"]["mode"] == ("bwrap" if sandboxed else "off")
         assert "GREETING" in httpx.get(before["alpha"]["app_url"] + "/env").json()
