@@ -207,6 +207,9 @@ HOSTILE = {
         "title": {"type": "string", "label": "T'\"\\", "default": "it's \\'; DROP TABLE note; --\"\"\"\nline2\t\u2028"},
         "kind": {"type": "enum", "values": ["a'b", "c\\", '"""', "d\\'e"], "default": "c\\"},
         "body": {"type": "text", "default": "\\x00 \\\\ $$ $1 %s {0}"},
+        # the extremes each slot accepts: bigint's bounds, 300-digit and 1e308 limits on a double
+        "count": {"type": "integer", "min": -(2**63), "max": 2**63 - 1, "default": -(2**63)},
+        "ratio": {"type": "number", "min": -int("9" * 300), "max": 1.7e308, "default": 1e300},
     }}},
     "pages": [{"path": "/", "title": '<b>"""</b>', "shows": "note"}],
 }
@@ -226,6 +229,9 @@ async def test_a_hostile_spec_is_served_as_data(res, tenant):  # noqa: F811
         assert created.status_code == 201, created.text
         row = created.json()
         assert (row["title"], row["kind"], row["body"]) == (fields["title"].default, "c\\", fields["body"].default)
+        assert (row["count"], row["ratio"]) == (-(2**63), 1e300)
+        big = await client.post("/api/note", json={"count": 2**63 - 1, "ratio": -1e299})
+        assert big.status_code == 201 and (big.json()["count"], big.json()["ratio"]) == (2**63 - 1, -1e299)
         for value in fields["kind"].values:
             assert (await client.post("/api/note", json={"kind": value})).status_code == 201, value
         refused = await client.post("/api/note", json={"kind": "c"})
