@@ -14,6 +14,7 @@ HOSTPLANE_VALKEY_PASSWORD, HOSTPLANE_API_TOKEN); none of them is ever printed.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -70,6 +71,9 @@ def platform_state(settings: Settings) -> PlatformState:
 def write_home(settings: Settings, creds: Credentials) -> None:
     home = settings.home_dir
     home.mkdir(parents=True, exist_ok=True)
+    if (home / CREDENTIALS_FILE).exists():  # a re-run keeps the control role's password (services use it)
+        kept = json.loads((home / CREDENTIALS_FILE).read_text()).get("postgres_control_password", "")
+        creds = creds.model_copy(update={"postgres_control_password": kept or creds.postgres_control_password})
     write_private(home / CREDENTIALS_FILE, creds.model_dump_json())
     save_state(home, platform_state(settings))
 

@@ -111,3 +111,15 @@ def test_valkey_is_bounded_with_a_cache_policy(tmp_path):
     conf = (valkey.folder / "valkey.conf").read_text().splitlines()
     assert "maxmemory 64mb" in conf and f"maxmemory-policy {MAXMEMORY_POLICY}" in conf
     assert Settings().valkey_maxmemory_mb == 256
+
+
+def test_compose_init_run_again_keeps_the_control_roles_password(tmp_path):
+    from hostplane.compose_init import write_home
+    from hostplane.local.state import ensure_control_password, load_or_create_credentials
+
+    settings = Settings(home=tmp_path)
+    creds = Credentials(postgres_password="p", valkey_password="v", api_token="t")
+    write_home(settings, creds)
+    first = ensure_control_password(tmp_path).postgres_control_password  # what the first converge made
+    write_home(settings, creds)  # the init container runs again
+    assert load_or_create_credentials(tmp_path).postgres_control_password == first != ""
