@@ -222,9 +222,7 @@ class Agent:
         spec = None
         if self.isolation.sandboxed:
             spec = sandbox.spec_for(tenant, ports[0], self.home, self.artifacts, self.reloader_env(folder))
-            spec.cgroups.kill_all()  # nothing of an earlier runtime of the tenant may watch it start
-            sandbox.prepare_folders(spec)
-            spec.cgroups.ensure(sandbox.Limits.for_memory(service.memory_mb))
+            await asyncio.to_thread(sandbox.prepare, spec, service.memory_mb)
         else:
             folder.mkdir(parents=True, exist_ok=True)
         env_file = folder / "env.json"  # readable by the tenant's uid alone

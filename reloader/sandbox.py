@@ -300,6 +300,14 @@ def prepare_folders(spec: SandboxSpec) -> None:
     os.chmod(spec.runtime_dir, 0o700, follow_symlinks=False)
 
 
+def prepare(spec: SandboxSpec, memory_mb: int) -> None:
+    """Everything a start needs, in order: nothing left of an earlier runtime of the tenant
+    (it could tamper with the folder being prepared), its folders, its cgroups' limits."""
+    spec.cgroups.kill_all()
+    prepare_folders(spec)
+    spec.cgroups.ensure(Limits.for_memory(memory_mb))
+
+
 def write_private(path: Path, data: bytes, uid: int | None) -> None:
     """Write a file only its owner reads (the tenant uid, or root unsandboxed). A fresh name
     renamed into place: a symlink the tenant planted under `path` is replaced, not followed."""
