@@ -32,7 +32,7 @@ from contracts import (
 from contracts.app_spec import MAX_SPEC_BYTES
 from contracts.envelope import Envelope, Event
 from contracts.tenant import tenant_names
-from events.outbox import add_to_outbox
+from events.outbox import OutboxRelay, add_to_outbox, relay_sources
 from events.publisher import Publisher
 from events.topology import topology
 from hostplane.aws import aws_client
@@ -115,11 +115,20 @@ class Api:
 
 @pytest.fixture(scope="module")
 async def api(platform) -> AsyncIterator[Api]:
-    pool = await asyncpg.create_pool(platform.conn.control_dsn, min_size=1, max_size=4)
+    pool = await asyncpg.create_pool(platform.conn.control_dsn, min_size=1, max_size=5)
     client = Api(platform, pool)
+    # The tests play these services, so their outbox relays too (each relay publishes only
+    # its own service's source, events.outbox.relay_sources).
+    settings = platform.settings
+    played = tuple(p for s in PLAYED_BY_TESTS for p in relay_sources(s))
+    relay = OutboxRelay(pool, Publisher(settings, topology(settings.name_prefix).bus_name), sources=played,
+                        poll_interval_s=0.2)
+    relaying = asyncio.create_task(relay.run())
     try:
         yield client
     finally:
+        relay.stop()
+        await asyncio.wait_for(relaying, 10)
         await client.http.aclose()
         await client.anon.aclose()
         await pool.close()
@@ -393,7 +402,8 @@ async def test_update_then_build_failure_then_delete(api):
     await api.inject("shop", dcorr, ev(TenantDeprovisioned), producer="deprovisioner")
     t = await api.until("shop", lambda t: t["state"] == "deleted", "deleted")
     assert t["url"] is None
-    await api.inject("shop", corr, ev(TenantProvisioned), ev(RouteConfigured), producer="provisioner")
+    await api.inject("shop", corr, ev(TenantProvisioned), producer="provisioner")
+    await api.inject("shop", corr, ev(RouteConfigured), producer="router-config")
     await asyncio.sleep(1.0)
     assert (await api.show("shop"))["state"] == "deleted", "late events never resurrect a deleted tenant"
     assert "shop" not in [t["name"] for t in (await api.http.get("/v1/tenants")).json()["tenants"]]
@@ -408,7 +418,8 @@ async def test_update_then_build_failure_then_delete(api):
 
 async def test_replay_requeues_the_tenants_events_without_moving_it(api):
     corr = (await api.create("echo"))["request"]["correlation_id"]
-    await api.inject("echo", corr, ev(TenantProvisioned), ev(RouteConfigured), producer="provisioner")
+    await api.inject("echo", corr, ev(TenantProvisioned), producer="provisioner")
+    await api.inject("echo", corr, ev(RouteConfigured), producer="router-config")
     t = await api.until("echo", lambda t: t["state"] == "building", "building")
     resp = await api.http.post("/v1/tenants/echo/replay", json={"type": "RouteConfigured"})
     assert resp.status_code == 202 and resp.json()["queued"] == 1
