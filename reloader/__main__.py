@@ -3,8 +3,10 @@
 The foreground process of one tenant runtime (the ECS container on AWS, a process
 started by the local runtime agent). SIGTERM or SIGINT: stop polling, drain, exit 0
 within the grace period. The tenant environment comes from --env-file (JSON object)
-or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged. With
-`--events bus` (AWS) the requests served are published each minute for autoscaling.
+or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged. On AWS
+(`--events bus`) reports go to the bus under the task role and the requests served are
+published each minute for autoscaling; locally (`--events file:<runtime folder>/events.jsonl`)
+the runtime holds no credentials and the runtime agent publishes its reports (reloader.reports).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--health-port", type=int, default=0, help="port of /runtime/healthz")
     p.add_argument("--work-dir", type=Path, help="local disk for verified releases (default: a temp dir)")
     p.add_argument("--env-file", type=Path, help="JSON object: the tenant's environment variables")
-    p.add_argument("--events", default="bus", help="bus | file:PATH | none")
+    p.add_argument("--events", default="bus", help="bus (AWS) | file:PATH (locally, published by the agent) | none")
     p.add_argument("--owner", default="", help="marker of the launcher (the local agent finds its children by it)")
     defaults = RuntimeConfig(tenant_id="x", artifacts=Path("."), work_dir=Path("."))
     for name in ("poll_interval", "start_timeout", "health_timeout", "grace", "probation", "backoff_initial",
