@@ -1,8 +1,10 @@
 """The audit trail: who asked the platform to change what, when, from where, and how it went.
 
-`audit_log` is append-only in the control database: a trigger refuses UPDATE, DELETE and
-TRUNCATE, so not even a bug in the API (nor anyone with the API's database role) can
-rewrite history through SQL the API runs; there is no API route that edits it either.
+`audit_log` is append-only in the control database: under `hostplane up` PostgreSQL's
+superuser owns it (hostplane.local.datastores) and the API's role may only SELECT and
+INSERT, and a trigger refuses UPDATE, DELETE and TRUNCATE to whoever else holds them, so
+not even a bug in the API (nor anyone with the API's database role) can rewrite history
+through SQL the API runs; there is no API route that edits it either.
 
 Rows are written by the API for every mutating request (`AuditedApi`, an ASGI layer inside
 the bearer guard) and by the dashboard for each of its actions (login, create, update,
