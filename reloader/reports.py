@@ -11,7 +11,8 @@ that same tenant, not replays; the envelope then carries its own runtime source
 (`hostplane.runtime.<tenant>`). Anything else is refused: logged
 (`runtime.report_refused`) and counted, never published. The file is written by hostile
 code: it is opened without following a symlink, must be a regular file, is read in
-bounded chunks, and a line longer than MAX_LINE is skipped whole.
+bounded chunks, a line longer than MAX_LINE is skipped whole, and at most MAX_EVENTS
+go out per tenant and round (the rest wait): a tenant cannot flood the bus.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import stat
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -35,6 +37,7 @@ EVENTS_FILE = "events.jsonl"
 ROTATED_SUFFIX = ".1"
 MAX_LINE = 256 * 1024  # EventBridge's own entry limit: nothing longer could be published
 MAX_READ = 1 << 20  # per tenant per round: one tenant's flood cannot stall the others
+MAX_EVENTS = 10  # published per tenant per round (one PutEvents call); a swap reports one or two
 RUNTIME_PRODUCER = "reloader"
 
 
@@ -96,7 +99,7 @@ def _open(path: Path) -> tuple[int, os.stat_result] | None:
 def _lines(fd: int, cursor: Cursor, batch: Batch, tenant_id: str) -> None:
     data = os.pread(fd, MAX_READ, cursor.offset)
     pos = 0
-    while (end := data.find(b"\n", pos)) >= 0:
+    while len(batch.envelopes) < MAX_EVENTS and (end := data.find(b"\n", pos)) >= 0:
         line, pos = data[pos:end], end + 1
         if cursor.skipping:
             cursor.skipping = False  # the end of an overlong line
@@ -106,7 +109,7 @@ def _lines(fd: int, cursor: Cursor, batch: Batch, tenant_id: str) -> None:
             result = check(line, tenant_id)
             (batch.envelopes.append(result) if isinstance(result, Envelope) else batch.refused.append(result))
     rest = len(data) - pos
-    if rest > MAX_LINE:  # no newline in sight: drop it, and the rest of it next round
+    if rest > MAX_LINE and data.find(b"\n", pos) < 0:  # no newline in sight: drop it, and the rest of it next round
         if not cursor.skipping:
             batch.refused.append(("line_too_long", None))
         cursor.skipping, pos = True, len(data)
@@ -156,8 +159,10 @@ async def relay(runtime_root: Path, tenants: list[str], cursors: dict[str, dict[
             except Exception as exc:  # the bus is down or refused the batch
                 log.warning("runtime.report_publish_failed", tenant_id=tenant, error=type(exc).__name__)
                 continue
-        for reason, event_type in batch.refused:
-            log.warning("runtime.report_refused", tenant_id=tenant, reason=reason, event_type=event_type)
+        if batch.refused:  # one line per tenant and round: a flood of junk is not a flood of logs
+            log.warning("runtime.report_refused", tenant_id=tenant, count=len(batch.refused),
+                        reasons=dict(Counter(r for r, _ in batch.refused)),
+                        event_types=sorted({t for _, t in batch.refused if t})[:5])
         batch.cursor.published += len(batch.envelopes)
         batch.cursor.refused += len(batch.refused)
         cursors[tenant] = batch.cursor.to_json()

@@ -8,6 +8,8 @@ import json
 import os
 from pathlib import Path
 
+import structlog
+
 from contracts.envelope import Envelope
 from contracts.events_v1 import ReleaseActivated, TenantDeletionRequested
 from reloader import reporting, reports
@@ -149,8 +151,22 @@ def test_a_round_publishes_moves_the_cursor_and_counts_only_once_the_bus_took_it
 
     asyncio.run(reports.relay(runtime, ["acme", "gone"], cursors, down))
     assert "acme" not in cursors and sent == []  # nothing moved: the same lines go again
-    asyncio.run(reports.relay(runtime, ["acme", "gone"], cursors, up))
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(reports.relay(runtime, ["acme", "gone"], cursors, up))
     assert [e.tenant_id for e in sent] == ["acme"]
+    refused = [e for e in logs if e["event"] == "runtime.report_refused"]
+    assert [(e["tenant_id"], e["count"], e["reasons"]) for e in refused] == [("acme", 1, {"other_tenant": 1})]
     assert (cursors["acme"]["published"], cursors["acme"]["refused"]) == (1, 1)
     asyncio.run(reports.relay(runtime, ["acme"], cursors, up))
     assert len(sent) == 1 and cursors["acme"]["published"] == 1
+
+
+def test_a_flood_of_valid_reports_goes_out_at_a_bounded_pace(tmp_path):
+    write(tmp_path, *(line(Envelope.new(activated(v), tenant_id="acme", producer="reloader")) for v in range(1, 26)))
+    cursor, rounds = Cursor(), []
+    for _ in range(4):
+        batch = read(tmp_path, "acme", cursor)
+        rounds.append([e.data.version for e in batch.envelopes])
+        cursor = batch.cursor
+    assert [len(r) for r in rounds] == [reports.MAX_EVENTS, reports.MAX_EVENTS, 5, 0]
+    assert sum(rounds, []) == list(range(1, 26))
