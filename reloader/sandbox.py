@@ -52,6 +52,7 @@ CPU_PERIOD_US = 100_000
 CPU_QUOTA_US = 100_000  # at most one CPU per tenant
 CPU_SHARES = 1024  # the weight of one task at nice 0
 MAX_SHARES = 262_144
+RESOLV_CONF = "/etc/resolv.conf"
 OS_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
 
 
@@ -225,6 +226,11 @@ def bwrap_args(spec: SandboxSpec) -> list[str]:
             args.extend(["--perms", "0711", "--dir", str(parent)])
             made.add(parent)
 
+    # /etc/resolv.conf is often a link into /run (systemd-resolved): bind what it names
+    resolv = os.path.realpath(RESOLV_CONF)
+    if resolv != RESOLV_CONF and not any(_under(Path(resolv), m) for m in mounted):
+        dirs_to(Path(resolv))
+        args += ["--ro-bind-try", resolv, resolv]
     code = sorted(set(spec.code), key=lambda p: len(p.parts))
     for path in code:
         if any(_under(path, m) for m in mounted):

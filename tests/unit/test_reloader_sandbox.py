@@ -213,3 +213,12 @@ def test_a_runtime_folder_owned_by_someone_else_is_made_afresh_not_chowned(tmp_p
     (folder / "events.jsonl").write_text("kept")
     sandbox.prepare_folders(s)  # already the tenant's: left as it is
     assert (folder / "events.jsonl").read_text() == "kept"
+
+
+def test_a_resolv_conf_linked_into_run_stays_readable(monkeypatch):
+    real = __import__("os").path.realpath
+    monkeypatch.setattr(sandbox.os.path, "realpath",
+                        lambda p: "/run/systemd/resolve/stub-resolv.conf" if p == sandbox.RESOLV_CONF else real(p))
+    args = sandbox.bwrap_args(spec())
+    assert pairs(args, "--ro-bind-try") == ["/run/systemd/resolve/stub-resolv.conf"]
+    assert {"/run", "/run/systemd", "/run/systemd/resolve"} <= set(pairs(args, "--dir"))
