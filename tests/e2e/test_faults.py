@@ -263,12 +263,14 @@ def test_poison_message_dead_letters_then_redrive_brings_it_ready(platform):
     2+4+8+16 s) the TenantRequested lands in the provisioner's DLQ and the tenant shows `failed` at
     provisioning; once the session is closed, `hostplane dlq redrive` brings the tenant to ready
     with exactly one of each resource."""
-    from urllib.parse import urlsplit, urlunsplit
+    from hostplane.local.state import load_or_create_credentials
 
     settings, env = platform
-    dsn = urlsplit(connection_info(settings.home_dir).control_dsn)
+    # template1 is closed to everyone but the superuser (the control role included): the fault injector is it
+    superuser = load_or_create_credentials(settings.home_dir).postgres_password
     loop = asyncio.new_event_loop()
-    blocker = loop.run_until_complete(asyncpg.connect(urlunsplit(dsn._replace(path="/template1"))))
+    blocker = loop.run_until_complete(asyncpg.connect(host=settings.host, port=settings.postgres_port,
+                                                      user="postgres", password=superuser, database="template1"))
     try:
         ok(hostplane(env, "tenant", "create", "poison", "--app", SPEC))
         deadline = time.monotonic() + 120
