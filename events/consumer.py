@@ -8,7 +8,8 @@ declared producer of its type speaks under (`Envelope.source`: a tenant runtime'
 come from `hostplane.runtime.<tenant>` about that tenant only); then, holding the tenant
 (events.inbox), skip a duplicate, skip (mark handled, change nothing, log
 `events.stale_incarnation`) a stage service's event of another tenant incarnation than
-the current one (events.recorded), or run the handler and commit inbox mark + emitted
+the current one, or a command the API did not record exactly so (`command.unrecorded`;
+events.recorded), or run the handler and commit inbox mark + emitted
 events in one transaction, and only then delete the message. Dedup is on the envelope's key, never on SQS or
 EventBridge ids (EventBridge assigns a new id on every publish).
 
@@ -78,6 +79,8 @@ class _Refused(Exception):
 # Services that act on a tenant's resources: each event is checked against the tenant's
 # current incarnation first (the API's projection folds every event and keeps its own order).
 INCARNATION_CHECKED = ("provisioner", "builder", "migrator", "router-config", "deprovisioner")
+# Producers of commands: a stage service carries one out only as the API recorded it.
+COMMAND_PRODUCERS = ("api",)
 
 
 class Consumer:
@@ -279,6 +282,9 @@ class Consumer:
             if await self._stale(envelope):
                 await tx.complete(envelope, [])
                 return "stale"
+            if await self._unrecorded(envelope):
+                await tx.complete(envelope, [])
+                return "unrecorded"
             results = await handler(envelope, self.deps) or ()
             await tx.complete(envelope, [self.wrap(r, envelope) for r in results])
         return "handled"
@@ -295,6 +301,18 @@ class Consumer:
         log.warning("events.stale_incarnation", incarnation=str(envelope.incarnation or ""),
                     current_incarnation=str(current.id or ""), occurred_at=envelope.occurred_at.isoformat(),
                     created_at=current.created_at.isoformat())
+        return True
+
+    async def _unrecorded(self, envelope: Envelope[Any]) -> bool:
+        """Is this a command (an event the API produces) that the API did not record exactly
+        so for the tenant? A stage service then changes nothing (events.recorded)."""
+        conn = current_connection()
+        if self.service not in INCARNATION_CHECKED or conn is None or envelope.producer not in COMMAND_PRODUCERS:
+            return False
+        reason = await recorded.unrecorded(conn, envelope)
+        if reason is None:
+            return False
+        log.warning("command.unrecorded", producer=envelope.producer, reason=reason)
         return True
 
     async def _dead_lettered(self, envelope: Envelope[Any], error: Exception, receives: int) -> None:

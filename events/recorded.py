@@ -12,7 +12,9 @@ and an event is acted on only for the incarnation it belongs to.
   `occurred_at` with the incarnation's creation). The consumer asks this for every stage
   service before the handler runs (events.consumer).
 - `unrecorded`: why a command (or a fact that carries one on, like TenantProvisioned
-  carrying the create's spec) is not exactly what the API recorded for that tenant.
+  carrying the create's spec) is not exactly what the API recorded for that tenant. The
+  consumer asks it for every command (an event the API produces) before a stage service
+  acts on it; the builder and migrator also for the facts that carry a command's fields.
 - `superseded`: a newer request replaced the one this command carries out (it is no
   longer the tenant's latest intent), so replaying it changes nothing.
 
@@ -92,14 +94,19 @@ async def recorded_request(db: Any, tenant_id: str, correlation_id: uuid.UUID) -
                            json.loads(command) if isinstance(command, str) else command, row.get("incarnation"))
 
 
-async def unrecorded(db: Any, envelope: Envelope[Any], fields: tuple[str, ...]) -> str | None:
+# Asked of a request recorded before commands were (no payload kept): refused, since
+# nothing vouches for it.
+_UNVOUCHED = ("allow_destructive", "source_ref", "static_ref", "to_version")
+
+
+async def unrecorded(db: Any, envelope: Envelope[Any], fields: tuple[str, ...] | None = None) -> str | None:
     """Why the API did not record this command for this tenant (None: it did, exactly).
 
     The request is the one of the envelope's correlation id (every stage carries it);
     it must be of the kind the event carries out; a command published by the API itself
-    must be the very event the API recorded; each of `fields` of the event's payload must
-    equal the recorded command's. A request recorded before commands were (no payload
-    kept) vouches for its spec digest only: anything else asked of it is refused."""
+    must be the very event the API recorded; each of `fields` (None: every field of the
+    payload) must equal the recorded command's. A request recorded before commands were
+    (no payload kept) vouches for its spec digest only: anything else asked of it is refused."""
     if not await _has_tables(db) or not await db.fetchval(
             "SELECT 1 FROM tenants WHERE tenant_id = $1", envelope.tenant_id):
         return None
@@ -111,16 +118,23 @@ async def unrecorded(db: Any, envelope: Envelope[Any], fields: tuple[str, ...]) 
         return f"the recorded request is a {request.kind}, not a {kind}"
     if envelope.producer == "api" and request.event_id is not None and request.event_id != envelope.event_id:
         return "the API recorded another event for this request"
+    model = type(envelope.data)
     data = envelope.data.model_dump(mode="json")
+    names = tuple(model.model_fields) if fields is None else fields
     if request.command is None:  # history: only the digest was kept
-        for field in fields:
-            if field == "spec_sha256" and data.get(field) != request.spec_sha256:
-                return "spec_sha256 differs from the recorded request"
-            if field not in ("spec_sha256", "spec_ref") and data.get(field):
-                return f"{field} was not recorded with this request"
+        if "spec_sha256" in names and "spec_sha256" in data and data["spec_sha256"] != request.spec_sha256:
+            return "spec_sha256 differs from the recorded request"
+        if unvouched := [f for f in names if f in _UNVOUCHED and data.get(f)]:
+            return f"{unvouched[0]} was not recorded with this request"
         return None
-    for field in fields:
-        if data.get(field) != request.command.get(field):
+    command = request.command
+    if envelope.producer == "api":  # the very command: read the record with the same model
+        try:
+            command = model.model_validate(command).model_dump(mode="json")
+        except ValueError:
+            return f"the recorded request is not a {envelope.event_type}"
+    for field in names:
+        if data.get(field) != command.get(field):
             return f"{field} differs from the recorded request"
     return None
 

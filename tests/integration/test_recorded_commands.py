@@ -145,3 +145,18 @@ async def test_a_command_a_newer_request_replaced_is_no_longer_carried_out(pool,
     deps = BuilderDeps("hp", inputs=StoredInputs(pool), store=ArtifactStore(tmp_path), static=None)  # type: ignore[arg-type]
     assert await on_tenant_provisioned(provisioned(request), deps) == []
     assert deps.store.releases("acme") == []
+
+
+async def test_the_consumer_s_whole_command_check(pool):
+    request = await created(pool, "acme")
+    await TenantCommands(pool).delete("acme", "alice")
+    async with pool.acquire() as conn:
+        deletion = parse_envelope(await conn.fetchval(
+            "SELECT detail::text FROM outbox WHERE event_type = 'TenantDeletionRequested'"))
+        assert await recorded.unrecorded(conn, request) is None
+        assert await recorded.unrecorded(conn, deletion) is None
+        assert await recorded.unrecorded(conn, deletion.as_replay()) is None  # an ops replay is the same command
+        altered = deletion.model_copy(update={"data": deletion.data.model_copy(update={"requested_by": "mallory"})})
+        assert "requested_by differs" in await recorded.unrecorded(conn, altered)
+        forged = Envelope.new(deletion.data, tenant_id="acme", producer="api")  # a fresh deletion nobody asked for
+        assert "no request" in await recorded.unrecorded(conn, forged)

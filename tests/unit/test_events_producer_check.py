@@ -163,14 +163,55 @@ async def test_a_stage_service_changes_nothing_for_another_incarnation(service: 
     async def stale(conn, envelope):
         return current if is_stale(envelope, current) else None
 
+    async def as_recorded(conn, envelope, fields=None):
+        return None
+
     monkeypatch.setattr(consumer_module, "current_connection", lambda: object())
     monkeypatch.setattr(recorded, "stale_incarnation", stale)
+    monkeypatch.setattr(recorded, "unrecorded", as_recorded)
     old = _at(deletion(), NOW - timedelta(days=1), uuid.uuid4())
     calls, sqs, inbox, logs = await _deliver(service, TenantDeletionRequested, old, "hostplane.api")
     assert calls == [] and inbox.outbox == [] and inbox.keys == {old.dedup_key}  # handled: nothing changed
     assert any(e["event"] == "events.stale_incarnation" for e in logs)
     fresh = _at(deletion(), NOW + timedelta(seconds=1), current.id)
     calls, *_ = await _deliver(service, TenantDeletionRequested, fresh, "hostplane.api")
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("service", ["provisioner", "builder", "migrator", "router-config", "deprovisioner"])
+async def test_a_command_the_api_did_not_record_changes_nothing(service: str, monkeypatch):
+    asked: list[Envelope[Any]] = []
+
+    async def fresh(conn, envelope):
+        return None
+
+    async def unrecorded(conn, envelope, fields=None):
+        asked.append(envelope)
+        return "the API recorded no request with this correlation id for this tenant"
+
+    monkeypatch.setattr(consumer_module, "current_connection", lambda: object())
+    monkeypatch.setattr(recorded, "stale_incarnation", fresh)
+    monkeypatch.setattr(recorded, "unrecorded", unrecorded)
+    forged = deletion()  # under the API's own source: only the record can tell
+    calls, sqs, inbox, logs = await _deliver(service, TenantDeletionRequested, forged, "hostplane.api")
+    assert calls == [] and inbox.outbox == [] and inbox.keys == {forged.dedup_key}
+    assert [a.event_id for a in asked] == [forged.event_id]
+    [line] = [e for e in logs if e["event"] == "command.unrecorded"]
+    assert "no request" in line["reason"]
+
+
+async def test_facts_are_not_looked_up_as_commands(monkeypatch):
+    async def fresh(conn, envelope):
+        return None
+
+    async def unrecorded(conn, envelope, fields=None):
+        raise AssertionError("a fact is not a command")
+
+    monkeypatch.setattr(consumer_module, "current_connection", lambda: object())
+    monkeypatch.setattr(recorded, "stale_incarnation", fresh)
+    monkeypatch.setattr(recorded, "unrecorded", unrecorded)
+    fact = Envelope.new(TenantDeprovisioned(), tenant_id="victim", producer="deprovisioner")
+    calls, *_ = await _deliver("builder", TenantDeprovisioned, fact, "hostplane.deprovisioner")
     assert len(calls) == 1
 
 
