@@ -134,6 +134,11 @@ class Agent:
             if proc.pid not in tracked:
                 log.warning("runtime.untracked_stopped", tenant_id=args.get("tenant"), pid=proc.pid)
                 process.stop(proc.pid, timeout=self.grace + 5, target=agent_state.reloader_process(proc.pid))
+        # Groups of runtimes not adopted (an agent killed while it removed a tenant): emptied
+        # and removed now; a tenant still wanted gets fresh ones at its start.
+        for tenant in sandbox.TenantCgroups.of_home(self.home):
+            if tenant not in self.state.tenants or not self.state.tenants[tenant].pid:
+                self.kill_leftovers(tenant)
         self.save()
 
     def running(self, rec: TenantRuntime) -> bool:
@@ -303,6 +308,8 @@ class Agent:
             log.error("runtime.leftovers_survived", tenant_id=tenant, pids=sorted(left))
             return
         groups.remove()
+        if groups.exists():
+            log.error("runtime.cgroups_left", tenant_id=tenant, group=groups.group)
 
     async def relay_reports(self) -> None:
         """Publish what each tenant's reloader reported since the last round (reloader.reports)."""

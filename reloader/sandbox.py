@@ -118,6 +118,18 @@ class TenantCgroups:
                 target.write_text(value)
         self.weigh_parents()
 
+    @classmethod
+    def of_home(cls, home: Path, root: Path = CGROUP_ROOT) -> dict[str, TenantCgroups]:
+        """Every tenant group this home has, by tenant id, whatever controller holds it."""
+        group = home_group(home)
+        found: dict[str, TenantCgroups] = {}
+        for controller in CONTROLLERS:
+            with contextlib.suppress(OSError):
+                for child in (root / controller / group).iterdir():
+                    if child.is_dir():
+                        found.setdefault(child.name, cls(f"{group}/{child.name}", root))
+        return found
+
     def weigh_parents(self) -> None:
         """cgroup v1 CFS weighs a group as one task: all tenants together under
         `hostplane/` would get the CPU of a single platform process under load. So each
@@ -140,7 +152,7 @@ class TenantCgroups:
                 found |= {int(p) for p in procs.read_text().split()}
         return found
 
-    def kill_all(self, timeout: float = 5.0, *, kill=os.kill, sleep=time.sleep) -> set[int]:
+    def kill_all(self, timeout: float = 5.0, *, kill=os.kill, sleep=time.sleep, reap=os.waitpid) -> set[int]:
         """SIGKILL every process in the groups until they are empty (a fork racing the
         kill is caught by the next round); returns what was still there at `timeout`."""
         deadline = time.monotonic() + timeout
@@ -150,13 +162,15 @@ class TenantCgroups:
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     kill(pid, signal.SIGKILL)
+                with contextlib.suppress(ChildProcessError, OSError):
+                    reap(pid, os.WNOHANG)  # our own child (the launcher) stays listed until reaped
             sleep(0.05)
         return set()
 
     def remove(self) -> None:
         """Remove the groups, and the home's group once it has no other tenant."""
         for controller in CONTROLLERS:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):  # gone already, or busy: exists() tells the caller
                 self.path(controller).rmdir()
             with contextlib.suppress(OSError):  # busy: another tenant of this home still runs
                 self.path(controller).parent.rmdir()

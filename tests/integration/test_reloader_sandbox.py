@@ -254,3 +254,9 @@ async def test_a_hostile_tenant_stays_in_its_box_and_leaves_nothing_behind(tmp_p
     assert not sandbox.TenantCgroups(f"{sandbox.home_group(home)}/beta").exists()
     state = json.loads((home / "runtime" / "agent.json").read_text())
     assert state["agent"]["sandbox"] == {"requested": "required", "mode": "bwrap", "reason": None}
+
+    # groups an agent killed mid-removal left behind are emptied and removed by the next one
+    ghost = sandbox.TenantCgroups(f"{sandbox.home_group(home)}/ghost")
+    ghost.ensure(sandbox.Limits.for_memory(64))
+    FixedDesired(home, "postgresql://unused", home / "artifacts", isolation=sandbox.Decision("required", True)).adopt()
+    assert not ghost.exists()

@@ -128,8 +128,9 @@ def test_kill_all_repeats_until_the_groups_are_empty_and_reports_survivors(tmp_p
             raise ProcessLookupError
         procs.write_text("13\n" if len(rounds) == 2 else "")  # 12 forked 13 before it died
 
-    assert groups.kill_all(kill=kill, sleep=lambda s: None) == set()
-    assert sorted(rounds) == [11, 12, 13]
+    reaped = []
+    assert groups.kill_all(kill=kill, sleep=lambda s: None, reap=lambda pid, flags: reaped.append(pid)) == set()
+    assert sorted(rounds) == [11, 12, 13] and sorted(reaped) == [11, 12, 13]
 
     procs.write_text("14\n")
     assert groups.kill_all(timeout=0.0, kill=kill, sleep=lambda s: None) == {14}
@@ -222,3 +223,15 @@ def test_a_resolv_conf_linked_into_run_stays_readable(monkeypatch):
     args = sandbox.bwrap_args(spec())
     assert pairs(args, "--ro-bind-try") == ["/run/systemd/resolve/stub-resolv.conf"]
     assert {"/run", "/run/systemd", "/run/systemd/resolve"} <= set(pairs(args, "--dir"))
+
+
+def test_a_homes_tenant_groups_are_found_in_any_controller(tmp_path):
+    for controller in sandbox.CONTROLLERS:
+        (tmp_path / controller).mkdir()
+    group = sandbox.home_group(HOME)
+    (tmp_path / "memory" / group / "acme").mkdir(parents=True)
+    (tmp_path / "pids" / group / "beta").mkdir(parents=True)
+    (tmp_path / "cpu" / sandbox.home_group(Path("/elsewhere")) / "other").mkdir(parents=True)
+    found = TenantCgroups.of_home(HOME, tmp_path)
+    assert sorted(found) == ["acme", "beta"] and found["acme"].group == f"{group}/acme"
+    assert TenantCgroups.of_home(Path("/nowhere"), tmp_path) == {}
