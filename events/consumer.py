@@ -9,9 +9,11 @@ come from `hostplane.runtime.<tenant>` about that tenant only); then, holding th
 (events.inbox), skip a duplicate, skip (mark handled, change nothing, log
 `events.stale_incarnation`) a stage service's event of another tenant incarnation than
 the current one, or a command the API did not record exactly so (`command.unrecorded`;
-events.recorded), or run the handler and commit inbox mark + emitted
-events in one transaction, and only then delete the message. Dedup is on the envelope's key, never on SQS or
-EventBridge ids (EventBridge assigns a new id on every publish).
+events.recorded), or run the handler and commit inbox mark + emitted events in one
+transaction, and only then delete the message. Dedup is on the envelope's key, never on
+SQS or EventBridge ids (EventBridge assigns a new id on every publish). The source check
+trusts EventBridge's `source`, which PutEvents binds to the caller's credentials (IAM
+condition `events:source`); only the rules may send to the queues (queue policies).
 
 While a handler runs (or waits for its tenant) a heartbeat keeps extending the message's
 visibility. On failure the message is not deleted: its visibility is set to a short
