@@ -210,17 +210,20 @@ def status(settings: Settings) -> dict[str, Any]:
         "emulator": state.emulator,
         "running": any(v["healthy"] for v in comps.values()),
         "components": comps,
-        "runtime": _runtime_state(eff),
+        "runtime": _agent_state(eff).get("tenants", {}),
+        # How tenants are isolated: {"requested", "mode": "bwrap"|"off", "reason"} (docs/security.md).
+        "sandbox": _agent_state(eff).get("agent", {}).get("sandbox"),
     }
 
 
-def _runtime_state(settings: Settings) -> dict[str, Any]:
-    """The runtime agent's view: per tenant its reloader pid, ports, live version, health."""
+def _agent_state(settings: Settings) -> dict[str, Any]:
+    """The runtime agent's view: per tenant its reloader pid, ports, live version, health,
+    sandbox and uid; the agent's own sandbox mode."""
     import json
 
     path = settings.home_dir / "runtime" / "agent.json"
     try:
-        return json.loads(path.read_text()).get("tenants", {})
+        return json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
 

@@ -124,6 +124,9 @@ def test_a_hostile_tenant_changes_nothing_of_the_victim_or_the_platform(platform
         assert victim.post("/api/task", json={"title": "keep me"}).status_code == 201
         rows_before = victim.get("/api/task").json()
     victim_show = json.loads(ok(hostplane(env, "tenant", "show", VICTIM, "--json")))
+    status = json.loads(ok(hostplane(env, "status", "--json")))
+    assert status["sandbox"]["mode"] == "bwrap", status["sandbox"]  # root + bwrap + cgroups here: never bare
+    assert status["runtime"][VICTIM]["sandboxed"] is True
     audit_before = audit(env, VICTIM)
 
     # The attacker: its own tenant, then its own code.
