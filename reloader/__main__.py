@@ -25,6 +25,7 @@ from hostplane.logging import configure_logging
 from reloader.artifacts import ArtifactStore
 from reloader.config import RuntimeConfig, load_tenant_env
 from reloader.health import serve_health
+from reloader.landlock import forbid_tcp_bind
 from reloader.reporting import reporter_from
 from reloader.runtime import Runtime
 from reloader.traffic import requests_metric_from
@@ -68,6 +69,9 @@ async def run(args: argparse.Namespace) -> int:
     runtime = Runtime(cfg, ArtifactStore(cfg.artifacts), reporter_from(args.events, tenant))
     health = await serve_health(cfg.host, cfg.health_port, runtime.snapshot)
     health_port = health.sockets[0].getsockname()[1]
+    # Both our sockets are bound: from here on no tenant code can bind a TCP port (reloader.landlock).
+    if (why := forbid_tcp_bind()) is not None:
+        log.warning("sandbox.tcp_bind_unrestricted", tenant_id=tenant, reason=why)
     metric = requests_metric_from(args.events, tenant, runtime.requests)
     publishing = asyncio.create_task(metric.run()) if metric else None
     log.info("runtime.started", tenant_id=tenant, app_port=runtime.port, health_port=health_port,

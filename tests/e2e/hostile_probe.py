@@ -68,6 +68,16 @@ def probe_processes() -> tuple[str, str]:
     return (SUCCEEDED, f"foreign processes visible: {foreign[:5]}") if foreign else (REFUSED, "only own processes")
 
 
+def probe_bind() -> tuple[str, str]:
+    """Squatting a port: a runtime that restarts (or a tenant not yet started) would have its
+    traffic sent to whoever holds its registered port."""
+    try:
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            return SUCCEEDED, f"bound {sock.getsockname()}"
+    except OSError as exc:
+        return REFUSED, type(exc).__name__
+
+
 def probe_root() -> tuple[str, str]:
     return (SUCCEEDED, "runs as root") if os.getuid() == 0 else (REFUSED, f"uid {os.getuid()}")
 
@@ -258,7 +268,7 @@ def run_all() -> dict[str, dict[str, str]]:
             results |= probe()
         except Exception:  # noqa: BLE001 - a probe that crashes is reported, not hidden
             results[probe.__name__] = ("ERROR", traceback.format_exc()[-400:])
-    for name, probe in {"processes of others": probe_processes, "runs as root": probe_root,
+    for name, probe in {"processes of others": probe_processes, "runs as root": probe_root, "bind a TCP port": probe_bind,
                         "API without its token": probe_api, "daemon": spawn_daemon}.items():
         try:
             results[name] = probe()
