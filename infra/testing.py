@@ -63,6 +63,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "hostedZoneId": "Z2FDTNDATAQYW2",
             "endpoint": f"{args.name}.cluster.example.aws",
             "routingEndpoint": "d111111abcdef8.cloudfront.net",
+            "keyId": f"{args.name}-key-id",
+            "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{args.inputs.get('name', args.name)}",
             "bucketRegionalDomainName": f"{args.inputs.get('bucket', args.name)}.s3.{REGION}.amazonaws.com",
             **_EXTRA_OUTPUTS.get(args.typ, {}),
             **args.inputs,
@@ -83,6 +85,11 @@ class RecordingMocks(pulumi.runtime.Mocks):
         if args.token == "aws:secretsmanager/getSecret:getSecret":
             name = args.args.get("name", "x")
             return {"arn": f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{name}-AbCdEf", "name": name}
+        if args.token in ("aws:cloudfront/getCachePolicy:getCachePolicy",
+                          "aws:cloudfront/getOriginRequestPolicy:getOriginRequestPolicy"):
+            return {"id": f"{args.args.get('name', 'policy')}-id", "name": args.args.get("name", "")}
+        if args.token == "aws:ec2/getManagedPrefixList:getManagedPrefixList":
+            return {"id": "pl-3b927c52", "name": args.args.get("name", "")}
         if args.token.endswith("getParameter"):
             return {"value": "ami-0123456789abcdef0", "name": args.args.get("name", ""), "type": "String"}
         return {}

@@ -201,11 +201,15 @@ class PooledEdge(pulumi.ComponentResource):
         all_viewer = aws.cloudfront.get_origin_request_policy_output(name="Managed-AllViewer")
         self.distribution = aws.cloudfront.MultitenantDistribution(
             f"{name}-pooled", comment=f"{args.prefix} pooled tenants", enabled=True, http_version="http2and3",
-            tenant_config={"parameter_definitions": [{"name": "tenant", "definition": {
-                "string_schema": {"required": True, "comment": "tenant id (bucket name part)"}}}]},
+            # The provider's shape (MultitenantDistributionTenantConfigParameterDefinitionArgs):
+            # `definitions` and `string_schemas` are lists.
+            tenant_config={"parameter_definitions": [{"name": "tenant", "definitions": [{
+                "string_schemas": [{"required": True, "comment": "tenant id (bucket name part)"}]}]}]},
             origins=[
                 {"id": "alb", "domain_name": args.origin_domain,
-                 "custom_headers": [{"name": ORIGIN_VERIFY_HEADER, "value": args.origin_verify}],
+                 # MultitenantDistributionOriginCustomHeaderArgs: header_name/header_value
+                 # (the standard distribution's custom_headers take name/value).
+                 "custom_headers": [{"header_name": ORIGIN_VERIFY_HEADER, "header_value": args.origin_verify}],
                  "custom_origin_configs": [{"http_port": 80, "https_port": 443,
                                             "origin_protocol_policy": "https-only",
                                             "origin_ssl_protocols": ["TLSv1.2"]}]},
