@@ -22,7 +22,8 @@ import pulumi_aws as aws
 from infra.common import assume_role, child, policy_json, statement, tags
 from infra.platform.network import API_PORT
 from infra.platform.permissions import (  # noqa: F401  (re-exported: the tests' entry point)
-    ARTIFACT_WRITERS, QUEUE_ACTIONS, SERVICES, STACK_DRIVERS, UNSCOPABLE, Scope, permissions)
+    ARTIFACT_WRITERS, INLINE_LIMIT, MANAGED_LIMIT, QUEUE_ACTIONS, SERVICES, STACK_DRIVERS, STACK_MANAGED_POLICIES,
+    UNSCOPABLE, Scope, fitted, inline_permissions, managed_permissions, permissions)
 
 # Create databases and cache users: these tasks carry the tenant-admin security group.
 TENANT_ADMINS = frozenset({"provisioner", "migrator", "deprovisioner"})
@@ -172,14 +173,24 @@ class ControlPlane(pulumi.ComponentResource):
                                 v["kms"], v["fs"], v["secret"], args.state_bucket, cluster_name=v["cluster"],
                                 namespace_arn=v["namespace"], kvs_arn=v["kvs"], zone_id=target.zone_id,
                                 base_domain=target.base_domain, state_key_alias=args.state_key_alias))
+        # The tenant-stack permissions: customer-managed policies shared by the stack drivers
+        # (IAM's inline budget per role cannot hold them: permissions.INLINE_LIMIT).
+        self.stack_policies = {group: aws.iam.Policy(
+            f"{name}-{group}", name=f"{args.prefix}-{group}", description=f"{args.prefix}: {group}", tags=t,
+            opts=child(self), policy=scope.apply(lambda sc, g=group: fitted(
+                managed_permissions(g, sc), MANAGED_LIMIT, f"{args.prefix}-{g}")))
+            for group in STACK_MANAGED_POLICIES}
         self.task_roles: dict[str, aws.iam.Role] = {}
         for service in SERVICES:
             role = aws.iam.Role(f"{name}-{service}", name=f"{args.prefix}-cp-{service}",
                                 assume_role_policy=assume_role("ecs-tasks.amazonaws.com"),
                                 tags={**t, "service": service}, opts=child(self))
             aws.iam.RolePolicy(f"{name}-{service}", role=role.id, opts=child(self), policy=scope.apply(
-                lambda sc, svc=service: json.dumps({"Version": "2012-10-17", "Statement": permissions(svc, sc)},
-                                                   sort_keys=True)))
+                lambda sc, svc=service: fitted(inline_permissions(svc, sc), INLINE_LIMIT, f"{args.prefix}-cp-{svc}")))
+            if service in STACK_DRIVERS:
+                for group, policy in self.stack_policies.items():
+                    aws.iam.RolePolicyAttachment(f"{name}-{service}-{group}", role=role.name,
+                                                 policy_arn=policy.arn, opts=child(self))
             self.task_roles[service] = role
             self._service(name, service, role, args, secrets, t)
         self.register_outputs({"task_role_arns": {s: r.arn for s, r in self.task_roles.items()}})

@@ -12,6 +12,7 @@ the installation tag `infra.common.tags()` puts on everything (`aws:RequestTag` 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -131,8 +132,41 @@ class Scope:
         return {"StringEquals": {f"aws:{key}/{INSTALLATION_TAG}": self.prefix}}
 
 
+# IAM quotas (IAM user guide, "IAM and AWS STS quotas"): a role's inline policies together
+# at most 10,240 characters, each customer-managed policy at most 6,144, whitespace not
+# counted; 10 managed policies attached per role by default.
+INLINE_LIMIT = 10_240
+MANAGED_LIMIT = 6_144
+# The tenant-stack permissions (~10,000 characters with real ARNs) do not fit a role's inline
+# budget next to its own: they are customer-managed policies, the same three attached to every
+# stack driver (STACK_MANAGED_POLICIES), while what differs per driver (tenant secrets) stays inline.
+STACK_MANAGED_POLICIES = ("tenant-stacks-core", "tenant-stacks-runtime", "tenant-stacks-edge")
+
+
+def policy_size(statements: list[dict[str, Any]]) -> int:
+    """A document's size as IAM counts it (no whitespace)."""
+    doc = json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+    return len("".join(doc.split()))
+
+
+def fitted(statements: list[dict[str, Any]], limit: int, what: str) -> str:
+    """The document, or a clear error before AWS refuses it mid-`up` (LimitExceeded)."""
+    size = policy_size(statements)
+    if size > limit:
+        raise ValueError(f"{what}: policy of {size} characters exceeds IAM's {limit}")
+    return json.dumps({"Version": "2012-10-17", "Statement": statements}, sort_keys=True)
+
+
 def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
-    """The task role statements of one control-plane service."""
+    """Every statement a control-plane service's task role holds: inline and managed."""
+    out = inline_permissions(service, s)
+    if service in STACK_DRIVERS:
+        out += [st for group in STACK_MANAGED_POLICIES for st in managed_permissions(group, s)]
+    return out
+
+
+def inline_permissions(service: str, s: Scope) -> list[dict[str, Any]]:
+    """The task role's inline policy of one control-plane service."""
     out = [
         statement(QUEUE_ACTIONS, s.queue_arns[service], sid="OwnQueue"),
         statement(DLQ_DEPTH_ACTIONS, s.dlq_arns[service], sid="OwnDlqDepth"),
@@ -148,7 +182,7 @@ def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
                 statement(DLQ_ACTIONS, list(s.dlq_arns.values()), sid="DlqOperations"),
                 statement(REDRIVE_ACTIONS, list(s.queue_arns.values()), sid="DlqRedrive")]
     if service in STACK_DRIVERS:
-        out += stack_permissions(service, s)
+        out += [_tenant_secrets(service, s)]
     if service in ARTIFACT_WRITERS:
         # Root access: these write (or remove) every tenant's releases; runtimes only read,
         # each through its own access point.
@@ -162,8 +196,18 @@ def permissions(service: str, s: Scope) -> list[dict[str, Any]]:
     return out
 
 
+def managed_permissions(group: str, s: Scope) -> list[dict[str, Any]]:
+    """One of the STACK_MANAGED_POLICIES: what a tenant stack (infra/tenant/) needs."""
+    return {"tenant-stacks-core": _stack_core, "tenant-stacks-runtime": _runtime,
+            "tenant-stacks-edge": _edge}[group](s)
+
+
 def stack_permissions(service: str, s: Scope) -> list[dict[str, Any]]:
     """What a tenant stack (infra/tenant/) needs, plus its Pulumi state and secrets."""
+    return [_tenant_secrets(service, s), *(st for g in STACK_MANAGED_POLICIES for st in managed_permissions(g, s))]
+
+
+def _tenant_secrets(service: str, s: Scope) -> dict[str, Any]:
     # The program reads the tenant's secret (the cache password); only the provisioner
     # writes secrets and only the deprovisioner deletes them.
     write = ["secretsmanager:GetSecretValue", "secretsmanager:DescribeSecret"]
@@ -173,8 +217,12 @@ def stack_permissions(service: str, s: Scope) -> list[dict[str, Any]]:
                   "secretsmanager:RestoreSecret"]
     if service == "deprovisioner":
         write += ["secretsmanager:DeleteSecret"]
+    return statement(write, s.tenant_secrets, sid="TenantSecrets")
+
+
+def _stack_core(s: Scope) -> list[dict[str, Any]]:
+    """Buckets, task roles, the unscopable actions, Pulumi state and secrets."""
     return [
-        statement(write, s.tenant_secrets, sid="TenantSecrets"),
         statement(["s3:*"], s.tenant_buckets, sid="TenantBuckets"),
         statement(["iam:CreateRole", "iam:DeleteRole", "iam:GetRole", "iam:TagRole", "iam:UntagRole",
                    "iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy", "iam:ListRolePolicies",
@@ -182,7 +230,6 @@ def stack_permissions(service: str, s: Scope) -> list[dict[str, Any]]:
                   s.tenant_roles, sid="TenantRoles"),
         statement(["iam:PassRole"], s.tenant_roles, sid="PassTenantRoles",
                   condition={"StringEquals": {"iam:PassedToService": "ecs-tasks.amazonaws.com"}}),
-        *_runtime(s), *_edge(s),
         statement(sorted(TAGGED_CREATES), "*", sid="UnscopableCreates", condition=s.tagged("RequestTag")),
         statement(sorted(set(UNSCOPABLE) - TAGGED_CREATES), "*", sid="Unscopable"),
         statement(["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"],
