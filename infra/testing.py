@@ -46,6 +46,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
     def __init__(self, stack_outputs: dict[str, Any] | None = None) -> None:
         self.resources: list[Declared] = []
         self.calls: list[str] = []
+        # (type, name) -> the (type, name)s it waits for (depends_on and every input's
+        # resource): what orders the engine's `up` (RecordingMonitor)
+        self.dependencies: dict[tuple[str, str], set[tuple[str, str]]] = {}
         self.stack_outputs = stack_outputs or {}  # what a StackReference reads
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -95,6 +98,23 @@ class RecordingMocks(pulumi.runtime.Mocks):
         return {}
 
 
+class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
+    """The mock monitor, also recording what each resource registration depends on."""
+
+    def RegisterResource(self, request):  # noqa: N802 (the gRPC method's name)
+        deps = set(request.dependencies)
+        for prop in request.propertyDependencies.values():
+            deps |= set(prop.urns)
+        self.mocks.dependencies[(request.type, request.name)] = {_type_and_name(urn) for urn in deps}
+        return super().RegisterResource(request)
+
+
+def _type_and_name(urn: str) -> tuple[str, str]:
+    """urn:pulumi:<stack>::<project>::<parent type>$<type>::<name> → (type, name)."""
+    *_, types, name = urn.split("::")
+    return types.rsplit("$", 1)[-1], name
+
+
 _SECRET_SIG = "4dabf18193072939515e22adb298388d"  # Pulumi's marker of a secret value
 
 
@@ -120,7 +140,7 @@ def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict
         try:
             mocks = RecordingMocks(stack_outputs)
             pulumi.runtime.set_mocks(mocks, project="hostplane", stack=stack, preview=False,
-                                     organization="organization")  # what a DIY backend reports
+                                     organization="organization", monitor=RecordingMonitor(mocks))  # what a DIY backend reports
             if config:
                 pulumi.runtime.set_all_config(config)
             pulumi.runtime.test(program)()

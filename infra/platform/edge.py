@@ -136,7 +136,9 @@ class Edge(pulumi.ComponentResource):
             launch_type="FARGATE", network_configuration={"subnets": args.private_subnet_ids,
                                                           "security_groups": [args.caddy_security_group_id]},
             load_balancers=[{"target_group_arn": caddy_tg.arn, "container_name": "caddy", "container_port": 80}],
-            propagate_tags="SERVICE", tags=t, opts=child(self, depends_on=[self.listener]))
+            # ECS refuses a target group that no listener forwards to: wait for the rule that
+            # attaches it (the API's service waits for its rule through api_target_group_arn).
+            propagate_tags="SERVICE", tags=t, opts=child(self, depends_on=[self.listener, from_cloudfront]))
         self.register_outputs({"alb_dns_name": self.alb.dns_name, "namespace_id": self.namespace.id,
                                "origin_domain": self.origin_domain, "api_domain": self.api_domain})
 

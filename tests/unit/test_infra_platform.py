@@ -863,3 +863,22 @@ def test_a_policy_over_iams_limit_fails_the_program_before_aws_does():
     with pytest.raises(ValueError, match="exceeds IAM's 6144"):
         fitted(big, MANAGED_LIMIT, "x")
     assert json.loads(fitted(big[:2], MANAGED_LIMIT, "x"))["Statement"] == big[:2]
+
+
+# --- issue 15: what a first `pulumi up` needs ---------------------------------------------------------
+
+def waits_for(typ: str, name: str) -> set[tuple[str, str]]:
+    return platform().dependencies[(typ, name)]
+
+
+def test_every_ecs_service_behind_the_alb_waits_for_the_rule_that_forwards_to_its_target_group():
+    """Item 4: ECS refuses a target group no listener (rule) forwards to yet."""
+    services = [r for r in of_type("aws:ecs/service:Service") if r.inputs.get("loadBalancers")]
+    assert {r.name for r in services} == {"edge-caddy", "cp-api"}
+    rules = {r.name: r for r in of_type("aws:lb/listenerRule:ListenerRule")}
+    for svc in services:
+        (tg_arn,) = {lb["targetGroupArn"] for lb in svc.inputs["loadBalancers"]}
+        forwarding = {n for n, r in rules.items() if any(a.get("targetGroupArn") == tg_arn for a in r.inputs["actions"])}
+        assert forwarding, svc.name
+        assert {("aws:lb/listenerRule:ListenerRule", n) for n in forwarding} <= waits_for(
+            "aws:ecs/service:Service", svc.name), svc.name
