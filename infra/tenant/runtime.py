@@ -80,6 +80,9 @@ class TenantRuntime(pulumi.ComponentResource):
             # Packed by the reservation; the hard limit is what the kernel enforces (OOM kill):
             # one tenant cannot take the instance's memory from the others.
             "memoryReservation": args.memory_mb, "memory": args.memory_limit_mb,
+            # A soft CPU share (cpu.shares), on the container: a task-level cpu on EC2 must be
+            # at least 128 units (RegisterTaskDefinition), and the task sets none.
+            "cpu": args.cpu,
             "portMappings": [{"containerPort": args.container_port, "hostPort": 0, "protocol": "tcp"}],
             "command": ["python", "-m", "reloader", "--tenant", args.tenant_id, "--artifacts", "/artifacts",
                         "--work-dir", "/tmp/releases", "--host", "0.0.0.0", "--port", str(args.container_port),
@@ -101,7 +104,7 @@ class TenantRuntime(pulumi.ComponentResource):
         }]))
         self.task = aws.ecs.TaskDefinition(
             f"{name}-task", family=names.runtime_service, network_mode="bridge",
-            requires_compatibilities=["EC2"], cpu=str(args.cpu), task_role_arn=self.role.arn,
+            requires_compatibilities=["EC2"], task_role_arn=self.role.arn,
             execution_role_arn=self.role.arn, container_definitions=container, tags=t, opts=child(self),
             volumes=[{"name": "artifacts", "efs_volume_configuration": {
                 "file_system_id": p.file_system_id, "transit_encryption": "ENABLED",

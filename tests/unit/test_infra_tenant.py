@@ -451,3 +451,16 @@ def test_the_tenant_role_policy_fits_iams_inline_limit():
     m = run_program(lambda: TenantStack(tid, tenant_args(tid, "dedicated", image=image)))
     size = len("".join(one(m, "aws:iam/rolePolicy:RolePolicy").inputs["policy"].split()))
     assert size < 10_240 // 4, size
+
+
+# --- issue 15: what a first `pulumi up` needs ---------------------------------------------------------
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+def test_the_cpu_share_sits_on_the_container_and_the_task_level_cpu_is_valid_on_ec2(edge):
+    """Item 5: on EC2 a task-level cpu must be 128 to 196,608 units (ECS RegisterTaskDefinition);
+    the soft share of 64 units goes on the container."""
+    task = one(declared("acme", edge), "aws:ecs/taskDefinition:TaskDefinition").inputs
+    assert task["requiresCompatibilities"] == ["EC2"]
+    assert "cpu" not in task or 128 <= int(task["cpu"]) <= 196_608
+    (c,) = json.loads(task["containerDefinitions"])
+    assert c["cpu"] == 64
