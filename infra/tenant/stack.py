@@ -21,9 +21,18 @@ from infra.tenant.runtime import TenantRuntime
 from services.resources.cache import COMMAND_RULES
 
 
+# ElastiCache refuses an access string naming one of its restricted commands (user guide:
+# "Restricted commands"; RBAC: disabled commands raise an exception). `-@dangerous` denies
+# these anyway (config, debug, shutdown, migrate are all in @dangerous).
+ELASTICACHE_RESTRICTED = frozenset({"bgrewriteaof", "bgsave", "config", "debug", "migrate", "replicaof", "save",
+                                    "slaveof", "shutdown", "sync"})
+
+
 def cache_access_string(prefix: str) -> str:
-    """The same rules as the local ACL user (services/resources/cache.py)."""
-    return " ".join(["on", f"~{prefix}*", f"&{prefix}*", *COMMAND_RULES])
+    """The local ACL user's rules (services/resources/cache.py), less those naming a command
+    ElastiCache restricts."""
+    rules = [r for r in COMMAND_RULES if r.lstrip("+-").split("|")[0].lower() not in ELASTICACHE_RESTRICTED]
+    return " ".join(["on", f"~{prefix}*", f"&{prefix}*", *rules])
 
 
 class TenantStack(pulumi.ComponentResource):

@@ -191,7 +191,9 @@ def test_cache_user_has_the_local_acl_rules_and_joins_the_platform_group():
     assert user["userName"] == tenant_names("acme").cache_user and user["engine"] == "valkey"
     assert user["accessString"] == cache_access_string("acme:")
     assert user["accessString"].split()[1:3] == ["~acme:*", "&acme:*"]
-    assert set(COMMAND_RULES) <= set(user["accessString"].split())
+    # the local rules, less what ElastiCache refuses to name (issue 15 item 6)
+    assert {r for r in COMMAND_RULES if r.lstrip("+-") not in ELASTICACHE_RESTRICTED} <= set(
+        user["accessString"].split())
     assoc = one(m, "aws:elasticache/userGroupAssociation:UserGroupAssociation").inputs
     assert assoc["userGroupId"] == REFS.cache_user_group_id
 
@@ -464,3 +466,17 @@ def test_the_cpu_share_sits_on_the_container_and_the_task_level_cpu_is_valid_on_
     assert "cpu" not in task or 128 <= int(task["cpu"]) <= 196_608
     (c,) = json.loads(task["containerDefinitions"])
     assert c["cpu"] == 64
+
+
+# ElastiCache's restricted commands (ElastiCache user guide, "Restricted commands"); RBAC: "you
+# can't use disabled or renamed commands ... an exception is raised" (Clusters.RBAC).
+ELASTICACHE_RESTRICTED = {"bgrewriteaof", "bgsave", "config", "debug", "migrate", "replicaof", "save", "slaveof",
+                          "shutdown", "sync"}
+
+
+def test_the_cache_access_string_names_no_command_elasticache_forbids():
+    """Item 6: `-config -debug -shutdown -migrate` are refused; `-@dangerous` already denies them."""
+    rules = one(declared("acme", "pooled"), "aws:elasticache/user:User").inputs["accessString"].split()
+    assert not [r for r in rules if r.lstrip("+-").split("|")[0].lower() in ELASTICACHE_RESTRICTED]
+    assert "-@dangerous" in rules and rules.index("-@dangerous") > rules.index("+@all")
+    assert "reset" not in rules  # ElastiCache manages passwords; reset would drop them
