@@ -10,6 +10,7 @@ comes from stack config as a Pulumi secret (encrypted by the KMS secrets provide
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import pulumi
@@ -66,10 +67,14 @@ class Cache(pulumi.ComponentResource):
         super().__init__("hostplane:platform:Cache", name, None, opts)
         t = tags("cache")
         subnets = aws.elasticache.SubnetGroup(f"{name}-cache", subnet_ids=args.subnet_ids, tags=t, opts=child(self))
+        # A user group for the valkey engine holds only password (or IAM) users (ElastiCache
+        # RBAC), so `default` has a password, derived and given to no one, and is `off`: it
+        # cannot authenticate whatever the password.
         default = aws.elasticache.User(
             f"{name}-default", user_id=f"{args.name}-default", user_name="default", engine="valkey",
-            access_string="off -@all", authentication_mode={"type": "no-password-required"}, tags=t,
-            opts=child(self))
+            access_string="off -@all", tags=t, opts=child(self),
+            authentication_mode={"type": "password", "passwords": [pulumi.Output.secret(
+                pulumi.Output.from_input(admin_password).apply(_disabled_user_password))]})
         admin = aws.elasticache.User(
             f"{name}-admin", user_id=f"{args.name}-admin", user_name=f"{args.name}-admin", engine="valkey",
             access_string="on ~* &* +@all -@dangerous +info +scan +acl|whoami",
@@ -89,3 +94,8 @@ class Cache(pulumi.ComponentResource):
             tags=t, opts=child(self))
         self.register_outputs({"endpoint": self.group.primary_endpoint_address,
                                "user_group_id": self.user_group.user_group_id})
+
+
+def _disabled_user_password(admin_password: str) -> str:
+    """64 hex characters (ElastiCache: 16-128 printable), not the admin's and not revealing it."""
+    return hashlib.sha256(f"hostplane-default-user-off:{admin_password}".encode()).hexdigest()

@@ -882,3 +882,20 @@ def test_every_ecs_service_behind_the_alb_waits_for_the_rule_that_forwards_to_it
         assert forwarding, svc.name
         assert {("aws:lb/listenerRule:ListenerRule", n) for n in forwarding} <= waits_for(
             "aws:ecs/service:Service", svc.name), svc.name
+
+
+def test_every_member_of_the_valkey_user_group_authenticates_with_a_password():
+    """Item 7: a user group for the valkey engine holds only password or IAM users (ElastiCache
+    RBAC); `default` stays, disabled (`off`), with a password no one is given."""
+    (group,) = of_type("aws:elasticache/userGroup:UserGroup")
+    assert group.inputs["engine"] == "valkey"
+    users = {u.inputs["userId"]: u.inputs for u in of_type("aws:elasticache/user:User")}
+    members = [users[uid] for uid in group.inputs["userIds"]]
+    assert {u["userName"] for u in members} == {"default", "hostplane-admin"}
+    for u in members:
+        assert u["authenticationMode"]["type"] in ("password", "iam"), u["userName"]
+        if u["authenticationMode"]["type"] == "password":
+            assert all(16 <= len(p) <= 128 for p in u["authenticationMode"]["passwords"])
+    default = next(u for u in members if u["userName"] == "default")
+    assert default["accessString"].split()[:2] == ["off", "-@all"]
+    assert "cache-admin-password-value" not in json.dumps(default)
