@@ -160,9 +160,15 @@ class ControlPlane(pulumi.ComponentResource):
         aws.iam.RolePolicyAttachment(
             f"{name}-execution", role=self.execution_role.name, opts=child(self),
             policy_arn="arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy")
+        # The secret is encrypted with the platform key: ECS reads it with this role, which so
+        # needs kms:Decrypt on that key, only as Secrets Manager's caller.
         aws.iam.RolePolicy(f"{name}-execution-secret", role=self.execution_role.id, opts=child(self),
-                           policy=policy_json(statement(["secretsmanager:GetSecretValue"],
-                                                        secrets.platform_secret.arn)))
+                           policy=policy_json(
+                               statement(["secretsmanager:GetSecretValue"], secrets.platform_secret.arn,
+                                         sid="PlatformSecret"),
+                               statement(["kms:Decrypt"], secrets.key.arn, sid="PlatformSecretKey", condition={
+                                   "StringEquals": {"kms:ViaService": pulumi.Output.concat(
+                                       "secretsmanager.", self.region, ".amazonaws.com")}})))
         target = args.tenant_stacks
         scope = pulumi.Output.all(
             account=ident.account_id, region=self.region, bus=args.bus_arn,

@@ -899,3 +899,19 @@ def test_every_member_of_the_valkey_user_group_authenticates_with_a_password():
     default = next(u for u in members if u["userName"] == "default")
     assert default["accessString"].split()[:2] == ["off", "-@all"]
     assert "cache-admin-password-value" not in json.dumps(default)
+
+
+def test_the_execution_role_may_decrypt_the_platform_secret_it_injects():
+    """Item 8: the secret is encrypted with the platform key; ECS's agent reads it with the
+    execution role, which needs kms:Decrypt on that key (through Secrets Manager only)."""
+    (secret,) = [r for r in of_type("aws:secretsmanager/secret:Secret")
+                 if r.inputs["name"] == "hostplane/platform/control"]
+    key_arn = secret.inputs["kmsKeyId"]
+    assert key_arn == mock_arn("kms", "secrets-key")
+    sts = [st for r in of_type("aws:iam/rolePolicy:RolePolicy") if r.inputs["role"] == "cp-execution-id"
+           for st in json.loads(r.inputs["policy"])["Statement"]]
+    reads = [st for st in sts if "secretsmanager:GetSecretValue" in as_list(st["Action"])]
+    assert [as_list(st["Resource"]) for st in reads] == [[mock_arn("secretsmanager", "secrets-control")]]
+    (decrypt,) = [st for st in sts if "kms:Decrypt" in as_list(st["Action"])]
+    assert as_list(decrypt["Action"]) == ["kms:Decrypt"] and as_list(decrypt["Resource"]) == [key_arn]
+    assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
