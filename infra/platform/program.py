@@ -85,6 +85,7 @@ class PlatformStack(pulumi.ComponentResource):
             "pooledDistributionArn": pooled.distribution.arn,
             "pooledKvsArn": pooled.kvs.arn,
             "pooledRoutingEndpoint": pooled.connection_group.routing_endpoint,
+            "pooledConnectionGroupId": pooled.connection_group.id,
             "busName": bus.bus.name,
             "busArn": bus.bus.arn,
         }

@@ -30,6 +30,9 @@ class PlatformRefs:
     pooled_distribution_arn: pulumi.Input[str]
     pooled_kvs_arn: pulumi.Input[str]
     pooled_routing_endpoint: pulumi.Input[str]
+    # The connection group that routing endpoint belongs to: a distribution tenant joins it,
+    # otherwise CloudFront puts it in a default group DNS does not point at.
+    pooled_connection_group_id: pulumi.Input[str]
     bus_arn: pulumi.Input[str]
 
 

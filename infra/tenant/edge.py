@@ -123,6 +123,7 @@ class PooledTenantEdge(pulumi.ComponentResource):
         self.tenant = aws.cloudfront.DistributionTenant(
             f"{name}-tenant", name=f"{args.prefix}-{args.tenant_id}", distribution_id=p.pooled_distribution_id,
             enabled=args.routed, domains=[{"domain": d} for d in domains],
+            connection_group_id=p.pooled_connection_group_id,  # the group whose endpoint DNS names
             parameters=[{"name": "tenant", "value": args.tenant_id}],
             customizations={"certificate": {"arn": certificate_arn}} if certificate_arn is not None else None,
             tags=t, opts=child(self, depends_on=self.entries))

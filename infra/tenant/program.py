@@ -15,6 +15,7 @@ PLATFORM_OUTPUTS = {
     "origin_verify": "originVerify", "cache_user_group_id": "cacheUserGroupId",
     "pooled_distribution_id": "pooledDistributionId", "pooled_distribution_arn": "pooledDistributionArn",
     "pooled_kvs_arn": "pooledKvsArn", "pooled_routing_endpoint": "pooledRoutingEndpoint",
+    "pooled_connection_group_id": "pooledConnectionGroupId",
     "bus_arn": "busArn",
 }
 

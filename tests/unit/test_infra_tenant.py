@@ -27,6 +27,7 @@ REFS = PlatformRefs(
     origin_domain="edge.apps.example.com", origin_verify="origin-verify-value", cache_user_group_id="hostplane-tenants",
     pooled_distribution_id="MT1", pooled_distribution_arn=f"arn:aws:cloudfront::{ACCT}:distribution/MT1",
     pooled_kvs_arn=f"arn:aws:cloudfront::{ACCT}:key-value-store/k1", pooled_routing_endpoint="d1.cloudfront.net",
+    pooled_connection_group_id="CG1",
     bus_arn=f"arn:aws:events:eu-west-1:{ACCT}:event-bus/hostplane")
 
 
@@ -480,3 +481,15 @@ def test_the_cache_access_string_names_no_command_elasticache_forbids():
     assert not [r for r in rules if r.lstrip("+-").split("|")[0].lower() in ELASTICACHE_RESTRICTED]
     assert "-@dangerous" in rules and rules.index("-@dangerous") > rules.index("+@all")
     assert "reset" not in rules  # ElastiCache manages passwords; reset would drop them
+
+
+def test_a_pooled_tenant_joins_the_platforms_connection_group_its_dns_points_at():
+    """Item 9: DNS names the platform connection group's routing endpoint; a distribution tenant
+    without connection_group_id lands in a default group that endpoint does not serve."""
+    m = declared("acme", "pooled")
+    tenant = one(m, "aws:cloudfront/distributionTenant:DistributionTenant").inputs
+    assert tenant["connectionGroupId"] == REFS.pooled_connection_group_id
+    (host,) = [r.inputs for r in of_type(m, "aws:route53/record:Record") if r.inputs["name"] == "acme.apps.example.com"]
+    assert host["records"] == [REFS.pooled_routing_endpoint]
+    program = run_tenant_program(PROGRAM_CONFIG | {"hostplane:routed": "true"})
+    assert one(program, "aws:cloudfront/distributionTenant:DistributionTenant").inputs["connectionGroupId"] == "CG1"
