@@ -36,10 +36,14 @@ _EXTRA_OUTPUTS: dict[str, dict[str, Any]] = {
     "aws:elasticache/replicationGroup:ReplicationGroup": {"primaryEndpointAddress": "cache.example.aws"},
     "aws:lb/loadBalancer:LoadBalancer": {"arnSuffix": "app/hostplane/0123"},
     "aws:lb/targetGroup:TargetGroup": {"arnSuffix": "targetgroup/caddy/0123"},
-    "aws:acm/certificate:Certificate": {"domainValidationOptions": [
-        {"domainName": "shop.example.com", "resourceRecordName": "_x.shop.example.com.",
-         "resourceRecordType": "CNAME", "resourceRecordValue": "_y.acm-validations.aws."}]},
 }
+
+
+def _acm_validations(inputs: dict[str, Any]) -> list[dict[str, str]]:
+    """ACM's DNS validation records: one per name the certificate asks for."""
+    names = [inputs.get("domainName", ""), *(inputs.get("subjectAlternativeNames") or [])]
+    return [{"domainName": n, "resourceRecordName": f"_x.{n}.", "resourceRecordType": "CNAME",
+             "resourceRecordValue": f"_y.{n}.acm-validations.aws."} for n in names]
 
 
 class RecordingMocks(pulumi.runtime.Mocks):
@@ -69,6 +73,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             "keyId": f"{args.name}-key-id",
             "url": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{args.inputs.get('name', args.name)}",
             "bucketRegionalDomainName": f"{args.inputs.get('bucket', args.name)}.s3.{REGION}.amazonaws.com",
+            **({"domainValidationOptions": _acm_validations(args.inputs)}
+               if args.typ == "aws:acm/certificate:Certificate" else {}),
             **_EXTRA_OUTPUTS.get(args.typ, {}),
             **args.inputs,
         }

@@ -153,7 +153,7 @@ class Edge(pulumi.ComponentResource):
         for label, domain in (("origin", self.origin_domain), ("api", self.api_domain)):
             aws.route53.Record(f"{name}-{label}", zone_id=args.zone_id, name=domain, type="A", aliases=alias,
                                opts=child(self))
-            check = cert.domain_validation_options.apply(lambda options, d=domain: _validation(options, d))
+            check = cert.domain_validation_options.apply(lambda options, d=domain: validation_option(options, d))
             record = aws.route53.Record(
                 f"{name}-{label}-validation", zone_id=args.zone_id, name=check.resource_record_name,
                 type=check.resource_record_type, records=[check.resource_record_value], ttl=60,
@@ -164,7 +164,7 @@ class Edge(pulumi.ComponentResource):
         return validated.certificate_arn
 
 
-def _validation(options: list[aws.acm.outputs.CertificateDomainValidationOption],
+def validation_option(options: list[aws.acm.outputs.CertificateDomainValidationOption],
                 domain: str) -> aws.acm.outputs.CertificateDomainValidationOption:
     """The DNS record that proves `domain`: ACM lists one per name, in no promised order."""
     for option in options:

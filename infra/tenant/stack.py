@@ -15,6 +15,7 @@ import pulumi
 import pulumi_aws as aws
 
 from infra.common import child, tags
+from infra.platform.edge import validation_option
 from infra.tenant.args import TenantInfraArgs
 from infra.tenant.edge import DedicatedEdge, PooledTenantEdge, StaticBucket
 from infra.tenant.runtime import TenantRuntime
@@ -87,25 +88,35 @@ class TenantStack(pulumi.ComponentResource):
 
     def _certificate(self, name: str, args: TenantInfraArgs, t: dict[str, str]
                      ) -> tuple[pulumi.Output[str] | None, pulumi.Output | list]:
+        """The custom domain's certificate (us-east-1, where CloudFront reads it). Once attached
+        it is the edge's only viewer certificate, so it names the tenant's own host too; that
+        name's validation record is ours to write, in the platform zone. Returns the ARN to
+        attach (None: not yet) and the records the domain's owner publishes (its own only)."""
         self.certificate: aws.acm.Certificate | None = None
         if not args.custom_domain:
             return None, []
+        host = args.names.host
         us_east_1 = aws.Provider(f"{name}-us-east-1", region="us-east-1", opts=child(self))
         cert = aws.acm.Certificate(
-            f"{name}-cert", domain_name=args.custom_domain, validation_method="DNS", tags=t,
-            opts=child(self, provider=us_east_1))
+            f"{name}-cert", domain_name=args.custom_domain, subject_alternative_names=[host],
+            validation_method="DNS", tags=t, opts=child(self, provider=us_east_1))
         self.certificate = cert
-        records = cert.domain_validation_options.apply(lambda opts: [
+        options = cert.domain_validation_options
+        records = options.apply(lambda opts: [
             {"name": o.resource_record_name, "type": o.resource_record_type, "value": o.resource_record_value}
-            for o in opts])
+            for o in opts if o.domain_name == args.custom_domain])
+
+        def validation_record(resource: str, zone_id: str, domain: str) -> aws.route53.Record:
+            check = options.apply(lambda opts: validation_option(opts, domain))
+            return aws.route53.Record(
+                resource, zone_id=zone_id, ttl=60, allow_overwrite=True, name=check.resource_record_name,
+                type=check.resource_record_type, records=[check.resource_record_value], opts=child(self))
+
+        own = validation_record(f"{name}-host-cert-validation", args.zone_id, host)
         if args.custom_domain_zone_id:
-            rec = aws.route53.Record(
-                f"{name}-cert-validation", zone_id=args.custom_domain_zone_id, ttl=60, allow_overwrite=True,
-                name=cert.domain_validation_options[0].resource_record_name,
-                type=cert.domain_validation_options[0].resource_record_type,
-                records=[cert.domain_validation_options[0].resource_record_value], opts=child(self))
+            rec = validation_record(f"{name}-cert-validation", args.custom_domain_zone_id, args.custom_domain)
             done = aws.acm.CertificateValidation(
-                f"{name}-cert-validated", certificate_arn=cert.arn, validation_record_fqdns=[rec.fqdn],
+                f"{name}-cert-validated", certificate_arn=cert.arn, validation_record_fqdns=[rec.fqdn, own.fqdn],
                 opts=child(self, provider=us_east_1))
             return done.certificate_arn, records
         if args.custom_domain_ready:

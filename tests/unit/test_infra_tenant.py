@@ -8,6 +8,7 @@ import inspect
 import json
 from functools import lru_cache
 
+import pulumi
 import pytest
 
 from contracts.tenant import InvalidTenantId, tenant_names
@@ -493,3 +494,36 @@ def test_a_pooled_tenant_joins_the_platforms_connection_group_its_dns_points_at(
     assert host["records"] == [REFS.pooled_routing_endpoint]
     program = run_tenant_program(PROGRAM_CONFIG | {"hostplane:routed": "true"})
     assert one(program, "aws:cloudfront/distributionTenant:DistributionTenant").inputs["connectionGroupId"] == "CG1"
+
+
+def covers(cert_names: list[str], host: str) -> bool:
+    return any(n == host or (n.startswith("*.") and host.split(".", 1)[1] == n[2:]) for n in cert_names)
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+@pytest.mark.parametrize("custom", [{"custom_domain_zone_id": "Z2"}, {"custom_domain_ready": True}])
+def test_the_attached_certificate_covers_every_name_the_edge_serves(edge, custom):
+    """Item 10: once the custom domain's certificate is attached it is the only viewer
+    certificate, so it must name <tenant>.<base domain> too (validated in the platform zone)."""
+    m = run_program(lambda: TenantStack("acme", tenant_args("acme", edge, custom_domain="shop.example.com",
+                                                            **custom)))
+    cert = one(m, "aws:acm/certificate:Certificate").inputs
+    names = [cert["domainName"], *cert.get("subjectAlternativeNames", [])]
+    if edge == "dedicated":
+        dist = one(m, "aws:cloudfront/distribution:Distribution").inputs
+        served = dist["aliases"]
+        assert dist["viewerCertificate"]["acmCertificateArn"].endswith("acme-cert")
+    else:
+        tenant = one(m, "aws:cloudfront/distributionTenant:DistributionTenant").inputs
+        served = [d["domain"] for d in tenant["domains"]]
+        assert tenant["customizations"]["certificate"]["arn"].endswith("acme-cert")
+    assert sorted(served) == ["acme.apps.example.com", "shop.example.com"]
+    assert all(covers(names, h) for h in served), (names, served)
+    # our own name's validation record is ours to write, in the platform zone
+    records = [r.inputs for r in of_type(m, "aws:route53/record:Record")]
+    assert any(r["zoneId"] == "Z1" and r["name"] == "_x.acme.apps.example.com." for r in records)
+    # the owner is asked to publish only the custom domain's records (certificateValidation)
+    seen: list = []
+    run_program(lambda: pulumi.Output.from_input(TenantStack("acme", tenant_args(
+        "acme", edge, custom_domain="shop.example.com", **custom)).validation_records).apply(seen.append))
+    assert [[r["name"] for r in records] for records in seen] == [["_x.shop.example.com."]]
