@@ -200,7 +200,10 @@ class PooledEdge(pulumi.ComponentResource):
                      {"event_type": "viewer-response", "function_arn": response_fn.arn}]
         managed = aws.cloudfront.get_cache_policy_output(name="Managed-CachingDisabled")
         optimized = aws.cloudfront.get_cache_policy_output(name="Managed-CachingOptimized")
-        all_viewer = aws.cloudfront.get_origin_request_policy_output(name="Managed-AllViewer")
+        # Not the viewer's Host: the ALB's certificate names edge.<base domain> only (as the
+        # dedicated edge's ALL_VIEWER_EXCEPT_HOST).
+        all_viewer = aws.cloudfront.get_origin_request_policy_output(name="Managed-AllViewerExceptHostHeader")
+        region = aws.get_region_output().region
         self.distribution = aws.cloudfront.MultitenantDistribution(
             f"{name}-pooled", comment=f"{args.prefix} pooled tenants", enabled=True, http_version="http2and3",
             # The provider's shape (MultitenantDistributionTenantConfigParameterDefinitionArgs):
@@ -215,7 +218,10 @@ class PooledEdge(pulumi.ComponentResource):
                  "custom_origin_configs": [{"http_port": 80, "https_port": 443,
                                             "origin_protocol_policy": "https-only",
                                             "origin_ssl_protocols": ["TLSv1.2"]}]},
-                {"id": "static", "domain_name": f"{args.prefix}-{{{{tenant}}}}-static.s3.amazonaws.com",
+                # The bucket's regional name (the global one answers 307 outside us-east-1
+                # while DNS catches up, up to a day), as the dedicated edge's origin.
+                {"id": "static", "domain_name": pulumi.Output.concat(
+                    f"{args.prefix}-{{{{tenant}}}}-static.s3.", region, ".amazonaws.com"),
                  "origin_access_control_id": _oac(self, name, args.prefix).id},
             ],
             default_cache_behavior={

@@ -915,3 +915,24 @@ def test_the_execution_role_may_decrypt_the_platform_secret_it_injects():
     (decrypt,) = [st for st in sts if "kms:Decrypt" in as_list(st["Action"])]
     assert as_list(decrypt["Action"]) == ["kms:Decrypt"] and as_list(decrypt["Resource"]) == [key_arn]
     assert decrypt["Condition"] == {"StringEquals": {"kms:ViaService": f"secretsmanager.{REGION}.amazonaws.com"}}
+
+
+def pooled_distribution() -> dict:
+    (dist,) = of_type("aws:cloudfront/multitenantDistribution:MultitenantDistribution")
+    return dist.inputs
+
+
+def test_the_pooled_static_origin_is_the_buckets_regional_endpoint():
+    """Item 11: the global s3.amazonaws.com name answers 307 outside us-east-1 until DNS
+    catches up (up to a day); the dedicated edge already uses the regional name."""
+    static = next(o for o in pooled_distribution()["origins"] if o["id"] == "static")
+    assert static["domainName"] == f"hostplane-{{{{tenant}}}}-static.s3.{REGION}.amazonaws.com"
+
+
+def test_the_pooled_edge_sends_the_origin_its_own_host_name_like_the_dedicated_one():
+    """Item 12: with the viewer's Host, CloudFront would ask the ALB for the tenant's host name,
+    which the ALB's certificate (edge.<base domain>) does not cover."""
+    from infra.tenant.edge import ALL_VIEWER_EXCEPT_HOST  # noqa: F401  (the dedicated edge's managed policy)
+
+    behavior = pooled_distribution()["defaultCacheBehavior"]
+    assert behavior["originRequestPolicyId"] == "Managed-AllViewerExceptHostHeader-id"
