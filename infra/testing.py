@@ -53,6 +53,9 @@ class RecordingMocks(pulumi.runtime.Mocks):
         # (type, name) -> the (type, name)s it waits for (depends_on and every input's
         # resource): what orders the engine's `up` (RecordingMonitor)
         self.dependencies: dict[tuple[str, str], set[tuple[str, str]]] = {}
+        # (type, name) -> the resource options the engine receives (protect, ignoreChanges,
+        # customTimeouts, retainOnDelete, deleteBeforeReplace)
+        self.options: dict[tuple[str, str], dict[str, Any]] = {}
         self.stack_outputs = stack_outputs or {}  # what a StackReference reads
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs) -> tuple[str, dict[str, Any]]:
@@ -111,7 +114,13 @@ class RecordingMonitor(pulumi.runtime.mocks.MockMonitor):
         deps = set(request.dependencies)
         for prop in request.propertyDependencies.values():
             deps |= set(prop.urns)
-        self.mocks.dependencies[(request.type, request.name)] = {_type_and_name(urn) for urn in deps}
+        key = (request.type, request.name)
+        self.mocks.dependencies[key] = {_type_and_name(urn) for urn in deps}
+        timeouts = request.customTimeouts
+        self.mocks.options[key] = {
+            "protect": request.protect, "ignoreChanges": list(request.ignoreChanges),
+            "retainOnDelete": request.retainOnDelete, "deleteBeforeReplace": request.deleteBeforeReplace,
+            "customTimeouts": {k: getattr(timeouts, k) for k in ("create", "update", "delete") if getattr(timeouts, k)}}
         return super().RegisterResource(request)
 
 

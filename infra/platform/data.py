@@ -82,8 +82,11 @@ class Cache(pulumi.ComponentResource):
         self.user_group = aws.elasticache.UserGroup(
             f"{name}-users", user_group_id=f"{args.name}-tenants", engine="valkey",
             user_ids=[default.user_id, admin.user_id], tags=t,
-            # tenant stacks add their users through UserGroupAssociation
-            opts=child(self, ignore_changes=["userIds"]))
+            # Tenant stacks add their users through UserGroupAssociation: the member list is
+            # this program's only at creation. A replacement would be a new, empty group (every
+            # tenant user detached, their stacks' associations stale): protected, so it takes a
+            # deliberate `pulumi state unprotect` (infra/README.md).
+            opts=child(self, ignore_changes=["userIds"], protect=True))
         self.group = aws.elasticache.ReplicationGroup(
             f"{name}-valkey", replication_group_id=f"{args.name}-cache", description="hostplane tenant cache",
             engine="valkey", engine_version=VALKEY_ENGINE_VERSION, node_type=args.cache_node_type,

@@ -29,6 +29,9 @@ ELASTICACHE_RESTRICTED = frozenset({"bgrewriteaof", "bgsave", "config", "debug",
                                     "slaveof", "shutdown", "sync"})
 
 
+CACHE_GROUP_TIMEOUT = "45m"
+
+
 def cache_access_string(prefix: str) -> str:
     """The local ACL user's rules (services/resources/cache.py), less those naming a command
     ElastiCache restricts."""
@@ -82,9 +85,13 @@ class TenantStack(pulumi.ComponentResource):
             f"{name}-cache-user", user_id=f"{args.prefix}-{names.cache_user}", user_name=names.cache_user,
             engine="valkey", access_string=cache_access_string(names.cache_prefix),
             authentication_mode={"type": "password", "passwords": [password]}, tags=t, opts=child(self))
+        # Every tenant's association modifies the one platform group; while it is `modifying`
+        # ElastiCache refuses the next (InvalidUserGroupState), which the provider retries until
+        # the create/delete timeout (10 min by default): room for a queue of concurrent stacks.
         aws.elasticache.UserGroupAssociation(
             f"{name}-cache-group", user_group_id=args.platform.cache_user_group_id,
-            user_id=self.cache_user.user_id, opts=child(self))
+            user_id=self.cache_user.user_id, opts=child(self, custom_timeouts=pulumi.CustomTimeouts(
+                create=CACHE_GROUP_TIMEOUT, delete=CACHE_GROUP_TIMEOUT)))
 
     def _certificate(self, name: str, args: TenantInfraArgs, t: dict[str, str]
                      ) -> tuple[pulumi.Output[str] | None, pulumi.Output | list]:

@@ -936,3 +936,13 @@ def test_the_pooled_edge_sends_the_origin_its_own_host_name_like_the_dedicated_o
 
     behavior = pooled_distribution()["defaultCacheBehavior"]
     assert behavior["originRequestPolicyId"] == "Managed-AllViewerExceptHostHeader-id"
+
+
+def test_the_tenants_cache_user_group_cannot_be_replaced_or_rewritten_by_a_platform_update():
+    """Item 14: tenant users join by association (their own stacks); the group's own member
+    list is ignored after creation, and a replacement (new group: every tenant user detached)
+    or deletion needs the protection lifted first."""
+    (group,) = of_type("aws:elasticache/userGroup:UserGroup")
+    opts = platform().options[("aws:elasticache/userGroup:UserGroup", group.name)]
+    assert opts["ignoreChanges"] == ["userIds"]
+    assert opts["protect"] is True

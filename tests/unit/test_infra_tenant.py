@@ -527,3 +527,13 @@ def test_the_attached_certificate_covers_every_name_the_edge_serves(edge, custom
     run_program(lambda: pulumi.Output.from_input(TenantStack("acme", tenant_args(
         "acme", edge, custom_domain="shop.example.com", **custom)).validation_records).apply(seen.append))
     assert [[r["name"] for r in records] for records in seen] == [["_x.shop.example.com."]]
+
+
+def test_concurrent_tenant_cache_associations_have_time_to_wait_their_turn():
+    """Item 14: ModifyUserGroup fails with InvalidUserGroupState while the group is modifying;
+    the provider retries that until the create/delete timeout (10 min by default), which
+    concurrent tenant stacks can exhaust."""
+    m = declared("acme", "pooled")
+    (assoc,) = of_type(m, "aws:elasticache/userGroupAssociation:UserGroupAssociation")
+    timeouts = m.options[(assoc.typ, assoc.name)]["customTimeouts"]
+    assert timeouts == {"create": "45m", "delete": "45m"}
