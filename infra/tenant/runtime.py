@@ -113,7 +113,10 @@ class TenantRuntime(pulumi.ComponentResource):
             f"{name}-srv", name=names.runtime_service, tags=t, opts=child(self),
             dns_config={"namespace_id": p.namespace_id, "routing_policy": "MULTIVALUE",
                         "dns_records": [{"type": "SRV", "ttl": 10}]},
-            health_check_custom_config={})
+            health_check_custom_config={},
+            # DeleteService fails while instances are registered; on destroy the tasks may still
+            # be deregistering: the provider deregisters what is left first.
+            force_destroy=True)
         self.service = aws.ecs.Service(
             f"{name}-service", name=names.runtime_service, cluster=p.cluster_arn, task_definition=self.task.arn,
             desired_count=args.min_tasks, ordered_placement_strategies=BINPACK,

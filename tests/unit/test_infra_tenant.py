@@ -537,3 +537,10 @@ def test_concurrent_tenant_cache_associations_have_time_to_wait_their_turn():
     (assoc,) = of_type(m, "aws:elasticache/userGroupAssociation:UserGroupAssociation")
     timeouts = m.options[(assoc.typ, assoc.name)]["customTimeouts"]
     assert timeouts == {"create": "45m", "delete": "45m"}
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+def test_the_tenants_cloud_map_service_is_deleted_with_its_instances(edge):
+    """Item 15: DeleteService fails while instances are registered (tasks still deregistering)."""
+    srv = one(declared("acme", edge), "aws:servicediscovery/service:Service").inputs
+    assert srv["forceDestroy"] is True
