@@ -257,8 +257,11 @@ class Agent:
     @staticmethod
     def reloader_env(folder: Path) -> dict[str, str]:
         """All a reloader gets of an environment: no AWS credentials, no HOSTPLANE_*."""
+        # PYTHONPATH: the agent's own checkout, the one the sandbox binds (a venv's editable
+        # install may point at another checkout, which the sandbox does not show).
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-                "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(folder)}
+                "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(folder),
+                "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
     def ports(self, service: DesiredService, rec: TenantRuntime | None) -> tuple[int, int] | None:
         """(app port, health port): the app port is the registered one (router-config points the

@@ -135,15 +135,15 @@ def assert_no_duplicate_runtimes(settings, tenants) -> None:
         rec = recorded.get(t)
         assert rec and rec.get("pid") and psutil.pid_exists(rec["pid"]), f"{t}: no live runtime ({rec})"
         runtime_dir = f"{home}/runtime/{t}"
-        reloaders = []
+        matching = {}
         for p in psutil.process_iter(["pid", "cmdline", "ppid"]):
             cmd = " ".join(p.info["cmdline"] or [])
             if "reloader" in cmd and runtime_dir in cmd and "reloader.agent" not in cmd:
-                parent = p.info["ppid"]
-                # count only top-level reloaders, not their own workers
-                if not any(parent == q.pid for q in reloaders):
-                    reloaders.append(p)
-        assert len(reloaders) <= 1, f"{t}: {len(reloaders)} reloaders: {[r.pid for r in reloaders]}"
+                matching[p.info["pid"]] = p.info["ppid"]
+        # Count only top-level ones: not the reloader's workers, nor the sandbox's chain
+        # (cgroup shell -> bwrap -> bwrap's init -> reloader) below one runtime.
+        reloaders = [pid for pid, parent in matching.items() if parent not in matching]
+        assert len(reloaders) <= 1, f"{t}: {len(reloaders)} reloaders: {reloaders}"
 
 
 def tenant_show(env, name: str) -> dict:
