@@ -11,6 +11,7 @@ comes from stack config as a Pulumi secret (encrypted by the KMS secrets provide
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass
 
 import pulumi
@@ -66,6 +67,7 @@ class Cache(pulumi.ComponentResource):
                  opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hostplane:platform:Cache", name, None, opts)
         t = tags("cache")
+        admin_password = pulumi.Output.from_input(admin_password).apply(check_cache_password)
         subnets = aws.elasticache.SubnetGroup(f"{name}-cache", subnet_ids=args.subnet_ids, tags=t, opts=child(self))
         # A user group for the valkey engine holds only password (or IAM) users (ElastiCache
         # RBAC), so `default` has a password, derived and given to no one, and is `off`: it
@@ -102,3 +104,17 @@ class Cache(pulumi.ComponentResource):
 def _disabled_user_password(admin_password: str) -> str:
     """64 hex characters (ElastiCache: 16-128 printable), not the admin's and not revealing it."""
     return hashlib.sha256(f"hostplane-default-user-off:{admin_password}".encode()).hexdigest()
+
+
+# ElastiCache user passwords: 16-128 printable characters, none of / " @ (CreateUser,
+# AuthenticationMode); the admin's also sits in the rediss:// URL of the platform secret, so
+# nothing a URL's user-info part would misread (% # ? and the rest of RFC 3986's delimiters).
+CACHE_PASSWORD = re.compile(r"[A-Za-z0-9._~!$&'()*+,;=:-]{16,128}")
+
+
+def check_cache_password(password: str) -> str:
+    """The password, or a ValueError that names the rule (never the value)."""
+    if not CACHE_PASSWORD.fullmatch(password):
+        raise ValueError("hostplane:cacheAdminPassword must be 16-128 characters of A-Z a-z 0-9 . _ ~ - "
+                         "(and ! $ & ' ( ) * + , ; = :), e.g. `openssl rand -hex 32`")
+    return password

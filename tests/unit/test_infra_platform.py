@@ -946,3 +946,24 @@ def test_the_tenants_cache_user_group_cannot_be_replaced_or_rewritten_by_a_platf
     opts = platform().options[("aws:elasticache/userGroup:UserGroup", group.name)]
     assert opts["ignoreChanges"] == ["userIds"]
     assert opts["protect"] is True
+
+
+def test_the_runbooks_cache_password_is_one_elasticache_and_a_url_accept():
+    """Item 16: base64 has / + =: ElastiCache refuses / (and " @), the rediss:// URL in the
+    platform secret breaks on / and @; the runbook makes hex, the program refuses the rest."""
+    import re
+    import subprocess
+    from pathlib import Path
+
+    from infra.platform.data import check_cache_password
+
+    readme = (Path(__file__).resolve().parents[2] / "infra" / "README.md").read_text()
+    (line,) = [ln for ln in readme.splitlines() if "hostplane:cacheAdminPassword" in ln and "config set" in ln]
+    command = re.search(r'"\$\((openssl [^)]*)\)"', line).group(1)
+    for _ in range(20):
+        check_cache_password(subprocess.run(command.split(), capture_output=True, text=True, check=True).stdout.strip())
+    for bad in ("short", "a" * 129, "abcdefghijklmnop/q", 'abcdefghijklmnop"q', "abcdefghijklmnop@q", "abcd efghijklmnopq"):
+        with pytest.raises(ValueError, match="cacheAdminPassword"):
+            check_cache_password(bad)
+    with pytest.raises(ValueError, match="cacheAdminPassword"):
+        run_platform(**{"hostplane:cacheAdminPassword": "k8Zl1/Qm3r+Hc0aFJ9w2sTq5Yx4Vb7Nn=="})
