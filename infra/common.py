@@ -7,6 +7,7 @@ would receive and can refuse any statement allowing `*` on `*`.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pulumi
@@ -21,9 +22,23 @@ DEFAULT_PREFIX = "hostplane"
 BINPACK = [{"type": "binpack", "field": "memory"}]
 
 
+# `hostplane:prefix`: IAM scopes this installation's resources by `<prefix>-*` ARNs
+# (infra/platform/permissions.py), which would also match every installation whose prefix
+# starts with `<prefix>-`: so no hyphen. 16 at most keeps every derived name within AWS's
+# limits (bucket `<prefix>-<31-char tenant>-static` <= 63, ElastiCache ids <= 40).
+PREFIX = re.compile(r"[a-z][a-z0-9]{0,15}")
+
+
+def check_prefix(prefix: str) -> str:
+    if not PREFIX.fullmatch(prefix):
+        raise ValueError(f"hostplane:prefix must be 1-16 lowercase letters and digits, starting with a letter, "
+                         f"no hyphen (IAM's <prefix>-* would match other installations), not {prefix!r}")
+    return prefix
+
+
 def installation() -> str:
     """The running program's prefix: both programs read it from `hostplane:prefix`."""
-    return pulumi.Config("hostplane").get("prefix") or DEFAULT_PREFIX
+    return check_prefix(pulumi.Config("hostplane").get("prefix") or DEFAULT_PREFIX)
 
 
 def tags(component: str, tenant_id: str | None = None, **extra: str) -> dict[str, str]:

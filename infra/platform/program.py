@@ -7,6 +7,7 @@ import ipaddress
 
 import pulumi
 
+from infra.common import installation
 from infra.platform.cluster import Cluster, ClusterArgs
 from infra.platform.control_plane import ApiEndpoint, ControlPlane, ControlPlaneArgs, Secrets, TenantStackTarget
 from infra.platform.data import Cache, DataArgs, Database
@@ -19,7 +20,7 @@ from infra.platform.storage import ArtifactFileSystem, ArtifactsArgs
 class PlatformStack(pulumi.ComponentResource):
     def __init__(self, name: str, config: pulumi.Config, opts: pulumi.ResourceOptions | None = None) -> None:
         super().__init__("hostplane:platform:PlatformStack", name, None, opts)
-        prefix = config.get("prefix") or "hostplane"
+        prefix = installation()  # hostplane:prefix, checked
         parent = pulumi.ResourceOptions(parent=self)
         net = Network("net", NetworkArgs(name=prefix, **api_clients(config)), parent)
         secrets = Secrets("secrets", prefix, parent)

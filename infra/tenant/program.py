@@ -6,6 +6,7 @@ from __future__ import annotations
 import pulumi
 import pulumi_aws as aws
 
+from infra.common import installation
 from infra.tenant.args import PlatformRefs, TenantInfraArgs
 from infra.tenant.stack import TenantStack
 
@@ -34,7 +35,7 @@ def tenant_args(config: pulumi.Config, platform: PlatformRefs) -> TenantInfraArg
         custom_domain_zone_id=config.get("customDomainZoneId"),
         custom_domain_ready=config.get_bool("customDomainReady") or False,
         routed=config.get_bool("routed") or False,  # unset until router-config routes the tenant
-        prefix=config.get("prefix") or "hostplane",
+        prefix=installation(),  # hostplane:prefix, checked
     )
 
 

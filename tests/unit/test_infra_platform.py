@@ -967,3 +967,34 @@ def test_the_runbooks_cache_password_is_one_elasticache_and_a_url_accept():
             check_cache_password(bad)
     with pytest.raises(ValueError, match="cacheAdminPassword"):
         run_platform(**{"hostplane:cacheAdminPassword": "k8Zl1/Qm3r+Hc0aFJ9w2sTq5Yx4Vb7Nn=="})
+
+
+def test_no_wildcard_of_one_installation_matches_another_installations_names():
+    """Item 17: `hostplane-*-static` and `role/hostplane-t-*` also match an installation whose
+    prefix starts with `hostplane-` (hostplane-staging, hostplane-t): prefixes hold no hyphen, so
+    `<prefix>-*` names exactly one installation's resources."""
+    from fnmatch import fnmatchcase
+
+    from infra.common import check_prefix
+
+    ours = [r for st in permissions("provisioner", stack_scope("hostplane")) for r in as_list(st["Resource"])]
+    for other in ("hostplane-staging", "hostplane-t", "hostplane2", "hostplanex", "hostpla"):
+        try:
+            check_prefix(other)
+        except ValueError:
+            continue
+        n = tenant_names("acme", prefix=other, base_domain="other.example.com")
+        s = stack_scope(other)
+        theirs = [f"arn:aws:s3:::{n.bucket}", f"arn:aws:s3:::{n.bucket}/index.html",
+                  f"arn:aws:iam::{s.account}:role/{n.task_role}",
+                  s.arn("ecs", f"task-definition/{n.runtime_service}:1"),
+                  s.arn("ecs", f"service/{other}/{n.runtime_service}"), s.arn("logs", f"log-group:/{other}/tenants/acme"),
+                  s.arn("elasticache", f"user:{other}-{n.cache_user}"), s.arn("cloudfront", f"function/{other}-acme-req",
+                                                                           regional=False),
+                  s.arn("secretsmanager", f"secret:{n.secret}-AbCdEf")]
+        assert not [(t, o) for t in theirs for o in ours if o != "*" and fnmatchcase(t, o)], other
+    for bad in ("hostplane-staging", "Hostplane", "1hostplane", "hostplane_x", "a" * 17, ""):
+        with pytest.raises(ValueError, match="hostplane:prefix"):
+            check_prefix(bad)
+    with pytest.raises(ValueError, match="hostplane:prefix"):
+        run_platform(**{"hostplane:prefix": "hostplane-staging"})
