@@ -84,6 +84,10 @@ def service_environment(service: str, *, prefix: str, region: str, stack_env: di
         env["HOSTPLANE_ARTIFACTS_DIR"] = "/artifacts"
     if service in STACK_DRIVERS:
         env |= stack_env
+        # A task that selects an existing tenant stack has no Pulumi.<stack>.yaml (only the task
+        # that created it had); the CLI then uses the secrets manager recorded in the stack's
+        # state (awskms, the platform key) instead of a default passphrase one that fails.
+        env["PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER"] = "true"
     return env
 
 

@@ -998,3 +998,14 @@ def test_no_wildcard_of_one_installation_matches_another_installations_names():
             check_prefix(bad)
     with pytest.raises(ValueError, match="hostplane:prefix"):
         run_platform(**{"hostplane:prefix": "hostplane-staging"})
+
+
+@pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
+def test_a_fresh_stack_driver_task_decrypts_with_the_secrets_provider_recorded_in_state(service):
+    """Item 18: `create_stack` passes --secrets-provider, but a task that only selects an existing
+    stack has no Pulumi.<stack>.yaml; without PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER the CLI
+    then makes a default (passphrase) secrets manager for a DIY backend and fails. The variable
+    reaches the CLI: the Automation API runs it with the task's environment (os.environ)."""
+    assert environment(service)["PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER"] == "true"
+    for other in set(SERVICES) - STACK_DRIVERS:
+        assert not [k for k in environment(other) if k.startswith("PULUMI_")]
