@@ -48,3 +48,19 @@ def consumed_types(service: str) -> list[str]:
 def event_types() -> list[str]:
     """Every registered detail-type, sorted."""
     return sorted({e.event_type for e in registered_events()})
+
+
+KINDS = ("fact", "command")
+
+
+def kind_of(event_type: str) -> str:
+    """"fact" or "command" (the model's `kind`; every major of a type has the same)."""
+    kinds = {e.kind for e in registered_events() if e.event_type == event_type}
+    if len(kinds) != 1:
+        raise ValueError(f"event type {event_type!r} has kinds {sorted(kinds)}")
+    return kinds.pop()
+
+
+def command_types() -> list[str]:
+    """Every command's detail-type, sorted (the intents the API records)."""
+    return sorted({e.event_type for e in registered_events() if e.kind == "command"})

@@ -35,6 +35,10 @@ class Event(BaseModel):
     # projection and the bus topology (rules per consumer queue) derive from these.
     producers: ClassVar[tuple[str, ...]] = ()
     consumers: ClassVar[tuple[str, ...]] = ()
+    # "command": someone wants something (an intent the API recorded; replaying one that is
+    # no longer the tenant's latest intent changes nothing); "fact": something happened
+    # (replaying one re-derives projections, never an older desired state). docs/replay.md.
+    kind: ClassVar[str]
 
     @classmethod
     def major(cls) -> int:
@@ -120,11 +124,14 @@ class Envelope(BaseModel, Generic[E]):
         cause: Envelope[Any] | None = None,
         incarnation: uuid.UUID | None = None,
     ) -> Envelope[Any]:
-        """Wrap a payload. With `cause`, correlation and incarnation are carried and
-        causation set."""
+        """Wrap a payload. With `cause`, correlation, incarnation and replay mark are
+        carried and causation set: what a replay causes is replay output, never history
+        a later replay re-publishes (events.replay)."""
+        replay_id = None
         if cause is not None:
             correlation_id = cause.correlation_id
             incarnation = incarnation or cause.incarnation
+            replay_id = cause.replay_id
         return Envelope[type(data)](  # type: ignore[misc]
             event_id=uuid.uuid4(),
             event_type=data.event_type,
@@ -134,6 +141,7 @@ class Envelope(BaseModel, Generic[E]):
             correlation_id=correlation_id or uuid.uuid4(),
             causation_id=cause.event_id if cause is not None else None,
             producer=producer,
+            replay_id=replay_id,
             incarnation=incarnation,
             data=data,
         )

@@ -73,6 +73,7 @@ class TenantRequested(Event):
     event_type = "TenantRequested"
     schema_version = "1.2"
     producers = ("api",)
+    kind = "command"
     consumers = ("api", "provisioner")
 
     spec_ref: SpecRef
@@ -100,6 +101,7 @@ class AppUpdateRequested(Event):
     event_type = "AppUpdateRequested"
     schema_version = "1.2"
     producers = ("api",)
+    kind = "command"
     consumers = ("api", "builder")
 
     spec_ref: SpecRef
@@ -125,6 +127,7 @@ class TenantDeletionRequested(Event):
     event_type = "TenantDeletionRequested"
     schema_version = V1
     producers = ("api",)
+    kind = "command"
     consumers = ("api", "router-config", "deprovisioner")
 
     requested_by: Actor | None = None
@@ -138,6 +141,7 @@ class DomainChangeRequested(Event):
     event_type = "DomainChangeRequested"
     schema_version = V1
     producers = ("api",)
+    kind = "command"
     consumers = ("api", "router-config")
 
     custom_domain: CustomDomain | None = None
@@ -153,6 +157,7 @@ class RollbackRequested(Event):
     event_type = "RollbackRequested"
     schema_version = V1
     producers = ("api",)
+    kind = "command"
     consumers = ("api", "builder")
 
     to_version: ReleaseVersion = Field(description="The retained release to serve again")
@@ -171,6 +176,7 @@ class TenantProvisioned(Event):
     event_type = "TenantProvisioned"
     schema_version = "1.1"
     producers = ("provisioner",)
+    kind = "fact"
     consumers = ("api", "builder", "router-config")
 
     database: PgIdentifier
@@ -197,6 +203,7 @@ class ProvisioningFailed(Failure):
     event_type = "ProvisioningFailed"
     schema_version = V1
     producers = ("provisioner",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
     lifecycle_stage = "provisioning"
 
@@ -214,6 +221,7 @@ class TenantChanged(Event):
     event_type = "TenantChanged"
     schema_version = "1.1"
     producers = ("builder",)
+    kind = "fact"
     consumers = ("api", "migrator")
 
     version: ReleaseVersion
@@ -237,6 +245,7 @@ class BuildFailed(Failure):
     event_type = "BuildFailed"
     schema_version = V1
     producers = ("builder",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
     lifecycle_stage = "building"
 
@@ -253,6 +262,7 @@ class MigrationsApplied(Event):
     event_type = "MigrationsApplied"
     schema_version = V1
     producers = ("migrator",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
 
     version: ReleaseVersion
@@ -266,6 +276,7 @@ class MigrationFailed(Failure):
     event_type = "MigrationFailed"
     schema_version = V1
     producers = ("migrator",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
     lifecycle_stage = "migrating"
 
@@ -297,6 +308,7 @@ class RouteConfigured(Event):
     event_type = "RouteConfigured"
     schema_version = "1.1"
     producers = ("router-config",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
 
     hosts: list[HostName] = Field(min_length=1)
@@ -313,6 +325,7 @@ class RouteRemoved(Event):
     event_type = "RouteRemoved"
     schema_version = V1
     producers = ("router-config",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
 
     route_id: RouteId
@@ -329,6 +342,7 @@ class ReleaseActivated(Event):
     event_type = "ReleaseActivated"
     schema_version = V1
     producers = ("reloader",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
 
     version: ReleaseVersion
@@ -345,6 +359,7 @@ class ReleaseFailed(Failure):
     event_type = "ReleaseFailed"
     schema_version = V1
     producers = ("reloader",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
     lifecycle_stage = "releasing"
 
@@ -361,6 +376,7 @@ class AppCrashed(Event):
     event_type = "AppCrashed"
     schema_version = V1
     producers = ("reloader",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
 
     version: ReleaseVersion
@@ -382,6 +398,7 @@ class TenantDeprovisioned(Event):
     event_type = "TenantDeprovisioned"
     schema_version = V1
     producers = ("deprovisioner",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
 
     removed: list[ResourceRef] = Field(default_factory=list, description="What was deleted now")
@@ -394,6 +411,7 @@ class DeprovisioningFailed(Failure):
     event_type = "DeprovisioningFailed"
     schema_version = V1
     producers = ("deprovisioner",)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
     lifecycle_stage = "deprovisioning"
 
@@ -417,6 +435,7 @@ class MessageDeadLettered(Event):
     event_type = "MessageDeadLettered"
     schema_version = V1
     producers = tuple(SERVICE_STAGES)
+    kind = "fact"
     consumers = EVERYONE_WATCHING
 
     service: Code = Field(description="The consuming service that gave up")

@@ -21,6 +21,14 @@ backoff (retry_delay_s × 2^(receives-1), capped at the visibility timeout) so i
 sooner than a full timeout, and after the queue's max receives SQS moves it to the DLQ;
 a failure on the last receive also publishes MessageDeadLettered, so the tenant's status
 shows the stuck stage instead of waiting forever.
+Fairness: at most `per_tenant_inflight` messages of one tenant are worked on at a time
+(its later ones wait in hand, their visibility kept by the heartbeat, and take no slot of
+`concurrency`), and the consumer keeps receiving while it holds fewer than `max_held`, so
+one tenant's backlog (a replay storm) cannot fill every slot: another tenant's message
+waits at most for the messages received before it to be *taken*, not worked off.
+A replayed command (replay_id set) that is no longer the tenant's latest intent changes
+nothing in a stage service (`command.superseded`, events.recorded.replay_superseded).
+
 On stop()/SIGTERM the consumer stops receiving, lets in-flight handlers finish within
 the grace period, then cancels the rest and releases their messages (visibility 0).
 """
@@ -60,6 +68,8 @@ class ConsumerOptions:
     heartbeat_s: float | None = None  # None: a third of the visibility timeout
     retry_delay_s: float = 2.0  # backoff base after a failure (0: retry at once)
     grace_period_s: float = 25.0  # in-flight handlers get this long on shutdown
+    per_tenant_inflight: int = 1  # messages of one tenant worked on at once (they serialise anyway)
+    max_held: int | None = None  # messages in hand, waiting included; None: 16 x concurrency
 
 
 class MalformedMessage(ValueError):
@@ -121,6 +131,8 @@ class Consumer:
         self._url: str | None = None
         self._stop = asyncio.Event()
         self._inflight: dict[asyncio.Task[None], dict[str, Any]] = {}
+        self.max_held = self.options.max_held or 16 * concurrency
+        self._slots = TenantSlots(self.options.per_tenant_inflight)
 
     @property
     def stopping(self) -> bool:
@@ -162,7 +174,8 @@ class Consumer:
         stop_wait = asyncio.ensure_future(self._stop.wait())
         try:
             while not self.stopping:
-                free = self.concurrency - len(self._inflight)
+                active = len(self._inflight) - self._slots.waiting
+                free = min(self.concurrency - active, self.max_held - len(self._inflight))
                 if free <= 0:
                     await asyncio.wait({*self._inflight, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
                     continue
@@ -182,7 +195,7 @@ class Consumer:
                     if self.stopping:
                         await self._set_visibility(msg, 0)
                         continue
-                    task = asyncio.create_task(self._handle(msg))
+                    task = asyncio.create_task(self._handle(msg, _tenant_of(msg)))
                     self._inflight[task] = msg
                     task.add_done_callback(lambda t: self._inflight.pop(t, None))
         finally:
@@ -212,13 +225,22 @@ class Consumer:
                 log.warning("message.released", message_id=msg["MessageId"])
                 await self._set_visibility(msg, 0)
 
-    async def _handle(self, msg: dict[str, Any]) -> None:
+    async def _handle(self, msg: dict[str, Any], tenant: str | None = None) -> None:
         structlog.contextvars.bind_contextvars(service=self.service, message_id=msg["MessageId"])
         receives = int(msg.get("Attributes", {}).get("ApproximateReceiveCount", 1))
         heartbeat = asyncio.create_task(self._heartbeat(msg))
+        try:
+            async with self._slots.slot(tenant):  # the tenant's turn (the heartbeat keeps the message)
+                await self._handle_in_slot(msg, receives, heartbeat)
+        finally:
+            heartbeat.cancel()
+
+    async def _handle_in_slot(self, msg: dict[str, Any], receives: int, heartbeat: asyncio.Task[None]) -> None:
         envelope: Envelope[Any] | None = None
         error: Exception | None = None
         try:
+            if self.stopping:
+                raise _Released
             envelope = self._read(msg)
             outcome = "ignored"
             if envelope is not None:
@@ -287,6 +309,9 @@ class Consumer:
             if await self._unrecorded(envelope):
                 await tx.complete(envelope, [])
                 return "unrecorded"
+            if await self._replay_superseded(envelope):
+                await tx.complete(envelope, [])
+                return "superseded"
             results = await handler(envelope, self.deps) or ()
             await tx.complete(envelope, [self.wrap(r, envelope) for r in results])
         return "handled"
@@ -315,6 +340,19 @@ class Consumer:
         if reason is None:
             return False
         log.warning("command.unrecorded", producer=envelope.producer, reason=reason)
+        return True
+
+    async def _replay_superseded(self, envelope: Envelope[Any]) -> bool:
+        """Is this a replayed command that is no longer the tenant's latest intent? A stage
+        service then changes nothing (docs/replay.md)."""
+        conn = current_connection()
+        if (self.service not in INCARNATION_CHECKED or conn is None or envelope.replay_id is None
+                or getattr(type(envelope.data), "kind", None) != "command"):
+            return False
+        newer = await recorded.replay_superseded(conn, envelope)
+        if newer is None:
+            return False
+        log.info("command.superseded", by=newer, reason="a replayed command a newer request replaced")
         return True
 
     async def _dead_lettered(self, envelope: Envelope[Any], error: Exception, receives: int) -> None:
@@ -369,6 +407,58 @@ class Consumer:
             )
         except Exception as exc:
             log.warning("message.visibility_failed", seconds=seconds, error=str(exc))
+
+
+class TenantSlots:
+    """At most `cap` holders per tenant; `waiting` counts those queued for their tenant's
+    turn (asyncio's semaphores wake waiters in order, so a tenant's messages keep theirs)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(1, cap)
+        self.waiting = 0
+        self._sems: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str | None):  # type: ignore[no-untyped-def]
+        if tenant is None:  # unreadable: no tenant to be fair to (it is refused at once)
+            yield
+            return
+        sem = self._sems.setdefault(tenant, asyncio.Semaphore(self.cap))
+        self._users[tenant] = self._users.get(tenant, 0) + 1
+        try:
+            if sem.locked():
+                self.waiting += 1
+                try:
+                    await sem.acquire()
+                finally:
+                    self.waiting -= 1
+            else:
+                await sem.acquire()
+            try:
+                yield
+            finally:
+                sem.release()
+        finally:
+            self._users[tenant] -= 1
+            if not self._users[tenant]:
+                del self._users[tenant], self._sems[tenant]
+
+    def busy(self, tenant: str) -> int:
+        """Holders and waiters of `tenant` (for tests and metrics)."""
+        return self._users.get(tenant, 0)
+
+
+def _tenant_of(msg: dict[str, Any]) -> str | None:
+    """The envelope's tenant id, read loosely (None when unreadable; `_read` says why)."""
+    try:
+        detail = json.loads(msg["Body"])["detail"]
+        if isinstance(detail, str):
+            detail = json.loads(detail)
+        tenant = detail.get("tenant_id")
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    return tenant[:128] if isinstance(tenant, str) else None
 
 
 def check_producer(model: type[Event], source: Any, detail: dict[str, Any]) -> None:

@@ -17,6 +17,8 @@ and an event is acted on only for the incarnation it belongs to.
   acts on it; the builder and migrator also for the facts that carry a command's fields.
 - `superseded`: a newer request replaced the one this command carries out (it is no
   longer the tenant's latest intent), so replaying it changes nothing.
+- `replay_superseded`: the same for a *replayed* command, per request kind (SUPERSEDED_BY);
+  the consumer asks it for every stage service (docs/replay.md).
 
 A tenant the API never recorded (`hostplane demo`, handlers driven directly in tests, a
 stage service without the API's tables) has nothing to compare: both checks pass.
@@ -155,6 +157,32 @@ async def superseded(db: Any, envelope: Envelope[Any]) -> str | None:
         "WHERE this.tenant_id = $1 AND this.correlation_id = $2 AND newer.kind = ANY($3::text[]) "
         "ORDER BY newer.generation DESC LIMIT 1",
         envelope.tenant_id, envelope.correlation_id, list(BUILD_KINDS))
+
+
+# What a replayed command yields to: the request kinds that, accepted after it, make it no
+# longer the tenant's latest intent. A newer create is another incarnation (skipped before).
+SUPERSEDED_BY = {
+    "create": ("create", "update", "rollback", "delete", "domain"),  # the tenant has moved on
+    "update": BUILD_KINDS,
+    "rollback": BUILD_KINDS,
+    "domain": ("create", "domain", "delete"),
+    "delete": ("create",),
+}
+
+
+async def replay_superseded(db: Any, envelope: Envelope[Any]) -> str | None:
+    """For a replayed command (replay_id set): the kind of a newer request that makes it no
+    longer the tenant's latest intent, or None. Replays only: a late first delivery of a
+    create overtaken by an update must still provision (the builder checks `superseded`)."""
+    kind = KIND_OF.get(envelope.event_type)
+    if envelope.replay_id is None or kind is None or not await _has_tables(db):
+        return None
+    return await db.fetchval(
+        "SELECT newer.kind FROM tenant_requests this JOIN tenant_requests newer "
+        "ON newer.tenant_id = this.tenant_id AND newer.generation > this.generation "
+        "WHERE this.tenant_id = $1 AND this.correlation_id = $2 AND newer.kind = ANY($3::text[]) "
+        "ORDER BY newer.generation DESC LIMIT 1",
+        envelope.tenant_id, envelope.correlation_id, list(SUPERSEDED_BY[kind]))
 
 
 class RecordedRequests:
