@@ -46,8 +46,38 @@ def _acm_validations(inputs: dict[str, Any]) -> list[dict[str, str]]:
              "resourceRecordValue": f"_y.{n}.acm-validations.aws."} for n in names]
 
 
+_UUID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
+# ARNs as AWS forms them, as long as real ones (IAM sizes and lints: tests/unit/test_infra_iam.py).
+_REAL_ARNS: dict[str, Callable[[dict[str, Any], str], str]] = {
+    "aws:s3/bucket:Bucket": lambda i, n: f"arn:aws:s3:::{i.get('bucket', n)}",
+    "aws:cloudwatch/logGroup:LogGroup": lambda i, n: f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{i.get('name', n)}",
+    "aws:kms/key:Key": lambda i, n: f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{_UUID}",
+    "aws:secretsmanager/secret:Secret":
+        lambda i, n: f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{i.get('name', n)}-AbCdEf",
+    "aws:efs/fileSystem:FileSystem":
+        lambda i, n: f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-0123456789abcdef0",
+    "aws:efs/accessPoint:AccessPoint":
+        lambda i, n: f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:access-point/fsap-0123456789abcdef0",
+    "aws:sqs/queue:Queue": lambda i, n: f"arn:aws:sqs:{REGION}:{ACCOUNT}:{i.get('name', n)}",
+    "aws:cloudwatch/eventBus:EventBus": lambda i, n: f"arn:aws:events:{REGION}:{ACCOUNT}:event-bus/{i.get('name', n)}",
+    "aws:cloudwatch/eventRule:EventRule":
+        lambda i, n: f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{i.get('eventBusName', 'default')}/{i.get('name', n)}",
+    "aws:servicediscovery/privateDnsNamespace:PrivateDnsNamespace":
+        lambda i, n: f"arn:aws:servicediscovery:{REGION}:{ACCOUNT}:namespace/ns-abcdefghijklmnop",
+    "aws:cloudfront/keyValueStore:KeyValueStore": lambda i, n: f"arn:aws:cloudfront::{ACCOUNT}:key-value-store/{_UUID}",
+    "aws:cloudfront/multitenantDistribution:MultitenantDistribution":
+        lambda i, n: f"arn:aws:cloudfront::{ACCOUNT}:distribution/E1ABCDEFGHIJKL",
+    "aws:cloudfront/distribution:Distribution": lambda i, n: f"arn:aws:cloudfront::{ACCOUNT}:distribution/E2ABCDEFGHIJKL",
+    "aws:cloudfront/function:Function": lambda i, n: f"arn:aws:cloudfront::{ACCOUNT}:function/{i.get('name', n)}",
+    "aws:ecs/cluster:Cluster": lambda i, n: f"arn:aws:ecs:{REGION}:{ACCOUNT}:cluster/{i.get('name', n)}",
+    "aws:iam/role:Role": lambda i, n: f"arn:aws:iam::{ACCOUNT}:role/{i.get('name', n)}",
+    "aws:iam/policy:Policy": lambda i, n: f"arn:aws:iam::{ACCOUNT}:policy/{i.get('name', n)}",
+}
+
+
 class RecordingMocks(pulumi.runtime.Mocks):
-    def __init__(self, stack_outputs: dict[str, Any] | None = None) -> None:
+    def __init__(self, stack_outputs: dict[str, Any] | None = None, *, real_arns: bool = False) -> None:
+        self.real_arns = real_arns
         self.resources: list[Declared] = []
         self.calls: list[str] = []
         # (type, name) -> the (type, name)s it waits for (depends_on and every input's
@@ -81,6 +111,8 @@ class RecordingMocks(pulumi.runtime.Mocks):
             **_EXTRA_OUTPUTS.get(args.typ, {}),
             **args.inputs,
         }
+        if self.real_arns and args.typ in _REAL_ARNS:
+            outputs["arn"] = _REAL_ARNS[args.typ](dict(args.inputs), args.name)
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs) -> dict[str, Any]:
@@ -145,7 +177,8 @@ def _unwrap(value: Any) -> Any:
 
 
 def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict[str, str] | None = None,
-                stack_outputs: dict[str, Any] | None = None, timeout: float = 60.0) -> RecordingMocks:
+                stack_outputs: dict[str, Any] | None = None, timeout: float = 60.0,
+                real_arns: bool = False) -> RecordingMocks:
     """Declare `program`'s resources under mocks; returns what was declared."""
     box: dict[str, Any] = {}
 
@@ -153,7 +186,7 @@ def run_program(program: Callable[[], Any], *, stack: str = "test", config: dict
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
         try:
-            mocks = RecordingMocks(stack_outputs)
+            mocks = RecordingMocks(stack_outputs, real_arns=real_arns)
             pulumi.runtime.set_mocks(mocks, project="hostplane", stack=stack, preview=False,
                                      organization="organization", monitor=RecordingMonitor(mocks))  # what a DIY backend reports
             if config:
