@@ -7,6 +7,12 @@ relay runs); a crash after publishing but before stamping publishes again, and c
 inboxes absorb the duplicate. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several
 relays can run side by side without publishing a row twice concurrently.
 
+Replays go at a lower priority and a bounded rate: a batch takes pending originals first,
+then at most what the relay's replay budget allows (`replay_rate` rows a second, a token
+bucket of one second's worth; HOSTPLANE_REPLAY_RATE, default 20), so an ops replay (and
+what it causes, which carries its replay_id) trickles onto the bus and never queues ahead
+of every tenant's live work (docs/replay.md).
+
 The relay wakes on NOTIFY (the insert trigger in events.store) and also polls, because a
 notification is lost while the relay is disconnected.
 """
@@ -14,6 +20,8 @@ notification is lost while the relay is disconnected.
 from __future__ import annotations
 
 import asyncio
+import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -26,6 +34,14 @@ from events.store import INSERT_PENDING, NOTIFY_CHANNEL, outbox_row
 log = structlog.get_logger(__name__)
 
 MAX_RETRY_DELAY_S = 300
+
+
+def default_replay_rate() -> float:
+    """Replayed rows a relay publishes per second (HOSTPLANE_REPLAY_RATE; 0: no limit)."""
+    try:
+        return max(0.0, float(os.environ.get("HOSTPLANE_REPLAY_RATE", "20")))
+    except ValueError:
+        return 20.0
 
 
 async def add_to_outbox(conn: Any, envelopes: Iterable[Envelope[Any]]) -> None:
@@ -41,6 +57,7 @@ SELECT seq, event_id::text, replay_id::text, event_type, source, detail::text AS
 FROM outbox
 WHERE published_at IS NULL AND (retry_at IS NULL OR retry_at <= now())
   AND ($2::text[] IS NULL OR source LIKE ANY($2::text[]))
+  AND (replay_id IS NOT NULL) = $3
 ORDER BY seq
 LIMIT $1
 FOR UPDATE SKIP LOCKED
@@ -81,8 +98,13 @@ class OutboxRelay:
         batch_size: int = 100,
         poll_interval_s: float = 5.0,
         sources: tuple[str, ...] | None = None,
+        replay_rate: float | None = None,
     ) -> None:
         self.pool = pool
+        self.replay_rate = default_replay_rate() if replay_rate is None else replay_rate
+        self._tokens = max(self.replay_rate, 1.0)
+        self._refilled = time.monotonic()
+        self.replays_waiting = False  # the budget ran out with replays still pending
         self.sources = list(sources) if sources is not None else None
         self.publisher = publisher
         self.batch_size = batch_size
@@ -99,7 +121,14 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Claim one batch, publish it, record the outcome. Returns rows claimed."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_CLAIM, self.batch_size, self.sources)
+            rows = list(await conn.fetch(_CLAIM, self.batch_size, self.sources, False))
+            budget = min(self._replay_budget(), self.batch_size - len(rows))
+            self.replays_waiting = False
+            if budget > 0:
+                replays = await conn.fetch(_CLAIM, budget, self.sources, True)
+                self._tokens -= len(replays)
+                self.replays_waiting = len(replays) == budget
+                rows += replays
             if not rows:
                 return 0
             by_key = {(r["event_id"], r["replay_id"]): r["seq"] for r in rows}
@@ -126,6 +155,16 @@ class OutboxRelay:
         log.debug("outbox.relayed", published=len(good))
         return len(rows)
 
+    def _replay_budget(self) -> int:
+        """Replayed rows this batch may take (the token bucket, refilled by elapsed time)."""
+        if self.replay_rate <= 0:
+            return self.batch_size
+        now = time.monotonic()
+        cap = max(self.replay_rate, 1.0)
+        self._tokens = min(cap, self._tokens + (now - self._refilled) * self.replay_rate)
+        self._refilled = now
+        return int(self._tokens)
+
     async def run(self) -> None:
         """Relay until stopped: drain what is pending, then sleep until NOTIFY or the poll."""
         async with self.pool.acquire() as listen_conn:
@@ -139,8 +178,11 @@ class OutboxRelay:
                     claimed = 0
                 if claimed >= self.batch_size:
                     continue  # more may be waiting
+                wait = self.poll_interval_s
+                if self.replays_waiting or self._replay_budget() < 1:  # come back when a token is due
+                    wait = min(wait, max(1.0 / max(self.replay_rate, 1e-3), 0.05))
                 try:
-                    await asyncio.wait_for(self._wake.wait(), self.poll_interval_s)
+                    await asyncio.wait_for(self._wake.wait(), wait)
                 except TimeoutError:
                     pass  # the poll: covers notifications missed while disconnected
             if self.listening and not listen_conn.is_closed():

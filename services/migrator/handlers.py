@@ -7,7 +7,8 @@ verified artifact. In one transaction, as the tenant's own role, under an adviso
 lock: re-read the ledger (already applied → nothing to do), apply the plan, record it.
 Only after the commit does the pointer move, and the ledger remembers that it moved, so
 a replay (or a redelivery after a crash anywhere) neither migrates twice nor moves the
-pointer again (a rollback made since stays). A failing statement rolls everything back:
+pointer again (a rollback made since stays). A TenantChanged older than the live release
+is skipped before its artifact is read (a replay of a pruned release is not a failure). A failing statement rolls everything back:
 MigrationFailed carries the server's message and the old release keeps serving.
 Connection and other transient errors are raised, so the consumer retries (then DLQ).
 
@@ -60,6 +61,11 @@ async def on_tenant_changed(envelope: Envelope[TenantChanged], deps: MigratorDep
             (reason := await deps.requests.unrecorded(envelope, ("allow_destructive",))):
         log.warning("command.unrecorded", field="allow_destructive", reason=reason)
         event = event.model_copy(update={"allow_destructive": False})
+    if (live := await _live_version(tenant, deps)) is not None and live > event.version:
+        # A replayed (or late) TenantChanged of an older release: the live pointer never
+        # moves back, and a pruned release is no failure (docs/replay.md).
+        log.info("migration.stale", version=event.version, live_version=live)
+        return []
     started = time.perf_counter()
     try:
         applied = await _migrate_and_release(tenant, event, str(envelope.correlation_id), deps)
@@ -71,6 +77,11 @@ async def on_tenant_changed(envelope: Envelope[TenantChanged], deps: MigratorDep
     log.info("migration.applied", version=event.version, migrations=applied,
              ms=round((time.perf_counter() - started) * 1000, 1))
     return [MigrationsApplied(version=event.version, migrations=applied)]
+
+
+async def _live_version(tenant: str, deps: MigratorDeps) -> int | None:
+    pointer = await asyncio.to_thread(deps.store.read_current, tenant)
+    return pointer.version if pointer is not None else None
 
 
 async def _migrate_and_release(tenant: str, event: TenantChanged, correlation_id: str,
