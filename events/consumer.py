@@ -195,11 +195,17 @@ class Consumer:
                     if self.stopping:
                         await self._set_visibility(msg, 0)
                         continue
-                    task = asyncio.create_task(self._handle(msg, _tenant_of(msg)))
+                    tenant = _tenant_of(msg)
+                    self._slots.claim(tenant)
+                    task = asyncio.create_task(self._handle(msg, tenant))
                     self._inflight[task] = msg
-                    task.add_done_callback(lambda t: self._inflight.pop(t, None))
+                    task.add_done_callback(lambda t, tenant=tenant: self._done(t, tenant))
         finally:
             stop_wait.cancel()
+
+    def _done(self, task: asyncio.Task[None], tenant: str | None) -> None:
+        self._inflight.pop(task, None)
+        self._slots.release(tenant)
 
     async def _receive(self, count: int) -> list[dict[str, Any]]:
         resp = await self._sqs.receive_message(
@@ -410,42 +416,42 @@ class Consumer:
 
 
 class TenantSlots:
-    """At most `cap` holders per tenant; `waiting` counts those queued for their tenant's
-    turn (asyncio's semaphores wake waiters in order, so a tenant's messages keep theirs)."""
+    """At most `cap` holders per tenant. A message is `claim`ed when received (so the
+    receive loop knows at once whether it takes a slot or waits), takes its turn in `slot`
+    (asyncio's semaphores wake waiters in order, so a tenant's messages keep theirs), and
+    is `release`d when its task ends, whatever happened."""
 
     def __init__(self, cap: int) -> None:
         self.cap = max(1, cap)
-        self.waiting = 0
         self._sems: dict[str, asyncio.Semaphore] = {}
         self._users: dict[str, int] = {}
 
-    @contextlib.asynccontextmanager
-    async def slot(self, tenant: str | None):  # type: ignore[no-untyped-def]
-        if tenant is None:  # unreadable: no tenant to be fair to (it is refused at once)
-            yield
-            return
-        sem = self._sems.setdefault(tenant, asyncio.Semaphore(self.cap))
-        self._users[tenant] = self._users.get(tenant, 0) + 1
-        try:
-            if sem.locked():
-                self.waiting += 1
-                try:
-                    await sem.acquire()
-                finally:
-                    self.waiting -= 1
-            else:
-                await sem.acquire()
-            try:
-                yield
-            finally:
-                sem.release()
-        finally:
+    @property
+    def waiting(self) -> int:
+        """Messages in hand that wait for their tenant's turn (they take no slot)."""
+        return sum(max(0, n - self.cap) for n in self._users.values())
+
+    def claim(self, tenant: str | None) -> None:
+        if tenant is not None:
+            self._users[tenant] = self._users.get(tenant, 0) + 1
+            self._sems.setdefault(tenant, asyncio.Semaphore(self.cap))
+
+    def release(self, tenant: str | None) -> None:
+        if tenant is not None and tenant in self._users:
             self._users[tenant] -= 1
             if not self._users[tenant]:
                 del self._users[tenant], self._sems[tenant]
 
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str | None):  # type: ignore[no-untyped-def]
+        if tenant is None or tenant not in self._sems:  # unreadable: refused at once anyway
+            yield
+            return
+        async with self._sems[tenant]:
+            yield
+
     def busy(self, tenant: str) -> int:
-        """Holders and waiters of `tenant` (for tests and metrics)."""
+        """Messages of `tenant` in hand, working or waiting (for tests and metrics)."""
         return self._users.get(tenant, 0)
 
 
