@@ -30,6 +30,8 @@ def check_value(f: Field, value: Any) -> Any:
             raise ValueError("must be text")
         if "\x00" in value:
             raise ValueError("must not contain NUL characters")
+        if not _encodable(value):  # "\ud800" in JSON: no UTF-8 text (nor PostgreSQL) holds it
+            raise ValueError("must be valid Unicode text (no unpaired surrogates)")
         if f.min_length is not None and len(value) < f.min_length:
             raise ValueError(f"must be at least {f.min_length} characters")
         if f.max_length is not None and len(value) > f.max_length:
@@ -46,9 +48,15 @@ def check_value(f: Field, value: Any) -> Any:
             raise ValueError("must be a positive id")
         return _bounded(f, value)
     if t == "number":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError("must be a number")
-        return _bounded(f, float(value))
+        try:
+            number = float(value)  # an int past the double's range raises OverflowError
+        except OverflowError:
+            raise ValueError("is out of range") from None
+        if not math.isfinite(number):
+            raise ValueError("must be a number")
+        return _bounded(f, number)
     if t == "boolean":
         if not isinstance(value, bool):
             raise ValueError("must be true or false")
@@ -58,17 +66,30 @@ def check_value(f: Field, value: Any) -> Any:
             raise ValueError("must be a date (YYYY-MM-DD)")
         try:
             return date.fromisoformat(value)
-        except ValueError:
+        except (ValueError, UnicodeError):
             raise ValueError("must be a date (YYYY-MM-DD)") from None
     if t == "datetime":
         if not isinstance(value, str):
             raise ValueError("must be a date-time (ISO 8601)")
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
+        except (ValueError, UnicodeError):
             raise ValueError("must be a date-time (ISO 8601)") from None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        parsed = parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+        try:  # the database stores UTC: 0001-01-01T00:00+01:00 is before year 1 there
+            parsed.astimezone(timezone.utc)
+        except OverflowError:
+            raise ValueError("is out of range") from None
+        return parsed
     raise ValueError(f"has an unknown type {t!r}")
+
+
+def _encodable(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bounded(f: Field, value: int | float) -> int | float:

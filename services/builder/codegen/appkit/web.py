@@ -1,4 +1,6 @@
-"""The ASGI app: CRUD JSON API per entity, server-rendered pages, /healthz.
+"""The ASGI app: CRUD JSON API per entity, server-rendered pages, /healthz, and the app's
+own OpenAPI 3.1 document (/openapi.json) with a docs page rendered from it (/docs, no
+script, no external resource; a spec page at /docs keeps that path).
 
 Credentials come only from the environment the runtime gives the app: DATABASE_URL,
 REDIS_URL, CACHE_PREFIX; APP_VERSION is the release number /healthz reports (never
@@ -20,6 +22,7 @@ from starlette.routing import Route
 
 from .cache import ListCache
 from .db import Conflict, Table
+from .openapi import DOCS_CSP, document, document_bytes, render_docs
 from .pages import render_page
 from .schema import Entity, Page
 from .validation import Invalid, check_body, parse_query, to_json
@@ -28,7 +31,9 @@ HEALTH_TIMEOUT = 2.0
 
 
 def _invalid(exc: Invalid) -> JSONResponse:
-    return JSONResponse({"error": "invalid input", "fields": exc.fields}, status_code=422)
+    # a body key may hold an unpaired surrogate ("\ud800" in JSON), which UTF-8 cannot carry
+    fields = {k.encode("utf-8", "backslashreplace").decode("utf-8"): v for k, v in exc.fields.items()}
+    return JSONResponse({"error": "invalid input", "fields": fields}, status_code=422)
 
 
 def _not_found(entity: str, row_id: Any) -> JSONResponse:
@@ -37,13 +42,14 @@ def _not_found(entity: str, row_id: Any) -> JSONResponse:
 
 def _row_id(request: Request) -> int | None:
     raw = request.path_params["row_id"]
-    return int(raw) if raw.isdigit() and 0 < int(raw) < 2**63 else None
+    # isascii: str.isdigit() also takes digits int() refuses ("²")
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63 else None
 
 
 async def _body(request: Request) -> Any:
     try:
         return json.loads(await request.body())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
         raise Invalid({"body": "is not valid JSON"}) from None
 
 
@@ -143,7 +149,26 @@ def build_app(title: str, entities: list[Entity], pages: list[Page], extra_route
             await state["pool"].close()
 
     by_name = {e.name: e for e in entities}
-    routes = [Route("/healthz", healthz, methods=["GET"]), *extra_routes]
+    docs_page = all(p.path != "/docs" for p in pages)
+    built: dict[str, bytes] = {}
+
+    def described() -> tuple[bytes, bytes]:
+        """The document and its page, built on first request and kept (start-up stays as fast)."""
+        if not built:
+            doc = document(title, list(entities), list(pages), version=os.environ.get("APP_VERSION", "0"),
+                           docs_page=docs_page)
+            built["json"], built["html"] = document_bytes(doc), render_docs(doc).encode("utf-8")
+        return built["json"], built["html"]
+
+    async def openapi_json(request: Request) -> Response:
+        return Response(described()[0], media_type="application/json")
+
+    async def docs(request: Request) -> Response:
+        return Response(described()[1], media_type="text/html",
+                        headers={"Content-Security-Policy": DOCS_CSP})
+
+    routes = [Route("/healthz", healthz, methods=["GET"]), Route("/openapi.json", openapi_json, methods=["GET"]),
+              *([Route("/docs", docs, methods=["GET"])] if docs_page else []), *extra_routes]
     for entity in entities:
         routes += entity_routes(entity, state)
     routes += [page_route(title, p, by_name[p.shows], pages, state, tuple(stylesheets)) for p in pages]
