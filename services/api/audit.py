@@ -146,18 +146,46 @@ def classify(method: str, path: str) -> tuple[str, str | None] | None:
     return f"{method.lower()} {path}", None
 
 
-async def record(db: Any, entry: AuditEntry) -> None:
-    """Append one row. Never raises: a failing audit write is logged loudly, the answer stands."""
+class AuditWriteFailed(RuntimeError):
+    """The row could not be written (the database refused or is away)."""
+
+
+_UNWRITABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def clean(value: Any) -> Any:
+    """What PostgreSQL can store and a reader can see: NUL, control characters and lone
+    surrogates (text and jsonb refuse NUL and unpaired surrogates) become visible escapes
+    (\\x00, \\udc00); dicts and lists are cleaned through, keys too."""
+    if isinstance(value, str):
+        return _UNWRITABLE.sub(lambda m: (f"\\x{ord(m[0]):02x}" if ord(m[0]) < 0x100
+                                          else f"\\u{ord(m[0]):04x}"), value)
+    if isinstance(value, dict):
+        return {clean(str(k)): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    return value
+
+
+async def record(db: Any, entry: AuditEntry, *, strict: bool = False) -> None:
+    """Append one row, every string cleaned first (`clean`). A failing write is logged loudly;
+    with `strict` it raises AuditWriteFailed, so the caller can fail the request it was
+    recording (the API does: no answer goes out for a change that left no trace)."""
+    def text(value: str | None, limit: int) -> str | None:
+        return clean(value)[:limit] if value else value
+
     try:
         await db.execute(
             "INSERT INTO audit_log (identity, actor, channel, remote, action, tenant_id, request, status, "
             "outcome, error, correlation_id) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10, $11::uuid)",
-            entry.identity, entry.actor, entry.channel, entry.remote, entry.action, entry.tenant_id,
-            json.dumps(entry.request), entry.status, entry.outcome, (entry.error or None) and entry.error[:500],
-            entry.correlation_id,
+            clean(entry.identity), text(entry.actor, 128), clean(entry.channel), text(entry.remote, 200),
+            text(entry.action, 300), text(entry.tenant_id, 64), json.dumps(clean(entry.request)), entry.status,
+            entry.outcome, text(entry.error or None, 500), entry.correlation_id,
         )
-    except Exception:
-        log.exception("audit.write_failed", action=entry.action, tenant_id=entry.tenant_id)
+    except Exception as exc:
+        log.exception("audit.write_failed", action=clean(entry.action), tenant_id=clean(entry.tenant_id))
+        if strict:
+            raise AuditWriteFailed(type(exc).__name__) from None
 
 
 async def read(db: Any, tenant: str | None = None, limit: int = 200) -> list[dict[str, Any]]:
@@ -195,6 +223,7 @@ class AuditedApi:
             return
         body = bytearray()
         answer = {"status": 500, "body": bytearray()}
+        held: list[Any] = []  # the answer, sent once its audit row is written
 
         async def reading() -> Any:
             message = await receive()
@@ -207,12 +236,28 @@ class AuditedApi:
                 answer["status"] = message["status"]
             elif message["type"] == "http.response.body" and kind[0] != "tenant.reveal_credentials":
                 answer["body"].extend(message.get("body", b""))  # never keep the credentials answer
-            await send(message)
+            held.append(message)
 
+        failure: BaseException | None = None
         try:
             await self.app(scope, reading, sending)
-        finally:
-            await record(self.pool, self._entry(scope, kind, bytes(body), answer["status"], bytes(answer["body"])))
+        except Exception as exc:  # FastAPI sent its 500 first (held), then re-raised
+            failure = exc
+        try:
+            await record(self.pool, self._entry(scope, kind, bytes(body), answer["status"], bytes(answer["body"])),
+                         strict=True)
+        except AuditWriteFailed:
+            # Not audited, not answered: the caller sees a failure (the change may have been made)
+            payload = json.dumps({"detail": "the request could not be audited, so it is answered as failed; "
+                                            "check GET /v1/tenants/{name} before retrying", "errors": []}).encode()
+            held = [{"type": "http.response.start", "status": 500,
+                     "headers": [(b"content-type", b"application/json"),
+                                 (b"content-length", str(len(payload)).encode())]},
+                    {"type": "http.response.body", "body": payload}]
+        for message in held:
+            await send(message)
+        if failure is not None:
+            raise failure
 
     def _entry(self, scope: Any, kind: tuple[str, str | None], body: bytes, status: int,
                reply: bytes) -> AuditEntry:

@@ -31,15 +31,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import Body, Depends, FastAPI, Header, Query, Request
+from fastapi import Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec, whole_number
-from contracts.tenant import EdgeMode, TenantId, tenant_names
+from contracts.tenant import EdgeMode, InvalidTenantId, TenantId, tenant_names, validate_tenant_id
 from events.replay import list_events, replay
 from reloader.artifacts import ArtifactStore, store_root
 from services.api import audit, releases, store
@@ -53,6 +54,64 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 2 * MAX_SPEC_BYTES  # a spec sent as a JSON string grows with its escapes
 _ACTOR = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
+EVENT_TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"  # catalog names: no NUL, no control characters
+PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+
+class ErrorItem(BaseModel):
+    path: str = Field(description="Where: a dotted path into the body, a parameter name, or 'body'")
+    message: str
+
+
+class Error(BaseModel):
+    """Every 4xx/5xx body the API sends (the guard's 401/413/415 too)."""
+    detail: str = Field(description="What went wrong and what to do, in one line")
+    errors: list[ErrorItem] = Field(description="One item per field at fault (empty when none is)")
+
+
+class RequestRef(BaseModel):
+    kind: str
+    generation: int
+    correlation_id: str
+
+
+class AcceptedBody(BaseModel):
+    """The answer to a change: 202 when it was accepted, 200 when it changed nothing."""
+    name: str
+    changed: bool
+    request: RequestRef
+    status_url: str
+    tenant: dict[str, Any] = Field(description="The tenant's status document (as GET /v1/tenants/{name})")
+
+
+_WHY = {400: "The body is not valid JSON", 401: "Missing or wrong bearer token",
+        404: "No such tenant (also: a name that is not a valid tenant id)", 409: "Conflicts with the tenant's state",
+        413: "The body is too large", 415: "The body is not application/json",
+        422: "Invalid input: `errors` names each field at fault"}
+_BODY = (400, 413, 415, 422)
+
+
+def _doc(*codes: int, changes: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses: the error codes a route answers (one schema for all), and for a
+    change its 202 and 200 (accepted / unchanged) bodies."""
+    # 422 always: FastAPI would otherwise advertise its own HTTPValidationError, a body it never sends here
+    out: dict[int | str, dict[str, Any]] = {c: {"model": Error, "description": _WHY[c]}
+                                            for c in sorted({401, 422, *codes})}
+    if changes:
+        out[202] = {"model": AcceptedBody, "description": "Accepted: the change is under way"}
+        out[200] = {"model": AcceptedBody, "description": "Unchanged: nothing to do, no event"}
+    return out
+
+
+def _tenant_name(name: Annotated[str, Path(description="The tenant's id")]) -> str:
+    """A path name that cannot be a tenant id names no tenant: 404 before any SQL sees it."""
+    try:
+        return validate_tenant_id(name)
+    except InvalidTenantId:
+        raise Refused(404, f"no tenant named {name!r} (not a valid tenant id)") from None
+
+
+TenantName = Annotated[str, Depends(_tenant_name)]
 
 
 class _BodyRequest(Request):
@@ -158,8 +217,13 @@ class Rollback(BaseModel):
 
 class ReplayRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: str | None = Field(default=None, description="Only events of this type")
+    type: str | None = Field(default=None, pattern=EVENT_TYPE_PATTERN, description="Only events of this type")
     since: AwareDatetime | None = Field(default=None, description="Only events at or after this time")
+
+
+class Queued(BaseModel):
+    name: str
+    queued: int = Field(description="How many recorded events go out again")
 
 
 def _spec(source: Any) -> Any:
@@ -208,6 +272,14 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return JSONResponse(error_body(f"internal error ({type(exc).__name__}); the API log has where"),
                             status_code=500)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # FastAPI's own 400 (a body it cannot read), unknown paths, wrong methods: the one error shape
+        detail = exc.detail if isinstance(exc.detail, str) else "the request cannot be handled"
+        if exc.status_code == 400:
+            detail = f"the body is not valid JSON ({detail})"
+        return JSONResponse(error_body(detail), status_code=exc.status_code, headers=exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         status, body = validation_errors(list(exc.errors()))
@@ -233,7 +305,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         make it replace every API task (each would come back to the same outage)."""
         return JSONResponse({"status": "ok"})
 
-    @app.get("/healthz", tags=["ops"])
+    @app.get("/healthz", tags=["ops"], responses={503: {"description": "The database does not answer", "content": {"application/json": {
+        "schema": {"type": "object", "properties": {"status": {"type": "string"}, "database": {"type": "boolean"}}}}}}})
     async def healthz() -> JSONResponse:
         try:
             await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), 2)
@@ -241,36 +314,40 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
             return JSONResponse({"status": "unhealthy", "database": False}, status_code=503)
         return JSONResponse({"status": "ok", "database": True})
 
-    @app.post("/v1/tenants", status_code=202, tags=["tenants"], dependencies=bearer)
+    @app.post("/v1/tenants", status_code=202, tags=["tenants"], dependencies=bearer,
+               responses=_doc(*_BODY, 409, changes=True))
     async def create_tenant(req: CreateTenant, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Create a tenant: validated completely, then TenantRequested goes out through the outbox."""
         return await accepted(await commands.create(req.name, _spec(req.app), ctx.claimable(req.domain), actor,
                                                     static=_static(req.static_zip), edge=req.edge))
 
-    @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer)
+    @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer, responses=_doc(422))
     async def list_tenants(all: bool = Query(False, description="include deleted tenants")) -> JSONResponse:
         rows = await store.read_tenants(ctx.pool, include_deleted=all)
         return JSONResponse({"tenants": [tenant_view(r, ctx.edge_port, ctx.public_domain) for r in rows]})
 
-    @app.get("/v1/tenants/{name}", tags=["tenants"], dependencies=bearer)
-    async def show_tenant(name: str) -> JSONResponse:
+    @app.get("/v1/tenants/{name}", tags=["tenants"], dependencies=bearer, responses=_doc(404))
+    async def show_tenant(name: TenantName) -> JSONResponse:
         return JSONResponse(await view(name))
 
-    @app.put("/v1/tenants/{name}/app", status_code=202, tags=["tenants"], dependencies=bearer)
+    @app.put("/v1/tenants/{name}/app", status_code=202, tags=["tenants"], dependencies=bearer,
+             responses=_doc(*_BODY, 404, 409, changes=True))
     @app.post("/v1/tenants/{name}/app", status_code=202, tags=["tenants"], dependencies=bearer,
               include_in_schema=False)
-    async def update_app(name: str, req: UpdateApp, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+    async def update_app(name: TenantName, req: UpdateApp, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Publish a new app spec: AppUpdateRequested (200 and no event when it is unchanged)."""
         return await accepted(await commands.update(name, _spec(req.app), req.allow_destructive, actor,
                                                     static=_static(req.static_zip)))
 
-    @app.put("/v1/tenants/{name}/domain", status_code=202, tags=["tenants"], dependencies=bearer)
-    async def change_domain(name: str, req: ChangeDomain, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+    @app.put("/v1/tenants/{name}/domain", status_code=202, tags=["tenants"], dependencies=bearer,
+             responses=_doc(*_BODY, 404, 409, changes=True))
+    async def change_domain(name: TenantName, req: ChangeDomain, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Set or remove the custom domain: DomainChangeRequested (200 and no event when unchanged)."""
         return await accepted(await commands.change_domain(name, ctx.claimable(req.domain), actor))
 
-    @app.delete("/v1/tenants/{name}", status_code=202, tags=["tenants"], dependencies=bearer)
-    async def delete_tenant(name: str, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+    @app.delete("/v1/tenants/{name}", status_code=202, tags=["tenants"], dependencies=bearer,
+                responses=_doc(404, 409, 422, changes=True))
+    async def delete_tenant(name: TenantName, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Delete a tenant and everything it owns: TenantDeletionRequested."""
         return await accepted(await commands.delete(name, actor))
 
@@ -281,8 +358,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         found = await asyncio.to_thread(ArtifactStore(store_root(ctx.settings)).releases, name)
         return {m.version for m in found}
 
-    @app.get("/v1/tenants/{name}/releases", tags=["tenants"], dependencies=bearer)
-    async def tenant_releases(name: str) -> JSONResponse:
+    @app.get("/v1/tenants/{name}/releases", tags=["tenants"], dependencies=bearer, responses=_doc(404))
+    async def tenant_releases(name: TenantName) -> JSONResponse:
         """Every release, newest first: digests, when built/migrated/activated, who asked, retained, live."""
         tenant = await view(name)
         rows = await releases.read(ctx.pool, name)
@@ -290,15 +367,18 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return JSONResponse({"name": name, "live": tenant["version"], "releases": [
             releases.view(r, live=tenant["version"], retained=kept) for r in rows]})
 
-    @app.post("/v1/tenants/{name}/rollback", status_code=202, tags=["tenants"], dependencies=bearer)
-    async def rollback(name: str, actor: Annotated[str, Depends(_actor)],
+    @app.post("/v1/tenants/{name}/rollback", status_code=202, tags=["tenants"], dependencies=bearer,
+              responses=_doc(*_BODY, 404, 409, changes=True))
+    async def rollback(name: TenantName, actor: Annotated[str, Depends(_actor)],
                        req: Annotated[Rollback | None, Body()] = None) -> JSONResponse:
         """Serve a retained release again, as a new version copying its artifact (RollbackRequested)."""
         req = req or Rollback()
         return await accepted(await commands.rollback(name, req.to, actor, await retained(name)))
 
-    @app.get("/v1/tenants/{name}/events", tags=["events"], dependencies=bearer)
-    async def tenant_events(name: str, type: str | None = None, since: datetime | None = None,
+    @app.get("/v1/tenants/{name}/events", tags=["events"], dependencies=bearer, responses=_doc(404, 422))
+    async def tenant_events(name: TenantName,
+                            type: str | None = Query(None, pattern=EVENT_TYPE_PATTERN, description="Only this type"),
+                            since: datetime | None = None,
                             limit: int = Query(200, ge=1, le=1000)) -> JSONResponse:
         await view(name)
         if since is not None and since.tzinfo is None:
@@ -306,16 +386,20 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         records = await list_events(ctx.pool, name, type, since, limit)
         return JSONResponse({"name": name, "events": [r.to_json() for r in records]})
 
-    @app.post("/v1/tenants/{name}/replay", status_code=202, tags=["events"], dependencies=bearer)
-    async def replay_events(name: str, req: Annotated[ReplayRequest | None, Body()] = None) -> JSONResponse:
+    @app.post("/v1/tenants/{name}/replay", status_code=202, tags=["events"], dependencies=bearer,
+              responses=_doc(*_BODY, 404) | {202: {"model": Queued, "description": "Queued for re-publication"}})
+    async def replay_events(name: TenantName, req: Annotated[ReplayRequest | None, Body()] = None) -> JSONResponse:
         """Re-publish the tenant's recorded events through the bus, marked as replays."""
         await view(name)
         req = req or ReplayRequest()
         count = await replay(ctx.pool, name, req.type, req.since)
         return JSONResponse({"name": name, "queued": count}, status_code=202)
 
-    @app.get("/v1/tenants/{name}/source", tags=["tenants"], dependencies=bearer)
-    async def export_source(name: str) -> Response:
+    @app.get("/v1/tenants/{name}/source", tags=["tenants"], dependencies=bearer, response_class=Response,
+             responses=_doc(404) | {200: {"description": "The live release's source tree",
+                                          "content": {"application/zip": {"schema": {"type": "string",
+                                                                                     "format": "binary"}}}}})
+    async def export_source(name: TenantName) -> Response:
         """The live release's source tree as a zip: edit it, then POST it back."""
         await view(name)
         try:
@@ -326,8 +410,9 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
                         headers={"X-Hostplane-Version": str(version),
                                  "Content-Disposition": f'attachment; filename="{name}-v{version}.zip"'})
 
-    @app.post("/v1/tenants/{name}/source", status_code=202, tags=["tenants"], dependencies=bearer)
-    async def deploy_source(name: str, req: DeploySource, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+    @app.post("/v1/tenants/{name}/source", status_code=202, tags=["tenants"], dependencies=bearer,
+              responses=_doc(*_BODY, 404, 409, changes=True))
+    async def deploy_source(name: TenantName, req: DeploySource, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Build and release an edited source tree through the builder (AppUpdateRequested)."""
         try:
             upload = source.accept_upload(req.source_zip)
@@ -340,8 +425,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return await accepted(await commands.update(name, upload.spec, req.allow_destructive, actor,
                                                     source=(upload.digest, upload.body)))
 
-    @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer)
-    async def tenant_env(name: str) -> JSONResponse:
+    @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer, responses=_doc(404))
+    async def tenant_env(name: TenantName) -> JSONResponse:
         """The tenant's own connection settings (DATABASE_URL, REDIS_URL, ...). Reveals secrets."""
         tenant = await view(name)
         if tenant["state"] == "deleted":
@@ -352,8 +437,9 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
                                f"(state {tenant['state']}, stage {tenant['stage']})")
         return JSONResponse({"name": name, "env": values}, headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/audit", tags=["ops"], dependencies=bearer)
-    async def audit_log(tenant: str | None = None, limit: int = Query(200, ge=1, le=audit.MAX_LIMIT)) -> JSONResponse:
+    @app.get("/v1/audit", tags=["ops"], dependencies=bearer, responses=_doc(422))
+    async def audit_log(tenant: str | None = Query(None, max_length=200, pattern=PRINTABLE_PATTERN,
+                                                   description="Only this tenant's records"), limit: int = Query(200, ge=1, le=audit.MAX_LIMIT)) -> JSONResponse:
         """The audit trail, newest first: who asked what, when, from where, and the outcome (read-only)."""
         return JSONResponse({"records": await audit.read(ctx.pool, tenant, limit)})
 
