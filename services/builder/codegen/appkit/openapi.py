@@ -229,6 +229,10 @@ def _code(value: Any) -> str:
     return f"<pre>{escape(json.dumps(value, ensure_ascii=False, indent=2))}</pre>"
 
 
+def _inline(value: Any) -> str:
+    return f"<code>{escape(json.dumps(value, ensure_ascii=False, separators=(', ', ': ')))}</code>"
+
+
 def _schema_link(schema: dict[str, Any]) -> str:
     ref = schema.get("$ref", "")
     if ref.startswith("#/components/schemas/"):
@@ -256,7 +260,7 @@ def render_docs(doc: dict[str, Any]) -> str:
             if params:
                 out.append("<table><tr><th>parameter</th><th>in</th><th>required</th><th>schema</th></tr>")
                 out += [f"<tr><td><code>{escape(p['name'])}</code></td><td>{escape(p['in'])}</td>"
-                        f"<td>{'yes' if p.get('required') else 'no'}</td><td>{_code(p['schema'])}</td></tr>"
+                        f"<td>{'yes' if p.get('required') else 'no'}</td><td>{_inline(p['schema'])}</td></tr>"
                         for p in params]
                 out.append("</table>")
             if body := op.get("requestBody"):
