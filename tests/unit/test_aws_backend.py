@@ -292,3 +292,16 @@ def test_automation_workspace_passes_project_settings_only_when_needed(tmp_path,
     assert not project.runtime.options
     monkeypatch.setattr(sys, "prefix", str((tmp_path / "../../.venv").resolve()))  # the checkout's .venv
     assert AutomationWorkspace(settings)._kw()["project_settings"] is None
+
+
+def test_a_fresh_task_selecting_a_stack_takes_the_secrets_provider_recorded_in_state(tmp_path):
+    """`secrets_provider` reaches only `stack init`: selecting an existing stack from a new task (no
+    Pulumi.<stack>.yaml on its disk) needs the CLI to fall back to the provider in the stack's state."""
+    from services.resources.aws.stacks import AutomationWorkspace
+
+    settings = StackSettings(backend_url="s3://state/hostplane", secrets_provider="awskms://alias/hostplane",
+                             platform_stack="organization/hostplane-platform/prod", region="eu-west-1",
+                             work_dir=str(tmp_path))
+    env = AutomationWorkspace(settings)._kw()["env_vars"]
+    assert env["PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER"] == "true"
+    assert env["PULUMI_BACKEND_URL"] == "s3://state/hostplane"

@@ -208,7 +208,10 @@ class AutomationWorkspace:
     def _kw(self) -> dict[str, Any]:
         return {"work_dir": self.settings.work_dir, "secrets_provider": self.settings.secrets_provider,
                 "project_settings": self._project,
-                "env_vars": {"PULUMI_BACKEND_URL": self.settings.backend_url, "AWS_REGION": self.settings.region}}
+                # secrets_provider reaches only `stack init`; a fresh task selecting an existing stack
+                # has no Pulumi.<stack>.yaml, so the CLI must take the provider recorded in state.
+                "env_vars": {"PULUMI_BACKEND_URL": self.settings.backend_url, "AWS_REGION": self.settings.region,
+                             "PULUMI_FALLBACK_TO_STATE_SECRETS_MANAGER": "true"}}
 
     def _opts(self) -> Any:
         from pulumi.automation import LocalWorkspaceOptions
