@@ -297,8 +297,9 @@ def test_automation_workspace_passes_project_settings_only_when_needed(tmp_path,
 def test_a_fresh_task_selecting_a_stack_takes_the_secrets_provider_recorded_in_state(tmp_path):
     """`secrets_provider` reaches only `stack init`: selecting an existing stack from a new task (no
     Pulumi.<stack>.yaml on its disk) needs the CLI to fall back to the provider in the stack's state."""
-    from services.resources.aws.stacks import AutomationWorkspace
+    from services.resources.aws.stacks import TENANT_PROGRAM, AutomationWorkspace
 
+    (tmp_path / "Pulumi.yaml").write_text((TENANT_PROGRAM / "Pulumi.yaml").read_text())
     settings = StackSettings(backend_url="s3://state/hostplane", secrets_provider="awskms://alias/hostplane",
                              platform_stack="organization/hostplane-platform/prod", region="eu-west-1",
                              work_dir=str(tmp_path))
