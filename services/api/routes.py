@@ -47,7 +47,8 @@ from services.api import audit, releases, store
 from services.api.commands import Accepted, Refused, TenantCommands, check_domain
 from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
-from services.api.views import error_body, tenant_view, validation_errors
+from services.api.views import (AuditDoc, EnvDoc, EventsDoc, ReleasesDoc, TenantDoc, TenantListDoc, error_body,
+                                tenant_view, validation_errors)
 from services.builder import source
 
 log = structlog.get_logger(__name__)
@@ -81,7 +82,7 @@ class AcceptedBody(BaseModel):
     changed: bool
     request: RequestRef
     status_url: str
-    tenant: dict[str, Any] = Field(description="The tenant's status document (as GET /v1/tenants/{name})")
+    tenant: TenantDoc = Field(description="The tenant's status document (as GET /v1/tenants/{name})")
 
 
 _WHY = {400: "The body is not valid JSON", 401: "Missing or wrong bearer token",
@@ -91,12 +92,14 @@ _WHY = {400: "The body is not valid JSON", 401: "Missing or wrong bearer token",
 _BODY = (400, 413, 415, 422)
 
 
-def _doc(*codes: int, changes: bool = False) -> dict[int | str, dict[str, Any]]:
+def _doc(*codes: int, changes: bool = False, ok: type[BaseModel] | None = None) -> dict[int | str, dict[str, Any]]:
     """OpenAPI responses: the error codes a route answers (one schema for all), and for a
     change its 202 and 200 (accepted / unchanged) bodies."""
     # 422 always: FastAPI would otherwise advertise its own HTTPValidationError, a body it never sends here
     out: dict[int | str, dict[str, Any]] = {c: {"model": Error, "description": _WHY[c]}
                                             for c in sorted({401, 422, *codes})}
+    if ok is not None:
+        out[200] = {"model": ok, "description": "OK"}
     if changes:
         out[202] = {"model": AcceptedBody, "description": "Accepted: the change is under way"}
         out[200] = {"model": AcceptedBody, "description": "Unchanged: nothing to do, no event"}
@@ -321,12 +324,12 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return await accepted(await commands.create(req.name, _spec(req.app), ctx.claimable(req.domain), actor,
                                                     static=_static(req.static_zip), edge=req.edge))
 
-    @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer, responses=_doc(422))
+    @app.get("/v1/tenants", tags=["tenants"], dependencies=bearer, responses=_doc(422, ok=TenantListDoc))
     async def list_tenants(all: bool = Query(False, description="include deleted tenants")) -> JSONResponse:
         rows = await store.read_tenants(ctx.pool, include_deleted=all)
         return JSONResponse({"tenants": [tenant_view(r, ctx.edge_port, ctx.public_domain) for r in rows]})
 
-    @app.get("/v1/tenants/{name}", tags=["tenants"], dependencies=bearer, responses=_doc(404))
+    @app.get("/v1/tenants/{name}", tags=["tenants"], dependencies=bearer, responses=_doc(404, ok=TenantDoc))
     async def show_tenant(name: TenantName) -> JSONResponse:
         return JSONResponse(await view(name))
 
@@ -358,7 +361,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         found = await asyncio.to_thread(ArtifactStore(store_root(ctx.settings)).releases, name)
         return {m.version for m in found}
 
-    @app.get("/v1/tenants/{name}/releases", tags=["tenants"], dependencies=bearer, responses=_doc(404))
+    @app.get("/v1/tenants/{name}/releases", tags=["tenants"], dependencies=bearer, responses=_doc(404, ok=ReleasesDoc))
     async def tenant_releases(name: TenantName) -> JSONResponse:
         """Every release, newest first: digests, when built/migrated/activated, who asked, retained, live."""
         tenant = await view(name)
@@ -375,7 +378,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         req = req or Rollback()
         return await accepted(await commands.rollback(name, req.to, actor, await retained(name)))
 
-    @app.get("/v1/tenants/{name}/events", tags=["events"], dependencies=bearer, responses=_doc(404, 422))
+    @app.get("/v1/tenants/{name}/events", tags=["events"], dependencies=bearer, responses=_doc(404, 422, ok=EventsDoc))
     async def tenant_events(name: TenantName,
                             type: str | None = Query(None, pattern=EVENT_TYPE_PATTERN, description="Only this type"),
                             since: datetime | None = None,
@@ -425,7 +428,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return await accepted(await commands.update(name, upload.spec, req.allow_destructive, actor,
                                                     source=(upload.digest, upload.body)))
 
-    @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer, responses=_doc(404))
+    @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer, responses=_doc(404, ok=EnvDoc))
     async def tenant_env(name: TenantName) -> JSONResponse:
         """The tenant's own connection settings (DATABASE_URL, REDIS_URL, ...). Reveals secrets."""
         tenant = await view(name)
@@ -437,7 +440,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
                                f"(state {tenant['state']}, stage {tenant['stage']})")
         return JSONResponse({"name": name, "env": values}, headers={"Cache-Control": "no-store"})
 
-    @app.get("/v1/audit", tags=["ops"], dependencies=bearer, responses=_doc(422))
+    @app.get("/v1/audit", tags=["ops"], dependencies=bearer, responses=_doc(422, ok=AuditDoc))
     async def audit_log(tenant: str | None = Query(None, max_length=200, pattern=PRINTABLE_PATTERN,
                                                    description="Only this tenant's records"), limit: int = Query(200, ge=1, le=audit.MAX_LIMIT)) -> JSONResponse:
         """The audit trail, newest first: who asked what, when, from where, and the outcome (read-only)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from services.api.projection import TERMINAL, WAITING_FOR, Facts, failure_in_force
 
 
@@ -94,3 +96,97 @@ def validation_errors(errors: list[dict[str, Any]]) -> tuple[int, dict[str, Any]
         out.append({"path": ".".join(loc) or "body", "message": message})
     detail = "; ".join(f"{e['path']}: {e['message']}" if e["path"] != "body" else e["message"] for e in out)
     return status, error_body(detail, out)
+
+
+# --- What the OpenAPI document says the answers are (the dicts above, as schemas) ---------
+# Documentation only (routes answer JSONResponse): the fuzzer (tests/integration/test_api_fuzz.py)
+# checks every answer against them, so they cannot drift from tenant_view and friends.
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class FailureDoc(_Doc):
+    stage: str | None
+    step: str | None
+    message: str | None
+    retryable: bool | None
+    at: str | None
+
+
+class LastErrorDoc(_Doc):
+    stage: str | None
+    message: str | None
+    at: str | None
+
+
+class ProgressDoc(_Doc):
+    provisioned: bool
+    routed: bool
+    built_version: int | None
+    migrated_version: int | None
+    active_version: int | None
+    route_removed: bool
+    deprovisioned: bool
+
+
+class RequestDoc(_Doc):
+    kind: str
+    generation: int
+    correlation_id: str
+    requested_at: str | None
+    requested_by: str | None
+    settled: bool
+
+
+class LastEventDoc(_Doc):
+    type: str
+    id: str
+    at: str | None
+
+
+class TenantDoc(_Doc):
+    """A tenant's status document (GET /v1/tenants/{name})."""
+    name: str
+    state: str
+    stage: str | None
+    waiting_for: str | None
+    version: int | None
+    url: str | None
+    custom_domain: str | None
+    edge: str | None
+    domain_pending: str | None
+    dns_records: list[dict[str, Any]]
+    spec_sha256: str | None
+    error: FailureDoc | None
+    last_error: LastErrorDoc | None
+    progress: ProgressDoc
+    request: RequestDoc
+    last_event: LastEventDoc | None
+    created_at: str | None
+    updated_at: str | None
+    deleted_at: str | None
+
+
+class TenantListDoc(_Doc):
+    tenants: list[TenantDoc]
+
+
+class ReleasesDoc(_Doc):
+    name: str
+    live: int | None
+    releases: list[dict[str, Any]] = Field(description="Newest first: version, digests, times, who, retained, live")
+
+
+class EventsDoc(_Doc):
+    name: str
+    events: list[dict[str, Any]] = Field(description="The recorded events (envelope fields), oldest first")
+
+
+class EnvDoc(_Doc):
+    name: str
+    env: dict[str, Any] = Field(description="DATABASE_URL, REDIS_URL, ...: secrets")
+
+
+class AuditDoc(_Doc):
+    records: list[dict[str, Any]] = Field(description="Audit rows, newest first")
