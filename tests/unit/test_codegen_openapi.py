@@ -283,3 +283,12 @@ def test_values_that_used_to_crash_are_refused(field, value):
 def test_a_date_time_in_range_keeps_its_offset():
     at = check_value(Field("at", "datetime"), "0001-01-01T01:00:00+01:00")
     assert at.astimezone(timezone.utc).year == 1
+
+
+def test_health_without_a_database_answers_the_documented_503():
+    ns = generated(EVERY_TYPE)
+    doc = document(ns["TITLE"], ns["ENTITIES"], ns["PAGES"])
+    answer = TestClient(ns["app"]).get("/healthz")  # no lifespan: no pool, as when the database is away
+    assert answer.status_code == 503
+    schema = doc["paths"]["/healthz"]["get"]["responses"]["503"]["content"]["application/json"]["schema"]
+    assert validator(doc, schema).is_valid(answer.json()), answer.json()
