@@ -238,7 +238,7 @@ def _schema_link(schema: dict[str, Any]) -> str:
     if ref.startswith("#/components/schemas/"):
         name = ref.removeprefix("#/components/schemas/")
         return f'<a href="#schema-{escape(name)}">{escape(name)}</a>'
-    return _code(schema)
+    return _inline(schema)
 
 
 def render_docs(doc: dict[str, Any]) -> str:
