@@ -137,6 +137,29 @@ class _Route(APIRoute):
         return route
 
 
+class _WholeSegments:
+    """A tenant name holds no '/': a path whose segment is an encoded slash (a%2Fapp) would be
+    routed, decoded, as another route's path (405, or another operation on tenant 'a'). It is
+    answered here, as the document says for any name that is not a tenant id: 404."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:  # the FastAPI app's attributes (openapi, routes)
+        return getattr(self.app, name)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        raw = scope.get("raw_path") or b""
+        if scope["type"] == "http" and raw.startswith(b"/v1/") and b"%2f" in raw.lower():
+            payload = json.dumps(error_body("no tenant named that: a tenant name cannot hold '/' (%2F)")).encode()
+            await send({"type": "http.response.start", "status": 404,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"content-length", str(len(payload)).encode())]})
+            await send({"type": "http.response.body", "body": payload})
+            return
+        await self.app(scope, receive, send)
+
+
 @dataclass
 class ApiContext:
     """What the routes need; built once by services.api.main."""
@@ -447,4 +470,4 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return JSONResponse({"records": await audit.read(ctx.pool, tenant, limit)})
 
     mount_dashboard(app, ctx, token, commands, _spec)
-    return Guard(audit.AuditedApi(app, ctx.pool, audit.token_identity(token)), token, MAX_BODY_BYTES)
+    return Guard(audit.AuditedApi(_WholeSegments(app), ctx.pool, audit.token_identity(token)), token, MAX_BODY_BYTES)

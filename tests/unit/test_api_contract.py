@@ -91,6 +91,8 @@ def test_the_document_says_what_each_route_really_answers():
     ("GET", "/v1/tenants/a%00b/events", None), ("GET", "/v1/tenants/a%00b/source", None),
     ("GET", "/v1/tenants/a%00b/env", None), ("POST", "/v1/tenants/a%00b/replay", {}),
     ("PUT", "/v1/tenants/Upper/app", {"app": "x"}), ("POST", "/v1/tenants/a%0Ab/source", {"source_zip": ""}),
+    ("DELETE", "/v1/tenants/a%2Fapp", None), ("GET", "/v1/tenants/a%2Fapp", None),  # was 405 (decoded: another route)
+    ("POST", "/v1/tenants/x%2Fsource", {"source_zip": ""}),  # was POST …/source for tenant 'x'
 ])
 async def test_a_name_that_cannot_be_a_tenant_is_404_with_the_error_schema(method, path, body):
     pool = FakePool()
