@@ -7,11 +7,13 @@ relay runs); a crash after publishing but before stamping publishes again, and c
 inboxes absorb the duplicate. Rows are claimed with `FOR UPDATE SKIP LOCKED`, so several
 relays can run side by side without publishing a row twice concurrently.
 
-Replays go at a lower priority and a bounded rate: a batch takes pending originals first,
-then at most what the relay's replay budget allows (`replay_rate` rows a second, a token
-bucket of one second's worth; HOSTPLANE_REPLAY_RATE, default 20), so an ops replay (and
-what it causes, which carries its replay_id) trickles onto the bus and never queues ahead
-of every tenant's live work (docs/replay.md).
+Replays go at a lower priority and a bounded rate per tenant: a batch takes pending
+originals first, then of each tenant's replayed rows at most what the replay budget allows
+(`replay_rate` rows a second *per tenant*, a token bucket of one second's worth;
+HOSTPLANE_REPLAY_RATE, default 2). A tenant's events are handled one at a time by every
+consumer (events.consumer), so its replays are let onto the bus no faster than they can
+be worked off: an ops replay (and what it causes, which carries its replay_id) never
+builds a backlog that other tenants' work queues behind (docs/replay.md).
 
 The relay wakes on NOTIFY (the insert trigger in events.store) and also polls, because a
 notification is lost while the relay is disconnected.
@@ -33,15 +35,31 @@ from events.store import INSERT_PENDING, NOTIFY_CHANNEL, outbox_row
 
 log = structlog.get_logger(__name__)
 
+# The oldest `$3` pending replayed rows of each tenant (then at most `$1` in all).
+_CLAIM_REPLAYS = """
+SELECT seq, event_id::text, replay_id::text, event_type, source, detail::text AS detail, tenant_id
+FROM outbox
+WHERE seq IN (
+    SELECT seq FROM (
+        SELECT seq, row_number() OVER (PARTITION BY tenant_id ORDER BY seq) AS nth
+        FROM outbox
+        WHERE published_at IS NULL AND replay_id IS NOT NULL AND (retry_at IS NULL OR retry_at <= now())
+          AND ($2::text[] IS NULL OR source LIKE ANY($2::text[]))
+    ) pending WHERE nth <= $3
+)
+ORDER BY seq
+LIMIT $1
+FOR UPDATE SKIP LOCKED
+"""
 MAX_RETRY_DELAY_S = 300
 
 
 def default_replay_rate() -> float:
-    """Replayed rows a relay publishes per second (HOSTPLANE_REPLAY_RATE; 0: no limit)."""
+    """Replayed rows of one tenant a relay publishes per second (HOSTPLANE_REPLAY_RATE; 0: no limit)."""
     try:
-        return max(0.0, float(os.environ.get("HOSTPLANE_REPLAY_RATE", "20")))
+        return max(0.0, float(os.environ.get("HOSTPLANE_REPLAY_RATE", "2")))
     except ValueError:
-        return 20.0
+        return 2.0
 
 
 async def add_to_outbox(conn: Any, envelopes: Iterable[Envelope[Any]]) -> None:
@@ -57,7 +75,7 @@ SELECT seq, event_id::text, replay_id::text, event_type, source, detail::text AS
 FROM outbox
 WHERE published_at IS NULL AND (retry_at IS NULL OR retry_at <= now())
   AND ($2::text[] IS NULL OR source LIKE ANY($2::text[]))
-  AND (replay_id IS NOT NULL) = $3
+  AND replay_id IS NULL
 ORDER BY seq
 LIMIT $1
 FOR UPDATE SKIP LOCKED
@@ -83,6 +101,14 @@ UPDATE outbox SET attempts = attempts + 1, last_error = $2,
     retry_at = now() + make_interval(secs => least(power(2, attempts + 1), {MAX_RETRY_DELAY_S}))
 WHERE seq = $1
 """
+
+
+def _count_by_tenant(rows: list[Any]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in rows:
+        tenant = r["tenant_id"]
+        counts[tenant] = counts.get(tenant, 0) + 1
+    return counts
 
 
 class OutboxRelay:
@@ -121,13 +147,15 @@ class OutboxRelay:
     async def run_once(self) -> int:
         """Claim one batch, publish it, record the outcome. Returns rows claimed."""
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = list(await conn.fetch(_CLAIM, self.batch_size, self.sources, False))
-            budget = min(self._replay_budget(), self.batch_size - len(rows))
+            rows = list(await conn.fetch(_CLAIM, self.batch_size, self.sources))
+            budget, room = self._replay_budget(), self.batch_size - len(rows)
             self.replays_waiting = False
-            if budget > 0:
-                replays = await conn.fetch(_CLAIM, budget, self.sources, True)
-                self._tokens -= len(replays)
-                self.replays_waiting = len(replays) == budget
+            if budget > 0 and room > 0:
+                replays = await conn.fetch(_CLAIM_REPLAYS, room, self.sources, budget)
+                if replays:  # every tenant had `budget` rows of allowance: spent alike
+                    per_tenant = max(_count_by_tenant(replays).values())
+                    self._tokens -= per_tenant
+                    self.replays_waiting = per_tenant == budget or len(replays) == room
                 rows += replays
             if not rows:
                 return 0
@@ -156,7 +184,8 @@ class OutboxRelay:
         return len(rows)
 
     def _replay_budget(self) -> int:
-        """Replayed rows this batch may take (the token bucket, refilled by elapsed time)."""
+        """Replayed rows of each tenant this batch may take (the token bucket, refilled by
+        elapsed time; one bucket stands for every tenant's, as each gets the same allowance)."""
         if self.replay_rate <= 0:
             return self.batch_size
         now = time.monotonic()
