@@ -19,6 +19,10 @@
     /ui/                                 the web dashboard (cookie session; services.api.dashboard)
 
 Authentication and body limits are enforced before routing (services.api.guard).
+Every error answer, the guard's too, is one shape: {"detail": str, "errors": [{"path", "message"}]}
+(`Error` in the OpenAPI document, which lists each route's status codes; the fuzzer in
+tests/integration/test_api_fuzz.py holds the server to it). A path name that cannot be a
+tenant id is 404 before any SQL sees it.
 """
 
 from __future__ import annotations
@@ -88,7 +92,8 @@ class AcceptedBody(BaseModel):
 _WHY = {400: "The body is not valid JSON", 401: "Missing or wrong bearer token",
         404: "No such tenant (also: a name that is not a valid tenant id)", 409: "Conflicts with the tenant's state",
         413: "The body is too large", 415: "The body is not application/json",
-        422: "Invalid input: `errors` names each field at fault"}
+        422: "Invalid input: `errors` names each field at fault",
+        500: "The change could not be audited, so it is answered as failed (it may have been made)"}
 _BODY = (400, 413, 415, 422)
 
 
@@ -96,8 +101,11 @@ def _doc(*codes: int, changes: bool = False, ok: type[BaseModel] | None = None) 
     """OpenAPI responses: the error codes a route answers (one schema for all), and for a
     change its 202 and 200 (accepted / unchanged) bodies."""
     # 422 always: FastAPI would otherwise advertise its own HTTPValidationError, a body it never sends here
+    # 413 and 415 always: the guard checks any /v1/ request's body, a GET's too (services.api.guard)
+    # 500 on changes: AuditedApi fails a change it cannot audit
+    always = {401, 413, 415, 422} | ({500} if changes else set())
     out: dict[int | str, dict[str, Any]] = {c: {"model": Error, "description": _WHY[c]}
-                                            for c in sorted({401, 422, *codes})}
+                                            for c in sorted(always | set(codes))}
     if ok is not None:
         out[200] = {"model": ok, "description": "OK"}
     if changes:
@@ -413,7 +421,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return JSONResponse({"name": name, "events": [r.to_json() for r in records]})
 
     @app.post("/v1/tenants/{name}/replay", status_code=202, tags=["events"], dependencies=bearer,
-              responses=_doc(*_BODY, 404) | {202: {"model": Queued, "description": "Queued for re-publication"}})
+              responses=_doc(*_BODY, 404, 500) | {202: {"model": Queued, "description": "Queued for re-publication"}})
     async def replay_events(name: TenantName, req: Annotated[ReplayRequest | None, Body()] = None) -> JSONResponse:
         """Re-publish the tenant's recorded events through the bus, marked as replays."""
         await view(name)
@@ -451,7 +459,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         return await accepted(await commands.update(name, upload.spec, req.allow_destructive, actor,
                                                     source=(upload.digest, upload.body)))
 
-    @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer, responses=_doc(404, ok=EnvDoc))
+    @app.get("/v1/tenants/{name}/env", tags=["tenants"], dependencies=bearer, responses=_doc(404, 500, ok=EnvDoc))
     async def tenant_env(name: TenantName) -> JSONResponse:
         """The tenant's own connection settings (DATABASE_URL, REDIS_URL, ...). Reveals secrets."""
         tenant = await view(name)
