@@ -51,8 +51,8 @@ from services.api import audit, releases, store
 from services.api.commands import Accepted, Refused, TenantCommands, check_domain
 from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
-from services.api.views import (AuditDoc, EnvDoc, EventsDoc, ReleasesDoc, TenantDoc, TenantListDoc, error_body,
-                                tenant_view, validation_errors)
+from services.api.views import (AcceptedBody, AuditDoc, EnvDoc, Error, EventsDoc, Queued, ReleasesDoc, TenantDoc,
+                                TenantListDoc, error_body, tenant_view, validation_errors)
 from services.builder import source
 
 log = structlog.get_logger(__name__)
@@ -63,38 +63,15 @@ EVENT_TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"  # catalog names: no NUL, 
 PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 
-class ErrorItem(BaseModel):
-    path: str = Field(description="Where: a dotted path into the body, a parameter name, or 'body'")
-    message: str
-
-
-class Error(BaseModel):
-    """Every 4xx/5xx body the API sends (the guard's 401/413/415 too)."""
-    detail: str = Field(description="What went wrong and what to do, in one line")
-    errors: list[ErrorItem] = Field(description="One item per field at fault (empty when none is)")
-
-
-class RequestRef(BaseModel):
-    kind: str
-    generation: int
-    correlation_id: str
-
-
-class AcceptedBody(BaseModel):
-    """The answer to a change: 202 when it was accepted, 200 when it changed nothing."""
-    name: str
-    changed: bool
-    request: RequestRef
-    status_url: str
-    tenant: TenantDoc = Field(description="The tenant's status document (as GET /v1/tenants/{name})")
-
-
 _WHY = {400: "The body is not valid JSON", 401: "Missing or wrong bearer token",
         404: "No such tenant (also: a name that is not a valid tenant id)", 409: "Conflicts with the tenant's state",
         413: "The body is too large", 415: "The body is not application/json",
         422: "Invalid input: `errors` names each field at fault",
         500: "The change could not be audited, so it is answered as failed (it may have been made)"}
 _BODY = (400, 413, 415, 422)
+_UNHEALTHY: dict[int | str, dict[str, Any]] = {503: {"description": "The database does not answer", "content": {
+    "application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"},
+                                                                      "database": {"type": "boolean"}}}}}}}
 
 
 def _doc(*codes: int, changes: bool = False, ok: type[BaseModel] | None = None) -> dict[int | str, dict[str, Any]]:
@@ -255,11 +232,6 @@ class ReplayRequest(BaseModel):
     since: AwareDatetime | None = Field(default=None, description="Only events at or after this time")
 
 
-class Queued(BaseModel):
-    name: str
-    queued: int = Field(description="How many recorded events go out again")
-
-
 def _spec(source: Any) -> Any:
     if not isinstance(source, (str, dict)):
         raise Refused(422, "app: send the spec as YAML or JSON text, or as a JSON object",
@@ -339,8 +311,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         make it replace every API task (each would come back to the same outage)."""
         return JSONResponse({"status": "ok"})
 
-    @app.get("/healthz", tags=["ops"], responses={503: {"description": "The database does not answer", "content": {"application/json": {
-        "schema": {"type": "object", "properties": {"status": {"type": "string"}, "database": {"type": "boolean"}}}}}}})
+    @app.get("/healthz", tags=["ops"], responses=_UNHEALTHY)
     async def healthz() -> JSONResponse:
         try:
             await asyncio.wait_for(ctx.pool.fetchval("SELECT 1"), 2)
@@ -375,7 +346,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
 
     @app.put("/v1/tenants/{name}/domain", status_code=202, tags=["tenants"], dependencies=bearer,
              responses=_doc(*_BODY, 404, 409, changes=True))
-    async def change_domain(name: TenantName, req: ChangeDomain, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+    async def change_domain(name: TenantName, req: ChangeDomain,
+                            actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Set or remove the custom domain: DomainChangeRequested (200 and no event when unchanged)."""
         return await accepted(await commands.change_domain(name, ctx.claimable(req.domain), actor))
 
@@ -446,7 +418,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
 
     @app.post("/v1/tenants/{name}/source", status_code=202, tags=["tenants"], dependencies=bearer,
               responses=_doc(*_BODY, 404, 409, changes=True))
-    async def deploy_source(name: TenantName, req: DeploySource, actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
+    async def deploy_source(name: TenantName, req: DeploySource,
+                            actor: Annotated[str, Depends(_actor)]) -> JSONResponse:
         """Build and release an edited source tree through the builder (AppUpdateRequested)."""
         try:
             upload = source.accept_upload(req.source_zip)
@@ -473,7 +446,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
 
     @app.get("/v1/audit", tags=["ops"], dependencies=bearer, responses=_doc(422, ok=AuditDoc))
     async def audit_log(tenant: str | None = Query(None, max_length=200, pattern=PRINTABLE_PATTERN,
-                                                   description="Only this tenant's records"), limit: int = Query(200, ge=1, le=audit.MAX_LIMIT)) -> JSONResponse:
+                                                   description="Only this tenant's records"),
+                        limit: int = Query(200, ge=1, le=audit.MAX_LIMIT)) -> JSONResponse:
         """The audit trail, newest first: who asked what, when, from where, and the outcome (read-only)."""
         return JSONResponse({"records": await audit.read(ctx.pool, tenant, limit)})
 

@@ -190,3 +190,34 @@ class EnvDoc(_Doc):
 
 class AuditDoc(_Doc):
     records: list[dict[str, Any]] = Field(description="Audit rows, newest first")
+
+
+class ErrorItem(BaseModel):
+    path: str = Field(description="Where: a dotted path into the body, a parameter name, or 'body'")
+    message: str
+
+
+class Error(BaseModel):
+    """Every 4xx/5xx body the API sends (the guard's 401/413/415 too)."""
+    detail: str = Field(description="What went wrong and what to do, in one line")
+    errors: list[ErrorItem] = Field(description="One item per field at fault (empty when none is)")
+
+
+class RequestRef(BaseModel):
+    kind: str
+    generation: int
+    correlation_id: str
+
+
+class AcceptedBody(BaseModel):
+    """The answer to a change: 202 when it was accepted, 200 when it changed nothing."""
+    name: str
+    changed: bool
+    request: RequestRef
+    status_url: str
+    tenant: TenantDoc = Field(description="The tenant's status document (as GET /v1/tenants/{name})")
+
+
+class Queued(BaseModel):
+    name: str
+    queued: int = Field(description="How many recorded events go out again")
