@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,3 +69,44 @@ def stop_components(settings: Settings, names: tuple[str, ...]) -> None:
         if (comp := state.components.pop(name, None)) is not None:
             process.stop(comp.pid)
     save_state(settings.home_dir, state)
+
+
+@contextmanager
+def relaying_for(settings: Settings, services: tuple[str, ...]) -> Iterator[None]:
+    """While a test plays `services` (stopped with `stop_components`), publish the events it
+    commits in their name: each service's relay publishes only its own sources
+    (events.outbox.relay_sources), so with the service stopped nothing else would. The relay
+    runs on its own event loop in a thread, for tests that have none."""
+    import asyncio
+    import threading
+
+    import asyncpg
+
+    from events.outbox import OutboxRelay, relay_sources
+    from events.publisher import Publisher
+    from events.topology import topology
+
+    sources = tuple(p for s in services for p in relay_sources(s))
+    ready, loop = threading.Event(), asyncio.new_event_loop()
+    box: dict[str, OutboxRelay] = {}
+
+    async def run() -> None:
+        pool = await asyncpg.create_pool(connection_info(settings.home_dir).control_dsn, min_size=1, max_size=2)
+        try:
+            box["relay"] = OutboxRelay(pool, Publisher(settings, topology(settings.name_prefix).bus_name),
+                                       sources=sources, poll_interval_s=0.2)
+            ready.set()
+            await box["relay"].run()
+        finally:
+            ready.set()
+            await pool.close()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(run(),), daemon=True)
+    thread.start()
+    ready.wait(30)
+    try:
+        yield
+    finally:
+        if (relay := box.get("relay")) is not None:
+            loop.call_soon_threadsafe(relay.stop)
+        thread.join(15)

@@ -21,7 +21,7 @@ import pytest
 from contracts import BuildFailed, TenantDeprovisioned, TenantProvisioned
 from contracts.envelope import Envelope, Event
 from events.outbox import add_to_outbox
-from hostplane.local.ephemeral import RunningPlatform, platform_settings, stop_components
+from hostplane.local.ephemeral import RunningPlatform, platform_settings, relaying_for, stop_components
 from hostplane.local.state import connection_info
 from tests.unit.test_contracts import sample
 
@@ -66,7 +66,8 @@ def platform(tmp_path_factory):
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         stop_components(settings, PLAYED_BY_TESTS)
-        yield settings, env
+        with relaying_for(settings, PLAYED_BY_TESTS):
+            yield settings, env
     finally:
         hostplane(env, "down", "--purge")
 
