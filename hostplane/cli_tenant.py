@@ -21,11 +21,13 @@ import httpx
 import typer
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
 from contracts.app_spec import MAX_SPEC_BYTES
 from contracts.tenant import EdgeMode
+from hostplane.cli_logs import printable
 from hostplane.local.state import CREDENTIALS_FILE, load_state
 from hostplane.settings import get_settings
 from services.api.projection import RANK, TERMINAL
@@ -41,6 +43,12 @@ PIPELINES = {"create": ("provision", "route", "build", "migrate", "release"),
 FAILED_STEP = {"provisioning": "provision", "building": "build", "migrating": "migrate",
                "releasing": "release", "deprovisioning": "deprovision", "routing": "route"}
 UNTIL = ("provisioning", "building", "migrating", "ready")
+
+
+def _shown(text: str) -> str:
+    """Text that may quote tenant output (an error's message), safe for a rich console: its
+    control characters escaped (no terminal sequences), its brackets not read as markup."""
+    return escape(printable(text))
 
 
 def _fail(message: str, code: int = REFUSED, errors: list[dict[str, str]] | None = None) -> NoReturn:
@@ -322,7 +330,8 @@ def details_table(t: dict[str, Any]) -> Table:
     rows += [("dns record", f"{r['name']} {r['type']} {r['value']}") for r in t.get("dns_records") or []]
     if t["error"]:
         e = t["error"]
-        rows.append(("error", f"[red]{e['stage']} ({e['step']}): {e['message']}[/]"))
+        shown = _shown(f"{e['stage']} ({e['step']}): {e['message']}")
+        rows.append(("error", f"[red]{shown}[/]"))
     req = t["request"]
     rows += [("request", f"{req['kind']} #{req['generation']} by {req['requested_by']} at {req['requested_at']}"),
              ("correlation", req["correlation_id"]), ("created", t["created_at"] or "-"),
@@ -350,7 +359,7 @@ def _follow(api: Api, answer: dict[str, Any], wait: bool, timeout: float, as_jso
         typer.echo(json.dumps(tenant, indent=2))
     if tenant["state"] == "failed":
         e = tenant["error"] or {}
-        _fail(f"tenant {tenant['name']} failed at stage {e.get('stage')} ({e.get('step')}): {e.get('message')}")
+        _fail(_shown(f"tenant {tenant['name']} failed at stage {e.get('stage')} ({e.get('step')}): {e.get('message')}"))
 
 
 POLL_RETRIES = 4

@@ -65,7 +65,7 @@ def parse_tenant_env(raw: str | bytes, where: str) -> dict[str, str]:
         raise TenantEnvError(f"{where} is not JSON") from None  # never echo the content
     if not isinstance(data, dict):
         raise TenantEnvError(f"{where} must be a JSON object of environment variables")
-    bad = [k for k in data if not isinstance(k, str) or not ENV_NAME.match(k)]
+    bad = [k for k in data if not isinstance(k, str) or not ENV_NAME.fullmatch(k)]
     if bad:
         raise TenantEnvError(f"{where} has invalid variable names: {bad[:5]}")
     return {k: v if isinstance(v, str) else json.dumps(v) for k, v in data.items() if v is not None}

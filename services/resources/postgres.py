@@ -48,7 +48,7 @@ class DatabaseQuotas:
 
 def ident(name: str) -> str:
     """A quoted identifier; names come from tenant_names(), this refuses anything else."""
-    if not _IDENT.match(name):
+    if not _IDENT.fullmatch(name):
         raise PermanentError(f"{name!r} is not a tenant database identifier")
     return f'"{name}"'
 

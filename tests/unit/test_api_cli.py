@@ -248,3 +248,16 @@ def test_show_lists_the_dns_records_of_a_pending_domain(api):
     out = " ".join(run("show", "acme").output.split())
     assert "domain pending" in out and "shop.example.com: served once" in out
     assert "_a1.shop.example.com. CNAME _b2.acm-validations.aws." in out
+
+
+def test_an_error_quoting_tenant_output_prints_no_terminal_escape_or_markup(api):
+    """A failure's message may carry the app's own log lines: its ESC sequences print as
+    escapes and its brackets as text, in `show` and in `--wait`'s failure."""
+    hostile = "crash \x1b[2J\x1b]0;owned\x07 [bold red]fake[/] [link=http://evil]x[/link]"
+    failure = {"stage": "building", "step": "start", "message": hostile, "retryable": False}
+    api(lambda r: httpx.Response(202, json=accepted()) if r.method == "POST"
+        else httpx.Response(200, json=tenant("failed", "building", error=failure)))
+    for result in (run("show", "acme"), run("create", "acme", "--app", str(SPEC), "--wait")):
+        assert "\x1b" not in result.output and "\x07" not in result.output, repr(result.output)
+        assert "\\x1b[2J" in result.output and "fake[/]" in result.output, result.output  # printed as text
+        assert "[link=http://evil]" in result.output

@@ -43,7 +43,7 @@ def token_matches(given: str, token: str) -> bool:
 def clean_actor(name: str) -> str | None:
     """The declared name (1-64 printable ASCII), or None when it is not acceptable."""
     name = name.strip() or "dashboard"
-    return name if _ACTOR.match(name) else None
+    return name if _ACTOR.fullmatch(name) else None
 
 
 def issue(token: str, actor: str, now: float | None = None) -> str:
