@@ -151,12 +151,7 @@ async def superseded(db: Any, envelope: Envelope[Any]) -> str | None:
     late command that is no longer the latest changes nothing (DESIGN.md, Replay semantics)."""
     if not await _has_tables(db):
         return None
-    return await db.fetchval(
-        "SELECT newer.kind FROM tenant_requests this JOIN tenant_requests newer "
-        "ON newer.tenant_id = this.tenant_id AND newer.generation > this.generation "
-        "WHERE this.tenant_id = $1 AND this.correlation_id = $2 AND newer.kind = ANY($3::text[]) "
-        "ORDER BY newer.generation DESC LIMIT 1",
-        envelope.tenant_id, envelope.correlation_id, list(BUILD_KINDS))
+    return await _newer_request(db, envelope, BUILD_KINDS)
 
 
 # What a replayed command yields to: the request kinds that, accepted after it, make it no
@@ -177,12 +172,18 @@ async def replay_superseded(db: Any, envelope: Envelope[Any]) -> str | None:
     kind = KIND_OF.get(envelope.event_type)
     if envelope.replay_id is None or kind is None or not await _has_tables(db):
         return None
+    return await _newer_request(db, envelope, SUPERSEDED_BY[kind])
+
+
+async def _newer_request(db: Any, envelope: Envelope[Any], kinds: tuple[str, ...]) -> str | None:
+    """The kind of the newest request of `kinds` accepted after the one whose correlation id
+    `envelope` carries, or None."""
     return await db.fetchval(
         "SELECT newer.kind FROM tenant_requests this JOIN tenant_requests newer "
         "ON newer.tenant_id = this.tenant_id AND newer.generation > this.generation "
         "WHERE this.tenant_id = $1 AND this.correlation_id = $2 AND newer.kind = ANY($3::text[]) "
         "ORDER BY newer.generation DESC LIMIT 1",
-        envelope.tenant_id, envelope.correlation_id, list(SUPERSEDED_BY[kind]))
+        envelope.tenant_id, envelope.correlation_id, list(kinds))
 
 
 class RecordedRequests:
