@@ -35,7 +35,7 @@ from contracts import Envelope, AppUpdateRequested  # noqa: E402
 from events.consumer import Consumer, ConsumerOptions  # noqa: E402
 from events.publisher import Publisher  # noqa: E402
 from events.topology import topology  # noqa: E402
-from hostplane.logging import configure_logging  # noqa: E402
+from core.logging import configure_logging  # noqa: E402
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

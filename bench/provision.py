@@ -35,8 +35,8 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform  # noqa: E402
-from hostplane.local.state import CREDENTIALS_FILE  # noqa: E402
-from hostplane.logging import configure_logging  # noqa: E402
+from core.state import CREDENTIALS_FILE  # noqa: E402
+from core.logging import configure_logging  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SPEC = (Path(__file__).resolve().parents[1] / "examples" / "tasks.yaml").read_text()

@@ -35,7 +35,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hostplane.local.process import free_port  # noqa: E402
+from core.process import free_port  # noqa: E402
 from reloader import sandbox  # noqa: E402
 from reloader.agent import Agent  # noqa: E402
 from reloader.artifacts import ArtifactStore  # noqa: E402

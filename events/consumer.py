@@ -50,9 +50,9 @@ from events import recorded
 from events.inbox import Inbox, PgInbox, current_connection
 from events.outbox import add_to_outbox
 from events.topology import Topology
-from hostplane.aws import aws_client
-from hostplane.metrics import count_refused
-from hostplane.settings import Settings
+from core.aws import aws_client
+from core.metrics import count_refused
+from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 
@@ -366,7 +366,7 @@ class Consumer:
         (MessageDeadLettered, through the outbox, outside the inbox: a redrive must still
         run the handler), so the tenant shows `failed` at this service's stage."""
         from contracts.events_v1 import SERVICE_STAGES, MessageDeadLettered
-        from hostplane.logging import redact
+        from core.logging import redact
 
         if self._pool is None or self.service not in SERVICE_STAGES:
             return

@@ -18,8 +18,8 @@ from typing import Any
 import structlog
 
 from events.topology import QueueSpec, Topology
-from hostplane.aws import aws_client
-from hostplane.settings import Settings
+from core.aws import aws_client
+from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 

@@ -20,8 +20,8 @@ from tenacity import AsyncRetrying, RetryError, retry_if_exception_type, stop_af
 from tenacity.wait import wait_base, wait_exponential_jitter
 
 from contracts.envelope import Envelope
-from hostplane.aws import aws_client
-from hostplane.settings import Settings
+from core.aws import aws_client
+from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 

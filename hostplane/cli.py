@@ -11,9 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hostplane.local.process import PortInUse, StartFailed
-from hostplane.logging import configure_logging
-from hostplane.settings import Emulator, get_settings
+from core.process import PortInUse, StartFailed
+from core.logging import configure_logging
+from core.settings import Emulator, get_settings
 
 app = typer.Typer(help="hostplane: isolated tenants on shared infrastructure.", no_args_is_help=True)
 console = Console()

@@ -13,7 +13,7 @@ import json
 import typer
 from rich.console import Console
 
-from hostplane.settings import get_settings
+from core.settings import get_settings
 
 doctor_app = typer.Typer(help="checks of the running platform", invoke_without_command=True)
 err = Console(stderr=True)
@@ -50,7 +50,7 @@ def doctor(
 
 
 def main() -> None:  # `python -m hostplane.cli_doctor`, until hostplane.cli mounts it
-    from hostplane.logging import configure_logging
+    from core.logging import configure_logging
 
     configure_logging(quiet=True)
     doctor_app(prog_name="hostplane doctor")

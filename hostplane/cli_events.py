@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from hostplane.settings import Settings, get_settings
+from core.settings import Settings, get_settings
 
 events_app = typer.Typer(help="the recorded event log and replays", no_args_is_help=True)
 dlq_app = typer.Typer(help="dead-letter queues: list and redrive", no_args_is_help=True)
@@ -36,7 +36,7 @@ def _fail(message: str, code: int = NOT_RUNNING) -> NoReturn:
 
 
 def _control_dsn(settings: Settings) -> str:
-    from hostplane.local.state import connection_info
+    from core.state import connection_info
 
     try:
         return connection_info(settings.home_dir).control_dsn

@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from hostplane.settings import get_settings
+from core.settings import get_settings
 
 console = Console(highlight=False, soft_wrap=True)
 LEVEL_STYLE = {"debug": "dim", "info": "green", "warning": "yellow", "error": "bold red", "critical": "bold red"}

@@ -28,8 +28,8 @@ from rich.text import Text
 from contracts.app_spec import MAX_SPEC_BYTES
 from contracts.tenant import EdgeMode
 from hostplane.cli_logs import printable
-from hostplane.local.state import CREDENTIALS_FILE, load_state
-from hostplane.settings import get_settings
+from core.state import CREDENTIALS_FILE, load_state
+from core.settings import get_settings
 from services.api.projection import RANK, TERMINAL
 
 tenant_app = typer.Typer(help="tenants: create, update, delete, list, show, env, releases, rollback", no_args_is_help=True)

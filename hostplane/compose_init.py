@@ -21,8 +21,8 @@ import time
 
 import structlog
 
-from hostplane.local import process
-from hostplane.local.state import (
+from core import process
+from core.state import (
     CREDENTIALS_FILE,
     ComponentState,
     Credentials,
@@ -30,7 +30,7 @@ from hostplane.local.state import (
     save_state,
     write_private,
 )
-from hostplane.settings import Settings
+from core.settings import Settings
 
 log = structlog.get_logger(__name__)
 SECRET_ENV = {"postgres_password": "HOSTPLANE_POSTGRES_PASSWORD", "valkey_password": "HOSTPLANE_VALKEY_PASSWORD",
@@ -90,7 +90,7 @@ def wait_for_servers(settings: Settings, timeout: float) -> None:
 
 def main() -> int:
     from hostplane.local.platform import _converge_control_plane
-    from hostplane.logging import configure_logging
+    from core.logging import configure_logging
 
     configure_logging(json_output=True)
     settings = Settings()

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hostplane.cli_tenant import Api, api_client, details_table
-from hostplane.settings import Settings
+from core.settings import Settings
 
 EXAMPLE_TENANT = "demo"
 EXAMPLE_SPEC = Path(__file__).resolve().parents[1] / "examples" / "tasks.yaml"

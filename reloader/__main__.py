@@ -21,7 +21,7 @@ from pathlib import Path
 
 import structlog
 
-from hostplane.logging import configure_logging
+from core.logging import configure_logging
 from reloader.artifacts import ArtifactStore
 from reloader.config import RuntimeConfig, load_tenant_env
 from reloader.health import serve_health

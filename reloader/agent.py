@@ -40,7 +40,7 @@ import asyncpg
 import httpx
 import structlog
 
-from hostplane.local import process
+from core import process
 from reloader import agent_state, reports, sandbox
 from reloader.agent_state import AgentState, TenantRuntime, is_our_reloader, now_iso, our_reloaders
 from reloader.config import parse_tenant_env
@@ -68,7 +68,7 @@ async def resolve_env(env_ref: str | None, settings) -> dict[str, str]:
             return parse_tenant_env(path.read_bytes(), env_ref)
         except (OSError, ValueError) as exc:
             raise EnvUnavailable(f"{env_ref}: {type(exc).__name__}: {exc}") from None
-    from hostplane.aws import aws_client
+    from core.aws import aws_client
 
     secret_id = env_ref.removeprefix("secret:")
     try:
@@ -323,7 +323,7 @@ class Agent:
         if self.publisher is None:
             from events.publisher import Publisher  # aiobotocore is heavy: only when a report comes
             from events.topology import topology
-            from hostplane.settings import Settings
+            from core.settings import Settings
 
             settings = self.settings or Settings(home=self.home)
             self.publisher = Publisher(settings, topology(settings.name_prefix).bus_name)
@@ -357,14 +357,14 @@ def _lock(home: Path):
 
 
 async def _main(args: argparse.Namespace) -> int:
-    from hostplane.settings import Settings
+    from core.settings import Settings
 
     home = args.home.resolve()
     settings = Settings(home=home)
     if args.dsn:
         dsn = args.dsn
     else:
-        from hostplane.local.state import connection_info
+        from core.state import connection_info
 
         dsn = connection_info(home).control_dsn
     lock = _lock(home)
@@ -395,7 +395,7 @@ async def _main(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from hostplane.logging import configure_logging
+    from core.logging import configure_logging
 
     p = argparse.ArgumentParser(prog="python -m reloader.agent", description=__doc__.splitlines()[0])
     p.add_argument("--home", type=Path, required=True)

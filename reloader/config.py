@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hostplane.logging import redact
+from core.logging import redact
 
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 TENANT_ENV_VAR = "HOSTPLANE_TENANT_ENV"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from contracts.tenant import validate_tenant_id
-from hostplane.local.process import port_open
+from core.process import port_open
 
 _SCHEMA_LOCK = 0x72756E74  # "runt": serialises concurrent ensure_schema calls
 _PORT_LOCK = 0x706F7274  # "port": serialises app port allocation
@@ -57,7 +57,7 @@ class DesiredService:
 
 
 def port_range() -> range:
-    from hostplane.settings import get_settings
+    from core.settings import get_settings
 
     settings = get_settings()
     return range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)

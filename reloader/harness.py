@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from hostplane.local.process import free_port
+from core.process import free_port
 from reloader.artifacts import ArtifactStore, Pointer
 from reloader.reporting import read_events
 from reloader.sample import SampleApp

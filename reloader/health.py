@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from hostplane import metrics
+from core import metrics
 
 PATH = "/runtime/healthz"
 METRICS_PATH = "/metrics"

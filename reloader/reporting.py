@@ -106,7 +106,7 @@ def reporter_from(spec: str, tenant_id: str) -> Reporter:
     """`bus` (the platform's event bus), `file:PATH`, or `none` (log only)."""
     if spec == "bus":
         from events.topology import topology
-        from hostplane.settings import Settings
+        from core.settings import Settings
 
         settings = Settings()
         return BusReporter(tenant_id, settings, topology(settings.name_prefix).bus_name)

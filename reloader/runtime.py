@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from contracts.events_v1 import AppCrashed, ReleaseActivated, ReleaseFailed
-from hostplane import metrics
+from core import metrics
 from reloader.artifacts import ArtifactError, ArtifactStore, LocalRelease, Pointer
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess, StartFailure

@@ -106,7 +106,7 @@ def requests_metric_from(spec: str, tenant_id: str, count: RequestCount) -> Requ
         return None
     from functools import partial
 
-    from hostplane.aws import aws_client  # aiobotocore is heavy: only when used
-    from hostplane.settings import Settings
+    from core.aws import aws_client  # aiobotocore is heavy: only when used
+    from core.settings import Settings
 
     return RequestsPerTask(tenant_id, count, partial(aws_client, "cloudwatch", Settings()))

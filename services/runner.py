@@ -22,10 +22,10 @@ from events.outbox import OutboxRelay, relay_sources
 from events.publisher import Publisher
 from events.store import ensure_schema
 from events.topology import topology
-from hostplane import metrics
-from hostplane.local.state import connection_info
-from hostplane.logging import configure_logging
-from hostplane.settings import Settings, get_settings
+from core import metrics
+from core.state import connection_info
+from core.logging import configure_logging
+from core.settings import Settings, get_settings
 
 log = structlog.get_logger(__name__)
 

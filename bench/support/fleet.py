@@ -20,7 +20,7 @@ import httpx
 import psutil
 
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
-from hostplane.local.state import CREDENTIALS_FILE, load_state
+from core.state import CREDENTIALS_FILE, load_state
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE_SPEC = (REPO / "examples" / "tasks.yaml").read_text()
@@ -140,7 +140,7 @@ class Fleet:
                 "uss_mb_per_tenant": round(uss / n / 2**20, 1), "rss_mb_total": round(rss / 2**20)}
 
     async def dlq_depths(self) -> dict[str, int]:
-        from hostplane.aws import aws_client
+        from core.aws import aws_client
         from events.topology import topology
 
         depths = {}

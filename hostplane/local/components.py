@@ -13,10 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from hostplane.local import process
+from core import process
 from hostplane.local.emulator import HEALTH_PATH
-from hostplane.local.state import Credentials
-from hostplane.settings import Settings
+from core.state import Credentials
+from core.settings import Settings
 
 
 @dataclass
@@ -88,7 +88,7 @@ class Moto(Component):
     def command(self) -> list[str]:
         import sys
 
-        from hostplane.local.state import CREDENTIALS_FILE
+        from core.state import CREDENTIALS_FILE
 
         return [sys.executable, "-m", "hostplane.local.emulator", "--host", self.host, "--port", str(self.port),
                 "--credentials", str(self.settings.home_dir / CREDENTIALS_FILE)]

@@ -34,9 +34,9 @@ from pathlib import Path
 import asyncpg
 import redis
 
-from hostplane.local import process
+from core import process
 from hostplane.local.components import Component
-from hostplane.local.state import CONTROL_DATABASE, CONTROL_ROLE, write_private
+from core.state import CONTROL_DATABASE, CONTROL_ROLE, write_private
 
 PG_SYSTEM_USER = "embedded_postgres"  # postgres refuses to run as root
 SUPERUSER = "postgres"

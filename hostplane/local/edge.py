@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from hostplane.local import process
+from core import process
 from hostplane.local.components import Component
-from hostplane.local.state import ADMIN_SOCKET, write_private
+from core.state import ADMIN_SOCKET, write_private
 
 EDGE_SERVER = "edge"
 CATCH_ALL_ID = "catch-all"

@@ -10,10 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostplane.local import platform
-from hostplane.local.process import free_port
+from core.process import free_port
 from hostplane.local.services import settings_env
-from hostplane.local.state import ConnectionInfo, connection_info
-from hostplane.settings import Settings
+from core.state import ConnectionInfo, connection_info
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -61,8 +61,8 @@ def stop_platform(running: RunningPlatform) -> None:
 def stop_components(settings: Settings, names: tuple[str, ...]) -> None:
     """Stop some of a running platform's processes (tests that play those stages themselves
     by injecting their events); `down` no longer needs to stop them."""
-    from hostplane.local import process
-    from hostplane.local.state import load_state, save_state
+    from core import process
+    from core.state import load_state, save_state
 
     state = load_state(settings.home_dir)
     for name in names:

@@ -18,12 +18,12 @@ from typing import Any
 
 import structlog
 
-from hostplane.local import process
+from core import process
 from hostplane.local.components import Component, LocalStack, Moto
 from hostplane.local.datastores import Postgres, Valkey
 from hostplane.local.edge import Caddy
 from hostplane.local.services import ServiceProcess, service_components
-from hostplane.local.state import (
+from core.state import (
     ComponentState,
     Credentials,
     PlatformState,
@@ -34,7 +34,7 @@ from hostplane.local.state import (
     load_state,
     save_state,
 )
-from hostplane.settings import Emulator, Settings
+from core.settings import Emulator, Settings
 
 log = structlog.get_logger(__name__)
 PORT_FIELDS = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "api_port")

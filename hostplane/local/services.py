@@ -11,9 +11,9 @@ import importlib.util
 import sys
 from pathlib import Path
 
-from hostplane.local import process
+from core import process
 from hostplane.local.components import Component
-from hostplane.settings import Settings
+from core.settings import Settings
 
 CONTROL_PLANE = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
 PORT_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "api_port",

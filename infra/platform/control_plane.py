@@ -41,7 +41,7 @@ STACK_DRIVER_EPHEMERAL_GIB = 30
 # Keys of the `<prefix>/platform/control` secret (JSON), and who reads which.
 SECRET_KEYS = {"HOSTPLANE_CONTROL_DSN": "control_dsn", "HOSTPLANE_VALKEY_URL": "valkey_url",
                "HOSTPLANE_API_TOKEN": "api_token"}
-# Inside its own awsvpc task the API listens on every interface (hostplane.settings `host`,
+# Inside its own awsvpc task the API listens on every interface (core.settings `host`,
 # loopback by default); its security group admits only the ALB.
 API_BIND_HOST = "0.0.0.0"
 API_GRACE_S = 60  # the API's start-up (pool, schema) before the ALB's health checks count

@@ -28,7 +28,7 @@ STACK_DRIVERS = frozenset({"provisioner", "router-config", "deprovisioner"})
 ARTIFACT_WRITERS = frozenset({"builder", "migrator", "deprovisioner"})
 QUEUE_ACTIONS = ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility",
                  "sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
-# hostplane.metrics.refresh_gauges: each service's DLQ depth gauge (services.runner).
+# core.metrics.refresh_gauges: each service's DLQ depth gauge (services.runner).
 DLQ_DEPTH_ACTIONS = ["sqs:GetQueueAttributes", "sqs:GetQueueUrl"]
 # events.dlq as the dashboard runs it: peek (receive, give back), redrive (send to the
 # source queue, delete from the DLQ).

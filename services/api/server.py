@@ -23,9 +23,9 @@ import asyncpg
 import structlog
 import uvicorn
 
-from hostplane.aws import aws_client
-from hostplane.local.state import CREDENTIALS_FILE
-from hostplane.settings import Settings
+from core.aws import aws_client
+from core.state import CREDENTIALS_FILE
+from core.settings import Settings
 from services.api import audit, store
 from services.api.routes import ApiContext, create_app
 

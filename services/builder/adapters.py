@@ -12,8 +12,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from contracts.tenant import TenantNames, tenant_names
-from hostplane.aws import aws_client
-from hostplane.settings import Settings
+from core.aws import aws_client
+from core.settings import Settings
 from reloader.artifacts import ArtifactStore, store_root
 from contracts.envelope import Envelope
 from events.recorded import RecordedRequests

@@ -20,8 +20,8 @@ import asyncpg
 from contracts.app_spec import AppSpec, load_app_spec
 from contracts.tenant import TenantNames, tenant_names
 from events.recorded import RecordedRequests
-from hostplane.aws import aws_client
-from hostplane.settings import Settings
+from core.aws import aws_client
+from core.settings import Settings
 from reloader.artifacts import ArtifactError, ArtifactStore, store_root
 from services.resources.secret import TenantCredentials, TenantSecrets
 

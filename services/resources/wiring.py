@@ -20,8 +20,8 @@ import asyncpg
 import redis.asyncio as aredis
 
 from contracts.tenant import TenantNames, tenant_names
-from hostplane.aws import aws_client, endpoint_url
-from hostplane.settings import Settings
+from core.aws import aws_client, endpoint_url
+from core.settings import Settings
 from services.resources.artifacts import TenantArtifacts
 from services.resources.bucket import TenantBucket
 from services.resources.cache import TenantCache
@@ -50,7 +50,7 @@ def addresses(settings: Settings) -> Addresses:
     dsn, valkey = os.environ.get("HOSTPLANE_CONTROL_DSN"), os.environ.get("HOSTPLANE_VALKEY_URL")
     if dsn and valkey:
         return Addresses(dsn, valkey, os.environ.get("HOSTPLANE_CADDY_ADMIN_URL"))
-    from hostplane.local.state import connection_info
+    from core.state import connection_info
 
     info = connection_info(settings.home_dir)
     return Addresses(dsn or info.control_dsn, valkey or info.valkey_url, info.caddy_admin_url)

@@ -30,9 +30,9 @@ from contracts.envelope import Envelope, Event
 from contracts.events_v1 import DnsRecord, RouteConfigured
 from contracts.tenant import TenantNames, tenant_names
 from events.outbox import add_to_outbox
-from hostplane.aws import aws_client
-from hostplane.metrics import set_edge_routes
-from hostplane.settings import Settings
+from core.aws import aws_client
+from core.metrics import set_edge_routes
+from core.settings import Settings
 from services.resources.aws.stacks import TenantStacks
 from services.router_config.handlers import HostTaken
 from services.router_config.routes import Route

@@ -29,7 +29,7 @@ from contracts.envelope import Envelope, Event
 from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRemoved, TenantDeletionRequested, \
     TenantProvisioned
 from contracts.tenant import TenantNames, tenant_names
-from hostplane.metrics import set_edge_routes
+from core.metrics import set_edge_routes
 from services.router_config.caddy import CaddyEdge, EdgeDrifted
 from services.router_config.routes import Route, caddy_route, desired_routes, drifted, is_tenant_route
 from services.router_config.store import RouteRow, RouteStore

@@ -12,9 +12,9 @@ from typing import Any
 import asyncpg
 import structlog
 
-from hostplane.aws import endpoint_url
+from core.aws import endpoint_url
 from hostplane.local.edge import base_config
-from hostplane.settings import Settings
+from core.settings import Settings
 from reloader import desired
 from services.router_config.caddy import CaddyEdge
 from services.router_config.handlers import RouterDeps, resync
@@ -45,7 +45,7 @@ def caddy_admin_url(settings: Settings) -> str:
     """Caddy's admin address: `unix:///<home>/run/caddy-admin.sock` as `hostplane up` recorded it."""
     if url := os.environ.get("HOSTPLANE_CADDY_ADMIN_URL"):
         return url
-    from hostplane.local.state import connection_info
+    from core.state import connection_info
 
     return connection_info(settings.home_dir).caddy_admin_url
 

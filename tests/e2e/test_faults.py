@@ -23,9 +23,9 @@ import psutil
 import pytest
 
 from contracts.tenant import tenant_names
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
-from hostplane.local.state import connection_info, load_state
+from core.state import connection_info, load_state
 from tests.e2e.cli import hostplane, ok
 from tests.e2e.edge_watch import Answer, EdgeWatch, Round
 
@@ -263,7 +263,7 @@ def test_poison_message_dead_letters_then_redrive_brings_it_ready(platform):
     2+4+8+16 s) the TenantRequested lands in the provisioner's DLQ and the tenant shows `failed` at
     provisioning; once the session is closed, `hostplane dlq redrive` brings the tenant to ready
     with exactly one of each resource."""
-    from hostplane.local.state import load_or_create_credentials
+    from core.state import load_or_create_credentials
 
     settings, env = platform
     # template1 is closed to everyone but the superuser (the control role included): the fault injector is it

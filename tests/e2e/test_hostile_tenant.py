@@ -27,7 +27,7 @@ import pytest
 
 from contracts.tenant import tenant_names
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
-from hostplane.local.state import CONTROL_DATABASE, connection_info, load_state
+from core.state import CONTROL_DATABASE, connection_info, load_state
 from reloader.landlock import abi_version
 from tests.e2e.cli import hostplane, ok
 
@@ -99,8 +99,8 @@ def tenant_uid_processes(uid: int) -> list[int]:
 
 def forge(settings, env, detail_type: str, producer_source: str, tenant: str, data: dict) -> None:
     """Publish as a holder of bus credentials would, with the platform's own key."""
-    from hostplane.aws import aws_client
-    from hostplane.settings import Settings
+    from core.aws import aws_client
+    from core.settings import Settings
 
     detail = {"event_id": str(uuid.uuid4()), "event_type": detail_type, "schema_version": "1.0",
               "occurred_at": datetime.now(UTC).isoformat(), "tenant_id": tenant,

@@ -26,7 +26,7 @@ import redis.asyncio as aredis
 from redis.exceptions import NoPermissionError, ResponseError
 
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
-from hostplane.local.state import connection_info
+from core.state import connection_info
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"

@@ -22,7 +22,7 @@ from contracts import BuildFailed, TenantDeprovisioned, TenantProvisioned
 from contracts.envelope import Envelope, Event
 from events.outbox import add_to_outbox
 from hostplane.local.ephemeral import RunningPlatform, platform_settings, relaying_for, stop_components
-from hostplane.local.state import connection_info
+from core.state import connection_info
 from tests.unit.test_contracts import sample
 
 pytestmark = pytest.mark.e2e

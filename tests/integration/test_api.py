@@ -35,7 +35,7 @@ from contracts.tenant import tenant_names
 from events.outbox import OutboxRelay, add_to_outbox, relay_sources
 from events.publisher import Publisher
 from events.topology import topology
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_components, stop_platform
 from tests.unit.test_contracts import sample
 

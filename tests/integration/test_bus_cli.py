@@ -13,7 +13,7 @@ import pytest
 
 from contracts.envelope import Envelope, Event
 from events.store import record_external
-from hostplane.local.state import load_or_create_credentials
+from core.state import load_or_create_credentials
 from hostplane.local.ephemeral import RunningPlatform
 
 pytestmark = pytest.mark.integration

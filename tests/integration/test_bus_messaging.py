@@ -28,7 +28,7 @@ from events.replay import list_events, replay
 from events.store import ensure_schema
 from events.topology import MAX_RECEIVES, QueueSpec, RuleSpec, Topology
 from events.topology_apply import apply_topology
-from hostplane.aws import aws_client
+from core.aws import aws_client
 
 pytestmark = pytest.mark.integration
 

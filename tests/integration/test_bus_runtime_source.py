@@ -22,7 +22,7 @@ from events.publisher import PublishEntry, Publisher
 from events.store import ensure_schema
 from events.topology import QueueSpec, RuleSpec, Topology, topology
 from events.topology_apply import apply_topology
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from tests.integration.test_bus_messaging import SERVICE, _remove_topology, eventually, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]

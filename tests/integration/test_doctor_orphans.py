@@ -15,7 +15,7 @@ import pytest
 from hostplane.doctor import find_orphans
 from hostplane.local.edge import admin_client
 from hostplane.local.ephemeral import start_platform, stop_platform
-from hostplane.local.state import load_or_create_credentials
+from core.state import load_or_create_credentials
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import on_tenant_requested
 from services.resources.secret import TenantCredentials

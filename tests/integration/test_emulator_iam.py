@@ -21,12 +21,12 @@ from botocore import UNSIGNED
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from hostplane.aws import aws_client
-from hostplane.local import process
+from core.aws import aws_client
+from core import process
 from hostplane.local.components import Moto
 from hostplane.local.ephemeral import platform_settings
-from hostplane.local.state import load_or_create_credentials
-from hostplane.settings import Settings
+from core.state import load_or_create_credentials
+from core.settings import Settings
 from services.router_config.routes import EMULATOR_AUTH
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -18,7 +18,7 @@ import pytest
 import redis.asyncio as aredis
 
 from contracts.app_spec import AppSpec, load_app_spec
-from hostplane.local.process import free_port
+from core.process import free_port
 from services.builder.codegen import generate, package
 from services.builder.model import q, relational_model
 from services.provisioner.handlers import on_tenant_requested

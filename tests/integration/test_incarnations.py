@@ -22,7 +22,7 @@ from contracts.events_v1 import AppUpdateRequested
 from contracts.tenant import tenant_names
 from events.publisher import Publisher
 from events.topology import topology
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from reloader.artifacts import ArtifactStore, store_root
 from tests.integration.test_rollback import settled, spec
 

@@ -10,7 +10,7 @@ import sys
 import psutil
 import pytest
 
-from hostplane.local.process import port_open
+from core.process import port_open
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
 
 pytestmark = pytest.mark.integration

@@ -25,7 +25,7 @@ from hostplane.local.datastores import MAXMEMORY_POLICY, SUPERUSER
 from hostplane.local.edge import admin_client_sync
 from hostplane.local.ephemeral import start_platform, stop_components, stop_platform
 from hostplane.local.services import installed_services
-from hostplane.local.state import (
+from core.state import (
     CONTROL_ROLE,
     CREDENTIALS_FILE,
     connection_info,

@@ -16,9 +16,9 @@ import pytest
 from contracts.envelope import Envelope
 from events.outbox import add_to_outbox
 from events.replay import list_events
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from hostplane.doctor import find_orphans
-from hostplane.local.state import load_state
+from core.state import load_state
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401
 from tests.unit.test_provisioner import deletion, requested
 
@@ -119,7 +119,7 @@ def restart_provisioner(running) -> None:
     """What `up` does for a dead service, for this one component only (`up` would also
     re-check every server, and replaces a moto that is slow to dump its state)."""
     from hostplane.local.services import service_components
-    from hostplane.local.state import ComponentState, load_or_create_credentials, save_state
+    from core.state import ComponentState, load_or_create_credentials, save_state
 
     settings = running.settings
     state = load_state(settings.home_dir)

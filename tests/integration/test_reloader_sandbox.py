@@ -19,7 +19,7 @@ import httpx
 import psutil
 import pytest
 
-from hostplane.local.process import free_port
+from core.process import free_port
 from reloader import sandbox
 from reloader.agent import Agent
 from reloader.artifacts import ArtifactStore

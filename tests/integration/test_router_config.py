@@ -18,7 +18,7 @@ from contracts.envelope import Envelope
 from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRemoved, TenantDeletionRequested, \
     TenantProvisioned
 from contracts.tenant import tenant_names
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from hostplane.doctor import find_orphans
 from hostplane.local.edge import CATCH_ALL_ID, base_config
 from hostplane.local.ephemeral import start_platform, stop_platform
@@ -34,8 +34,8 @@ DIGEST = "ab" * 32
 
 
 def _stop_components(home, names) -> None:
-    from hostplane.local import process
-    from hostplane.local.state import load_state, save_state
+    from core import process
+    from core.state import load_state, save_state
 
     state = load_state(home)
     for name in names:

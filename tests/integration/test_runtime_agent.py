@@ -17,9 +17,9 @@ import asyncpg
 import httpx
 import pytest
 
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from hostplane.local.ephemeral import start_platform, stop_platform
-from hostplane.local.process import alive, free_port
+from core.process import alive, free_port
 from reloader import agent_state, sandbox
 from reloader.agent import Agent
 from reloader.artifacts import ArtifactStore
@@ -32,8 +32,8 @@ TENANTS = ("alpha", "beta")
 
 
 def _stop_platform_agent(home: Path) -> None:
-    from hostplane.local import process
-    from hostplane.local.state import load_state, save_state
+    from core import process
+    from core.state import load_state, save_state
 
     state = load_state(home)
     agent = state.components.pop("runtime-agent", None)

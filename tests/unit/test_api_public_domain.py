@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from hostplane.settings import Settings
+from core.settings import Settings
 from services.api.routes import ApiContext, create_app
 from services.api.views import tenant_url
 from tests.unit.test_api_edge import SPEC, TOKEN, FakeDb, db, published  # noqa: F401 (fixtures)

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from hostplane.settings import Settings
+from core.settings import Settings
 from services.api import server
 
 

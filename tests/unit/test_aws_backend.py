@@ -14,7 +14,7 @@ from pulumi.automation._cmd import CommandResult
 from pydantic import SecretStr, ValidationError
 
 from contracts.tenant import tenant_names
-from hostplane.settings import Settings
+from core.settings import Settings
 from services.resources.aws.adapters import StackBucket, StackCache, StackRuntime, TenantStackConvergence
 from services.resources.aws.stacks import StackSettings, TenantStacks, converge
 from services.resources.aws.wiring import AwsTarget, use_tenant_stacks

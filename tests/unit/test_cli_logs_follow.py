@@ -86,7 +86,7 @@ def test_follow_reads_a_file_anew_when_it_was_truncated_or_replaced(home, capsys
 
 @pytest.mark.parametrize("flag", ["--follow", "-f"])
 def test_the_command_follows_with_its_filters_until_interrupted(home, monkeypatch, flag):
-    from hostplane import settings as settings_mod
+    from core import settings as settings_mod
     from hostplane.cli import app
 
     logs = home / "logs"

@@ -12,7 +12,7 @@ import yaml
 
 from hostplane.compose_init import ComposeInitError, credentials_from_env, platform_state
 from hostplane.local.services import CONTROL_PLANE, module_of, settings_env
-from hostplane.settings import Settings
+from core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())

@@ -1,13 +1,13 @@
-"""Which key the one AWS client factory signs emulator requests with (hostplane.aws)."""
+"""Which key the one AWS client factory signs emulator requests with (core.aws)."""
 
 from __future__ import annotations
 
 import json
 
-from hostplane.aws import LOCALSTACK_CREDENTIALS, emulator_credentials
+from core.aws import LOCALSTACK_CREDENTIALS, emulator_credentials
 from hostplane.local.emulator import EDGE_AUTH, new_access_key_id
-from hostplane.local.state import PlatformState, load_or_create_credentials, save_state
-from hostplane.settings import Settings
+from core.state import PlatformState, load_or_create_credentials, save_state
+from core.settings import Settings
 from services.router_config.routes import EMULATOR_AUTH
 
 

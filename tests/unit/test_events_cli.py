@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 from hostplane.cli_events import dlq_app, events_app
-from hostplane.settings import get_settings
+from core.settings import get_settings
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from contracts.envelope import Envelope, Event
 from events.consumer import Consumer, ConsumerOptions
 from events.inbox import TenantLocks
 from events.topology import QueueSpec, Topology
-from hostplane.settings import Settings
+from core.settings import Settings
 
 SERVICE = "builder"
 TOPOLOGY = Topology(bus_name="b", archive_name="a", queues=(QueueSpec(SERVICE, "q", "q-dlq"),), rules=())

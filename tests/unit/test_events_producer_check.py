@@ -21,7 +21,7 @@ from events import recorded
 from events.consumer import Consumer, ConsumerOptions
 from events.recorded import Incarnation, is_stale
 from events.topology import QueueSpec, Topology
-from hostplane.settings import Settings
+from core.settings import Settings
 from tests.unit.test_events_consumer import FakeInbox, FakeSQS, running, until
 
 DIGEST = "ab" * 32

@@ -16,7 +16,7 @@ from events.publisher import (
     PublishError,
     batches,
 )
-from hostplane.settings import Settings
+from core.settings import Settings
 
 
 class Ping(Event):  # test-only payload; not registered, so the catalog stays untouched

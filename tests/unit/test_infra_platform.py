@@ -284,7 +284,7 @@ def environment(service: str) -> dict[str, str]:
 
 @pytest.mark.parametrize("service", sorted(STACK_DRIVERS))
 def test_stack_drivers_start_with_every_tenant_stack_setting(service, monkeypatch):
-    from hostplane.settings import Settings
+    from core.settings import Settings
     from services.resources.aws.wiring import AwsTarget
 
     env = environment(service)
@@ -632,7 +632,7 @@ def test_operators_can_narrow_who_reaches_the_api():
 
 
 def test_the_api_container_listens_on_every_interface_on_the_mapped_port(monkeypatch):
-    from hostplane.settings import Settings
+    from core.settings import Settings
 
     for name in [n for n in os.environ if n.startswith("HOSTPLANE_")]:
         monkeypatch.delenv(name)
@@ -673,7 +673,7 @@ def test_the_platform_exports_the_api_url():
     assert exported["apiUrl"] == "https://api.apps.example.com"
 
 
-# --- each service reads its own DLQ's depth (hostplane.metrics.refresh_gauges) ------------------------
+# --- each service reads its own DLQ's depth (core.metrics.refresh_gauges) ------------------------
 
 def readable(sts: list[dict]) -> set[str]:
     return {r for st in sts if "sqs:GetQueueAttributes" in st["Action"] for r in as_list(st["Resource"])}

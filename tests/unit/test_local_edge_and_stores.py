@@ -23,8 +23,8 @@ from hostplane.local.edge import (
     admin_socket,
     base_config,
 )
-from hostplane.local.state import Credentials
-from hostplane.settings import Settings
+from core.state import Credentials
+from core.settings import Settings
 
 
 def test_the_admin_address_names_a_socket_caddy_listens_on_owner_only(tmp_path):
@@ -115,7 +115,7 @@ def test_valkey_is_bounded_with_a_cache_policy(tmp_path):
 
 def test_compose_init_run_again_keeps_the_control_roles_password(tmp_path):
     from hostplane.compose_init import write_home
-    from hostplane.local.state import ensure_control_password, load_or_create_credentials
+    from core.state import ensure_control_password, load_or_create_credentials
 
     settings = Settings(home=tmp_path)
     creds = Credentials(postgres_password="p", valkey_password="v", api_token="t")

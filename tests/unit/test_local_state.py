@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from hostplane.local.process import PortInUse, free_port, require_free
-from hostplane.local.state import (
+from core.process import PortInUse, free_port, require_free
+from core.state import (
     CONTROL_ROLE,
     PlatformState,
     connection_info,

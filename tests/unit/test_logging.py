@@ -1,4 +1,4 @@
-from hostplane.logging import redact
+from core.logging import redact
 
 
 def test_secret_keys_and_url_passwords_are_redacted():
@@ -18,8 +18,8 @@ def test_every_aws_client_keeps_secret_values_out_of_botocore_debug_logs():
     import asyncio
     import logging
 
-    from hostplane.aws import aws_client
-    from hostplane.settings import Settings
+    from core.aws import aws_client
+    from core.settings import Settings
 
     async def make() -> None:
         async with aws_client("secretsmanager", Settings(aws_endpoint_url="http://127.0.0.1:9")):

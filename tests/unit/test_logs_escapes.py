@@ -47,7 +47,7 @@ def test_every_part_of_a_pretty_line_is_neutralised():
 @pytest.fixture
 def logs_home(tmp_path, monkeypatch):
     """A home whose reloader log holds one line of hostile app output."""
-    from hostplane import settings as settings_mod
+    from core import settings as settings_mod
 
     (tmp_path / "logs").mkdir()
     (tmp_path / "logs" / "runtime-acme.log").write_text(

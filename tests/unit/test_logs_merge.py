@@ -60,7 +60,7 @@ def test_pretty_output_shows_context():
 
 
 def test_the_command_merges_and_filters(tmp_path, monkeypatch):
-    from hostplane import settings as settings_mod
+    from core import settings as settings_mod
     from hostplane.cli import app
 
     (tmp_path / "logs").mkdir()

@@ -1,4 +1,4 @@
-"""hostplane.metrics: handlers counted and timed per event type; the reloader's /metrics."""
+"""core.metrics: handlers counted and timed per event type; the reloader's /metrics."""
 
 import asyncio
 
@@ -6,7 +6,7 @@ import httpx
 import pytest
 from prometheus_client import REGISTRY
 
-from hostplane import metrics
+from core import metrics
 from reloader.health import serve_health
 
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
-from hostplane.aws import aws_client
+from core.aws import aws_client
 from reloader import traffic
 from reloader.artifacts import ArtifactStore
 from reloader.config import RuntimeConfig, Scrubber

@@ -187,7 +187,7 @@ async def test_the_deprovisioner_sees_traffic_stop_when_router_config_unroutes(d
 async def test_router_config_on_aws_refuses_to_start_without_its_stack_settings(monkeypatch):
     from pydantic import ValidationError
 
-    from hostplane.settings import Settings
+    from core.settings import Settings
     from services.router_config.service import make_deps
 
     for name in [n for n in os.environ if n.startswith("HOSTPLANE_AWS_")]:
@@ -199,7 +199,7 @@ async def test_router_config_on_aws_refuses_to_start_without_its_stack_settings(
 
 
 async def test_the_edge_route_gauge_counts_the_routed_tenants(deps, stacks):
-    from hostplane.metrics import EDGE_ROUTES
+    from core.metrics import EDGE_ROUTES
 
     for t in ("acme", "beta"):
         await stacks.converge(tenant_names(t))

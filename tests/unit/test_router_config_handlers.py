@@ -190,7 +190,7 @@ async def test_caddy_without_the_edge_server_gets_every_route_back(deps):
 
 
 async def test_the_edge_route_gauge_follows_what_caddy_holds(deps):
-    from hostplane.metrics import EDGE_ROUTES
+    from core.metrics import EDGE_ROUTES
     from services.router_config.handlers import resync
 
     gauge = lambda: EDGE_ROUTES._value.get()  # noqa: E731

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import httpx
 import pytest
 
-from hostplane.settings import Settings
+from core.settings import Settings
 from services.router_config import service
 from services.router_config.routes import catch_all
 

@@ -12,7 +12,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from contracts.tenant import EdgeMode
-from hostplane.settings import Settings
+from core.settings import Settings
 from services.resources.aws.adapters import StackBucket, StackCache, StackEdge, StackRuntime, TenantStackConvergence
 from services.resources.aws.stacks import StackSettings, TenantStacks
 

@@ -57,7 +57,7 @@ class Credentials(BaseModel):
     # CONTROL_ROLE's password (ensure_control_password fills it in a file older than the role).
     postgres_control_password: str = ""
     # The platform's access key on the moto emulator (hostplane.local.emulator installs it;
-    # hostplane.aws.aws_client signs with it). Empty in a file older than the key.
+    # core.aws.aws_client signs with it). Empty in a file older than the key.
     emulator_key_id: str = ""
     emulator_secret: str = ""
 

@@ -16,8 +16,8 @@ from typing import Any
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession, get_session
 
-from hostplane.logging import keep_secret_values_out_of_botocore_logs
-from hostplane.settings import Settings, get_settings
+from core.logging import keep_secret_values_out_of_botocore_logs
+from core.settings import Settings, get_settings
 
 # LocalStack's community edition checks no credentials (IAM enforcement is a Pro feature) and
 # derives the account from the key id: it gets its conventional dummy key. moto (our launcher,
@@ -34,7 +34,7 @@ def _session() -> AioSession:
 def endpoint_url(settings: Settings) -> str | None:
     if settings.aws_endpoint_url:
         return settings.aws_endpoint_url
-    from hostplane.local.state import load_state
+    from core.state import load_state
 
     state = load_state(settings.home_dir)
     return state.aws_endpoint if state else None
@@ -46,7 +46,7 @@ def emulator_credentials(settings: Settings) -> dict[str, str]:
     moto: the platform's key in `<home>/credentials.json` (root-only, 0600). A process that
     cannot read it (a tenant) gets no key from here: its requests are refused by the emulator.
     """
-    from hostplane.local.state import CREDENTIALS_FILE, load_state
+    from core.state import CREDENTIALS_FILE, load_state
 
     state = load_state(settings.home_dir)
     if state is not None and state.emulator == "localstack":

@@ -1,7 +1,7 @@
 """Configuration, from HOSTPLANE_* environment variables, with loopback defaults.
 
 The running platform's addresses are written by `hostplane up` to `<home>/state.json`;
-`Platform` (hostplane.local.state) reads them back so every process finds the same servers.
+`Platform` (core.state) reads them back so every process finds the same servers.
 """
 
 from __future__ import annotations

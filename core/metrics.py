@@ -90,7 +90,7 @@ def exposition() -> tuple[bytes, str]:
 
 async def refresh_gauges(pool: Any, settings: Any, queue: str, dlq: str, interval: float = REFRESH_S) -> None:
     """Keep queue/DLQ depth and outbox lag current until cancelled; failures only log."""
-    from hostplane.aws import aws_client
+    from core.aws import aws_client
 
     async with aws_client("sqs", settings) as sqs:
         urls: dict[str, str] = {}

@@ -71,7 +71,7 @@ class _WithoutSecretValues(logging.Filter):
 
 
 def keep_secret_values_out_of_botocore_logs() -> None:
-    """Installed by the AWS client factory (hostplane.aws), so every client is covered."""
+    """Installed by the AWS client factory (core.aws), so every client is covered."""
     for name in ("botocore.endpoint", "botocore.parsers", "aiobotocore.endpoint"):
         logger = logging.getLogger(name)
         if not any(isinstance(f, _WithoutSecretValues) for f in logger.filters):
