@@ -76,6 +76,12 @@ class TenantNames:
     task_role: str  # AWS: the runtime task's IAM role (the platform scopes `<prefix>-t-*`)
 
 
+def bucket_name(prefix: str, tenant_id: str) -> str:
+    """A tenant's static bucket. `tenant_id` is not checked here: the edge's fixed
+    configuration fills it with a placeholder (services.router_config.lookup)."""
+    return f"{prefix}-{tenant_id}-static"
+
+
 def tenant_names(tenant_id: str, *, prefix: str = "hostplane", base_domain: str = "localhost") -> TenantNames:
     """Derive resource names; `prefix` separates installations sharing one account;
     `base_domain` is the zone tenant host names live under (AWS: the platform's domain)."""
@@ -87,7 +93,7 @@ def tenant_names(tenant_id: str, *, prefix: str = "hostplane", base_domain: str 
         db_role=f"t_{sql_safe}",
         cache_user=f"t-{tid}",
         cache_prefix=f"{tid}:",
-        bucket=f"{prefix}-{tid}-static",
+        bucket=bucket_name(prefix, tid),
         secret=f"{prefix}/tenants/{tid}",
         route_id=f"tenant-{tid}",
         runtime_service=f"{prefix}-{tid}",

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     # serves Caddy's admin API on <home>/run/caddy-admin.sock and ignores this.
     caddy_admin_port: int = 2099
     edge_port: int = 8480
+    resolver_port: int = Field(default=8453, description="the route resolver (DNS over TCP, loopback) "
+                               "the edge asks for each host's upstream")
     api_port: int = 8400
     metrics_port: int = Field(default=0, description="each service's /metrics port (0: any free port)")
     # Tenant app ports (the runtime registry's addresses), below Linux's ephemeral range.

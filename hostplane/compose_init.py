@@ -53,7 +53,8 @@ def platform_state(settings: Settings) -> PlatformState:
     host = settings.host
     ports = {"localstack_port": settings.localstack_port, "postgres_port": settings.postgres_port,
              "valkey_port": settings.valkey_port, "caddy_admin_port": settings.caddy_admin_port,
-             "edge_port": settings.edge_port, "api_port": settings.api_port,
+             "edge_port": settings.edge_port, "resolver_port": settings.resolver_port,
+             "api_port": settings.api_port,
              "moto_port": settings.moto_port}
     endpoint = settings.aws_endpoint_url or f"http://{host}:{settings.localstack_port}"
     return PlatformState(

@@ -1,8 +1,8 @@
 """The orphan scan: anything named like a tenant's resource that belongs to no live tenant.
 
 It reads every place a tenant owns something — PostgreSQL (databases, roles), Valkey
-(ACL users, key prefixes in every database), the AWS emulator (buckets, secrets), Caddy
-(routes whose `@id` is a tenant's), router-config's `routes` table, the artifact store and
+(ACL users, key prefixes in every database), the AWS emulator (buckets, secrets),
+router-config's `routes` table (what the edge's route resolver answers), the artifact store and
 the runtime registrations —
 and reports what no live tenant explains. "Live" is the provisioner's notion
 (services.resources.records): provisioning, provisioned or failed; a tenant being
@@ -27,7 +27,7 @@ _PROBE = "tenantprobe"
 FIELDS = {
     "database": "database", "role": "db_role", "cache_user": "cache_user", "cache_keys": "cache_prefix",
     "bucket": "bucket", "secret": "secret", "route": "route_id", "artifacts": "artifact_dir",
-    "runtime": "runtime_service", "route_row": "route_id",
+    "runtime": "runtime_service",
 }
 
 
@@ -61,23 +61,9 @@ def tenant_of(kind: str, name: str, prefix: str) -> str | None:
     return None
 
 
-async def caddy_route_ids(admin_url: str | None) -> list[str]:
-    """Every route `@id` of every Caddy HTTP server (top level)."""
-    if not admin_url:
-        return []
-    from hostplane.local.edge import admin_client
-
-    async with admin_client(admin_url, timeout=5) as client:
-        resp = await client.get("/config/apps/http/servers")
-    if resp.status_code == 404 or not resp.content or resp.json() is None:
-        return []
-    resp.raise_for_status()
-    return [r["@id"] for server in resp.json().values() for r in server.get("routes", []) or []
-            if isinstance(r, dict) and isinstance(r.get("@id"), str)]
-
-
 async def route_rows(pool: Any) -> list[str]:
-    """Route ids of router-config's desired routes (`routes` table; tombstones excluded)."""
+    """Route ids of the live routes (`routes` table; tombstones excluded): the names the
+    route resolver answers, so the edge routes them (Caddy holds no per-tenant state)."""
     if not await pool.fetchval("SELECT to_regclass('routes') IS NOT NULL"):
         return []  # router-config never ran here
     return [r["route_id"] for r in await pool.fetch("SELECT route_id FROM routes WHERE deleted_at IS NULL")]
@@ -91,8 +77,7 @@ async def _found(res: TenantResources) -> list[tuple[str, str, str]]:
     found += [("cache_keys", p, f"{c} keys") for p, c in (await res.cache.key_prefixes()).items()]
     found += [("bucket", n, "") for n in await res.bucket.all_names()]
     found += [("secret", n, "") for n in await res.secrets.names_under(f"{res.prefix}/")]
-    found += [("route", n, "") for n in await caddy_route_ids(res.caddy_admin_url)]
-    found += [("route_row", n, "desired route in router-config's table") for n in await route_rows(res.records.pool)]
+    found += [("route", n, "the edge routes it") for n in await route_rows(res.records.pool)]
     found += [("artifacts", n, "") for n in res.artifacts.folders()]
     found += [("runtime", res.names(t).runtime_service, "") for t in await res.runtime.registered()]
     return found

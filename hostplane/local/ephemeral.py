@@ -40,6 +40,7 @@ def platform_settings(home: Path, emulator: str, *, runtime_ports: int = 100) ->
         postgres_port=free_port(),
         valkey_port=free_port(),
         edge_port=free_port(),
+        resolver_port=free_port(),
         api_port=free_port(),
         # A range of its own per platform, so concurrent test platforms' tenants do not collide.
         runtime_port_base=11000 + runtime_ports * random.randrange(max(1, 18000 // runtime_ports)),

@@ -9,6 +9,7 @@ processes later stages registered there, and waits until their ports are closed.
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
 import fcntl
 import shutil
 from collections.abc import Iterator
@@ -37,7 +38,8 @@ from core.state import (
 from core.settings import Emulator, Settings
 
 log = structlog.get_logger(__name__)
-PORT_FIELDS = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "api_port")
+PORT_FIELDS = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "resolver_port",
+               "api_port")
 
 
 class PlatformError(RuntimeError):
@@ -58,6 +60,7 @@ def components(settings: Settings, creds: Credentials, emulator: Emulator) -> li
         else LocalStack("localstack", settings.localstack_port, settings, creds, "HOSTPLANE_LOCALSTACK_PORT")
     )
     caddy = Caddy("caddy", settings.edge_port, settings, creds, "HOSTPLANE_EDGE_PORT")  # admin: a unix socket
+    caddy.origin = urlsplit(emu.url).netloc  # the buckets the edge serves /static/ from
     servers = [
         emu,
         Postgres("postgres", settings.postgres_port, settings, creds, "HOSTPLANE_POSTGRES_PORT"),

@@ -16,7 +16,7 @@ from hostplane.local.components import Component
 from core.settings import Settings
 
 CONTROL_PLANE = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
-PORT_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "api_port",
+PORT_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "resolver_port", "api_port",
             "runtime_port_base", "runtime_port_count")
 
 
@@ -84,10 +84,25 @@ class RuntimeAgent(ServiceProcess):
         return [sys.executable, "-m", "reloader.agent", "--home", str(self.settings.home_dir), "--dsn-from-home"]
 
 
+class RouteResolver(ServiceProcess):
+    """The DNS responder the edge asks for each host's upstream (services.router_config.resolver);
+    data plane, so it runs on its own and before the control plane."""
+
+    @property
+    def url(self) -> str:
+        return f"dns+tcp://{self.host}:{self.port}"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "services.router_config.resolver"]
+
+
 def service_components(settings: Settings, credentials, emulator: str) -> list[Component]:
+    resolver = RouteResolver("route-resolver", settings.resolver_port, settings, credentials,
+                             "HOSTPLANE_RESOLVER_PORT")
     agent = RuntimeAgent("runtime-agent", 0, settings, credentials, "")
-    agent.emulator = emulator
-    comps: list[Component] = [agent]
+    comps: list[Component] = [resolver, agent]
+    for comp in comps:
+        comp.emulator = emulator
     for name in installed_services():
         port = settings.api_port if name == "api" else 0
         comp = ServiceProcess(name, port, settings, credentials, "HOSTPLANE_API_PORT" if port else "")

@@ -114,9 +114,8 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
         raise
     runtime = TenantRuntime(pool)
     await runtime.ensure_schema()
-    edge = EdgeRoutes(at.caddy_admin_url) if at.caddy_admin_url else None
-    if edge is not None:
-        stack.push_async_callback(edge.aclose)
+    # A platform with an edge has its route resolver beside it (hostplane.local.services).
+    edge = EdgeRoutes(settings.host, settings.resolver_port) if at.caddy_admin_url else None
     res = TenantResources(
         prefix=settings.name_prefix,
         endpoints=endpoints(settings, at),

@@ -34,7 +34,6 @@ from core.aws import aws_client
 from core.metrics import set_edge_routes
 from core.settings import Settings
 from services.resources.aws.stacks import TenantStacks
-from services.router_config.handlers import HostTaken
 from services.router_config.routes import Route
 from services.router_config.store import RouteStore
 
@@ -94,9 +93,7 @@ class StackRouterDeps:
     async def configure(self, tenant: str, domain: str | None, domain_at: datetime | None) -> list[Event]:
         names = self.names(tenant)
         hosts = (names.host, domain) if domain else (names.host,)
-        for host in hosts:
-            if owner := await self.store.host_owner(host, tenant):
-                raise HostTaken(f"host {host} is already routed to tenant {owner}")
+        await self.store.check_hosts(tenant, hosts)
         ready = await self._domain_ready(names, domain)
         result = await self.stacks.route(names, custom_domain=domain, routed=True, domain_ready=ready)
         if result is None:  # nothing changed anywhere; the redelivery finds the stack
@@ -117,7 +114,7 @@ class StackRouterDeps:
     async def _count_routes(self, leaving: str | None = None) -> None:
         """hostplane_edge_routes: the live routes (each one's stack `up` just succeeded or
         did before); `leaving`: unrouted, its tombstone not written yet."""
-        set_edge_routes(sum(1 for r in await self.store.live_routes() if r.tenant_id != leaving))
+        set_edge_routes(await self.store.live_count(leaving=leaving))
 
     async def _domain_ready(self, names: TenantNames, domain: str | None,
                             outputs: dict[str, Any] | None = None) -> bool:

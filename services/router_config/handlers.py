@@ -1,133 +1,54 @@
-"""Router-config: the edge routes of every tenant, by `@id`, in one writer.
+"""Router-config: the one writer of every tenant's route (the `routes` table), whatever
+makes a host reach a tenant: the route resolver locally (adapters.TableRouter), the
+tenant's stack on AWS (aws.StackRouterDeps). Pure stage logic; the I/O is the deps'.
 
-TenantProvisioned → route `<tenant>.localhost` (+ custom domain) to the tenant's runtime
-port from the runtime registry (not registered yet: a transient error, the consumer
-retries), record it in `routes`, write it to Caddy, emit RouteConfigured.
-DomainChangeRequested → the same with the new domain. TenantDeletionRequested → the route
-leaves Caddy first (traffic stops), then the row becomes a tombstone, RouteRemoved.
+TenantProvisioned → route `<tenant>.<base>` (+ custom domain), emit RouteConfigured.
+DomainChangeRequested → the same with the new domain. TenantDeletionRequested → traffic
+stops first (`unroute`), then the row becomes a tombstone, RouteRemoved.
 
-Convergent: desired state is written first and Caddy is only written when its route
-differs, so the same event twice changes nothing the second time. Events older than the
+Convergent: the same event twice changes nothing the second time. Events older than the
 tenant's deletion are ignored (store.py), and so is a deletion older than the live route's
 `domain_at` (set at a re-creation to the previous deletion's time, and by each domain
 change): that deletion belongs to an earlier incarnation, and replaying it must not take
 the re-created tenant offline. (The consumer also skips any event of another incarnation
-than the tenant's current one before this handler runs: events.recorded.) If Caddy lost the edge server or its
-catch-all, the whole route list is reloaded from the table (`resync`), which the service
-also does at start and periodically (main.py). Every write and resync sets the
-`hostplane_edge_routes` gauge from the tenant routes Caddy holds.
+than the tenant's current one before this handler runs: events.recorded.)
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 import structlog
 
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRemoved, TenantDeletionRequested, \
-    TenantProvisioned
-from contracts.tenant import TenantNames, tenant_names
-from core.metrics import set_edge_routes
-from services.router_config.caddy import CaddyEdge, EdgeDrifted
-from services.router_config.routes import Route, caddy_route, desired_routes, drifted, is_tenant_route
+from contracts.events_v1 import DomainChangeRequested, RouteRemoved, TenantDeletionRequested, TenantProvisioned
+from contracts.tenant import TenantNames
+from services.router_config.routes import Route
 from services.router_config.store import RouteRow, RouteStore
 
 log = structlog.get_logger(__name__)
 
 
-class RuntimeNotRegistered(RuntimeError):
-    """The tenant has no runtime port yet (transient: the provisioner registers it)."""
+class Router(Protocol):
+    """What the handlers need: the table, the naming, and the edge's two operations."""
 
-
-class HostTaken(RuntimeError):
-    """Another live tenant already routes this host; never route one host to two tenants."""
-
-
-@dataclass
-class RouterDeps:
     store: RouteStore
-    edge: CaddyEdge
-    origin: str | None  # host:port serving buckets path-style (the emulator), None: no /static/
-    prefix: str = "hostplane"
-    runtime_host: str = "127.0.0.1"
 
-    def names(self, tenant_id: str) -> TenantNames:
-        return tenant_names(tenant_id, prefix=self.prefix)
+    def names(self, tenant_id: str) -> TenantNames: ...
 
     async def configure(self, tenant: str, domain: str | None, domain_at: datetime | None) -> list[Event]:
-        return await _configure(self, tenant, domain, domain_at)
+        """Route the tenant's hosts (checked against every other live tenant's); RouteConfigured."""
 
     async def unroute(self, names: TenantNames) -> None:
-        """Traffic stops: the route leaves Caddy (whatever Caddy holds, not this tenant's)."""
-        try:
-            removed = await self.edge.delete(names.route_id)
-        except EdgeDrifted:
-            removed = False
-        if not removed:
-            await resync(self, without=names.tenant_id)
-        await _report_edge(self)
-        log.info("route.unrouted", route_id=names.route_id, caddy_write=removed)
-
-    async def aclose(self) -> None:
-        await self.edge.aclose()
-
-
-async def resync(deps: RouterDeps, *, without: str | None = None) -> bool:
-    """Reload every route from the table when Caddy's differ; True when it had to.
-    `without`: a tenant whose route is leaving (its tombstone is not written yet)."""
-    routes = [r for r in await deps.store.live_routes() if r.tenant_id != without]
-    live = await deps.edge.routes()
-    wanted = [caddy_route(r, deps.origin) for r in routes]
-    if not drifted(live, wanted):
-        _count_edge_routes(live)
-        return False
-    await deps.edge.load(desired_routes(routes, deps.origin, live))
-    set_edge_routes(len(wanted))
-    log.warning("edge.resynced", routes=len(routes), had=len([r for r in live or [] if is_tenant_route(r)]))
-    return True
-
-
-def _count_edge_routes(live: list[dict] | None) -> None:
-    set_edge_routes(sum(1 for r in live or [] if is_tenant_route(r)))
-
-
-async def _report_edge(deps: RouterDeps) -> None:
-    """The edge route gauge from what Caddy holds now (after a per-route write)."""
-    try:
-        _count_edge_routes(await deps.edge.routes())
-    except Exception as exc:  # a metric never fails the event; the next resync sets it
-        log.warning("edge.count_failed", error=type(exc).__name__)
+        """Stop the tenant's traffic (safe to repeat); its tombstone is written next."""
 
 
 async def _stale(row: RouteRow | None, at: datetime) -> bool:
     return row is not None and row.deleted_at is not None and at <= row.deleted_at
 
 
-async def _configure(deps: RouterDeps, tenant: str, domain: str | None, domain_at: datetime | None) -> list[Event]:
-    names = deps.names(tenant)
-    port = await deps.store.app_port(tenant)
-    if port is None:
-        raise RuntimeNotRegistered(f"tenant {tenant} has no registered runtime port yet")
-    hosts = (names.host, domain) if domain else (names.host,)
-    for host in hosts:
-        if owner := await deps.store.host_owner(host, tenant):
-            raise HostTaken(f"host {host} is already routed to tenant {owner}")
-    route = Route(tenant, names.route_id, hosts, f"{deps.runtime_host}:{port}", names.bucket)
-    await deps.store.save(route, domain, domain_at)
-    try:
-        wrote = await deps.edge.put(caddy_route(route, deps.origin))
-    except EdgeDrifted as exc:
-        log.warning("edge.drifted", error=str(exc))
-        wrote = await resync(deps)
-    await _report_edge(deps)
-    log.info("route.configured", route_id=route.route_id, hosts=list(hosts), upstream=route.upstream,
-             caddy_write=wrote)
-    return [RouteConfigured(hosts=list(hosts), route_id=route.route_id, upstream=route.upstream)]
-
-
-async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: RouterDeps) -> list[Event]:
+async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: Router) -> list[Event]:
     tenant = envelope.tenant_id
     row = await deps.store.get(tenant)
     if await _stale(row, envelope.occurred_at):
@@ -138,7 +59,7 @@ async def on_tenant_provisioned(envelope: Envelope[TenantProvisioned], deps: Rou
     return await deps.configure(tenant, envelope.data.custom_domain, row.deleted_at if row else None)
 
 
-async def on_domain_change_requested(envelope: Envelope[DomainChangeRequested], deps: RouterDeps) -> list[Event]:
+async def on_domain_change_requested(envelope: Envelope[DomainChangeRequested], deps: Router) -> list[Event]:
     tenant = envelope.tenant_id
     row = await deps.store.get(tenant)
     if await _stale(row, envelope.occurred_at):
@@ -151,7 +72,7 @@ async def on_domain_change_requested(envelope: Envelope[DomainChangeRequested], 
 
 
 async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequested],
-                                       deps: RouterDeps) -> list[Event]:
+                                       deps: Router) -> list[Event]:
     tenant = envelope.tenant_id
     names = deps.names(tenant)
     row = await deps.store.get(tenant)

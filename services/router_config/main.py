@@ -2,8 +2,8 @@
 and TenantDeletionRequested (started by `hostplane up`)."""
 
 from services.router_config.handlers import HANDLERS
-from services.router_config.service import make_deps
+from services.router_config.service import bootstrap
 from services.runner import main
 
 if __name__ == "__main__":
-    main("router-config", HANDLERS, make_deps)
+    main("router-config", HANDLERS, bootstrap)

@@ -19,6 +19,7 @@ from reloader import desired
 from services.router_config.routes import Route
 
 _SCHEMA_LOCK = 0x726F7574  # "rout"
+NOTIFY_CHANNEL = "hostplane_routes"  # every change of a row; the route resolver listens
 
 SCHEMA_SQL = """
 CREATE TABLE IF NOT EXISTS routes (
@@ -52,7 +53,13 @@ def _row(r: Any) -> RouteRow:
     return RouteRow(route, r["custom_domain"], r["domain_at"], r["deleted_at"])
 
 
+class HostTaken(RuntimeError):
+    """Another live tenant already routes this host; never route one host to two tenants."""
+
+
 class RouteStore:
+    """`pool`: an asyncpg pool (or, for reads only, one connection)."""
+
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
@@ -75,11 +82,26 @@ class RouteStore:
     async def live_tenants(self) -> set[str]:
         return {r["tenant_id"] for r in await self.pool.fetch("SELECT tenant_id FROM routes WHERE deleted_at IS NULL")}
 
-    async def host_owner(self, host: str, tenant_id: str) -> str | None:
-        """Another live tenant already routing `host`, if any."""
+    async def live_count(self, *, leaving: str | None = None) -> int:
+        """Live routes; `leaving`: a tenant whose tombstone is about to be written."""
         return await self.pool.fetchval(
-            "SELECT tenant_id FROM routes WHERE deleted_at IS NULL AND $1 = ANY(hosts) AND tenant_id <> $2",
-            host, tenant_id)
+            "SELECT count(*) FROM routes WHERE deleted_at IS NULL AND tenant_id IS DISTINCT FROM $1", leaving)
+
+    async def check_hosts(self, tenant_id: str, hosts: tuple[str, ...]) -> None:
+        """HostTaken when another live tenant already routes one of `hosts`."""
+        for host in hosts:
+            owner = await self.pool.fetchval(
+                "SELECT tenant_id FROM routes WHERE deleted_at IS NULL AND $1 = ANY(hosts) AND tenant_id <> $2",
+                host, tenant_id)
+            if owner:
+                raise HostTaken(f"host {host} is already routed to tenant {owner}")
+
+    async def _changed(self, status: str, tenant_id: str) -> bool:
+        """Tell the route resolver (LISTEN hostplane_routes) when a write changed a row."""
+        if status.endswith(" 0"):
+            return False
+        await self.pool.execute("SELECT pg_notify($1, $2)", NOTIFY_CHANNEL, tenant_id)
+        return True
 
     async def save(self, route: Route, custom_domain: str | None, domain_at: datetime | None) -> bool:
         """Upsert the live route; True when anything changed."""
@@ -98,12 +120,13 @@ class RouteStore:
             """,
             route.tenant_id, route.route_id, list(route.hosts), custom_domain, route.upstream, route.bucket,
             domain_at)
-        return status != "INSERT 0 0"
+        return await self._changed(status, route.tenant_id)
 
     async def tombstone(self, route: Route, at: datetime) -> None:
-        """The tenant's route is gone as of `at`; the row stays as a marker against late events
-        (inserted if the tenant never had a route, e.g. deleted while still provisioning)."""
-        await self.pool.execute(
+        """The tenant's route is gone as of `at` (the resolver stops answering its names);
+        the row stays as a marker against late events (inserted if the tenant never had a
+        route, e.g. deleted while still provisioning)."""
+        status = await self.pool.execute(
             """
             INSERT INTO routes (tenant_id, route_id, hosts, upstream, bucket, deleted_at)
             VALUES ($1, $2, $3, '', $4, $5)
@@ -111,3 +134,4 @@ class RouteStore:
              WHERE routes.deleted_at IS NULL OR routes.deleted_at < EXCLUDED.deleted_at
             """,
             route.tenant_id, route.route_id, list(route.hosts), route.bucket, at)
+        await self._changed(status, route.tenant_id)

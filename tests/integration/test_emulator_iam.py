@@ -27,7 +27,7 @@ from hostplane.local.components import Moto
 from hostplane.local.ephemeral import platform_settings
 from core.state import load_or_create_credentials
 from core.settings import Settings
-from services.router_config.routes import EMULATOR_AUTH
+from services.router_config.lookup import EMULATOR_AUTH
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

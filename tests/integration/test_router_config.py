@@ -1,6 +1,7 @@
-"""Router-config against a real Caddy, PostgreSQL and moto (an ephemeral platform whose own
-router-config and runtime agent are stopped, so this test is the only writer and serves
-the tenant's registered port with an echo server of its own)."""
+"""Router-config and the edge's routing by lookup against a real Caddy, route resolver,
+PostgreSQL and moto (a platform of its own whose router-config and runtime agent are
+stopped, so this test is the only writer and serves the tenant's registered port with an
+echo server of its own)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,15 @@ import json
 import threading
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from ipaddress import ip_address
 
 import asyncpg
+import dns.asyncquery
+import dns.message
+import dns.rcode
+import dns.rdatatype
 import httpx
+import psutil
 import pytest
 
 from contracts.envelope import Envelope
@@ -20,11 +27,12 @@ from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRem
 from contracts.tenant import tenant_names
 from core.aws import aws_client
 from hostplane.doctor import find_orphans
-from hostplane.local.edge import CATCH_ALL_ID, base_config
+from hostplane.local.edge import admin_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from reloader import desired
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
-    on_tenant_provisioned, resync
+    on_tenant_provisioned
+from services.router_config.lookup import REFRESH_S, app_name
 from services.resources.wiring import resources
 from services.router_config.service import open_router
 
@@ -46,11 +54,13 @@ def _stop_components(home, names) -> None:
 
 
 class Echo(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as the bystander clients expect
+
     """Answers every request with the tenant header and path it received."""
 
     def do_GET(self):  # noqa: N802
         body = json.dumps({"tenant": self.headers.get_all("X-Tenant-Id"), "path": self.path,
-                           "served_by": self.server.name}).encode()
+                           "host": self.headers.get("Host"), "served_by": self.server.name}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
@@ -86,13 +96,24 @@ def provisioned(tenant: str, domain: str | None = None) -> Envelope:
         spec_sha256=DIGEST, custom_domain=domain), tenant_id=tenant, producer="provisioner")
 
 
-async def live_routes(deps) -> list[dict]:
-    return await deps.edge.routes() or []
+async def caddy_config(platform) -> dict:
+    async with admin_client(platform.conn.caddy_admin_url, timeout=5) as client:
+        return (await client.get("/config/")).json()
 
 
 def edge_get(platform, host: str, path: str = "/", **kw) -> httpx.Response:
     return httpx.get(f"http://127.0.0.1:{platform.settings.edge_port}{path}", headers={"Host": host, **kw},
                      timeout=5)
+
+
+async def eventually(check, seconds: float = REFRESH_S + 1.5):
+    """What the edge serves after a route change: within Caddy's lookup cache (REFRESH_S)."""
+    deadline = asyncio.get_running_loop().time() + seconds
+    while True:
+        result = await asyncio.to_thread(check)
+        if result or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.1)
 
 
 def raw_get(platform, host: str, path: str) -> tuple[int, bytes]:
@@ -108,31 +129,40 @@ def raw_get(platform, host: str, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_away(platform):
+async def register(platform, conn, tenant: str) -> int:
+    settings = platform.settings
+    ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
+    return await desired.register_service(conn, tenant, None, ports=ports)
+
+
+async def resolve(platform, name: str) -> dns.message.Message:
+    query = dns.message.make_query(name, dns.rdatatype.SRV)
+    return await dns.asyncquery.tcp(query, "127.0.0.1", port=platform.settings.resolver_port, timeout=3)
+
+
+async def test_routes_are_rows_the_edge_looks_up_and_caddy_is_never_written(platform):
     settings = platform.settings
     conn = await asyncpg.connect(platform.conn.control_dsn)
     await desired.ensure_schema(conn)
-    ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
-    port = await desired.register_service(conn, TENANT, None, ports=ports)
+    port = await register(platform, conn, TENANT)
     echo = echo_server(port, TENANT)
-    deps = await open_router(settings, platform.conn.control_dsn, resync_every=None)
+    deps = await open_router(settings, platform.conn.control_dsn)
     names = tenant_names(TENANT)
+    fixed = await caddy_config(platform)
     try:
-        # handler twice: one route, one Caddy write
+        # handler twice: one row, one event, the same both times
         first = await on_tenant_provisioned(provisioned(TENANT), deps)
-        writes = deps.edge.writes
         again = await on_tenant_provisioned(provisioned(TENANT), deps)
-        assert deps.edge.writes == writes == 1, "the second delivery must not write to Caddy"
         assert first == again == [RouteConfigured(hosts=[names.host], route_id=names.route_id,
                                                   upstream=f"127.0.0.1:{port}")]
-        ids = [r.get("@id") for r in await live_routes(deps)]
-        assert ids == [names.route_id, CATCH_ALL_ID]
 
-        # the tenant's host reaches its upstream with its own tenant header, whatever the client sent
+        # served at once (an unanswered name is not cached), with its own tenant header
         resp = await asyncio.to_thread(edge_get, platform, names.host, "/hello?x=1", **{"X-Tenant-Id": "other"})
         assert resp.status_code == 200 and resp.json() == {"tenant": [TENANT], "path": "/hello?x=1",
-                                                           "served_by": TENANT}
-        assert (await asyncio.to_thread(edge_get, platform, "nobody.localhost")).status_code == 404
+                                                           "host": names.host, "served_by": TENANT}
+        for unknown in ("nobody.localhost", "a.route-a.localhost", "route-a.localhost.evil", "example.org"):
+            resp = await asyncio.to_thread(edge_get, platform, unknown)
+            assert resp.status_code == 404 and b"no tenant serves this host" in resp.content, unknown
 
         # /static/* comes from the tenant's bucket; read-only, no climbing out, query dropped
         async with aws_client("s3", settings) as s3:
@@ -143,134 +173,140 @@ async def test_routes_converge_serve_the_tenant_survive_an_empty_caddy_and_go_aw
         resp = await asyncio.to_thread(edge_get, platform, names.host, "/static/css/site.css?list-type=2")
         assert resp.status_code == 200 and resp.content == b"body{color:red}"
         assert (await asyncio.to_thread(edge_get, platform, names.host, "/static/missing.css")).status_code == 404
-        # an escaped climb out of /static/ never reaches the bucket store (400, or the app)
         climb = await asyncio.to_thread(edge_get, platform, names.host, "/static/..%2F..%2Fother/x")
         assert climb.status_code == 400 or climb.json()["served_by"] == TENANT
         put = await asyncio.to_thread(httpx.put, f"http://127.0.0.1:{settings.edge_port}/static/evil.css",
                                       headers={"Host": names.host}, content=b"x")
         assert put.status_code == 405
+        for listing in ("/static/", "/static/?list-type=2", "/static/css/", "/static/.", "/static/./",
+                        "/static/css/.", "/static//", "/static/%2F", "/static/css%2F", "/static/%2e"):
+            status, body = await asyncio.to_thread(raw_get, platform, names.host, listing)
+            assert b"ListBucketResult" not in body and b"site.css" not in body, listing
+            assert status in (400, 404) or json.loads(body)["served_by"] == TENANT, (listing, status)
 
-        # a custom domain is added, then removed
+        # a custom domain: one more name for the same tenant (its app sees the domain as Host;
+        # its static files come from the same bucket)
         change = Envelope.new(DomainChangeRequested(custom_domain="shop.example.com"), tenant_id=TENANT,
                               producer="api")
         out = await on_domain_change_requested(change, deps)
         assert out[0].hosts == [names.host, "shop.example.com"]
-        writes = deps.edge.writes
-        assert await on_domain_change_requested(change, deps) == out and deps.edge.writes == writes, "twice: no write"
-        assert (await asyncio.to_thread(edge_get, platform, "shop.example.com")).json()["tenant"] == [TENANT]
+        assert await on_domain_change_requested(change, deps) == out
+        resp = await asyncio.to_thread(edge_get, platform, "shop.example.com", **{"X-Tenant-Id": "other"})
+        assert resp.json()["tenant"] == [TENANT] and resp.json()["host"] == "shop.example.com"
+        resp = await asyncio.to_thread(edge_get, platform, "shop.example.com", "/static/css/site.css")
+        assert resp.status_code == 200 and resp.content == b"body{color:red}"
         # a redelivered TenantProvisioned (domain-less) keeps the newer domain
         await on_tenant_provisioned(provisioned(TENANT), deps)
         assert (await asyncio.to_thread(edge_get, platform, "shop.example.com")).status_code == 200
         clear = Envelope.new(DomainChangeRequested(custom_domain=None), tenant_id=TENANT, producer="api")
         assert (await on_domain_change_requested(clear, deps))[0].hosts == [names.host]
-        assert (await asyncio.to_thread(edge_get, platform, "shop.example.com")).status_code == 404
+        assert await eventually(lambda: edge_get(platform, "shop.example.com").status_code == 404)
 
-        # Caddy restarted from its base config (routes lost): the re-sync restores them
-        base = base_config(platform.conn.caddy_admin_url, settings.host, settings.edge_port)
-        (await deps.edge.client.post("/load", json=base)).raise_for_status()
-        assert (await asyncio.to_thread(edge_get, platform, names.host)).status_code == 404
-        restarted = await open_router(settings, platform.conn.control_dsn, resync_every=None)  # re-syncs on start
-        await restarted.aclose()
-        assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["tenant"] == [TENANT]
-        (await deps.edge.client.post("/load", json=base)).raise_for_status()
-        assert await resync(deps) is True
-        assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["tenant"] == [TENANT]
-        assert await resync(deps) is False, "no drift, no write"
-        # Caddy holding no edge server at all: the re-sync recreates it
-        (await deps.edge.client.post("/load", json={"admin": base["admin"]})).raise_for_status()
-        assert await resync(deps) is True
-        assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["tenant"] == [TENANT]
-
-        # deletion: route first, twice is harmless, a late older TenantProvisioned does not resurrect it
+        # deletion: the resolver stops answering at once, the edge within its cache; twice is
+        # harmless; a late older TenantProvisioned does not resurrect it
         late = provisioned(TENANT)
         deletion = Envelope.new(TenantDeletionRequested(), tenant_id=TENANT, producer="api")
         assert await on_tenant_deletion_requested(deletion, deps) == [
             RouteRemoved(route_id=names.route_id, hosts=[names.host])]
-        writes = deps.edge.writes
+        assert (await resolve(platform, app_name(names.host))).rcode() == dns.rcode.NXDOMAIN
         await on_tenant_deletion_requested(deletion, deps)
-        assert deps.edge.writes == writes
-        assert [r.get("@id") for r in await live_routes(deps)] == [CATCH_ALL_ID]
-        assert (await asyncio.to_thread(edge_get, platform, names.host)).status_code == 404
+        assert await eventually(lambda: edge_get(platform, names.host).status_code == 404)
         assert await on_tenant_provisioned(late, deps) == []
         older = late.model_copy(update={"occurred_at": deletion.occurred_at - timedelta(seconds=5)})
         assert await on_tenant_provisioned(older, deps) == []
-        assert names.route_id not in [r.get("@id") for r in await live_routes(deps)]
+        assert (await asyncio.to_thread(edge_get, platform, names.host)).status_code == 404
         # a re-created tenant (newer events) is routed again
         assert (await on_tenant_provisioned(provisioned(TENANT), deps))[0].route_id == names.route_id
+        assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["served_by"] == TENANT
 
-        # the tenant is not live for the provisioner: its route and its desired route are orphans
+        # the tenant is not live for the provisioner: its route is an orphan
         async with resources(settings) as res:
             found = {(o.kind, o.name) for o in await find_orphans(res)}
-        assert {("route", names.route_id), ("route_row", names.route_id)} <= found
+        assert ("route", names.route_id) in found
+        assert await caddy_config(platform) == fixed, "no route change touches Caddy's configuration"
     finally:
         echo.shutdown()
         await deps.aclose()
         await conn.close()
 
 
-VICTIM = "route-v"
-
-
-async def test_resync_leaves_exactly_the_desired_routes_whatever_was_added_or_changed(platform):
-    """What someone with the admin API could do (a route without @id at index 0 for the
-    victim's host, the victim's route patched, an extra tenant-like route, the catch-all
-    rewritten, the order shuffled) is all undone by one re-sync, and /static/ never lists
-    the bucket."""
-    settings = platform.settings
+async def test_the_resolver_answers_only_live_route_names(platform):
     conn = await asyncpg.connect(platform.conn.control_dsn)
     await desired.ensure_schema(conn)
-    ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
-    port = await desired.register_service(conn, VICTIM, None, ports=ports)
-    thief_port = await desired.register_service(conn, "route-thief", None, ports=ports)
-    victim, thief = echo_server(port, VICTIM), echo_server(thief_port, "thief")
-    deps = await open_router(settings, platform.conn.control_dsn, resync_every=None)
-    names = tenant_names(VICTIM)
+    deps = await open_router(platform.settings, platform.conn.control_dsn)
+    tenant = "route-dns"
+    names = tenant_names(tenant)
     try:
-        await on_tenant_provisioned(provisioned(VICTIM), deps)
-        assert await resync(deps) is False
-        wanted = await live_routes(deps)
-        mine = next(r for r in wanted if r.get("@id") == names.route_id)
-        assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["served_by"] == VICTIM
-
-        steal = {"handle": [{"handler": "reverse_proxy", "upstreams": [{"dial": f"127.0.0.1:{thief_port}"}]}]}
-        anonymous = {"match": [{"host": [names.host]}], **steal, "terminal": True}
-        edge = deps.edge.client
-        attacks = [  # (method, path, body, the host it steals)
-            ("PUT", "/config/apps/http/servers/edge/routes/0", anonymous, names.host),  # no @id, first
-            ("PATCH", f"/id/{names.route_id}", {**mine, "handle": steal["handle"]}, names.host),  # the victim's
-            ("PUT", "/config/apps/http/servers/edge/routes/0", {"@id": "tenant-zz-extra", **anonymous}, names.host),
-            ("PATCH", f"/id/{CATCH_ALL_ID}", {"@id": CATCH_ALL_ID, **steal}, "nobody.localhost"),  # the catch-all
-        ]
-        for method, path, body, host in attacks:
-            (await edge.request(method, path, json=body)).raise_for_status()
-            assert (await asyncio.to_thread(edge_get, platform, host)).json()["served_by"] == "thief"
-            assert await resync(deps) is True, (method, path)
-            assert await live_routes(deps) == wanted, "exactly the desired list, in order"
-            assert (await asyncio.to_thread(edge_get, platform, names.host)).json()["served_by"] == VICTIM
-            assert (await asyncio.to_thread(edge_get, platform, "nobody.localhost")).status_code == 404
-        # everything at once, and the catch-all moved to the front
-        for method, path, body, _ in attacks:
-            (await edge.request(method, path, json=body)).raise_for_status()
-        shuffled = list(reversed(await live_routes(deps)))
-        (await edge.patch("/config/apps/http/servers/edge/routes", json=shuffled)).raise_for_status()
-        assert await resync(deps) is True
-        assert await live_routes(deps) == wanted
-        assert await resync(deps) is False, "no drift, no write"
-        assert (await asyncio.to_thread(edge_get, platform, "nobody.localhost")).status_code == 404
-
-        # /static/: an object is served, a "directory" never reaches the bucket store
-        async with aws_client("s3", settings) as s3:
-            await s3.create_bucket(Bucket=names.bucket)
-            await s3.put_object(Bucket=names.bucket, Key="css/site.css", Body=b"body{}")
-        assert (await asyncio.to_thread(edge_get, platform, names.host, "/static/css/site.css")).content == b"body{}"
-        for listing in ("/static/", "/static/?list-type=2", "/static/css/", "/static/.", "/static/./",
-                        "/static/css/.", "/static//", "/static/%2F", "/static/css%2F", "/static/%2e"):
-            status, body = await asyncio.to_thread(raw_get, platform, names.host, listing)
-            assert b"ListBucketResult" not in body and b"site.css" not in body, listing
-            # refused at the edge, or (a path Caddy cleans out of /static/*, like /static/.) the app's
-            assert status in (400, 404) or json.loads(body)["served_by"] == VICTIM, (listing, status)
+        port = await register(platform, conn, tenant)
+        await on_tenant_provisioned(provisioned(tenant, "dns.example.com"), deps)
+        answer = await resolve(platform, app_name(names.host))
+        assert answer.rcode() == dns.rcode.NOERROR
+        assert [(r.port, r.target.to_text()) for r in answer.answer[0]] == [(port, f"{tenant}.runtime.hostplane.internal.")]
+        assert (await resolve(platform, app_name("dns.example.com"))).answer
+        for name in (app_name("nobody.localhost"), "route-dns.localhost", "hostplane.internal",
+                     "example.org", app_name("route-dns.localhost") + ".example.org"):
+            assert (await resolve(platform, name)).rcode() == dns.rcode.NXDOMAIN, name
+        deletion = Envelope.new(TenantDeletionRequested(), tenant_id=tenant, producer="api")
+        await on_tenant_deletion_requested(deletion, deps)
+        for name in (app_name(names.host), app_name("dns.example.com")):
+            assert (await resolve(platform, name)).rcode() == dns.rcode.NXDOMAIN, name
+        # it listens on loopback only
+        listening = [c.laddr for c in psutil.net_connections("tcp")
+                     if c.status == psutil.CONN_LISTEN and c.laddr.port == platform.settings.resolver_port]
+        assert listening and all(ip_address(a.ip).is_loopback for a in listening), listening
     finally:
-        victim.shutdown()
-        thief.shutdown()
         await deps.aclose()
         await conn.close()
+
+
+def keep_alive_client(platform, host: str, stop: threading.Event, outcome: dict) -> None:
+    """One persistent connection, no retries: every failed request counts."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", platform.settings.edge_port, timeout=5)
+    while not stop.is_set():
+        try:
+            conn.request("GET", "/", headers={"Host": host})
+            resp = conn.getresponse()
+            resp.read()
+            outcome["ok" if resp.status == 200 else f"status {resp.status}"] += 1
+        except Exception as exc:  # noqa: BLE001 - what a client without retries sees
+            outcome[type(exc).__name__] += 1
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", platform.settings.edge_port, timeout=5)
+    conn.close()
+
+
+async def test_other_tenants_churn_without_resetting_a_bystanders_connections(platform):
+    from collections import Counter
+
+    conn = await asyncpg.connect(platform.conn.control_dsn)
+    await desired.ensure_schema(conn)
+    deps = await open_router(platform.settings, platform.conn.control_dsn)
+    bystander = "route-by"
+    echo = echo_server(await register(platform, conn, bystander), bystander)
+    stop, outcomes = threading.Event(), [Counter(), Counter()]
+    clients = [threading.Thread(target=keep_alive_client,
+                                args=(platform, tenant_names(bystander).host, stop, outcome))
+               for outcome in outcomes]
+    try:
+        await on_tenant_provisioned(provisioned(bystander), deps)
+        for client in clients:
+            client.start()
+        for i in range(6):  # others come and go while the bystander is read
+            other = f"route-churn{i}"
+            await register(platform, conn, other)
+            await on_tenant_provisioned(provisioned(other, f"churn{i}.example.com"), deps)
+            await asyncio.sleep(0.2)
+            await on_tenant_deletion_requested(Envelope.new(TenantDeletionRequested(), tenant_id=other,
+                                                            producer="api"), deps)
+            await asyncio.sleep(0.2)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(10) if client.ident else None
+        echo.shutdown()
+        await deps.aclose()
+        await conn.close()
+    total = sum(outcomes, Counter())
+    assert total["ok"] > 50 and set(total) == {"ok"}, dict(total)

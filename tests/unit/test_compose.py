@@ -107,3 +107,16 @@ def test_compose_init_state_points_at_loopback_servers():
     assert state.emulator == "localstack" and state.aws_endpoint == "http://127.0.0.1:4566"
     assert state.postgres_port == 54329 and state.api_url == "http://127.0.0.1:8400"
     assert set(state.components) == set(SERVERS)
+
+
+def test_the_compose_caddy_runs_the_same_fixed_edge_as_hostplane_up():
+    import json
+
+    from hostplane.local.edge import base_config
+
+    defaults = Settings()
+    wanted = base_config(f"http://127.0.0.1:{defaults.caddy_admin_port}", "127.0.0.1", defaults.edge_port,
+                         resolver_port=defaults.resolver_port, origin=f"127.0.0.1:{defaults.localstack_port}",
+                         listen_host="0.0.0.0")
+    assert json.loads((REPO / "docker" / "caddy-base.json").read_text()) == wanted
+    assert SERVICES["route-resolver"]["command"] == ["python", "-m", "services.router_config.resolver"]

