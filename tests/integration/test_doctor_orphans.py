@@ -7,36 +7,39 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import UTC, datetime
 import subprocess
 import sys
 
 import pytest
 
 from hostplane.doctor import find_orphans
-from hostplane.local.edge import admin_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from core.state import load_or_create_credentials
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import on_tenant_requested
 from services.resources.secret import TenantCredentials
 from services.resources.wiring import resources
+from services.router_config.routes import Route
+from services.router_config.store import RouteStore
 from tests.integration.test_provision_resources import new_tenant, other, res, tenant  # noqa: F401
 from tests.unit.test_provisioner import deletion, requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-async def add_route(admin_url: str, route_id: str, host: str) -> None:
-    route = {"@id": route_id, "match": [{"host": [host]}],
-             "handle": [{"handler": "static_response", "body": "tenant"}]}
-    async with admin_client(admin_url, timeout=5) as client:  # index 0: before the catch-all
-        resp = await client.put("/config/apps/http/servers/edge/routes/0", json=route)
-        resp.raise_for_status()
+async def add_route(res, tenant: str) -> None:
+    """A live route row, as router-config writes it: the route resolver answers its host."""
+    names = res.names(tenant)
+    store = RouteStore(res.records.pool)
+    await store.ensure_schema()
+    await store.save(Route(tenant, names.route_id, (names.host,), "127.0.0.1:1", names.bucket), None, None)
 
 
-async def remove_route(admin_url: str, route_id: str) -> None:
-    async with admin_client(admin_url, timeout=5) as client:
-        await client.delete(f"/id/{route_id}")
+async def remove_route(res, tenant: str) -> None:
+    names = res.names(tenant)
+    await RouteStore(res.records.pool).tombstone(
+        Route(tenant, names.route_id, (names.host,), "", names.bucket), datetime.now(UTC))
 
 
 async def leave_everything_behind(res, tenant: str) -> None:
@@ -49,7 +52,7 @@ async def leave_everything_behind(res, tenant: str) -> None:
     await res.bucket.ensure(names)
     await res.runtime.register(names, env_ref=names.secret)
     (res.artifacts.folder(names) / "releases").mkdir(parents=True)
-    await add_route(res.caddy_admin_url, names.route_id, names.host)
+    await add_route(res, tenant)
 
 
 async def test_every_kind_of_orphan_is_named_and_live_tenants_are_not(res, tenant, other):
@@ -71,11 +74,11 @@ async def test_every_kind_of_orphan_is_named_and_live_tenants_are_not(res, tenan
         teardown = asyncio.create_task(on_tenant_deletion_requested(deletion(tenant), res))
         await asyncio.sleep(1.0)
         assert not teardown.done() and await res.database.existing(names), "nothing goes while routed"
-        await remove_route(res.caddy_admin_url, names.route_id)
+        await remove_route(res, tenant)
         await asyncio.wait_for(teardown, 60)
         assert [o for o in await find_orphans(res) if o.tenant == tenant] == []
     finally:
-        await remove_route(res.caddy_admin_url, res.names(tenant).route_id)
+        await remove_route(res, tenant)
     assert [o for o in await find_orphans(res) if o.tenant in (tenant, other)] == []
 
 
