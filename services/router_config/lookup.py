@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 from contracts.tenant import bucket_name
 
 ZONE = "hostplane.internal"
-REFRESH_S = 1.0
+REFRESH_S = 0.5
 TENANT_HEADER = "X-Tenant-Id"
 # The emulator enforces IAM and refuses unsigned requests: Caddy presents this marker, which
 # our moto launcher (hostplane.local.emulator.EDGE_AUTH) re-signs as its read-only edge user

@@ -33,6 +33,8 @@ CREATE TABLE IF NOT EXISTS routes (
     deleted_at    timestamptz,
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
+-- host → live route, as the one-host-one-tenant check asks it (flat in the number of routes)
+CREATE INDEX IF NOT EXISTS routes_live_hosts ON routes USING gin (hosts) WHERE deleted_at IS NULL;
 """
 
 
@@ -89,12 +91,12 @@ class RouteStore:
 
     async def check_hosts(self, tenant_id: str, hosts: tuple[str, ...]) -> None:
         """HostTaken when another live tenant already routes one of `hosts`."""
-        for host in hosts:
-            owner = await self.pool.fetchval(
-                "SELECT tenant_id FROM routes WHERE deleted_at IS NULL AND $1 = ANY(hosts) AND tenant_id <> $2",
-                host, tenant_id)
-            if owner:
-                raise HostTaken(f"host {host} is already routed to tenant {owner}")
+        taken = await self.pool.fetchrow(
+            "SELECT tenant_id, hosts FROM routes WHERE deleted_at IS NULL AND hosts && $1::text[] "
+            "AND tenant_id <> $2 LIMIT 1", list(hosts), tenant_id)
+        if taken:
+            host = next(h for h in hosts if h in taken["hosts"])
+            raise HostTaken(f"host {host} is already routed to tenant {taken['tenant_id']}")
 
     async def _changed(self, status: str, tenant_id: str) -> bool:
         """Tell the route resolver (LISTEN hostplane_routes) when a write changed a row."""
