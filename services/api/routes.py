@@ -41,16 +41,18 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec, whole_number
-from contracts.tenant import EdgeMode, InvalidTenantId, TenantId, tenant_names, validate_tenant_id
+from contracts.tenant import InvalidTenantId, TenantId, tenant_names, validate_tenant_id
 from events.replay import list_events, replay
 from reloader.artifacts import ArtifactStore, store_root
 from services.api import audit, releases, store
-from services.api.commands import Accepted, Refused, TenantCommands, check_domain
+from services.api.commands import Accepted, Refused, TenantCommands
 from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
+from services.api.requests import (EVENT_TYPE_PATTERN, ChangeDomain, CreateTenant, DeploySource, ReplayRequest,
+                                   Rollback, UpdateApp)
 from services.api.views import (AcceptedBody, AuditDoc, EnvDoc, Error, EventsDoc, Queued, ReleasesDoc, TenantDoc,
                                 TenantListDoc, error_body, tenant_view, validation_errors)
 from services.builder import source
@@ -59,7 +61,6 @@ log = structlog.get_logger(__name__)
 
 MAX_BODY_BYTES = 2 * MAX_SPEC_BYTES  # a spec sent as a JSON string grows with its escapes
 _ACTOR = re.compile(r"^[\x21-\x7e][\x20-\x7e]{0,127}$")
-EVENT_TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"  # catalog names: no NUL, no control characters
 PRINTABLE_PATTERN = r"^[^\x00-\x1f\x7f]*$"
 
 
@@ -165,45 +166,6 @@ class ApiContext:
         return domain
 
 
-class DeploySource(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    source_zip: str = Field(description="The source tree (app.py, appkit/, spec.json, static/) as a base64 zip")
-    allow_destructive: bool = False
-
-
-AppSource = Annotated[
-    Any,
-    Field(description="The app spec: YAML or JSON text, or the spec as a JSON object "
-                      "(schema: contracts/app_spec.schema.json, urn:hostplane:app-spec:1)",
-          json_schema_extra={"anyOf": [{"type": "string"}, {"type": "object"}]}),
-]
-
-
-StaticZip = Annotated[str | None, Field(
-    default=None, description="The spec's static folder as a base64 zip of static/... files "
-                              "(served at /static/<path>); `hostplane tenant create/update` sends it")]
-
-
-class CreateTenant(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    name: TenantId
-    app: AppSource
-    domain: Annotated[str, AfterValidator(check_domain)] | None = Field(
-        default=None, description="Custom domain the tenant owns, e.g. shop.example.com")
-    static_zip: StaticZip = None
-    edge: EdgeMode | None = Field(
-        default=None, description="Where the tenant's traffic enters on the AWS target: its own CloudFront "
-                                  "distribution ('dedicated') or a tenant of the platform's shared one ('pooled'); "
-                                  "null: the installation's default. Locally every tenant is behind the one edge.")
-
-
-class UpdateApp(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    app: AppSource
-    allow_destructive: bool = Field(default=False, description="Accept migrations that drop data")
-    static_zip: StaticZip = None
-
-
 def _static(encoded: str | None) -> tuple[str, bytes] | None:
     if encoded is None:
         return None
@@ -212,24 +174,6 @@ def _static(encoded: str | None) -> tuple[str, bytes] | None:
     except source.SourceError as exc:
         raise Refused(422, f"the static files cannot be used: {exc}",
                       [{"path": exc.where or "static_zip", "message": str(exc)}]) from None
-
-
-class ChangeDomain(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    domain: Annotated[str, AfterValidator(check_domain)] | None = Field(
-        ..., description="The new custom domain, or null to remove it")
-
-
-class Rollback(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    to: int | None = Field(default=None, ge=1, description="The retained release to serve again; "
-                                                            "null: the release before the live one")
-
-
-class ReplayRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: str | None = Field(default=None, pattern=EVENT_TYPE_PATTERN, description="Only events of this type")
-    since: AwareDatetime | None = Field(default=None, description="Only events at or after this time")
 
 
 def _spec(source: Any) -> Any:

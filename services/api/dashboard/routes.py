@@ -23,6 +23,7 @@ from starlette.staticfiles import StaticFiles
 
 from contracts.tenant import tenant_names
 from events.replay import list_events, replay
+from services.api.requests import CreateTenant  # the API's own validation of name and domain
 from services.api import audit, store
 from services.api.commands import Refused, TenantCommands
 from services.api.dashboard import session as sess
@@ -182,7 +183,6 @@ class _Dashboard:
         try:
             fields = await self.form(request, session)
             name = fields.get("name", "").strip()
-            from services.api.routes import CreateTenant  # the API's own validation of name and domain
 
             try:
                 req = CreateTenant(name=name, app=fields.get("app", ""), domain=fields.get("domain") or None)
