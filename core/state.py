@@ -50,6 +50,16 @@ class PlatformState(BaseModel):
         return self.caddy_admin_url[len(prefix):] if self.caddy_admin_url.startswith(prefix) else None
 
 
+def new_access_key_id() -> str:
+    """An access key id shaped like AWS's (the moto emulator's platform and edge users)."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+    return "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
+
+
+def new_secret_access_key() -> str:
+    return secrets.token_urlsafe(30)[:40]
+
+
 class Credentials(BaseModel):
     postgres_password: str  # the cluster's superuser: `hostplane up` bootstraps with it, nothing else
     valkey_password: str
@@ -63,8 +73,6 @@ class Credentials(BaseModel):
 
     @classmethod
     def generate(cls) -> Credentials:
-        from hostplane.local.emulator import new_access_key_id, new_secret_access_key
-
         return cls(
             postgres_password=secrets.token_urlsafe(24),
             valkey_password=secrets.token_urlsafe(24),

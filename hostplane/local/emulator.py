@@ -27,12 +27,13 @@ import argparse
 import json
 import os
 import re
-import secrets
 import signal
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
+
+from core.state import new_access_key_id, new_secret_access_key
 
 HEALTH_PATH = "/_hostplane/health"
 PLATFORM_USER = "hostplane-platform"
@@ -138,15 +139,6 @@ def _install_user(backend: Any, name: str, policy: dict[str, Any], key_id: str, 
     backend.access_keys.pop(key.physical_resource_id, None)
     key.access_key_id, key.secret_access_key = key_id, secret
     backend.access_keys[key.physical_resource_id] = key
-
-
-def new_access_key_id() -> str:
-    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
-    return "AKIA" + "".join(secrets.choice(alphabet) for _ in range(16))
-
-
-def new_secret_access_key() -> str:
-    return secrets.token_urlsafe(30)[:40]
 
 
 def bootstrap(key_id: str, secret: str) -> Callable[[dict[str, Any]], None]:

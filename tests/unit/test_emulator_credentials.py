@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from core.aws import LOCALSTACK_CREDENTIALS, emulator_credentials
-from hostplane.local.emulator import EDGE_AUTH, new_access_key_id
+from core.state import new_access_key_id
+from hostplane.local.emulator import EDGE_AUTH
 from core.state import PlatformState, load_or_create_credentials, save_state
 from core.settings import Settings
 from services.router_config.lookup import EMULATOR_AUTH
