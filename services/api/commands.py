@@ -26,8 +26,8 @@ from contracts.tenant import EdgeMode
 from events.outbox import add_to_outbox
 from services.api import releases, store
 from services.api.projection import Kind, Status, begin
-from services.builder.model import relational_model
-from services.migrator.plan import check_rollback, check_update
+from spec.model import relational_model
+from spec.plan import check_rollback, check_update
 
 log = structlog.get_logger(__name__)
 PRODUCER = "api"
@@ -245,7 +245,7 @@ class TenantCommands:
                                        None, actor)
 
     async def _rollback_problems(self, conn: Any, target: dict[str, Any], known: list[dict[str, Any]]) -> list[str]:
-        """What makes the target's code unfit for the database's schema (services.migrator.plan)."""
+        """What makes the target's code unfit for the database's schema (spec.plan)."""
         schema = releases.schema_version(known)
         if schema is None:
             return []
@@ -259,7 +259,7 @@ class TenantCommands:
         return [f"{p} (migrated in release {schema['version']})" for p in problems]
 
     async def _migration_problems(self, conn: Any, row: Any, spec: AppSpec, allow_destructive: bool) -> list[str]:
-        """What the migrator would refuse (services.migrator.plan), against the current desired spec."""
+        """What the migrator would refuse (spec.plan), against the current desired spec."""
         body = await store.load_spec_body(conn, row["spec_sha256"])
         try:
             current = load_app_spec(body) if body else None

@@ -32,8 +32,8 @@ from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChange
 from reloader.artifacts import ArtifactError
 from services.migrator import adapters
 from services.migrator.adapters import LOCK_KEY, MigratorDeps
-from services.builder.model import Model, relational_model
-from services.migrator.plan import check_rollback, plan
+from spec.model import Model, relational_model
+from spec.plan import check_rollback, plan
 from services.resources.base import scrub
 
 log = structlog.get_logger(__name__)

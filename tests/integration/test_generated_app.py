@@ -20,7 +20,7 @@ import redis.asyncio as aredis
 from contracts.app_spec import AppSpec, load_app_spec
 from core.process import free_port
 from services.builder.codegen import generate, package
-from services.builder.model import q, relational_model
+from spec.model import q, relational_model
 from services.provisioner.handlers import on_tenant_requested
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401
 from tests.unit.test_provisioner import requested
@@ -216,7 +216,7 @@ HOSTILE = {
 
 
 def migrator_sql(spec: AppSpec) -> list[str]:
-    from services.migrator.plan import plan
+    from spec.plan import plan
 
     return [sql for step in plan(None, relational_model(spec)).steps for sql in step.sql]
 

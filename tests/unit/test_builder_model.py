@@ -1,7 +1,7 @@
 """The relational mapping (the contract with the migrator) in a few checks that could fail."""
 
 from contracts.app_spec import load_app_spec
-from services.builder.model import Model, constraint_name, relational_model
+from spec.model import Model, constraint_name, relational_model
 
 SPEC = """
 app: All types

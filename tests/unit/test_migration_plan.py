@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 
 from contracts.app_spec import load_app_spec
-from services.builder.model import Model, relational_model
-from services.migrator.plan import check_update, plan
+from spec.model import Model, relational_model
+from spec.plan import check_update, plan
 
 V1 = {"app": "Tasks", "entities": {
     "person": {"fields": {"name": {"type": "string", "required": True, "max_length": 80}}},

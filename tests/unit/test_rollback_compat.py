@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from contracts.app_spec import load_app_spec
-from services.builder.model import relational_model
-from services.migrator.plan import check_rollback
+from spec.model import relational_model
+from spec.plan import check_rollback
 
 V1 = open("examples/tasks.yaml").read()
 V2 = V1.replace("      done:", "      notes:    {type: text}\n      done:", 1)  # an optional field added

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from contracts.app_spec import AppSpec, InvalidAppSpec, ReferenceField, load_app_spec
-from services.builder.model import constraint_name, relational_model
+from spec.model import constraint_name, relational_model
 
 APPKIT_DIR = Path(__file__).resolve().parent / "appkit"
 SPEC_FILE = "spec.json"

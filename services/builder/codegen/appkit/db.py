@@ -1,4 +1,4 @@
-"""SQL for one entity's table (the mapping in services/builder/model.py): every name
+"""SQL for one entity's table (the mapping in spec/model.py): every name
 double-quoted, every value a parameter."""
 
 from __future__ import annotations

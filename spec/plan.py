@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from contracts.app_spec import AppSpec
-from services.builder.model import PLATFORM_COLUMNS, Column, Model, Table, q, relational_model
+from spec.model import PLATFORM_COLUMNS, Column, Model, Table, q, relational_model
 
 FLAG_HINT = "send --allow-destructive"
 
