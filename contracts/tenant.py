@@ -101,3 +101,15 @@ def tenant_names(tenant_id: str, *, prefix: str = "hostplane", base_domain: str 
         host=f"{tid}.{base_domain}",
         task_role=f"{prefix}-t-{tid}",
     )
+
+
+# The tenant lifecycle as clients see it (DESIGN.md "States shown to users"): the API's
+# projection derives these, the CLI waits on them.
+STATES = ("requested", "provisioning", "building", "migrating", "updating", "ready", "failed",
+          "deleting", "deleted")
+# Forward order inside one request; `failed` sits outside it (a retry may still succeed).
+RANK = {"requested": 0, "provisioning": 1, "building": 2, "migrating": 3, "updating": 3, "ready": 4,
+        "deleting": 5, "deleted": 6}
+# The states that end each kind of request.
+TERMINAL = {"create": ("ready", "failed"), "update": ("ready", "failed"), "delete": ("deleted", "failed"),
+            "domain": ("ready", "failed"), "rollback": ("ready", "failed")}

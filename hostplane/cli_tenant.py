@@ -30,7 +30,7 @@ from contracts.tenant import EdgeMode
 from hostplane.cli_logs import printable
 from core.state import CREDENTIALS_FILE, load_state
 from core.settings import get_settings
-from services.api.projection import RANK, TERMINAL
+from contracts.tenant import RANK, TERMINAL
 
 tenant_app = typer.Typer(help="tenants: create, update, delete, list, show, env, releases, rollback", no_args_is_help=True)
 console = Console()

@@ -32,19 +32,13 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from contracts.tenant import TERMINAL
 from contracts.events_v1 import FAILURES
 
 Kind = Literal["create", "update", "delete", "domain", "rollback"]
-STATES = ("requested", "provisioning", "building", "migrating", "updating", "ready", "failed",
-          "deleting", "deleted")
-# Forward order inside one request; `failed` sits outside it (a retry may still succeed).
-RANK = {"requested": 0, "provisioning": 1, "building": 2, "migrating": 3, "updating": 3, "ready": 4,
-        "deleting": 5, "deleted": 6}
 # Who the tenant is waiting for at each stage (honest while a service does not exist yet).
 WAITING_FOR = {"queued": "api", "provision": "provisioner", "route": "router-config", "build": "builder",
                "migrate": "migrator", "release": "reloader", "deprovision": "deprovisioner"}
-TERMINAL = {"create": ("ready", "failed"), "update": ("ready", "failed"), "delete": ("deleted", "failed"),
-            "domain": ("ready", "failed"), "rollback": ("ready", "failed")}
 _FAILURE_STAGES = {cls.event_type: cls.lifecycle_stage for cls in FAILURES}
 
 

@@ -11,7 +11,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.api.projection import TERMINAL, WAITING_FOR, Facts, failure_in_force
+from contracts.tenant import TERMINAL
+from services.api.projection import WAITING_FOR, Facts, failure_in_force
 
 
 def tenant_url(name: str, edge_port: int, public_domain: str | None = None) -> str:

@@ -29,7 +29,8 @@ from contracts import (
 )
 from contracts.envelope import Event
 from services.api.handlers import HANDLERS
-from services.api.projection import RANK, Facts, Observed, Status, begin, derive, observe
+from contracts.tenant import RANK
+from services.api.projection import Facts, Observed, Status, begin, derive, observe
 from tests.unit.test_contracts import sample
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)

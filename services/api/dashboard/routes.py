@@ -27,7 +27,7 @@ from services.api.requests import CreateTenant  # the API's own validation of na
 from services.api import audit, store
 from services.api.commands import Refused, TenantCommands
 from services.api.dashboard import session as sess
-from services.api.projection import STATES
+from contracts.tenant import STATES
 from services.api.views import tenant_view
 
 log = structlog.get_logger(__name__)
