@@ -27,7 +27,8 @@ Fairness: at most `per_tenant_inflight` messages of one tenant are worked on at 
 one tenant's backlog (a replay storm) cannot fill every slot: another tenant's message
 waits at most for the messages received before it to be *taken*, not worked off.
 A replayed command (replay_id set) that is no longer the tenant's latest intent changes
-nothing in a stage service (`command.superseded`, events.recorded.replay_superseded).
+nothing in a stage service (`command.superseded`, events.recorded.replay_superseded). The checks before a handler are
+events.admission; the per-tenant slots events.fairness.
 
 On stop()/SIGTERM the consumer stops receiving, lets in-flight handlers finish within
 the grace period, then cancels the rest and releases their messages (visibility 0).
@@ -45,8 +46,9 @@ from typing import Any
 
 import structlog
 
-from contracts.envelope import Envelope, Event, declared_sources, producer_source
-from events import recorded
+from contracts.envelope import Envelope, Event
+from events.admission import Refused, check_producer, skip_reason
+from events.fairness import TenantSlots, tenant_of
 from events.inbox import Inbox, PgInbox, current_connection
 from events.outbox import add_to_outbox
 from events.topology import Topology
@@ -78,21 +80,6 @@ class MalformedMessage(ValueError):
 
 class _Released(Exception):
     """Shutdown began before the handler started: give the message back."""
-
-
-class _Refused(Exception):
-    """The event is not from a declared producer of its type: delete it, nothing else."""
-
-    def __init__(self, event_type: str, source: Any, tenant_id: Any, reason: str) -> None:
-        super().__init__(reason)
-        self.event_type, self.source, self.tenant_id, self.reason = event_type, source, tenant_id, reason
-
-
-# Services that act on a tenant's resources: each event is checked against the tenant's
-# current incarnation first (the API's projection folds every event and keeps its own order).
-INCARNATION_CHECKED = ("provisioner", "builder", "migrator", "router-config", "deprovisioner")
-# Producers of commands: a stage service carries one out only as the API recorded it.
-COMMAND_PRODUCERS = ("api",)
 
 
 class Consumer:
@@ -195,7 +182,7 @@ class Consumer:
                     if self.stopping:
                         await self._set_visibility(msg, 0)
                         continue
-                    tenant = _tenant_of(msg)
+                    tenant = tenant_of(msg)
                     self._slots.claim(tenant)
                     task = asyncio.create_task(self._handle(msg, tenant))
                     self._inflight[task] = msg
@@ -258,7 +245,7 @@ class Consumer:
                     replay_id=str(envelope.replay_id) if envelope.replay_id else None,
                 )
                 outcome = await self._process(envelope)
-        except _Refused as refused:
+        except Refused as refused:
             outcome = "refused"
             count_refused(self.service, refused.event_type)
             log.warning("events.refused", event_type=refused.event_type, source=str(refused.source)[:128],
@@ -309,57 +296,12 @@ class Consumer:
                 raise _Released
             if await tx.seen(envelope):
                 return "duplicate"
-            if await self._stale(envelope):
+            if reason := await skip_reason(self.service, current_connection(), envelope):
                 await tx.complete(envelope, [])
-                return "stale"
-            if await self._unrecorded(envelope):
-                await tx.complete(envelope, [])
-                return "unrecorded"
-            if await self._replay_superseded(envelope):
-                await tx.complete(envelope, [])
-                return "superseded"
+                return reason
             results = await handler(envelope, self.deps) or ()
             await tx.complete(envelope, [self.wrap(r, envelope) for r in results])
         return "handled"
-
-    async def _stale(self, envelope: Envelope[Any]) -> bool:
-        """Is the event of another incarnation of its tenant than the current one? (Read in
-        the handling transaction; the API commits a re-creation before its first event.)"""
-        conn = current_connection()
-        if self.service not in INCARNATION_CHECKED or conn is None:
-            return False
-        current = await recorded.stale_incarnation(conn, envelope)
-        if current is None:
-            return False
-        log.warning("events.stale_incarnation", incarnation=str(envelope.incarnation or ""),
-                    current_incarnation=str(current.id or ""), occurred_at=envelope.occurred_at.isoformat(),
-                    created_at=current.created_at.isoformat())
-        return True
-
-    async def _unrecorded(self, envelope: Envelope[Any]) -> bool:
-        """Is this a command (an event the API produces) that the API did not record exactly
-        so for the tenant? A stage service then changes nothing (events.recorded)."""
-        conn = current_connection()
-        if self.service not in INCARNATION_CHECKED or conn is None or envelope.producer not in COMMAND_PRODUCERS:
-            return False
-        reason = await recorded.unrecorded(conn, envelope)
-        if reason is None:
-            return False
-        log.warning("command.unrecorded", producer=envelope.producer, reason=reason)
-        return True
-
-    async def _replay_superseded(self, envelope: Envelope[Any]) -> bool:
-        """Is this a replayed command that is no longer the tenant's latest intent? A stage
-        service then changes nothing (docs/replay.md)."""
-        conn = current_connection()
-        if (self.service not in INCARNATION_CHECKED or conn is None or envelope.replay_id is None
-                or getattr(type(envelope.data), "kind", None) != "command"):
-            return False
-        newer = await recorded.replay_superseded(conn, envelope)
-        if newer is None:
-            return False
-        log.info("command.superseded", by=newer, reason="a replayed command a newer request replaced")
-        return True
 
     async def _dead_lettered(self, envelope: Envelope[Any], error: Exception, receives: int) -> None:
         """Last receive failed: SQS moves the message to the DLQ next; say so on the bus
@@ -413,71 +355,3 @@ class Consumer:
             )
         except Exception as exc:
             log.warning("message.visibility_failed", seconds=seconds, error=str(exc))
-
-
-class TenantSlots:
-    """At most `cap` holders per tenant. A message is `claim`ed when received (so the
-    receive loop knows at once whether it takes a slot or waits), takes its turn in `slot`
-    (asyncio's semaphores wake waiters in order, so a tenant's messages keep theirs), and
-    is `release`d when its task ends, whatever happened."""
-
-    def __init__(self, cap: int) -> None:
-        self.cap = max(1, cap)
-        self._sems: dict[str, asyncio.Semaphore] = {}
-        self._users: dict[str, int] = {}
-
-    @property
-    def waiting(self) -> int:
-        """Messages in hand that wait for their tenant's turn (they take no slot)."""
-        return sum(max(0, n - self.cap) for n in self._users.values())
-
-    def claim(self, tenant: str | None) -> None:
-        if tenant is not None:
-            self._users[tenant] = self._users.get(tenant, 0) + 1
-            self._sems.setdefault(tenant, asyncio.Semaphore(self.cap))
-
-    def release(self, tenant: str | None) -> None:
-        if tenant is not None and tenant in self._users:
-            self._users[tenant] -= 1
-            if not self._users[tenant]:
-                del self._users[tenant], self._sems[tenant]
-
-    @contextlib.asynccontextmanager
-    async def slot(self, tenant: str | None):  # type: ignore[no-untyped-def]
-        if tenant is None or tenant not in self._sems:  # unreadable: refused at once anyway
-            yield
-            return
-        async with self._sems[tenant]:
-            yield
-
-    def busy(self, tenant: str) -> int:
-        """Messages of `tenant` in hand, working or waiting (for tests and metrics)."""
-        return self._users.get(tenant, 0)
-
-
-def _tenant_of(msg: dict[str, Any]) -> str | None:
-    """The envelope's tenant id, read loosely (None when unreadable; `_read` says why)."""
-    try:
-        detail = json.loads(msg["Body"])["detail"]
-        if isinstance(detail, str):
-            detail = json.loads(detail)
-        tenant = detail.get("tenant_id")
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-    return tenant[:128] if isinstance(tenant, str) else None
-
-
-def check_producer(model: type[Event], source: Any, detail: dict[str, Any]) -> None:
-    """Raise _Refused unless `source` (EventBridge's, set by whoever called PutEvents and
-    bound to its credentials) is the source of a declared producer of `model`, and the
-    envelope names that same producer and tenant: a runtime event about tenant X must come
-    from `hostplane.runtime.X`. Ops replays re-publish under the original source."""
-    event_type, tenant, producer = model.event_type, detail.get("tenant_id"), detail.get("producer")
-    if not isinstance(source, str) or not isinstance(tenant, str) or not isinstance(producer, str):
-        raise _Refused(event_type, source, tenant, "no source, tenant or producer")
-    if producer not in model.producers:
-        raise _Refused(event_type, source, tenant, f"producer {producer!r} is not declared for {event_type}")
-    if source not in declared_sources(model, tenant):
-        raise _Refused(event_type, source, tenant, f"source is not a declared producer of {event_type}")
-    if source != producer_source(producer, tenant):
-        raise _Refused(event_type, source, tenant, f"source does not match the envelope's producer {producer!r}")

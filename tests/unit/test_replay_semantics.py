@@ -17,7 +17,7 @@ from contracts.envelope import Envelope, registered_events
 from contracts.events_v1 import (AppUpdateRequested, MigrationsApplied, RollbackRequested, TenantChanged,
                                  TenantRequested)
 from events import recorded
-from events.consumer import TenantSlots
+from events.fairness import TenantSlots
 from events.outbox import OutboxRelay
 from reloader.artifacts import ArtifactStore
 from services.migrator.adapters import MigratorDeps
