@@ -8,13 +8,11 @@ own Origin. No page renders a secret except the answer to POST .../reveal.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote
 
-import httpx
 import jinja2
 import structlog
 from fastapi import FastAPI, Request
@@ -26,6 +24,7 @@ from events.replay import list_events, replay
 from services.api.requests import CreateTenant  # the API's own validation of name and domain
 from services.api import audit, store
 from services.api.commands import Refused, TenantCommands
+from services.api.dashboard import facts
 from services.api.dashboard import session as sess
 from contracts.tenant import STATES
 from services.api.views import tenant_view
@@ -215,8 +214,8 @@ class _Dashboard:
             data = await self.tenant_data(name)
         except Refused as exc:
             return render("error.html", 404, **self.base(session, error=exc.message))
-        values = self.base(session, **data, resources=await self.resources(name, data["tenant"]),
-                           releases=self.releases(name), audit_rows=await audit.read(self.ctx.pool, name, 20),
+        values = self.base(session, **data, resources=await facts.resources(self.ctx, name, data["tenant"]),
+                           releases=facts.retained_releases(self.ctx, name), audit_rows=await audit.read(self.ctx.pool, name, 20),
                            secrets=secrets)
         values.update(error=error, notice=notice)
         return render("tenant.html", status, **values)
@@ -269,7 +268,7 @@ class _Dashboard:
                 to = int(fields.get("to", ""))
             except ValueError:
                 raise Refused(422, "to: give the version of a retained release") from None
-            kept = {r["version"] for r in self.releases(name)} or None
+            kept = {r["version"] for r in facts.retained_releases(self.ctx, name)} or None
             result = await self.commands.rollback(name, to, session.actor, kept)
             return 202, None, result.changed, str(result.correlation_id), None
 
@@ -294,55 +293,6 @@ class _Dashboard:
             return 200, "credentials revealed (recorded in the audit trail)", None, None, values
 
         return await self._act(request, name, "tenant.reveal_credentials", run)
-
-    async def resources(self, name: str, tenant: dict[str, Any]) -> dict[str, Any]:
-        names = tenant_names(name, prefix=self.ctx.name_prefix)
-        progress = tenant["progress"]
-        runtime = self._runtime(name)
-        return {"database": names.database, "db_role": names.db_role, "cache_user": names.cache_user,
-                "cache_prefix": names.cache_prefix, "bucket": names.bucket, "secret": names.secret,
-                "route": names.route_id, "host": names.host, "provisioned": progress["provisioned"],
-                "routed": progress["routed"], "runtime": runtime,
-                "runtime_health": await self._probe(runtime.get("health_url")) if runtime else None,
-                "app_health": await self._probe(runtime.get("app_url", "").rstrip("/") + "/healthz")
-                if runtime.get("app_url") and runtime.get("app_state") != "no_release" else None}
-
-    def _runtime(self, name: str) -> dict[str, Any]:
-        settings = getattr(self.ctx, "settings", None)
-        if settings is None:
-            return {}
-        try:
-            agent = json.loads((settings.home_dir / "runtime" / "agent.json").read_text())
-        except (OSError, ValueError):
-            return {}
-        return agent.get("tenants", {}).get(name) or {}
-
-    @staticmethod
-    async def _probe(url: str | None) -> str | None:
-        if not url:
-            return None
-        try:
-            async with httpx.AsyncClient(timeout=0.7) as client:
-                resp = await client.get(url)
-            return "healthy" if resp.status_code < 400 else f"unhealthy (HTTP {resp.status_code})"
-        except httpx.HTTPError as exc:
-            return f"unreachable ({type(exc).__name__})"
-
-    def releases(self, name: str) -> list[dict[str, Any]]:
-        settings = getattr(self.ctx, "settings", None)
-        if settings is None:
-            return []
-        from reloader.artifacts import ArtifactError, ArtifactStore, store_root
-
-        store_ = ArtifactStore(store_root(settings))
-        try:
-            current = store_.read_current(name)
-            manifests = store_.releases(name)
-        except (ArtifactError, OSError, ValueError):
-            return []
-        live = current.version if current else None
-        return [{"version": m.version, "sha256": m.sha256, "size": m.size, "built_at": m.built_at,
-                 "live": m.version == live} for m in reversed(manifests)]
 
     # --- DLQ and audit ----------------------------------------------------------------
     async def dlq_page(self, request: Request) -> Response:
