@@ -19,15 +19,13 @@ from typing import Any, NoReturn
 
 import httpx
 import typer
-from rich.console import Console, Group
+from rich.console import Console
 from rich.live import Live
-from rich.markup import escape
 from rich.table import Table
-from rich.text import Text
 
 from contracts.app_spec import MAX_SPEC_BYTES
 from contracts.tenant import EdgeMode
-from hostplane.cli_logs import printable
+from hostplane.cli_show import NoLive, details_table, progress, shown, state_markup
 from core.state import CREDENTIALS_FILE, load_state
 from core.settings import get_settings
 from contracts.tenant import RANK, TERMINAL
@@ -37,18 +35,7 @@ console = Console()
 err = Console(stderr=True, soft_wrap=True)  # errors stay one line each: easy to grep and copy
 
 REFUSED, UNREACHABLE, TIMED_OUT = 1, 2, 3
-PIPELINES = {"create": ("provision", "route", "build", "migrate", "release"),
-             "update": ("build", "migrate", "release"), "delete": ("deprovision",), "domain": ("route",),
-             "rollback": ("build", "migrate", "release")}
-FAILED_STEP = {"provisioning": "provision", "building": "build", "migrating": "migrate",
-               "releasing": "release", "deprovisioning": "deprovision", "routing": "route"}
 UNTIL = ("provisioning", "building", "migrating", "ready")
-
-
-def _shown(text: str) -> str:
-    """Text that may quote tenant output (an error's message), safe for a rich console: its
-    control characters escaped (no terminal sequences), its brackets not read as markup."""
-    return escape(printable(text))
 
 
 def _fail(message: str, code: int = REFUSED, errors: list[dict[str, str]] | None = None) -> NoReturn:
@@ -286,7 +273,7 @@ def list_(include_deleted: bool = typer.Option(False, "--all", help="include del
     for col in ("name", "state", "stage", "version", "url", "updated"):
         table.add_column(col)
     for t in tenants:
-        table.add_row(t["name"], _state(t), t["stage"] or "", str(t["version"] or ""), t["url"] or "",
+        table.add_row(t["name"], state_markup(t), t["stage"] or "", str(t["version"] or ""), t["url"] or "",
                       (t["updated_at"] or "")[:19])
     console.print(table)
 
@@ -312,35 +299,6 @@ def env(name: str = typer.Argument(...), as_json: bool = AS_JSON) -> None:
         typer.echo(f"{key}={shlex.quote(str(values[key]))}")
 
 
-def _state(t: dict[str, Any]) -> str:
-    color = {"ready": "green", "failed": "red", "deleted": "dim"}.get(t["state"], "yellow")
-    return f"[{color}]{t['state']}[/]"
-
-
-def details_table(t: dict[str, Any]) -> Table:
-    table = Table(show_header=False, title=f"tenant {t['name']}")
-    table.add_column(style="bold")
-    table.add_column()
-    waiting = f" (waiting for {t['waiting_for']})" if t.get("waiting_for") else ""
-    rows = [("state", _state(t)), ("stage", f"{t['stage'] or '-'}{waiting}"), ("version", str(t["version"] or "-")),
-            ("url", t["url"] or "-"), ("custom domain", t["custom_domain"] or "-"),
-            ("edge", t.get("edge") or "installation default")]
-    if t.get("domain_pending"):
-        rows.append(("domain pending", f"{t['domain_pending']}: served once these DNS records are published"))
-    rows += [("dns record", f"{r['name']} {r['type']} {r['value']}") for r in t.get("dns_records") or []]
-    if t["error"]:
-        e = t["error"]
-        shown = _shown(f"{e['stage']} ({e['step']}): {e['message']}")
-        rows.append(("error", f"[red]{shown}[/]"))
-    req = t["request"]
-    rows += [("request", f"{req['kind']} #{req['generation']} by {req['requested_by']} at {req['requested_at']}"),
-             ("correlation", req["correlation_id"]), ("created", t["created_at"] or "-"),
-             ("updated", t["updated_at"] or "-")]
-    for key, value in rows:
-        table.add_row(key, Text.from_markup(value) if "[" in value and "/]" in value else Text(value))
-    return table
-
-
 def _follow(api: Api, answer: dict[str, Any], wait: bool, timeout: float, as_json: bool,
             until: str = "ready") -> None:
     request = answer["request"]
@@ -359,7 +317,7 @@ def _follow(api: Api, answer: dict[str, Any], wait: bool, timeout: float, as_jso
         typer.echo(json.dumps(tenant, indent=2))
     if tenant["state"] == "failed":
         e = tenant["error"] or {}
-        _fail(_shown(f"tenant {tenant['name']} failed at stage {e.get('stage')} ({e.get('step')}): {e.get('message')}"))
+        _fail(shown(f"tenant {tenant['name']} failed at stage {e.get('stage')} ({e.get('step')}): {e.get('message')}"))
 
 
 POLL_RETRIES = 4
@@ -368,11 +326,11 @@ POLL_RETRIES = 4
 def _wait(api: Api, name: str, request: dict[str, Any], timeout: float, until: str, quiet: bool) -> dict[str, Any]:
     started = time.monotonic()
     tenant = api.call("GET", f"/v1/tenants/{name}")
-    with Live(_progress(tenant, request, 0), console=err, transient=False, refresh_per_second=8,
-              auto_refresh=False) if not quiet else _NoLive() as live:
+    with Live(progress(tenant, request, 0), console=err, transient=False, refresh_per_second=8,
+              auto_refresh=False) if not quiet else NoLive() as live:
         while True:
             elapsed = time.monotonic() - started
-            live.update(_progress(tenant, request, elapsed), refresh=True)
+            live.update(progress(tenant, request, elapsed), refresh=True)
             if tenant["request"]["generation"] > request["generation"]:
                 _fail(f"tenant {name}: a newer request (#{tenant['request']['generation']}) superseded this one")
             if _settled(tenant, request["kind"], until):
@@ -390,37 +348,3 @@ def _settled(tenant: dict[str, Any], kind: str, until: str) -> bool:
     if state in TERMINAL[kind]:
         return True
     return kind == "create" and state in RANK and RANK[state] >= RANK[until]
-
-
-def _progress(tenant: dict[str, Any], request: dict[str, Any], elapsed: float) -> Group:
-    steps = PIPELINES[request["kind"]]
-    state, stage = tenant["state"], tenant["stage"]
-    failed = FAILED_STEP.get((tenant.get("error") or {}).get("stage", ""), "") if state == "failed" else ""
-    current = failed or stage
-    done_all = state in ("ready", "deleted")
-    line = Text()
-    for step in steps:
-        idx, cur = steps.index(step), steps.index(current) if current in steps else -1
-        if step == failed:
-            mark, style = "✗", "red"
-        elif done_all or idx < cur:
-            mark, style = "✓", "green"
-        elif idx == cur:
-            mark, style = "…", "yellow"
-        else:
-            mark, style = "·", "dim"
-        line.append(f" {mark} {step} ", style=style)
-    waiting = f", waiting for {tenant['waiting_for']}" if tenant.get("waiting_for") else ""
-    head = Text(f"{tenant['name']}: {state}{waiting}  ({elapsed:.0f}s)")
-    return Group(head, line)
-
-
-class _NoLive:
-    def __enter__(self) -> _NoLive:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        return None

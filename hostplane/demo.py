@@ -19,7 +19,8 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from hostplane.cli_tenant import Api, api_client, details_table
+from hostplane.cli_show import details_table
+from hostplane.cli_tenant import Api, api_client
 from core.settings import Settings
 
 EXAMPLE_TENANT = "demo"
