@@ -35,7 +35,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from contracts.app_spec import load_app_spec  # noqa: E402
+from spec.load import load_app_spec  # noqa: E402
 from contracts.envelope import Envelope  # noqa: E402
 from contracts.events_v1 import MigrationsApplied, TenantChanged, TenantRequested  # noqa: E402
 from events.outbox import add_to_outbox  # noqa: E402

@@ -1,4 +1,5 @@
-"""The app spec: what a tenant hands over (the visual designer's export), as a pydantic model.
+"""The app spec: what a tenant hands over (the visual designer's export), as pydantic
+models; they are the published schema (`app_spec.schema.json`, generated from them).
 
     app: Tasks
     entities:
@@ -13,16 +14,11 @@
       - {path: /, title: My tasks, shows: task}
     static: static/
 
-`load_app_spec` reads YAML or JSON text (or an already parsed object), refuses anything
-it would be unsafe or ambiguous to build (aliases, duplicate keys, > MAX_SPEC_BYTES) and
-raises `InvalidAppSpec` listing every problem with its exact path, e.g.
-`entities.task.fields.owner.to: unknown entity 'persn'`. The API stores the spec's
-canonical JSON under its digest; events carry only `spec_ref(digest)`.
-
 Every name is a whole-string match (no "task\n"); every number fits the column it
-becomes (bigint, double precision), and one too long to convert is a problem at its path
-like any other; text is whatever Unicode the slot allows (no control characters in
-labels, no NUL in defaults, no unpaired surrogates anywhere).
+becomes (bigint, double precision); text is whatever Unicode the slot allows (no control
+characters in labels, no NUL in defaults). Reading a spec from text, with every problem
+reported at its exact path, is `spec.load.load_app_spec`. The API stores the spec's
+canonical JSON under its digest; events carry only `spec_ref(digest)`.
 
     python -m contracts.app_spec [--check]   # (re)write / check app_spec.schema.json
 """
@@ -34,30 +30,22 @@ import json
 import keyword
 import re
 import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt
-from pydantic import ValidationError, model_validator
+from pydantic import model_validator
 from pydantic_core import PydanticCustomError
 
-MAX_SPEC_BYTES = 256 * 1024
 MAX_ENTITIES = 100
 MAX_FIELDS = 100
 MAX_PAGES = 100
-MAX_PROBLEMS = 50
 SCHEMA_FILE = Path(__file__).resolve().parent / "app_spec.schema.json"
 SPEC_REF_PREFIX = "spec:sha256:"
 
 IDENTIFIER_PATTERN = r"^[a-z][a-z0-9_]{0,40}$"
 _IDENTIFIER_RE = re.compile(IDENTIFIER_PATTERN)  # used with fullmatch (see check_identifier)
-# A whole number in spec text longer than this is refused before it is converted (the
-# values that fit any slot have at most 309 digits; Python refuses > 4300 with ValueError).
-MAX_NUMBER_CHARS = 400
 DOUBLE_MAX = sys.float_info.max
 # PostgreSQL's reserved key words (pg_get_keywords() catcode R and T): unusable as bare names.
 SQL_KEYWORDS = frozenset("""
@@ -277,28 +265,6 @@ class AppSpec(_Strict):
         return hashlib.sha256(self.canonical_json().encode()).hexdigest()
 
 
-@dataclass(frozen=True)
-class SpecProblem:
-    path: str
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.message}"
-
-
-class InvalidAppSpec(ValueError):
-    """The spec cannot be accepted; `problems` says where and why, one per path."""
-
-    def __init__(self, problems: list[SpecProblem]) -> None:
-        self.problems = problems[:MAX_PROBLEMS]
-        more = f" (and {len(problems) - MAX_PROBLEMS} more)" if len(problems) > MAX_PROBLEMS else ""
-        super().__init__("invalid app spec: " + "; ".join(map(str, self.problems)) + more)
-
-
-class SpecTooLarge(InvalidAppSpec):
-    """The spec is over MAX_SPEC_BYTES (an API answers 413)."""
-
-
 def spec_ref(digest: str) -> str:
     return SPEC_REF_PREFIX + digest
 
@@ -308,261 +274,6 @@ def digest_of_ref(ref: str) -> str:
     if not ref.startswith(SPEC_REF_PREFIX) or not re.fullmatch(r"[0-9a-f]{64}", digest):
         raise ValueError(f"{ref!r} is not an app spec reference ({SPEC_REF_PREFIX}<sha256>)")
     return digest
-
-
-def load_app_spec(source: str | bytes | Mapping[str, Any]) -> AppSpec:
-    """Parse (YAML or JSON text, or an already parsed object) and validate completely."""
-    data = source if isinstance(source, Mapping) else parse_text(source)
-    return validate_app_spec(data)
-
-
-def validate_app_spec(data: Any) -> AppSpec:
-    if not isinstance(data, Mapping):
-        raise InvalidAppSpec([SpecProblem("spec", f"must be a mapping with app, entities and pages, "
-                                                  f"got {_kind(data)}")])
-    if oversized := sorted(_oversized_numbers(data, []), key=_order):
-        raise InvalidAppSpec(oversized)
-    try:
-        spec = AppSpec.model_validate(data)
-    except ValidationError as exc:
-        raise InvalidAppSpec(sorted({_from_pydantic(e) for e in exc.errors()}, key=_order)) from None
-    except RecursionError:
-        raise InvalidAppSpec([SpecProblem("spec", "nested too deeply")]) from None
-    if problems := cross_check(spec):
-        raise InvalidAppSpec(problems)
-    return spec
-
-
-# --- text → data ----------------------------------------------------------------------
-
-
-def parse_text(source: str | bytes) -> Any:
-    """YAML or JSON (text starting with '{') → plain data. Refuses oversize input, YAML
-    aliases (the "billion laughs" bomb), duplicate and non-string keys."""
-    raw = source.encode() if isinstance(source, str) else source
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecTooLarge([SpecProblem("spec", f"is {len(raw)} bytes; the limit is {MAX_SPEC_BYTES}")])
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidAppSpec([SpecProblem("spec", f"is not UTF-8 text (byte {exc.start})")]) from None
-    if not text.strip():
-        raise InvalidAppSpec([SpecProblem("spec", "is empty")])
-    try:
-        if text.lstrip().startswith("{"):
-            return json.loads(text, object_pairs_hook=_unique_pairs, parse_int=whole_number)
-        return yaml.load(text, Loader=_SpecLoader)  # noqa: S506 (a SafeLoader subclass)
-    except json.JSONDecodeError as exc:
-        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        message = f"invalid YAML{where}: {exc.problem or exc.context}"
-    except (yaml.YAMLError, _Refused) as exc:
-        message = str(exc)
-    except RecursionError:
-        message = "nested too deeply"
-    raise InvalidAppSpec([SpecProblem("spec", message)])
-
-
-class _Refused(ValueError):
-    pass
-
-
-class Oversized(str):
-    """A whole number too long to convert (its digits, unconverted): `validate_app_spec`
-    reports it at its path. Python's int() raises ValueError past 4300 digits, and even
-    below that such a number fits no slot of a spec."""
-
-
-def whole_number(digits: str) -> int | Oversized:
-    """`json.loads(..., parse_int=whole_number)`: the API reads request bodies with it too."""
-    return Oversized(digits) if len(digits) > MAX_NUMBER_CHARS else int(digits)
-
-
-def _oversized_numbers(node: Any, loc: list[Any]) -> list[SpecProblem]:
-    if isinstance(node, Oversized):
-        return [SpecProblem(_path(loc), f"is a number {len(node)} characters long; it is out of range "
-                                        "for every number in a spec")]
-    if isinstance(node, Mapping):
-        return [p for key, value in node.items() for p in _oversized_numbers(value, [*loc, key])]
-    if isinstance(node, list):
-        return [p for i, value in enumerate(node) for p in _oversized_numbers(value, [*loc, i])]
-    return []
-
-
-def _unique_pairs(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise _Refused(f"key {key!r} appears twice in one object")
-        out[key] = value
-    return out
-
-
-class _SpecLoader(yaml.SafeLoader):
-    def construct_yaml_int(self, node: Any) -> int | Oversized:
-        # YAML 1.1 ints also come as hex, octal, binary or base 60 ("1:20:00"): the text's
-        # length bounds them all before any conversion.
-        if len(node.value) > MAX_NUMBER_CHARS:
-            return Oversized(node.value)
-        return super().construct_yaml_int(node)
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise _Refused(f"YAML aliases (*name) are not accepted (line {mark.line + 1}); write values out")
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            line = key_node.start_mark.line + 1
-            if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _Refused(f"YAML merge keys (<<) are not accepted (line {line})")
-            key = self.construct_object(key_node, deep=True)
-            if not isinstance(key, str):
-                raise _Refused(f"key {key_node.value!r} at line {line} is read as {_kind(key)}, not a name; "
-                               "quote it")
-            if key in seen:
-                raise _Refused(f"key {key!r} appears twice in one mapping (line {line})")
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
-_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
-
-
-# --- pydantic errors → path problems --------------------------------------------------
-
-_MODELS: dict[str, type[BaseModel]] = {
-    "spec": AppSpec, "entity": Entity, "page": Page,
-    **{t: m for m in (StringField, TextField, IntegerField, NumberField, BooleanField, DateField,
-                      DatetimeField, EnumField, ReferenceField) for t in m.model_fields["type"].annotation.__args__},
-}
-
-
-_PATTERN_HINTS = {
-    TEXT_PATTERN: "must not contain control characters (newline, tab, NUL, ...)",
-    DEFAULT_TEXT_PATTERN: "must not contain NUL characters",
-}
-
-
-def _from_pydantic(err: Any) -> SpecProblem:
-    loc, kind, ctx = list(err["loc"]), err["type"], err.get("ctx") or {}
-    field_type = None
-    if len(loc) > 4 and loc[0] == "entities" and loc[2] == "fields" and loc[4] in FIELD_TYPES:
-        field_type = loc.pop(4)  # the discriminator pydantic puts in the path
-    if loc and loc[-1] == "[key]":
-        loc.pop()
-    if kind == "spec":
-        loc.append(ctx["subpath"])
-        message = ctx["message"]
-    elif kind == "union_tag_invalid":
-        loc.append("type")
-        message = f"unknown field type {ctx['tag']!r}; use one of: {', '.join(FIELD_TYPES)}"
-    elif kind == "union_tag_not_found":
-        message = f"a field needs a type: one of {', '.join(FIELD_TYPES)}"
-    elif kind == "missing":
-        message = "is required"
-    elif kind == "string_pattern_mismatch" and ctx.get("pattern") in _PATTERN_HINTS:
-        message = _PATTERN_HINTS[ctx["pattern"]]
-    elif kind == "string_unicode":  # a lone surrogate ("\\ud800" in JSON): not text UTF-8 can carry
-        message = "must be valid Unicode text (it holds an unpaired surrogate escape such as \\ud800)"
-    elif kind == "extra_forbidden":
-        model = _MODELS[field_type or ("entity" if len(loc) == 3 and loc[0] == "entities" else
-                                       "page" if loc[0] == "pages" else "spec")]
-        message = f"unknown key; allowed here: {', '.join(model.model_fields)}"
-    elif kind in ("model_attributes_type", "model_type", "dict_type"):
-        message = f"must be a mapping (key: value) (got {_kind(err['input'])})"
-    elif kind in ("too_short", "too_long"):
-        bound = ctx.get("min_length") if kind == "too_short" else ctx.get("max_length")
-        message = f"has {ctx.get('actual_length')} entries; {'at least' if kind == 'too_short' else 'at most'} {bound}"
-    else:
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if message.startswith("Input should be"):
-            message = "must be" + message.removeprefix("Input should be") + f" (got {_kind(err['input'])})"
-    return SpecProblem(_path(loc), message)
-
-
-def _path(loc: list[Any]) -> str:
-    """`entities.task.fields.title`; a key with a character that does not print is quoted
-    (`entities['a\\n']`), so a path never carries a newline, a control character or an
-    unpaired surrogate."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        elif not str(part).isprintable():
-            out += f"[{str(part)!r}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out or "spec"
-
-
-def _order(p: SpecProblem) -> tuple[str, str]:
-    return (p.path, p.message)
-
-
-def _kind(value: Any) -> str:
-    names = {dict: "a mapping", list: "a list", str: "text", bool: "a boolean", int: "a number",
-             float: "a number", type(None): "nothing (null)", date: "a date", datetime: "a date-time"}
-    return names.get(type(value), type(value).__name__)
-
-
-# --- what one model cannot see --------------------------------------------------------
-
-
-def cross_check(spec: AppSpec) -> list[SpecProblem]:
-    """References and pages name existing entities; page paths are free; required
-    references do not form a cycle (no first row could ever be inserted)."""
-    names = sorted(spec.entities)
-    problems: list[SpecProblem] = []
-    for ename, entity in spec.entities.items():
-        for fname, field in entity.fields.items():
-            if isinstance(field, ReferenceField) and field.to not in spec.entities:
-                problems.append(SpecProblem(f"entities.{ename}.fields.{fname}.to",
-                                            f"unknown entity {field.to!r} (entities: {', '.join(names)})"))
-    used: dict[str, int] = {}
-    for i, page in enumerate(spec.pages):
-        if page.shows not in spec.entities:
-            problems.append(SpecProblem(f"pages[{i}].shows",
-                                        f"unknown entity {page.shows!r} (entities: {', '.join(names)})"))
-        if any(page.path == p or page.path.startswith(p + "/") for p in RESERVED_PAGE_PREFIXES):
-            problems.append(SpecProblem(f"pages[{i}].path", f"{page.path!r} is reserved by the platform "
-                                                             f"({', '.join(RESERVED_PAGE_PREFIXES)})"))
-        elif page.path in used:
-            problems.append(SpecProblem(f"pages[{i}].path", f"{page.path!r} is already used by pages[{used[page.path]}]"))
-        used.setdefault(page.path, i)
-    if not problems:
-        problems += _required_cycles(spec)
-    return problems
-
-
-def _required_cycles(spec: AppSpec) -> list[SpecProblem]:
-    edges = {e: [(f, fld.to) for f, fld in ent.fields.items() if isinstance(fld, ReferenceField) and fld.required]
-             for e, ent in spec.entities.items()}
-    done: set[str] = set()
-
-    def visit(node: str, trail: list[tuple[str, str]]) -> list[tuple[str, str]] | None:
-        starts = [e for e, _ in trail]
-        if node in starts:
-            return trail[starts.index(node):]
-        if node in done:
-            return None
-        for fname, target in edges[node]:
-            if cycle := visit(target, [*trail, (node, fname)]):
-                return cycle
-        done.add(node)
-        return None
-
-    for start in spec.entities:
-        if cycle := visit(start, []):
-            text = " → ".join(f"{e}.{f}" for e, f in cycle) + f" → {cycle[0][0]}"
-            entity, fname = cycle[0]
-            return [SpecProblem(f"entities.{entity}.fields.{fname}.required",
-                                f"required references form a cycle ({text}); make one of them optional")]
-    return []
 
 
 # --- the committed JSON Schema --------------------------------------------------------

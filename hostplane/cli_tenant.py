@@ -23,7 +23,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from contracts.app_spec import MAX_SPEC_BYTES
+from spec.load import MAX_SPEC_BYTES
 from contracts.tenant import EdgeMode
 from hostplane.cli_show import NoLive, details_table, progress, shown, state_markup
 from core.state import CREDENTIALS_FILE, load_state
@@ -124,9 +124,8 @@ def _static_zip(path: str, spec_text: str) -> str | None:
     takes, or None when the spec names none. Symlinks are followed only inside the folder."""
     import base64
 
-    from contracts.app_spec import parse_text
-    from services.builder.codegen import source_zip
-    from services.builder.source import MAX_STATIC_FILES, MAX_STATIC_ZIP_BYTES
+    from spec.load import parse_text
+    from spec.source import MAX_STATIC_FILES, MAX_STATIC_ZIP_BYTES, source_zip
 
     try:
         folder_name = (parse_text(spec_text) or {}).get("static")

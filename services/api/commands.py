@@ -17,7 +17,9 @@ import asyncpg
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
-from contracts.app_spec import AppSpec, InvalidAppSpec, load_app_spec, spec_ref
+from contracts.app_spec import AppSpec, spec_ref
+from spec.load import load_app_spec
+from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, RollbackRequested, \
     TenantDeletionRequested, TenantRequested

@@ -43,7 +43,8 @@ from fastapi.security import HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from pydantic import BaseModel
 
-from contracts.app_spec import MAX_SPEC_BYTES, InvalidAppSpec, SpecTooLarge, load_app_spec, whole_number
+from spec.load import MAX_SPEC_BYTES, load_app_spec, whole_number
+from spec.problems import InvalidAppSpec, SpecTooLarge
 from contracts.tenant import InvalidTenantId, TenantId, tenant_names, validate_tenant_id
 from events.replay import list_events, replay
 from reloader.artifacts import ArtifactStore, store_root
@@ -55,7 +56,8 @@ from services.api.requests import (EVENT_TYPE_PATTERN, ChangeDomain, CreateTenan
                                    Rollback, UpdateApp)
 from services.api.views import (AcceptedBody, AuditDoc, EnvDoc, Error, EventsDoc, Queued, ReleasesDoc, TenantDoc,
                                 TenantListDoc, error_body, tenant_view, validation_errors)
-from services.builder import source
+from services.builder.source import NoLiveRelease, export_live_source
+from spec import source
 
 log = structlog.get_logger(__name__)
 
@@ -353,8 +355,8 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         """The live release's source tree as a zip: edit it, then POST it back."""
         await view(name)
         try:
-            version, body = await asyncio.to_thread(source.export_live_source, store_root(ctx.settings), name)
-        except source.NoLiveRelease as exc:
+            version, body = await asyncio.to_thread(export_live_source, store_root(ctx.settings), name)
+        except NoLiveRelease as exc:
             raise Refused(404, str(exc)) from None
         return Response(body, media_type="application/zip",
                         headers={"X-Hostplane-Version": str(version),
@@ -370,7 +372,7 @@ def create_app(ctx: ApiContext, token: str) -> Guard:
         except source.SourceError as exc:
             raise Refused(422, f"the source cannot be built: {exc}",
                           [{"path": exc.where or "source_zip", "message": str(exc)}]) from None
-        except source.InvalidAppSpec as exc:
+        except InvalidAppSpec as exc:
             raise Refused(422, f"spec.json: {exc}", [{"path": f"spec.json:{p.path}", "message": p.message}
                                                      for p in exc.problems]) from None
         return await accepted(await commands.update(name, upload.spec, req.allow_destructive, actor,

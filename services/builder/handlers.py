@@ -34,14 +34,17 @@ import zipfile
 
 import structlog
 
-from contracts.app_spec import InvalidAppSpec, digest_of_ref, load_app_spec
+from contracts.app_spec import digest_of_ref
+from spec.load import load_app_spec
+from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
 from events.recorded import unrecorded
 from contracts.events_v1 import AppUpdateRequested, BuildFailed, RollbackRequested, TenantChanged, \
     TenantProvisioned
 from reloader.artifacts import ARTIFACT, ArtifactError, ArtifactStore
 from services.builder.adapters import BuilderDeps
-from services.builder.codegen import SPEC_FILE, SourceError, check_source, generate, package, read_source_zip
+from services.builder.codegen import generate, package
+from spec.source import SPEC_FILE, SourceError, check_source, read_source_zip
 
 log = structlog.get_logger(__name__)
 SOURCE_REF_PREFIX = "source:sha256:"

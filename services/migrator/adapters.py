@@ -17,7 +17,8 @@ from typing import Any
 
 import asyncpg
 
-from contracts.app_spec import AppSpec, load_app_spec
+from contracts.app_spec import AppSpec
+from spec.load import load_app_spec
 from contracts.tenant import TenantNames, tenant_names
 from events.recorded import RecordedRequests
 from core.aws import aws_client

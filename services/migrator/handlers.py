@@ -26,7 +26,7 @@ import time
 import asyncpg
 import structlog
 
-from contracts.app_spec import InvalidAppSpec
+from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
 from reloader.artifacts import ArtifactError

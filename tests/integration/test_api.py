@@ -29,7 +29,7 @@ from contracts import (
     TenantDeprovisioned,
     TenantProvisioned,
 )
-from contracts.app_spec import MAX_SPEC_BYTES
+from spec.load import MAX_SPEC_BYTES
 from contracts.envelope import Envelope, Event
 from contracts.tenant import tenant_names
 from events.outbox import OutboxRelay, add_to_outbox, relay_sources

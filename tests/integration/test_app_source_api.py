@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
-from services.builder.codegen import source_zip
+from spec.source import source_zip
 from tests.integration.test_api import SPEC
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

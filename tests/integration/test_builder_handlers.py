@@ -11,12 +11,14 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from contracts.app_spec import load_app_spec, spec_ref
+from contracts.app_spec import spec_ref
+from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import AppUpdateRequested, BuildFailed, TenantChanged, TenantProvisioned
 from services.api.store import ensure_schema, store_source, store_spec
 from services.builder.adapters import BuilderDeps, open_deps
-from services.builder.codegen import generate, source_zip
+from services.builder.codegen import generate
+from spec.source import source_zip
 from services.builder.handlers import on_app_update_requested, on_tenant_provisioned
 from services.provisioner.handlers import on_tenant_requested
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401

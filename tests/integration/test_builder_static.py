@@ -11,7 +11,7 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.events_v1 import BuildFailed, TenantChanged
 from services.api.store import store_source
-from services.builder.codegen import source_zip
+from spec.source import source_zip
 from services.builder.handlers import on_app_update_requested, on_tenant_provisioned
 from services.provisioner.handlers import on_tenant_requested
 from tests.integration.test_builder_handlers import SPEC, deps, provisioned, stored, update  # noqa: F401

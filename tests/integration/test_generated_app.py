@@ -17,7 +17,8 @@ import httpx
 import pytest
 import redis.asyncio as aredis
 
-from contracts.app_spec import AppSpec, load_app_spec
+from contracts.app_spec import AppSpec
+from spec.load import load_app_spec
 from core.process import free_port
 from services.builder.codegen import generate, package
 from spec.model import q, relational_model

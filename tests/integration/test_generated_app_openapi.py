@@ -16,7 +16,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from tests.integration.test_generated_app import SPEC, create_tables_sql, serve
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401
 

@@ -16,7 +16,8 @@ import asyncpg
 import httpx
 import pytest
 
-from contracts.app_spec import load_app_spec, spec_ref
+from contracts.app_spec import spec_ref
+from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import AppUpdateRequested
 from contracts.tenant import tenant_names

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
 from services.migrator import adapters

@@ -11,7 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from contracts.app_spec import load_app_spec, spec_ref
+from contracts.app_spec import spec_ref
+from spec.load import load_app_spec
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantChanged, TenantProvisioned
 from events import recorded

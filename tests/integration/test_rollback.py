@@ -15,7 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, TenantChanged
 from reloader.artifacts import ARTIFACT

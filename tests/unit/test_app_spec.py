@@ -10,18 +10,9 @@ import jsonschema
 import pytest
 import yaml
 
-from contracts.app_spec import (
-    MAX_SPEC_BYTES,
-    RESERVED_NAMES,
-    SCHEMA_FILE,
-    InvalidAppSpec,
-    digest_of_ref,
-    json_schema,
-    load_app_spec,
-    main,
-    rendered_schema,
-    spec_ref,
-)
+from contracts.app_spec import RESERVED_NAMES, SCHEMA_FILE, digest_of_ref, json_schema, main, rendered_schema, spec_ref
+from spec.load import MAX_SPEC_BYTES, load_app_spec
+from spec.problems import InvalidAppSpec
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
@@ -225,7 +216,7 @@ def test_json_schema_refuses_what_the_model_refuses():
 
 
 def test_oversize_is_its_own_kind_of_refusal():
-    from contracts.app_spec import SpecTooLarge
+    from spec.problems import SpecTooLarge
 
     with pytest.raises(SpecTooLarge):
         load_app_spec(b" " * (MAX_SPEC_BYTES + 1))

@@ -1,6 +1,6 @@
 """The relational mapping (the contract with the migrator) in a few checks that could fail."""
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from spec.model import Model, constraint_name, relational_model
 
 SPEC = """

@@ -1,5 +1,5 @@
 """The CLI's packing of a spec's static folder (hostplane.cli_tenant._static_zip) and the
-API's check of it (services.builder.source.accept_static): limits and unsafe files."""
+API's check of it (spec.source.accept_static): limits and unsafe files."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 import typer
 
 from hostplane.cli_tenant import _static_zip
-from services.builder.source import MAX_STATIC_FILES, SourceError, accept_static
+from spec.source import MAX_STATIC_FILES, SourceError, accept_static
 
 SPEC = "app: T\nentities: {task: {fields: {title: {type: string}}}}\nstatic: public/\n"
 

@@ -8,11 +8,13 @@ import io
 
 import pytest
 
-from contracts.app_spec import InvalidAppSpec, load_app_spec
-from services.builder.codegen import SourceError, check_source, generate, package, unpack_source
+from spec.load import load_app_spec
+from spec.problems import InvalidAppSpec
+from services.builder.codegen import generate, package
+from spec.source import SourceError, check_source, unpack_source
 
 SPEC = open("examples/tasks.yaml").read()
-DIGEST_SCRIPT = ("import hashlib,sys; from contracts.app_spec import load_app_spec; "
+DIGEST_SCRIPT = ("import hashlib,sys; from spec.load import load_app_spec; "
                  "from services.builder.codegen import generate, package; "
                  "print(hashlib.sha256(package(generate(load_app_spec(sys.stdin.read())))).hexdigest())")
 

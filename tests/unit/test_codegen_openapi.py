@@ -22,7 +22,7 @@ from openapi_spec_validator import validate as validate_openapi
 from starlette.testclient import TestClient
 
 import services.builder.codegen.appkit as appkit
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from services.builder.codegen import generate
 from services.builder.codegen.appkit.openapi import document, render_docs
 from services.builder.codegen.appkit.schema import Field

@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, TenantChanged
 from reloader.artifacts import ArtifactStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from spec.model import Model, relational_model
 from spec.plan import check_update, plan
 

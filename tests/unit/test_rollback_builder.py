@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import BuildFailed, RollbackRequested, TenantChanged
 from reloader.artifacts import ARTIFACT, ArtifactStore

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from contracts.app_spec import load_app_spec
+from spec.load import load_app_spec
 from spec.model import relational_model
 from spec.plan import check_rollback
 

@@ -14,7 +14,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from contracts.app_spec import RESERVED_NAMES, InvalidAppSpec, load_app_spec
+from contracts.app_spec import RESERVED_NAMES
+from spec.load import load_app_spec
+from spec.problems import InvalidAppSpec
 from services.builder.codegen import generate, package
 from services.builder.codegen.appkit.pages import render_page
 from services.builder.codegen.appkit.schema import Entity, Field, Page

@@ -11,7 +11,9 @@ import pytest
 from pydantic import TypeAdapter
 
 from contracts import fields
-from contracts.app_spec import InvalidAppSpec, check_identifier, load_app_spec
+from contracts.app_spec import check_identifier
+from spec.load import load_app_spec
+from spec.problems import InvalidAppSpec
 from contracts.tenant import InvalidTenantId, tenant_names, validate_tenant_id
 from services.api.routes import ApiContext, create_app
 

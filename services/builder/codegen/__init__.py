@@ -18,21 +18,17 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import stat
 import zipfile
 from pathlib import Path
 from typing import Any
 
-from contracts.app_spec import AppSpec, InvalidAppSpec, ReferenceField, load_app_spec
+from contracts.app_spec import AppSpec, ReferenceField
 from spec.model import constraint_name, relational_model
+from spec.source import SPEC_FILE, check_source, compile_module, zip_entry
 
 APPKIT_DIR = Path(__file__).resolve().parent / "appkit"
-SPEC_FILE = "spec.json"
 SHEBANG = b"#!/usr/bin/env python3\n"
-ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 CONSTRAINT_KINDS = ("min_length", "max_length", "min", "max", "values", "fkey")
-MAX_SOURCE_FILES = 500
-MAX_SOURCE_BYTES = 5 * 1024 * 1024
 
 _MAIN = '''\
 """`python app.pyz` serves the app on $PORT (the platform's runtime imports `app:app`)."""
@@ -42,14 +38,6 @@ import uvicorn
 
 uvicorn.run("app:app", host=os.environ.get("HOST", "127.0.0.1"), port=int(os.environ.get("PORT", "8000")))
 '''
-
-
-class SourceError(ValueError):
-    """A source tree that cannot be packaged: `where` is `file:line` when known."""
-
-    def __init__(self, message: str, where: str | None = None) -> None:
-        self.where = where
-        super().__init__(f"{where}: {message}" if where else message)
 
 
 def appkit_files() -> dict[str, str]:
@@ -103,48 +91,12 @@ def generate(spec: AppSpec) -> dict[str, str]:
             SPEC_FILE: json.dumps(json.loads(spec.canonical_json()), indent=2, ensure_ascii=False) + "\n"}
 
 
-def check_source(files: dict[str, str]) -> AppSpec:
-    """An (edited) source tree is packageable: safe paths, every module compiles, `app.py`
-    and a valid `spec.json` exist. Returns the spec; raises SourceError or InvalidAppSpec."""
-    if len(files) > MAX_SOURCE_FILES or sum(len(t) for t in files.values()) > MAX_SOURCE_BYTES:
-        raise SourceError(f"the source is larger than {MAX_SOURCE_FILES} files / {MAX_SOURCE_BYTES} bytes")
-    for path in files:
-        parts = path.split("/")
-        if path.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\\" in path:
-            raise SourceError("is not a safe relative path", path)
-    if "app.py" not in files:
-        raise SourceError("the source has no app.py (the runtime imports app:app)")
-    if SPEC_FILE not in files:
-        raise SourceError(f"the source has no {SPEC_FILE}")
-    for path, text in sorted(files.items()):
-        if path.endswith(".py"):
-            _compile(path, text)
-    return load_app_spec(files[SPEC_FILE])
-
-
-def _compile(path: str, text: str) -> Any:
-    try:
-        return compile(text, path, "exec", dont_inherit=True, optimize=0)
-    except SyntaxError as exc:
-        raise SourceError(exc.msg, f"{path}:{exc.lineno}") from None
-    except ValueError as exc:  # e.g. NUL bytes
-        raise SourceError(str(exc), path) from None
-
-
 def _pyc(path: str, text: str) -> bytes:
     source = text.encode("utf-8")
-    code = _compile(path, text)
+    code = compile_module(path, text)
     from importlib._bootstrap_external import _code_to_hash_pyc  # what py_compile uses
 
     return bytes(_code_to_hash_pyc(code, importlib.util.source_hash(source), checked=False))
-
-
-def _entry(name: str) -> zipfile.ZipInfo:
-    info = zipfile.ZipInfo(name, date_time=ZIP_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
-    info.create_system = 3
-    info.external_attr = 0o644 << 16
-    return info
 
 
 def package(files: dict[str, str]) -> bytes:
@@ -159,62 +111,5 @@ def package(files: dict[str, str]) -> bytes:
     buf.write(SHEBANG)
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
         for name in sorted(entries):
-            zf.writestr(_entry(name), entries[name], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
-    return buf.getvalue()
-
-
-def unpack_source(artifact: bytes) -> dict[str, str]:
-    """The editable source inside an artifact: every file but the compiled .pyc."""
-    with zipfile.ZipFile(io.BytesIO(artifact)) as zf:
-        return {n: zf.read(n).decode("utf-8") for n in sorted(zf.namelist()) if not n.endswith(".pyc")}
-
-
-__all__ = ["SourceError", "InvalidAppSpec", "check_source", "generate", "package", "read_source_zip",
-           "source_zip", "unpack_source"]
-
-
-STATIC_DIR = "static/"
-MAX_ZIP_BYTES = 20 * 1024 * 1024  # uncompressed total of a deployed source zip
-
-
-def read_source_zip(body: bytes) -> tuple[dict[str, str], dict[str, bytes]]:
-    """A deployed source zip -> (source files as text, static files under static/ as bytes).
-    Compiled files and __pycache__ are dropped; everything else must be UTF-8 text."""
-    try:
-        zf = zipfile.ZipFile(io.BytesIO(body))
-    except zipfile.BadZipFile:
-        raise SourceError("the upload is not a zip file") from None
-    with zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
-        if sum(i.file_size for i in infos) > MAX_ZIP_BYTES:
-            raise SourceError(f"the source unpacks to more than {MAX_ZIP_BYTES} bytes")
-        files: dict[str, str] = {}
-        static: dict[str, bytes] = {}
-        for info in infos:
-            name = info.filename
-            if name.endswith(".pyc") or "__pycache__/" in name:
-                continue
-            if stat.S_ISLNK(info.external_attr >> 16):
-                raise SourceError("is a symbolic link; put the file itself in the zip", name)
-            if name.startswith(STATIC_DIR):
-                static[name.removeprefix(STATIC_DIR)] = zf.read(info)
-                continue
-            try:
-                files[name] = zf.read(info).decode("utf-8")
-            except UnicodeDecodeError:
-                raise SourceError("is not UTF-8 text (binary files belong in static/)", name) from None
-    for key in static:
-        if not key or any(p in ("", ".", "..") for p in key.split("/")) or "\\" in key:
-            raise SourceError("is not a safe relative path", STATIC_DIR + key)
-    return files, static
-
-
-def source_zip(files: dict[str, str], static: dict[str, bytes] | None = None) -> bytes:
-    """The export format (and what `app deploy --source` uploads): a plain zip of the tree."""
-    buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(files):
-            zf.writestr(_entry(name), files[name].encode("utf-8"))
-        for name in sorted(static or {}):
-            zf.writestr(_entry(STATIC_DIR + name), (static or {})[name])
+            zf.writestr(zip_entry(name), entries[name], compress_type=zipfile.ZIP_DEFLATED, compresslevel=9)
     return buf.getvalue()
