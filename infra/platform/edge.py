@@ -32,7 +32,7 @@ ORIGIN_VERIFY_HEADER = "X-Origin-Verify"
 # A reserved tenant id (contracts.tenant): no tenant's `<id>.<base domain>` record can take it.
 ORIGIN_LABEL = "edge"
 API_LABEL = "api"  # reserved too
-API_HEALTH_PATH = "/livez"  # services/api/routes.py: unauthenticated, the process only (not the database)
+API_HEALTH_PATH = "/livez"  # services/api/app.py: unauthenticated, the process only (not the database)
 # The API's host rule is evaluated first: a request for the API host is the API's, whatever
 # headers it carries. Gaps leave room for fixed rules to come; tenants never get one.
 API_RULE_PRIORITY = 1

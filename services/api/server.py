@@ -27,7 +27,8 @@ from core.aws import aws_client
 from core.state import CREDENTIALS_FILE
 from core.settings import Settings
 from services.api import audit, store
-from services.api.routes import ApiContext, create_app
+from services.api.app import create_app
+from services.api.http import ApiContext
 
 log = structlog.get_logger(__name__)
 HTTP_POOL_SIZE = 6

@@ -11,7 +11,8 @@ import jsonschema
 import pytest
 
 from services.api import audit
-from services.api.routes import ApiContext, create_app
+from services.api.app import create_app
+from services.api.http import ApiContext
 
 TOKEN = "t0ken-" + "x" * 40
 AUTH = {"Authorization": f"Bearer {TOKEN}", "content-type": "application/json"}

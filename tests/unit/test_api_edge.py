@@ -18,7 +18,8 @@ import pytest
 from contracts.envelope import Envelope
 from contracts.events_v1 import TenantRequested
 from services.api import commands, store
-from services.api.routes import ApiContext, create_app
+from services.api.app import create_app
+from services.api.http import ApiContext
 
 TOKEN = "t0ken-" + "x" * 40
 SPEC = (Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml").read_text()

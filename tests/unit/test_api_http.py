@@ -123,7 +123,8 @@ def test_malformed_json_is_400():
 
 
 def test_the_openapi_document_builds_and_documents_every_route():
-    from services.api.routes import ApiContext, create_app
+    from services.api.app import create_app
+    from services.api.http import ApiContext
 
     doc = create_app(ApiContext(pool=None, edge_port=8480, name_prefix="hostplane", secrets=None), TOKEN).app.openapi()
     assert set(doc["paths"]) == {"/healthz", "/livez", "/v1/tenants", "/v1/tenants/{name}", "/v1/tenants/{name}/app",

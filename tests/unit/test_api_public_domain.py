@@ -8,7 +8,8 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from services.api.routes import ApiContext, create_app
+from services.api.app import create_app
+from services.api.http import ApiContext
 from services.api.views import tenant_url
 from tests.unit.test_api_edge import SPEC, TOKEN, FakeDb, db, published  # noqa: F401 (fixtures)
 

@@ -572,7 +572,8 @@ def test_the_api_target_group_checks_the_apis_health_endpoint_by_ip():
 
 
 async def test_the_health_check_path_answers_200_without_a_token_even_while_the_database_is_away():
-    from services.api.routes import ApiContext, create_app
+    from services.api.app import create_app
+    from services.api.http import ApiContext
 
     class Pool:
         async def fetchval(self, query: str) -> int:

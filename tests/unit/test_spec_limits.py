@@ -15,7 +15,8 @@ from contracts.app_spec import check_identifier
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
 from contracts.tenant import InvalidTenantId, tenant_names, validate_tenant_id
-from services.api.routes import ApiContext, create_app
+from services.api.app import create_app
+from services.api.http import ApiContext
 
 BIG = "9" * 5000
 
