@@ -23,7 +23,7 @@ from typing import Any
 
 import httpx
 
-from core.process import free_port
+from core.process import free_ports
 from reloader.artifacts import ArtifactStore, Pointer
 from reloader.reporting import read_events
 from reloader.sample import SampleApp
@@ -118,7 +118,7 @@ def start_runtime(folder: Path, tenant: str = "acme", *, env_file: Path | None =
     """A reloader on free ports, tuned for quick tests unless `knobs` say otherwise
     (names as on the command line, e.g. memory_mb=100)."""
     folder.mkdir(parents=True, exist_ok=True)
-    app_port, health_port = free_port(), free_port()
+    app_port, health_port = free_ports(2)
     options = FAST | {k.replace("_", "-"): v for k, v in knobs.items()}
     cmd = [sys.executable, "-m", "reloader", "--tenant", tenant, "--artifacts", str(folder / "artifacts"),
            "--port", str(app_port), "--health-port", str(health_port), "--work-dir", str(folder / "work"),

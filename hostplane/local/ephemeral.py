@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostplane.local import platform
-from core.process import free_port
+from core.process import free_ports
 from hostplane.local.services import settings_env
 from core.state import ConnectionInfo, connection_info
 from core.settings import Settings
@@ -32,16 +32,17 @@ class RunningPlatform:
 
 def platform_settings(home: Path, emulator: str, *, runtime_ports: int = 100) -> Settings:
     """`runtime_ports`: how many tenant runtimes this platform can host (benchmarks want more)."""
+    moto, localstack, postgres, valkey, edge, resolver, api = free_ports(7)
     return Settings(
         home=home,
         emulator=emulator,
-        moto_port=free_port(),
-        localstack_port=free_port(),
-        postgres_port=free_port(),
-        valkey_port=free_port(),
-        edge_port=free_port(),
-        resolver_port=free_port(),
-        api_port=free_port(),
+        moto_port=moto,
+        localstack_port=localstack,
+        postgres_port=postgres,
+        valkey_port=valkey,
+        edge_port=edge,
+        resolver_port=resolver,
+        api_port=api,
         # A range of its own per platform, so concurrent test platforms' tenants do not collide.
         runtime_port_base=11000 + runtime_ports * random.randrange(max(1, 18000 // runtime_ports)),
         runtime_port_count=runtime_ports,

@@ -140,6 +140,17 @@ async def resolve(platform, name: str) -> dns.message.Message:
     return await dns.asyncquery.tcp(query, "127.0.0.1", port=platform.settings.resolver_port, timeout=3)
 
 
+async def resolve_settled(platform, name: str, rcode: dns.rcode.Rcode, within: float = 2.0) -> dns.message.Message:
+    """The answer once it has `rcode` (or after `within` s): the resolver rereads the table on
+    router-config's NOTIFY, a moment after the write that the handler returns from."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (answer := await resolve(platform, name)).rcode() != rcode:
+        if asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    return answer
+
+
 async def test_routes_are_rows_the_edge_looks_up_and_caddy_is_never_written(platform):
     settings = platform.settings
     conn = await asyncpg.connect(platform.conn.control_dsn)
@@ -156,7 +167,9 @@ async def test_routes_are_rows_the_edge_looks_up_and_caddy_is_never_written(plat
         assert first == again == [RouteConfigured(hosts=[names.host], route_id=names.route_id,
                                                   upstream=f"127.0.0.1:{port}")]
 
-        # served at once (an unanswered name is not cached), with its own tenant header
+        # served once the resolver reread the table (an unanswered name is not cached), with
+        # its own tenant header
+        assert await eventually(lambda: edge_get(platform, names.host).status_code == 200)
         resp = await asyncio.to_thread(edge_get, platform, names.host, "/hello?x=1", **{"X-Tenant-Id": "other"})
         assert resp.status_code == 200 and resp.json() == {"tenant": [TENANT], "path": "/hello?x=1",
                                                            "host": names.host, "served_by": TENANT}
@@ -191,6 +204,7 @@ async def test_routes_are_rows_the_edge_looks_up_and_caddy_is_never_written(plat
         out = await on_domain_change_requested(change, deps)
         assert out[0].hosts == [names.host, "shop.example.com"]
         assert await on_domain_change_requested(change, deps) == out
+        assert await eventually(lambda: edge_get(platform, "shop.example.com").status_code == 200)
         resp = await asyncio.to_thread(edge_get, platform, "shop.example.com", **{"X-Tenant-Id": "other"})
         assert resp.json()["tenant"] == [TENANT] and resp.json()["host"] == "shop.example.com"
         resp = await asyncio.to_thread(edge_get, platform, "shop.example.com", "/static/css/site.css")
@@ -208,7 +222,7 @@ async def test_routes_are_rows_the_edge_looks_up_and_caddy_is_never_written(plat
         deletion = Envelope.new(TenantDeletionRequested(), tenant_id=TENANT, producer="api")
         assert await on_tenant_deletion_requested(deletion, deps) == [
             RouteRemoved(route_id=names.route_id, hosts=[names.host])]
-        assert (await resolve(platform, app_name(names.host))).rcode() == dns.rcode.NXDOMAIN
+        assert (await resolve_settled(platform, app_name(names.host), dns.rcode.NXDOMAIN)).rcode() == dns.rcode.NXDOMAIN
         await on_tenant_deletion_requested(deletion, deps)
         assert await eventually(lambda: edge_get(platform, names.host).status_code == 404)
         assert await on_tenant_provisioned(late, deps) == []
@@ -239,7 +253,7 @@ async def test_the_resolver_answers_only_live_route_names(platform):
     try:
         port = await register(platform, conn, tenant)
         await on_tenant_provisioned(provisioned(tenant, "dns.example.com"), deps)
-        answer = await resolve(platform, app_name(names.host))
+        answer = await resolve_settled(platform, app_name(names.host), dns.rcode.NOERROR)
         assert answer.rcode() == dns.rcode.NOERROR
         assert [(r.port, r.target.to_text()) for r in answer.answer[0]] == [(port, f"{tenant}.runtime.hostplane.internal.")]
         assert (await resolve(platform, app_name("dns.example.com"))).answer
@@ -249,7 +263,7 @@ async def test_the_resolver_answers_only_live_route_names(platform):
         deletion = Envelope.new(TenantDeletionRequested(), tenant_id=tenant, producer="api")
         await on_tenant_deletion_requested(deletion, deps)
         for name in (app_name(names.host), app_name("dns.example.com")):
-            assert (await resolve(platform, name)).rcode() == dns.rcode.NXDOMAIN, name
+            assert (await resolve_settled(platform, name, dns.rcode.NXDOMAIN)).rcode() == dns.rcode.NXDOMAIN, name
         # it listens on loopback only
         listening = [c.laddr for c in psutil.net_connections("tcp")
                      if c.status == psutil.CONN_LISTEN and c.laddr.port == platform.settings.resolver_port]

@@ -19,7 +19,7 @@ import pytest
 
 from core.aws import aws_client
 from hostplane.local.ephemeral import start_platform, stop_platform
-from core.process import alive, free_port
+from core.process import alive, free_port, free_ports
 from reloader import agent_state, sandbox
 from reloader.agent import Agent
 from reloader.artifacts import ArtifactStore
@@ -130,9 +130,10 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
         load = Load(before["alpha"]["app_url"], clients=2, pause=0.01).start()
         agent.send_signal(signal.SIGKILL)
         agent.wait(5)
+        stray_port, stray_health = free_ports(2)
         stray = subprocess.Popen(
             [sys.executable, "-m", "reloader", "--tenant", "alpha", "--artifacts", str(home / "artifacts"),
-             "--port", str(free_port()), "--health-port", str(free_port()), "--events", "none",
+             "--port", str(stray_port), "--health-port", str(stray_health), "--events", "none",
              "--owner", f"agent:{home}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True)
         await asyncio.sleep(1.0)
