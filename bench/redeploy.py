@@ -42,8 +42,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from reloader.harness import Load, start_runtime  # noqa: E402
-from reloader.sample import SampleApp  # noqa: E402
+from tests.support.runtime_harness import Load, start_runtime  # noqa: E402
+from tests.support.sample_app import SampleApp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -40,7 +40,7 @@ from reloader import sandbox  # noqa: E402
 from reloader.agent import Agent  # noqa: E402
 from reloader.artifacts import ArtifactStore  # noqa: E402
 from reloader.desired import DesiredService  # noqa: E402
-from reloader.sample import SampleApp  # noqa: E402
+from tests.support.sample_app import SampleApp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SETTLE_S = 5.0

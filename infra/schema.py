@@ -5,7 +5,7 @@ or a missing required field reach AWS only at `pulumi up`. The provider's Python
 (`pulumi_aws`, pinned in constraints.txt) is generated from its schema: every resource has
 an `<Resource>Args` class and every nested object an `*Args` input type, whose properties
 carry the wire (camelCase) names and whose type hints say object, list or map. Walking the
-inputs a mock run recorded (`infra.testing.RecordingMocks`) against those classes finds
+inputs a mock run recorded (`tests.support.pulumi_mocks.RecordingMocks`) against those classes finds
 those defects offline.
 
 Values the mocks leave unknown (Pulumi's unknown sentinel) are skipped, not guessed; a
@@ -150,7 +150,7 @@ def check_value(tp: Any, value: Any, where: str, report: SchemaReport) -> None:
 
 
 def check_resources(resources: list[Any], report: SchemaReport | None = None) -> SchemaReport:
-    """`resources`: `infra.testing.Declared` records (type token, name, wire inputs)."""
+    """`resources`: `tests.support.pulumi_mocks.Declared` records (type token, name, wire inputs)."""
     report = report or SchemaReport()
     for r in resources:
         if r.typ in SKIP_TYPES:

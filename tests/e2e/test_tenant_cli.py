@@ -23,7 +23,7 @@ from contracts.envelope import Envelope, Event
 from events.outbox import add_to_outbox
 from hostplane.local.ephemeral import RunningPlatform, platform_settings, relaying_for, stop_components
 from core.state import connection_info
-from tests.unit.test_contracts import sample
+from tests.support.events import sample
 
 pytestmark = pytest.mark.e2e
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"

@@ -37,7 +37,7 @@ from events.publisher import Publisher
 from events.topology import topology
 from core.aws import aws_client
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_components, stop_platform
-from tests.unit.test_contracts import sample
+from tests.support.events import sample
 
 pytestmark = pytest.mark.integration
 

@@ -16,7 +16,7 @@ from services.builder.handlers import on_app_update_requested, on_tenant_provisi
 from services.provisioner.handlers import on_tenant_requested
 from tests.integration.test_builder_handlers import SPEC, deps, provisioned, stored, update  # noqa: F401
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401
-from tests.unit.test_provisioner import requested
+from tests.support.events import requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]

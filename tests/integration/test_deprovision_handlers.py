@@ -17,7 +17,7 @@ from services.deprovisioner.handlers import on_tenant_deletion_requested, remain
 from services.provisioner.handlers import on_tenant_requested
 from services.resources.base import NO_OPTIONS
 from tests.integration.test_provision_resources import other, res, tenant  # noqa: F401
-from tests.unit.test_provisioner import deletion, requested
+from tests.support.events import deletion, requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 

@@ -23,7 +23,7 @@ from services.resources.wiring import resources
 from services.router_config.routes import Route
 from services.router_config.store import RouteStore
 from tests.integration.test_provision_resources import new_tenant, other, res, tenant  # noqa: F401
-from tests.unit.test_provisioner import deletion, requested
+from tests.support.events import deletion, requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -24,7 +24,7 @@ from services.builder.codegen import generate, package
 from spec.model import q, relational_model
 from services.provisioner.handlers import on_tenant_requested
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401
-from tests.unit.test_provisioner import requested
+from tests.support.events import requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]

@@ -20,7 +20,7 @@ from services.migrator.adapters import MigratorDeps, open_deps
 from services.migrator.handlers import on_tenant_changed
 from services.provisioner.handlers import on_tenant_requested
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401
-from tests.unit.test_provisioner import requested
+from tests.support.events import requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]

@@ -20,7 +20,7 @@ from core.aws import aws_client
 from hostplane.doctor import find_orphans
 from core.state import load_state
 from tests.integration.test_provision_resources import res, tenant  # noqa: F401
-from tests.unit.test_provisioner import deletion, requested
+from tests.support.events import deletion, requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
 

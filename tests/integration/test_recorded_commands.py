@@ -22,7 +22,7 @@ from services.api import store
 from services.api.commands import TenantCommands
 from services.builder.adapters import BuilderDeps, StoredInputs
 from services.builder.handlers import on_app_update_requested, on_rollback_requested, on_tenant_provisioned
-from tests.unit.test_contracts import sample
+from tests.support.events import sample
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]

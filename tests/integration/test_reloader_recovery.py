@@ -14,8 +14,8 @@ import httpx
 import psutil
 import pytest
 
-from reloader.harness import Load, start_runtime
-from reloader.sample import SampleApp
+from tests.support.runtime_harness import Load, start_runtime
+from tests.support.sample_app import SampleApp
 
 pytestmark = pytest.mark.integration
 

@@ -10,8 +10,8 @@ import time
 import psutil
 import pytest
 
-from reloader.harness import Load, RuntimeUnderTest, start_runtime
-from reloader.sample import SampleApp
+from tests.support.runtime_harness import Load, RuntimeUnderTest, start_runtime
+from tests.support.sample_app import SampleApp
 
 pytestmark = pytest.mark.integration
 

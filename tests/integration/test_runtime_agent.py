@@ -24,8 +24,8 @@ from reloader import agent_state, sandbox
 from reloader.agent import Agent
 from reloader.artifacts import ArtifactStore
 from reloader.desired import deregister_service, ensure_schema, register_service
-from reloader.harness import Load
-from reloader.sample import SampleApp
+from tests.support.runtime_harness import Load
+from tests.support.sample_app import SampleApp
 
 pytestmark = pytest.mark.integration
 TENANTS = ("alpha", "beta")

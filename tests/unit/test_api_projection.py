@@ -31,7 +31,7 @@ from contracts.envelope import Event
 from services.api.handlers import HANDLERS
 from contracts.tenant import RANK
 from services.api.projection import Facts, Observed, Status, begin, derive, observe
-from tests.unit.test_contracts import sample
+from tests.support.events import sample
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 

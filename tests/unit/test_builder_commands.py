@@ -14,7 +14,7 @@ from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantPro
 from reloader.artifacts import ArtifactStore
 from services.builder.adapters import BuilderDeps
 from services.builder.handlers import on_app_update_requested, on_rollback_requested, on_tenant_provisioned
-from tests.unit.test_contracts import sample
+from tests.support.events import sample
 
 DIGEST = "ab" * 32
 

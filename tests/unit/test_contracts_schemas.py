@@ -23,7 +23,7 @@ from contracts.generate import (
     write,
 )
 from contracts.generate import main as generate_main
-from tests.unit.test_contracts import sample  # the one valid example of each event
+from tests.support.events import sample
 
 # --- generation ---------------------------------------------------------------------
 

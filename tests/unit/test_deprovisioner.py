@@ -11,8 +11,8 @@ from contracts.events_v1 import DeprovisioningFailed, TenantDeprovisioned, Tenan
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import on_tenant_requested
 from services.resources.base import PermanentError
-from services.resources.memory import memory_resources
-from tests.unit.test_provisioner import TENANT, deletion, requested
+from tests.support.memory_resources import memory_resources
+from tests.support.events import TENANT, deletion, requested
 
 EVERYTHING = ["runtime:hostplane-acme", "database:t_acme", "role:t_acme", "cache_user:t-acme",
               "cache_keys:acme:*", "bucket:hostplane-acme-static", "secret:hostplane/tenants/acme",

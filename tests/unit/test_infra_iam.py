@@ -17,10 +17,10 @@ from unittest import mock
 
 import pytest
 
-from infra import testing
+from tests.support import pulumi_mocks
 from infra.platform.program import platform_program
 from infra.tenant.stack import TenantStack
-from infra.testing import ACCOUNT, REGION, run_program
+from tests.support.pulumi_mocks import ACCOUNT, REGION, run_program
 from tests.unit.test_infra_platform import ACM_VALIDATIONS, CONFIG
 from tests.unit.test_infra_tenant import tenant_args
 
@@ -44,8 +44,8 @@ OPERATORS = re.compile(r"^(ForAllValues:|ForAnyValue:)?(StringEquals|StringLike|
 
 
 @lru_cache(maxsize=None)
-def stacks() -> dict[str, testing.RecordingMocks]:
-    with mock.patch.dict(testing._EXTRA_OUTPUTS, {"aws:acm/certificate:Certificate": ACM_VALIDATIONS}):
+def stacks() -> dict[str, pulumi_mocks.RecordingMocks]:
+    with mock.patch.dict(pulumi_mocks._EXTRA_OUTPUTS, {"aws:acm/certificate:Certificate": ACM_VALIDATIONS}):
         out = {"platform": run_program(platform_program, config=CONFIG, real_arns=True)}
     for edge in ("dedicated", "pooled"):
         for custom in (False, True):

@@ -18,7 +18,7 @@ from contracts.tenant import InvalidTenantId, tenant_names
 from events.topology import topology
 from infra.common import INSTALLATION_TAG
 from infra.platform.caddy import TENANT_HEADER, caddy_config
-from infra import testing
+from tests.support import pulumi_mocks
 from infra.platform.control_plane import SECRET_KEYS, SERVICES, Scope, permissions
 from infra.platform.edge import API_HEALTH_PATH, API_LABEL, ORIGIN_LABEL, api_domain, origin_domain
 from infra.platform.network import API_PORT
@@ -27,7 +27,7 @@ from infra.platform.permissions import (ACCOUNT_WIDE, MANAGED_LIMIT, SCALING_ROL
                                         STACK_DRIVERS, STACK_MANAGED_POLICIES, TAGGED_CREATES, UNSCOPABLE, fitted,
                                         inline_permissions, managed_permissions, policy_size)
 from infra.platform.program import platform_program
-from infra.testing import ACCOUNT, REGION, Declared, RecordingMocks, run_program
+from tests.support.pulumi_mocks import ACCOUNT, REGION, Declared, RecordingMocks, run_program
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -39,7 +39,7 @@ CONFIG = {"hostplane:image": "ecr/hostplane:1-control-plane", "hostplane:stateBu
 
 
 # ACM lists one DNS validation record per name a certificate asks for, in no promised order;
-# infra.testing's mock answers every certificate with one fixed record, so the platform's
+# the mock in tests.support.pulumi_mocks answers every certificate with one fixed record, so the platform's
 # (edge + api names) runs with these.
 ACM_VALIDATIONS = {"domainValidationOptions": [
     {"domainName": name, "resourceRecordName": f"_{label}.{name}.", "resourceRecordType": "CNAME",
@@ -48,7 +48,7 @@ ACM_VALIDATIONS = {"domainValidationOptions": [
 
 
 def run_platform(program=platform_program, **config: str) -> RecordingMocks:
-    with mock.patch.dict(testing._EXTRA_OUTPUTS, {"aws:acm/certificate:Certificate": ACM_VALIDATIONS}):
+    with mock.patch.dict(pulumi_mocks._EXTRA_OUTPUTS, {"aws:acm/certificate:Certificate": ACM_VALIDATIONS}):
         return run_program(program, config=CONFIG | config)
 
 
@@ -170,7 +170,7 @@ def test_caddy_routes_the_tenant_header_to_the_tenants_srv_name():
 
 
 def mock_arn(service: str, name: str) -> str:
-    """The ARN infra.testing's mock gives the resource `name`."""
+    """The ARN the mock in tests.support.pulumi_mocks gives the resource `name`."""
     return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{name}"
 
 
@@ -729,7 +729,7 @@ def publish_entry(event, tenant_id: str, producer: str, replay: bool = False):
 
 
 def may_publish(sts: list[dict], e) -> bool:
-    from infra.testing import condition_allows, put_events_context
+    from tests.support.pulumi_mocks import condition_allows, put_events_context
 
     return any("events:PutEvents" in st["Action"] and "arn:bus" in as_list(st["Resource"])
                and condition_allows(st.get("Condition"), put_events_context(e.source, e.detail_type))
@@ -848,7 +848,7 @@ def test_other_roles_get_no_managed_tenant_stack_policy(service):
 
 
 def deployed_scope() -> Scope:
-    """The Scope the mocks' ARNs make (infra.testing)."""
+    """The Scope the mocks' ARNs make (tests.support.pulumi_mocks)."""
     q = {s: mock_arn("sqs", topology().queue(s).name) for s in SERVICES}
     d = {s: mock_arn("sqs", topology().queue(s).dlq_name) for s in SERVICES}
     return Scope(ACCOUNT, REGION, "hostplane", mock_arn("cloudwatch", "bus-bus"), q, d,

@@ -10,7 +10,7 @@ import pytest
 
 from infra.schema import SchemaReport, args_class, check_resources
 from infra.tenant.stack import TenantStack
-from infra.testing import run_program
+from tests.support.pulumi_mocks import run_program
 from tests.unit import test_infra_platform as plat
 from tests.unit import test_infra_tenant as ten
 
@@ -57,7 +57,7 @@ def test_the_tenant_program_through_its_stack_reference_matches_the_providers_sc
 
 def test_the_checker_finds_the_defects_it_is_for():
     """A wrong field name, a dict where a list is wanted, a missing required field."""
-    from infra.testing import Declared
+    from tests.support.pulumi_mocks import Declared
 
     bad = Declared("aws:cloudfront/multitenantDistribution:MultitenantDistribution", "d", {
         "origins": [{"id": "a", "domainName": "x", "customHeaders": [{"name": "H", "value": "v"}]}],

@@ -15,7 +15,7 @@ from contracts.tenant import InvalidTenantId, tenant_names
 from infra.common import TENANT_TAG
 from infra.tenant.args import PlatformRefs, TenantInfraArgs
 from infra.tenant.stack import TenantStack, cache_access_string
-from infra.testing import Declared, RecordingMocks, run_program
+from tests.support.pulumi_mocks import Declared, RecordingMocks, run_program
 from services.resources.cache import COMMAND_RULES
 
 pytestmark = pytest.mark.timeout(120)
@@ -352,7 +352,7 @@ def entry(event, tenant_id: str, producer: str):
 
 
 def may_put(sts: list[dict], bus_arn: str, e) -> bool:
-    from infra.testing import condition_allows, put_events_context
+    from tests.support.pulumi_mocks import condition_allows, put_events_context
 
     return any("events:PutEvents" in as_list(s["Action"]) and bus_arn in as_list(s["Resource"])
                and condition_allows(s.get("Condition"), put_events_context(e.source, e.detail_type))

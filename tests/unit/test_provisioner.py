@@ -9,30 +9,18 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from contracts.envelope import Envelope
-from contracts.events_v1 import ProvisioningFailed, TenantDeletionRequested, TenantProvisioned, TenantRequested
-from contracts.tenant import EdgeMode
+from contracts.events_v1 import ProvisioningFailed, TenantProvisioned
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
 from services.resources.base import NO_OPTIONS, PermanentError, TenantOptions
-from services.resources.memory import memory_resources
+from tests.support.events import deletion, requested
+from tests.support.memory_resources import memory_resources
 
 TENANT = "acme"
 SHA = "ab" * 32
 # The fault point of each step, in the order the handler runs them.
 STEP_OPS = {"database": "database.ensure", "cache": "cache.ensure", "secret": "secret.ensure",
             "bucket": "bucket.ensure", "runtime": "runtime.register"}
-
-
-def requested(tenant: str = TENANT, at: datetime | None = None, edge: EdgeMode | None = None) -> Envelope:
-    env = Envelope.new(TenantRequested(spec_ref=f"specs/{tenant}/1.yaml", spec_sha256=SHA, edge=edge),
-                       tenant_id=tenant, producer="api")
-    return env.model_copy(update={"occurred_at": at}) if at else env
-
-
-def deletion(tenant: str = TENANT, at: datetime | None = None) -> Envelope:
-    env = Envelope.new(TenantDeletionRequested(), tenant_id=tenant, producer="api")
-    return env.model_copy(update={"occurred_at": at}) if at else env
 
 
 def stored(res, tenant: str = TENANT):

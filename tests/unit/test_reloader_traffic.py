@@ -23,7 +23,7 @@ from reloader.generation import AppProcess
 from reloader.health import serve_health
 from reloader.reporting import MemoryReporter
 from reloader.runtime import Runtime, open_listener
-from reloader.sample import SampleApp
+from tests.support.sample_app import SampleApp
 from reloader.traffic import RequestCount, RequestsPerTask, requests_metric_from
 
 MINUTE = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

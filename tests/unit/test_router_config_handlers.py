@@ -15,7 +15,7 @@ from services.router_config.adapters import RuntimeNotRegistered, TableRouter
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned
 from services.router_config.store import HostTaken, RouteRow
-from tests.unit.test_contracts import sample
+from tests.support.events import sample
 
 class FakeStore:
     def __init__(self, ports: dict[str, int]) -> None:

@@ -26,7 +26,7 @@ import httpx
 from core.process import free_ports
 from reloader.artifacts import ArtifactStore, Pointer
 from reloader.reporting import read_events
-from reloader.sample import SampleApp
+from tests.support.sample_app import SampleApp
 
 FAST = {"poll-interval": 0.1, "start-timeout": 5, "health-timeout": 2, "grace": 5, "probation": 1,
         "verify-retry-for": 0.3, "health-interval": 0.5}
