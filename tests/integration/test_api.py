@@ -251,7 +251,7 @@ async def test_every_bad_spec_is_refused_at_the_api_naming_its_path_and_leaves_n
     POST /v1/tenants: each a 4xx naming the spec path, no row or event, no orphan."""
     from hostplane.doctor import find_orphans
     from services.resources.wiring import open_resources
-    from tests.unit.test_app_spec import BAD_SPECS
+    from tests.support.specs import BAD_SPECS
 
     res = await open_resources(api.platform.settings)
     try:
