@@ -1,6 +1,7 @@
 """Settings.public_domain (AWS: the platform's base domain): tenant URLs are
 https://<tenant>.<domain>/, and no tenant may claim a custom domain under it (api.,
-edge., another tenant's host). Through the whole API stack over test_api_edge's stand-in."""
+edge., another tenant's host). Through the whole API stack over the stand-in database of
+tests/support/api_fakes.py."""
 
 from __future__ import annotations
 
@@ -11,13 +12,13 @@ from core.settings import Settings
 from services.api.app import create_app
 from services.api.http import ApiContext
 from services.api.views import tenant_url
-from tests.unit.test_api_edge import SPEC, TOKEN, FakeDb, db, published  # noqa: F401 (fixtures)
+from tests.support.api_fakes import SPEC, TOKEN
 
 ZONE = "apps.example.com"
 
 
 @pytest.fixture
-def client(db):  # noqa: F811
+def client(db):
     ctx = ApiContext(pool=db, edge_port=8480, name_prefix="hostplane", secrets=None, public_domain=ZONE)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(ctx, TOKEN)), base_url="http://api",
                              headers={"Authorization": f"Bearer {TOKEN}"})
@@ -31,14 +32,14 @@ def test_tenant_urls_are_local_until_a_public_domain_is_set(monkeypatch):
     assert Settings().public_domain == ZONE
 
 
-async def test_the_status_shows_the_public_url(client, db, published):  # noqa: F811
+async def test_the_status_shows_the_public_url(client, db, published):
     resp = await client.post("/v1/tenants", json={"name": "acme", "app": SPEC, "domain": "shop.example.org"})
     assert resp.status_code == 202, resp.text
     assert resp.json()["tenant"]["url"] == f"https://acme.{ZONE}/"
 
 
 @pytest.mark.parametrize("domain", [ZONE, f"api.{ZONE}", f"edge.{ZONE}", f"beta.{ZONE}", f"A.B.{ZONE.upper()}"])
-async def test_a_custom_domain_under_the_platforms_is_refused_and_nothing_written(client, db, published, domain):  # noqa: F811
+async def test_a_custom_domain_under_the_platforms_is_refused_and_nothing_written(client, db, published, domain):
     resp = await client.post("/v1/tenants", json={"name": "acme", "app": SPEC, "domain": domain})
     assert resp.status_code == 422, resp.text
     assert resp.json()["detail"].startswith("domain: ") and ZONE in resp.json()["detail"]
@@ -47,7 +48,7 @@ async def test_a_custom_domain_under_the_platforms_is_refused_and_nothing_writte
     assert changed.status_code == 422 and db.data_writes() == []
 
 
-async def test_the_status_and_dashboard_show_a_pending_domains_dns_records(client, db, published):  # noqa: F811
+async def test_the_status_and_dashboard_show_a_pending_domains_dns_records(client, db, published):
     from services.api.dashboard.routes import _env
 
     await client.post("/v1/tenants", json={"name": "acme", "app": SPEC})

@@ -27,7 +27,7 @@ from services.builder.codegen import generate
 from services.builder.codegen.appkit.openapi import document, render_docs
 from services.builder.codegen.appkit.schema import Field
 from services.builder.codegen.appkit.validation import Invalid, check_body, check_value
-from tests.unit.test_spec_is_data import HOSTILE, PLAIN, SETTINGS, SLOTS, shape
+from tests.support.specs import HOSTILE, PLAIN, SETTINGS, SLOTS, shape
 
 EXAMPLES = sorted(Path("examples").glob("*.yaml"))
 EVERY_TYPE = """

@@ -22,7 +22,7 @@ from events.consumer import Consumer, ConsumerOptions
 from events.recorded import Incarnation, is_stale
 from events.topology import QueueSpec, Topology
 from core.settings import Settings
-from tests.unit.test_events_consumer import FakeInbox, FakeSQS, running, until
+from tests.support.consumer_fakes import FakeInbox, FakeSQS, running, until
 
 DIGEST = "ab" * 32
 

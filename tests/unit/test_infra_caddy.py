@@ -12,7 +12,7 @@ import subprocess
 import pytest
 
 from infra.platform.edge import CADDY_IMAGE
-from tests.unit.test_infra_platform import of_type
+from tests.support.infra_stacks import of_type
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -21,8 +21,7 @@ from tests.support import pulumi_mocks
 from infra.platform.program import platform_program
 from infra.tenant.stack import TenantStack
 from tests.support.pulumi_mocks import ACCOUNT, REGION, run_program
-from tests.unit.test_infra_platform import ACM_VALIDATIONS, CONFIG
-from tests.unit.test_infra_tenant import tenant_args
+from tests.support.infra_stacks import ACM_VALIDATIONS, CONFIG, tenant_args
 
 pytestmark = pytest.mark.timeout(180)
 

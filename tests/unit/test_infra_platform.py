@@ -7,8 +7,6 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
-from functools import lru_cache
-from unittest import mock
 
 import httpx
 import pulumi
@@ -18,7 +16,6 @@ from contracts.tenant import InvalidTenantId, tenant_names
 from events.topology import topology
 from infra.common import INSTALLATION_TAG
 from infra.platform.caddy import TENANT_HEADER, caddy_config
-from tests.support import pulumi_mocks
 from infra.platform.control_plane import SECRET_KEYS, SERVICES, Scope, permissions
 from infra.platform.edge import API_HEALTH_PATH, API_LABEL, ORIGIN_LABEL, api_domain, origin_domain
 from infra.platform.network import API_PORT
@@ -26,39 +23,10 @@ from infra.common import statement
 from infra.platform.permissions import (ACCOUNT_WIDE, MANAGED_LIMIT, SCALING_ROLE, SCALING_SERVICE,
                                         STACK_DRIVERS, STACK_MANAGED_POLICIES, TAGGED_CREATES, UNSCOPABLE, fitted,
                                         inline_permissions, managed_permissions, policy_size)
-from infra.platform.program import platform_program
-from tests.support.pulumi_mocks import ACCOUNT, REGION, Declared, RecordingMocks, run_program
+from tests.support.infra_stacks import ACM_VALIDATIONS, CONFIG, of_type, platform, run_platform
+from tests.support.pulumi_mocks import ACCOUNT, REGION, Declared
 
 pytestmark = pytest.mark.timeout(120)
-
-CONFIG = {"hostplane:image": "ecr/hostplane:1-control-plane", "hostplane:stateBucket": "hostplane-state",
-          "hostplane:cacheAdminPassword": "cache-admin-password-value", "hostplane:originVerify": "origin-verify-value",
-          "hostplane:tenantImage": "ecr/hostplane:1", "hostplane:zoneId": "Z0PLATFORM",
-          "hostplane:baseDomain": "apps.example.com",
-          "hostplane:wildcardCertificateArn": "arn:aws:acm:us-east-1:123456789012:certificate/wildcard"}
-
-
-# ACM lists one DNS validation record per name a certificate asks for, in no promised order;
-# the mock in tests.support.pulumi_mocks answers every certificate with one fixed record, so the platform's
-# (edge + api names) runs with these.
-ACM_VALIDATIONS = {"domainValidationOptions": [
-    {"domainName": name, "resourceRecordName": f"_{label}.{name}.", "resourceRecordType": "CNAME",
-     "resourceRecordValue": f"_{label}.acm-validations.aws."}
-    for label, name in (("a", "api.apps.example.com"), ("e", "edge.apps.example.com"))]}
-
-
-def run_platform(program=platform_program, **config: str) -> RecordingMocks:
-    with mock.patch.dict(pulumi_mocks._EXTRA_OUTPUTS, {"aws:acm/certificate:Certificate": ACM_VALIDATIONS}):
-        return run_program(program, config=CONFIG | config)
-
-
-@lru_cache(maxsize=1)
-def platform() -> RecordingMocks:
-    return run_platform()
-
-
-def of_type(typ: str) -> list[Declared]:
-    return [r for r in platform().resources if r.typ == typ]
 
 
 def by_name(typ: str) -> dict[str, dict]:

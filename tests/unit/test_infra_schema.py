@@ -11,8 +11,7 @@ import pytest
 from infra.schema import SchemaReport, args_class, check_resources
 from infra.tenant.stack import TenantStack
 from tests.support.pulumi_mocks import run_program
-from tests.unit import test_infra_platform as plat
-from tests.unit import test_infra_tenant as ten
+from tests.support.infra_stacks import platform, run_tenant_program, tenant_args
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -25,7 +24,7 @@ CUSTOM = {
 
 
 def tenant_resources(edge: str, custom: str, routed: bool = True):
-    args = ten.tenant_args("acme", edge, routed=routed, **CUSTOM[custom])
+    args = tenant_args("acme", edge, routed=routed, **CUSTOM[custom])
     return run_program(lambda: TenantStack("acme", args)).resources
 
 
@@ -35,7 +34,7 @@ def assert_clean(report: SchemaReport) -> None:
 
 
 def test_the_platform_stack_matches_the_providers_schema():
-    report = check_resources(plat.platform().resources)
+    report = check_resources(platform().resources)
     assert_clean(report)
     assert report.resources >= 150
 
@@ -52,7 +51,7 @@ def test_the_tenant_program_through_its_stack_reference_matches_the_providers_sc
               "hostplane:baseDomain": "apps.example.com", "hostplane:secretName": "hostplane/tenants/acme",
               "hostplane:platformStack": "organization/hostplane-platform/prod", "hostplane:routed": "true",
               "hostplane:wildcardCertificateArn": "arn:aws:acm:us-east-1:1:certificate/w"}
-    assert_clean(check_resources(ten.run_tenant_program(config).resources))
+    assert_clean(check_resources(run_tenant_program(config).resources))
 
 
 def test_the_checker_finds_the_defects_it_is_for():
@@ -74,7 +73,7 @@ def test_the_checker_finds_the_defects_it_is_for():
 
 
 def test_every_declared_type_has_a_generated_args_class():
-    types = {r.typ for r in plat.platform().resources if r.typ.startswith("aws:")}
+    types = {r.typ for r in platform().resources if r.typ.startswith("aws:")}
     types |= {r.typ for e in ("dedicated", "pooled") for r in tenant_resources(e, "hosted-zone")
               if r.typ.startswith("aws:")}
     assert all(args_class(t) is not None for t in types)
@@ -83,7 +82,7 @@ def test_every_declared_type_has_a_generated_args_class():
 def schema_counts() -> dict[str, int]:
     """Resources and inputs checked over every shape above (reported in issue 15)."""
     total = SchemaReport()
-    check_resources(plat.platform().resources, total)
+    check_resources(platform().resources, total)
     for edge in ("dedicated", "pooled"):
         for custom in CUSTOM:
             for routed in (True, False):

@@ -13,33 +13,12 @@ import pytest
 
 from contracts.tenant import InvalidTenantId, tenant_names
 from infra.common import TENANT_TAG
-from infra.tenant.args import PlatformRefs, TenantInfraArgs
 from infra.tenant.stack import TenantStack, cache_access_string
+from tests.support.infra_stacks import ACCT, REFS, run_tenant_program, secret_arn, tenant_args
 from tests.support.pulumi_mocks import Declared, RecordingMocks, run_program
 from services.resources.cache import COMMAND_RULES
 
 pytestmark = pytest.mark.timeout(120)
-
-ACCT = "123456789012"
-REFS = PlatformRefs(
-    cluster_arn=f"arn:aws:ecs:eu-west-1:{ACCT}:cluster/hostplane", capacity_provider="hostplane-fleet",
-    namespace_id="ns-1", file_system_id="fs-1",
-    file_system_arn=f"arn:aws:elasticfilesystem:eu-west-1:{ACCT}:file-system/fs-1",
-    origin_domain="edge.apps.example.com", origin_verify="origin-verify-value", cache_user_group_id="hostplane-tenants",
-    pooled_distribution_id="MT1", pooled_distribution_arn=f"arn:aws:cloudfront::{ACCT}:distribution/MT1",
-    pooled_kvs_arn=f"arn:aws:cloudfront::{ACCT}:key-value-store/k1", pooled_routing_endpoint="d1.cloudfront.net",
-    pooled_connection_group_id="CG1",
-    bus_arn=f"arn:aws:events:eu-west-1:{ACCT}:event-bus/hostplane")
-
-
-def secret_arn(tid: str) -> str:
-    return f"arn:aws:secretsmanager:eu-west-1:{ACCT}:secret:hostplane/tenants/{tid}-AbCdEf"
-
-
-def tenant_args(tid: str = "acme", edge: str = "dedicated", image: str = "reloader:1", **kw) -> TenantInfraArgs:
-    return TenantInfraArgs(tenant_id=tid, platform=REFS, image=image, zone_id="Z1",
-                           base_domain="apps.example.com", secret_arn=secret_arn(tid), edge=edge,
-                           wildcard_certificate_arn="arn:aws:acm:us-east-1:1:certificate/w", **kw)
 
 
 @lru_cache(maxsize=None)
@@ -238,13 +217,6 @@ def test_mock_runtime_does_not_leak_into_the_calling_thread():
 PROGRAM_CONFIG = {"hostplane:tenantId": "acme", "hostplane:image": "reloader:1", "hostplane:zoneId": "Z1",
                   "hostplane:baseDomain": "apps.example.com", "hostplane:secretName": "hostplane/tenants/acme",
                   "hostplane:platformStack": "org/hostplane-platform/prod", "hostplane:edge": "pooled"}
-
-
-def run_tenant_program(config: dict[str, str]) -> RecordingMocks:
-    from infra.tenant.program import PLATFORM_OUTPUTS, tenant_program
-
-    outputs = {key: getattr(REFS, field) for field, key in PLATFORM_OUTPUTS.items()}
-    return run_program(tenant_program, config=config, stack_outputs=outputs)
 
 
 def test_program_reads_the_backends_config_and_the_platform_stack_outputs():

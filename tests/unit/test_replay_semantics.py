@@ -22,7 +22,7 @@ from events.outbox import OutboxRelay
 from reloader.artifacts import ArtifactStore
 from services.migrator.adapters import MigratorDeps
 from services.migrator.handlers import on_tenant_changed
-from tests.unit.test_events_consumer import FakeInbox, FakeSQS, make, ping, running, until
+from tests.support.consumer_fakes import FakeInbox, FakeSQS, make, ping, running, until
 
 
 def test_every_registered_event_is_a_fact_or_a_command():

@@ -16,8 +16,8 @@ from services.router_config.aws import StackNotProvisioned, StackRouterDeps
 from services.router_config.store import HostTaken
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned
-from tests.unit.test_aws_backend import FakeWorkspace
-from tests.unit.test_router_config_handlers import FakeStore, deletion, domain_change, provisioned
+from tests.support.aws_fakes import FakeWorkspace
+from tests.support.router_fakes import FakeStore, deletion, domain_change, provisioned
 
 pytestmark = pytest.mark.timeout(30)
 

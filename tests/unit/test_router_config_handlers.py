@@ -8,49 +8,12 @@ from datetime import timedelta
 
 import pytest
 
-from contracts.envelope import Envelope
-from contracts.events_v1 import DomainChangeRequested, RouteConfigured, RouteRemoved, TenantDeletionRequested, \
-    TenantProvisioned
+from contracts.events_v1 import RouteConfigured, RouteRemoved
 from services.router_config.adapters import RuntimeNotRegistered, TableRouter
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned
-from services.router_config.store import HostTaken, RouteRow
-from tests.support.events import sample
-
-class FakeStore:
-    def __init__(self, ports: dict[str, int]) -> None:
-        self.rows: dict[str, RouteRow] = {}
-        self.ports = ports
-
-    async def get(self, tenant_id):
-        return self.rows.get(tenant_id)
-
-    async def app_port(self, tenant_id):
-        return self.ports.get(tenant_id)
-
-    async def check_hosts(self, tenant_id, hosts):
-        for host in hosts:
-            if owner := next((t for t, r in self.rows.items() if r.live and t != tenant_id and host in r.route.hosts),
-                             None):
-                raise HostTaken(f"host {host} is already routed to tenant {owner}")
-
-    async def save(self, route, custom_domain, domain_at):
-        row = RouteRow(route, custom_domain, domain_at, None)
-        changed, self.rows[route.tenant_id] = self.rows.get(route.tenant_id) != row, row
-        self.writes = getattr(self, "writes", 0) + changed
-        return changed
-
-    async def live_count(self, *, leaving=None):
-        return sum(1 for t, r in self.rows.items() if r.live and t != leaving)
-
-    async def tombstone(self, route, at):
-        row = self.rows.get(route.tenant_id)
-        if row is None or row.deleted_at is None or row.deleted_at < at:
-            base = row or RouteRow(route, None, None, None)
-            self.rows[route.tenant_id] = RouteRow(base.route, base.custom_domain, base.domain_at, at)
-
-    async def live_routes(self):
-        return [r.route for r in self.rows.values() if r.live]
+from services.router_config.store import HostTaken
+from tests.support.router_fakes import FakeStore, deletion, domain_change, provisioned
 
 
 def live_hosts(deps) -> dict[str, list[str]]:
@@ -61,19 +24,6 @@ def live_hosts(deps) -> dict[str, list[str]]:
 @pytest.fixture
 def deps() -> TableRouter:
     return TableRouter(store=FakeStore({"acme": 10001, "beta": 10002}))  # type: ignore[arg-type]
-
-
-def provisioned(tenant="acme", domain=None) -> Envelope:
-    return Envelope.new(sample(TenantProvisioned).model_copy(update={"custom_domain": domain}), tenant_id=tenant,
-                        producer="provisioner")
-
-
-def domain_change(domain, tenant="acme") -> Envelope:
-    return Envelope.new(DomainChangeRequested(custom_domain=domain), tenant_id=tenant, producer="api")
-
-
-def deletion(tenant="acme") -> Envelope:
-    return Envelope.new(TenantDeletionRequested(), tenant_id=tenant, producer="api")
 
 
 async def test_provisioned_twice_routes_once(deps):

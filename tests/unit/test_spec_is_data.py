@@ -11,89 +11,14 @@ from html.parser import HTMLParser
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, example, given, settings
-from hypothesis import strategies as st
+from hypothesis import example, given
 
-from contracts.app_spec import RESERVED_NAMES
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
 from services.builder.codegen import generate, package
 from services.builder.codegen.appkit.pages import render_page
 from services.builder.codegen.appkit.schema import Entity, Field, Page
-
-SETTINGS = settings(max_examples=40, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-# Slots the model refuses control characters in (labels, titles, enum values): everything else.
-NASTY = ['"""', "'''", '"', "'", "\\", "\\'", '\\"', "\\N{BULLET}", "{}", "{0}", "%s", "#", "\x85", "\u2028",
-         "\u202e", "\ufeff", "<script>", "</title>", "&amp;", "`", "$(", "\U0001f600", "é", "\x80", "\x9b"]
-LABEL_CHARS = st.characters(codec="utf-8", exclude_characters="".join(map(chr, [*range(0x20), 0x7f])))
-DEFAULT_CHARS = st.characters(codec="utf-8", exclude_characters="\x00")
-
-
-def text(chars: st.SearchStrategy[str], max_pieces: int) -> st.SearchStrategy[str]:
-    """Random text with the known-dangerous pieces mixed in."""
-    safe = [n for n in NASTY if all(not (ord(c) < 0x20 or ord(c) == 0x7f) for c in n)] if chars is LABEL_CHARS \
-        else NASTY
-    piece = st.one_of(st.sampled_from(safe), st.sampled_from(safe), st.text(chars, min_size=1, max_size=8))
-    return st.lists(piece, min_size=1, max_size=max_pieces).map("".join)
-
-
-LABEL = text(LABEL_CHARS, 8).filter(lambda s: len(s) <= 200)
-ENUM_VALUE = text(LABEL_CHARS, 4).filter(lambda s: len(s) <= 64)
-DEFAULT = text(DEFAULT_CHARS, 10) | st.just("")  # newlines, CR, tabs, C1 controls: all allowed in a default
-NAME = st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True).filter(
-    lambda s: s not in RESERVED_NAMES and not s.startswith("pg_"))
-INT = st.integers(-(2**63), 2**63 - 1)
-FLOAT = st.floats(allow_nan=False, allow_infinity=False)
-
-
-def shape(t: dict[str, Any]) -> dict[str, Any]:
-    """One spec with every kind of text slot, filled from `t`."""
-    e1, e2 = t["entities"]
-    f = t["fields"]
-    return {
-        "app": t["app"],
-        "entities": {
-            e1: {"label": t["entity_label"], "fields": {
-                f[0]: {"type": "string", "label": t["labels"][0], "default": t["string_default"], "max_length": 10_000},
-                f[1]: {"type": "text", "label": t["labels"][1], "default": t["text_default"]},
-                f[2]: {"type": "enum", "label": t["labels"][2], "values": t["values"], "default": t["values"][-1]},
-                f[3]: {"type": "integer", "label": t["labels"][3], "min": t["ints"][0], "max": t["ints"][2],
-                       "default": t["ints"][1]},
-                f[4]: {"type": "number", "label": t["labels"][4], "default": t["float"]},
-                f[5]: {"type": "boolean", "label": t["labels"][5], "default": True},
-                f[6]: {"type": "date", "label": t["labels"][6], "default": "2026-01-02"},
-                f[7]: {"type": "datetime", "label": t["labels"][7], "default": "2026-01-02T03:04:05+00:00"},
-                f[8]: {"type": "reference", "label": t["labels"][8], "to": e2},
-            }},
-            e2: {"label": t["entity_label2"], "fields": {f[0]: {"type": "string", "required": True}}},
-        },
-        "pages": [{"path": "/", "title": t["page_titles"][0], "shows": e1},
-                  {"path": "/second-page", "title": t["page_titles"][1], "shows": e2}],
-        "static": "static/",
-    }
-
-
-PLAIN = {"app": "A", "entities": ["one", "two"], "fields": [f"f{i}" for i in range(9)], "entity_label": "L",
-         "entity_label2": "M", "labels": ["l"] * 9, "string_default": "d", "text_default": "d",
-         "values": ["a", "b", "c"], "ints": [-5, 0, 5], "float": 1.5, "page_titles": ["P", "Q"]}
-
-# Every slot at once holding what breaks naive quoting, whatever the random draws do.
-HOSTILE_LABEL = 'x"""\'\'\'\\"</title><script>alert(1)</script><!--&amp;\u202e\x85'
-HOSTILE = {**PLAIN, "app": HOSTILE_LABEL, "entity_label": HOSTILE_LABEL, "entity_label2": HOSTILE_LABEL + "2",
-           "labels": [HOSTILE_LABEL + str(i) for i in range(9)], "string_default": '"""\n\r\\0\t',
-           "text_default": "'''\\\n#", "values": ['"""', "'''", "\\"], "ints": [-(2**63), 0, 2**63 - 1],
-           "float": -1.7e308, "page_titles": [HOSTILE_LABEL, "<b>"]}
-
-SLOTS = st.fixed_dictionaries({
-    "app": LABEL, "entities": st.lists(NAME, min_size=2, max_size=2, unique=True),
-    "fields": st.lists(NAME, min_size=9, max_size=9, unique=True), "entity_label": LABEL, "entity_label2": LABEL,
-    "labels": st.lists(LABEL, min_size=9, max_size=9), "string_default": DEFAULT, "text_default": DEFAULT,
-    "values": st.lists(ENUM_VALUE, min_size=3, max_size=3, unique=True),
-    "ints": st.lists(INT, min_size=3, max_size=3).map(sorted), "float": FLOAT,
-    "page_titles": st.lists(LABEL, min_size=2, max_size=2),
-})
+from tests.support.specs import HOSTILE, PLAIN, SETTINGS, SLOTS, shape
 
 
 class _Normalise(ast.NodeTransformer):
