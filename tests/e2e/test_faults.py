@@ -26,8 +26,8 @@ from contracts.tenant import tenant_names
 from core.aws import aws_client
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
 from core.state import connection_info, load_state
-from tests.e2e.cli import hostplane, ok
-from tests.e2e.edge_watch import Answer, EdgeWatch, Round
+from tests.support.cli import hostplane, ok
+from tests.support.edge_watch import Answer, EdgeWatch, Round
 
 pytestmark = pytest.mark.e2e
 SPEC = str(Path(__file__).resolve().parents[2] / "examples" / "tasks.yaml")

@@ -29,7 +29,7 @@ from contracts.tenant import tenant_names
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
 from core.state import CONTROL_DATABASE, connection_info, load_state
 from reloader.landlock import abi_version
-from tests.e2e.cli import hostplane, ok
+from tests.support.cli import hostplane, ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
-from tests.e2e.cli import hostplane, ok
+from tests.support.cli import hostplane, ok
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR")

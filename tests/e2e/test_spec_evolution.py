@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
-from tests.e2e.cli import hostplane
+from tests.support.cli import hostplane
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"

@@ -18,7 +18,7 @@ import pytest
 
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
 from spec.source import source_zip
-from tests.integration.test_api import SPEC
+from tests.support.spec_versions import TASKS_YAML
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 NAME = "src-api"
@@ -52,7 +52,7 @@ async def api(platform) -> AsyncIterator[Client]:
     pool = await asyncpg.create_pool(platform.conn.control_dsn, min_size=1, max_size=2)
     client = Client(platform, pool)
     try:
-        resp = await client.http.post("/v1/tenants", json={"name": NAME, "app": SPEC})
+        resp = await client.http.post("/v1/tenants", json={"name": NAME, "app": TASKS_YAML})
         assert resp.status_code == 202, resp.text
         deadline = asyncio.get_running_loop().time() + 60
         while (state := (await client.http.get(f"/v1/tenants/{NAME}")).json()["state"]) != "ready":
@@ -142,16 +142,16 @@ async def test_bad_static_folders_on_update_are_refused_and_change_nothing(api):
         (zip_of({"static/big.bin": os.urandom(300 * 1024)}), "limit is 262144"),
     ]
     for body, needle in cases:
-        resp = await api.http.put(f"/v1/tenants/{NAME}/app", json={"app": SPEC, "static_zip": b64(body)})
+        resp = await api.http.put(f"/v1/tenants/{NAME}/app", json={"app": TASKS_YAML, "static_zip": b64(body)})
         assert resp.status_code == 422 and needle in resp.text, (needle, resp.status_code, resp.text[:300])
     assert await api.counts() == before
 
 
 async def test_the_same_static_folder_twice_is_no_change(api):
     bundle = b64(zip_of({"static/a.css": b"body{}"}))
-    first = await api.http.put(f"/v1/tenants/{NAME}/app", json={"app": SPEC, "static_zip": bundle})
+    first = await api.http.put(f"/v1/tenants/{NAME}/app", json={"app": TASKS_YAML, "static_zip": bundle})
     assert first.status_code == 202, first.text
     before = await api.counts()
-    again = await api.http.put(f"/v1/tenants/{NAME}/app", json={"app": SPEC, "static_zip": bundle})
+    again = await api.http.put(f"/v1/tenants/{NAME}/app", json={"app": TASKS_YAML, "static_zip": bundle})
     assert again.status_code == 200 and again.json()["changed"] is False
     assert await api.counts() == before

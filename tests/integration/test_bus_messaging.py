@@ -8,7 +8,6 @@ Each proves one promise of DESIGN.md "Messaging rules"; every wait is bounded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -29,10 +28,10 @@ from events.store import ensure_schema
 from events.topology import MAX_RECEIVES, QueueSpec, RuleSpec, Topology
 from events.topology_apply import apply_topology
 from core.aws import aws_client
+from tests.support.bus_harness import SERVICE, eventually, remove_topology, running
 
 pytestmark = pytest.mark.integration
 
-SERVICE = "worker"
 PRODUCER = "bustest"
 
 
@@ -86,21 +85,6 @@ def _topology(prefix: str) -> Topology:
     )
 
 
-async def _remove_topology(topo: Topology, settings: Any) -> None:
-    async with aws_client("sqs", settings) as sqs, aws_client("events", settings) as events:
-        for rule in topo.rules:
-            with contextlib.suppress(Exception):
-                await events.remove_targets(Rule=rule.name, EventBusName=topo.bus_name, Ids=[f"{SERVICE}-queue"])
-                await events.delete_rule(Name=rule.name, EventBusName=topo.bus_name)
-        with contextlib.suppress(Exception):
-            await events.delete_archive(ArchiveName=topo.archive_name)
-        with contextlib.suppress(Exception):
-            await events.delete_event_bus(Name=topo.bus_name)
-        for name in (topo.queues[0].name, topo.queues[0].dlq_name):
-            with contextlib.suppress(Exception):
-                await sqs.delete_queue(QueueUrl=(await sqs.get_queue_url(QueueName=name))["QueueUrl"])
-
-
 @pytest.fixture
 async def bus(running_platform) -> AsyncIterator[Bus]:
     prefix = f"bt{uuid.uuid4().hex[:10]}"
@@ -118,19 +102,7 @@ async def bus(running_platform) -> AsyncIterator[Bus]:
         await pool.close()
         await admin.execute(f"DROP SCHEMA {prefix} CASCADE")
         await admin.close()
-        await _remove_topology(topo, settings)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 30.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if asyncio.iscoroutine(result):
-            result = await result
-        if result:
-            return
-        assert time.monotonic() < deadline, f"timed out after {timeout}s waiting for {what}"
-        await asyncio.sleep(0.1)
+        await remove_topology(topo, settings)
 
 
 async def _zero(depth: Awaitable[int]) -> bool:
@@ -143,17 +115,6 @@ async def _equals(value: Awaitable[int], expected: int) -> bool:
 
 async def _count(items: Awaitable[list[Any]]) -> int:
     return len(await items)
-
-
-@contextlib.asynccontextmanager
-async def running(*workers: Consumer | OutboxRelay) -> AsyncIterator[None]:
-    tasks = [asyncio.create_task(w.run()) for w in workers]
-    try:
-        yield
-    finally:
-        for w in workers:
-            w.stop()
-        await asyncio.wait_for(asyncio.gather(*tasks), 30)
 
 
 async def test_published_event_reaches_the_handler_through_rule_and_queue(bus):

@@ -23,7 +23,7 @@ from events.store import ensure_schema
 from events.topology import QueueSpec, RuleSpec, Topology, topology
 from events.topology_apply import apply_topology
 from core.aws import aws_client
-from tests.integration.test_bus_messaging import SERVICE, _remove_topology, eventually, running
+from tests.support.bus_harness import SERVICE, eventually, remove_topology, running
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 DIGEST = "ab" * 32
@@ -54,7 +54,7 @@ async def bus(running_platform) -> AsyncIterator[tuple[Any, Topology, Any, str]]
         await pool.close()
         await admin.execute(f"DROP SCHEMA {prefix} CASCADE")
         await admin.close()
-        await _remove_topology(topo, settings)
+        await remove_topology(topo, settings)
 
 
 async def _depths(settings: Any, topo: Topology) -> tuple[int, int]:

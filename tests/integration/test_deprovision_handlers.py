@@ -16,7 +16,6 @@ from hostplane.doctor import find_orphans
 from services.deprovisioner.handlers import on_tenant_deletion_requested, remaining
 from services.provisioner.handlers import on_tenant_requested
 from services.resources.base import NO_OPTIONS
-from tests.integration.test_provision_resources import other, res, tenant  # noqa: F401
 from tests.support.events import deletion, requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -22,8 +22,8 @@ from services.resources.secret import TenantCredentials
 from services.resources.wiring import resources
 from services.router_config.routes import Route
 from services.router_config.store import RouteStore
-from tests.integration.test_provision_resources import new_tenant, other, res, tenant  # noqa: F401
 from tests.support.events import deletion, requested
+from tests.support.tenant_resources import new_tenant
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

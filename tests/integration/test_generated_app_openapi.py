@@ -17,8 +17,7 @@ from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 
 from spec.load import load_app_spec
-from tests.integration.test_generated_app import SPEC, create_tables_sql, serve
-from tests.integration.test_provision_resources import res, tenant  # noqa: F401
+from tests.support.generated_app import EVERY_TYPE_SPEC, create_tables_sql, serve
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
@@ -61,8 +60,8 @@ def conforms(doc: dict[str, Any], response: httpx.Response) -> str:
 
 
 @pytest.fixture
-async def served_with_doc(res, tenant):  # noqa: F811
-    async with serve(res, tenant, load_app_spec(SPEC), create_tables_sql) as (client, env):
+async def served_with_doc(res, tenant):
+    async with serve(res, tenant, load_app_spec(EVERY_TYPE_SPEC), create_tables_sql) as (client, env):
         answer = await client.get("/openapi.json")
         assert answer.status_code == 200 and answer.headers["content-type"] == "application/json"
         doc = answer.json()

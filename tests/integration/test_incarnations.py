@@ -25,7 +25,8 @@ from events.publisher import Publisher
 from events.topology import topology
 from core.aws import aws_client
 from reloader.artifacts import ArtifactStore, store_root
-from tests.integration.test_rollback import settled, spec
+from tests.support.platform_api import settled
+from tests.support.spec_versions import tasks_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
@@ -79,16 +80,16 @@ async def test_replaying_the_first_incarnation_changes_nothing_for_the_second(ru
     async with api, app:
         try:
             # first incarnation: created, updated (an AppUpdateRequested to replay later), deleted
-            assert (await api.post("/v1/tenants", json={"name": name, "app": spec(1)})).status_code == 202
+            assert (await api.post("/v1/tenants", json={"name": name, "app": tasks_spec(1)})).status_code == 202
             await settled(api, name, 1)
-            assert (await api.put(f"/v1/tenants/{name}/app", json={"app": spec(2)})).status_code == 202
+            assert (await api.put(f"/v1/tenants/{name}/app", json={"app": tasks_spec(2)})).status_code == 202
             await settled(api, name, 2)
             first = await db.fetchval("SELECT incarnation FROM tenants WHERE tenant_id = $1", name)
             assert (await api.delete(f"/v1/tenants/{name}")).status_code == 202
             await gone(api, name)
 
             # second incarnation, serving its own row
-            assert (await api.post("/v1/tenants", json={"name": name, "app": spec(1)})).status_code == 202
+            assert (await api.post("/v1/tenants", json={"name": name, "app": tasks_spec(1)})).status_code == 202
             assert (await settled(api, name, 1))["state"] == "ready"
             second = await db.fetchval("SELECT incarnation FROM tenants WHERE tenant_id = $1", name)
             assert second != first and first is not None
@@ -108,7 +109,7 @@ async def test_replaying_the_first_incarnation_changes_nothing_for_the_second(ru
             await handled(db, "api", deletions + updates)
 
             # a command the API never recorded, under the API's own source: nothing is built
-            digest = load_app_spec(spec(2)).digest()  # stored by the first incarnation's update
+            digest = load_app_spec(tasks_spec(2)).digest()  # stored by the first incarnation's update
             forged = Envelope.new(AppUpdateRequested(spec_ref=spec_ref(digest), spec_sha256=digest,
                                                      allow_destructive=True),
                                   tenant_id=name, producer="api", incarnation=second)

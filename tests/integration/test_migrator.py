@@ -19,30 +19,12 @@ from services.migrator import adapters
 from services.migrator.adapters import MigratorDeps, open_deps
 from services.migrator.handlers import on_tenant_changed
 from services.provisioner.handlers import on_tenant_requested
-from tests.integration.test_provision_resources import res, tenant  # noqa: F401
+from tests.support.bus_harness import publish, wait_for_event
 from tests.support.events import requested
+from tests.support.spec_versions import growing_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
-
-V1 = {"app": "Tasks", "entities": {"task": {"fields": {
-    "title": {"type": "string", "required": True, "max_length": 200},
-    "done": {"type": "boolean", "default": False},
-}}}}
-
-
-def version(n: int) -> dict:
-    """V1 evolved n-1 steps: + entity person, + optional task.owner, + required task.priority with default."""
-    spec = copy.deepcopy(V1)
-    if n >= 2:
-        spec["entities"]["person"] = {"fields": {"name": {"type": "string", "required": True}}}
-    if n >= 3:
-        spec["entities"]["task"]["fields"]["owner"] = {"type": "reference", "to": "person"}
-    if n >= 4:
-        spec["entities"]["task"]["fields"]["priority"] = {"type": "integer", "required": True, "default": 3,
-                                                          "min": 1}
-    return spec
-
 
 def release(deps: MigratorDeps, tenant: str, number: int, spec: dict, *, allow_destructive: bool = False,
             previous: int | None = None) -> Envelope[TenantChanged]:
@@ -69,7 +51,7 @@ async def deps(running_platform) -> AsyncIterator[MigratorDeps]:
 
 
 @pytest.fixture
-async def db(res, tenant, deps):  # noqa: F811
+async def db(res, tenant, deps):
     """A provisioned tenant; yields a connection as the tenant's own role."""
     await on_tenant_requested(requested(tenant), res)
     conn = await adapters.connect_as_tenant(await deps.secrets.read(deps.names(tenant)))
@@ -96,13 +78,13 @@ async def apply(deps, tenant, number, spec, **kwargs):
     return await on_tenant_changed(release(deps, tenant, number, spec, **kwargs), deps)
 
 
-async def test_spec_evolution_keeps_every_row_and_runs_as_the_tenant_role(deps, tenant, db):  # noqa: F811
-    [first] = await apply(deps, tenant, 1, version(1))
+async def test_spec_evolution_keeps_every_row_and_runs_as_the_tenant_role(deps, tenant, db):
+    [first] = await apply(deps, tenant, 1, growing_spec(1))
     assert isinstance(first, MigrationsApplied) and first.version == 1 and len(first.migrations) == 1
     assert deps.store.read_current(tenant).version == 1
     await db.execute("INSERT INTO task (title) VALUES ('write tests'), ('ship')")
     for n in (2, 3, 4):
-        [event] = await apply(deps, tenant, n, version(n), previous=n - 1)
+        [event] = await apply(deps, tenant, n, growing_spec(n), previous=n - 1)
         assert isinstance(event, MigrationsApplied), event
         assert event.version == n and event.migrations[0].startswith(f"v{n}-")
         assert deps.store.read_current(tenant).version == n
@@ -116,24 +98,24 @@ async def test_spec_evolution_keeps_every_row_and_runs_as_the_tenant_role(deps, 
     assert [r["version"] for r in await db.fetch(f"SELECT version FROM {adapters.LEDGER} ORDER BY 1")] == [1, 2, 3, 4]
 
 
-async def test_a_replay_changes_nothing(deps, tenant, db):  # noqa: F811
-    await apply(deps, tenant, 1, version(1))
-    v2 = release(deps, tenant, 2, version(2))
+async def test_a_replay_changes_nothing(deps, tenant, db):
+    await apply(deps, tenant, 1, growing_spec(1))
+    v2 = release(deps, tenant, 2, growing_spec(2))
     [applied] = await on_tenant_changed(v2, deps)
     before, pointer = await snapshot(db), deps.store.read_current(tenant)
     [again] = await on_tenant_changed(v2, deps)
     assert again == MigrationsApplied(version=2, migrations=[]) and applied.migrations
     assert await snapshot(db) == before
     assert deps.store.read_current(tenant) == pointer, "same generation: the reloader sees no news"
-    stale = release(deps, tenant, 1, version(1))  # the same bytes: v1 republished is a no-op
+    stale = release(deps, tenant, 1, growing_spec(1))  # the same bytes: v1 republished is a no-op
     assert await on_tenant_changed(stale, deps) == [], "an older version never goes live again by replay"
     assert await snapshot(db) == before and deps.store.read_current(tenant) == pointer
 
 
 async def test_a_crash_before_the_release_is_marked_live_is_finished_by_the_redelivery(deps, tenant, db,
-                                                                                       monkeypatch):  # noqa: F811
-    await apply(deps, tenant, 1, version(1))
-    v2 = release(deps, tenant, 2, version(2))
+                                                                                       monkeypatch):
+    await apply(deps, tenant, 1, growing_spec(1))
+    v2 = release(deps, tenant, 2, growing_spec(2))
     real = deps.store.set_current
 
     def dies(*args, **kwargs):
@@ -150,12 +132,12 @@ async def test_a_crash_before_the_release_is_marked_live_is_finished_by_the_rede
     assert (await snapshot(db))["ledger"][-1][2] is not None
 
 
-async def test_a_failing_migration_leaves_schema_and_live_release_as_before(deps, tenant, db):  # noqa: F811
-    await apply(deps, tenant, 1, version(1))
-    await apply(deps, tenant, 2, version(2))
+async def test_a_failing_migration_leaves_schema_and_live_release_as_before(deps, tenant, db):
+    await apply(deps, tenant, 1, growing_spec(1))
+    await apply(deps, tenant, 2, growing_spec(2))
     await db.execute("INSERT INTO task (title) VALUES ('a title of thirty-two characters')")
     before, pointer = await snapshot(db), deps.store.read_current(tenant)
-    tighter = version(3)  # adds a column and a foreign key first, then a limit existing rows break
+    tighter = growing_spec(3)  # adds a column and a foreign key first, then a limit existing rows break
     tighter["entities"]["task"]["fields"]["title"]["max_length"] = 10
     [failed] = await apply(deps, tenant, 3, tighter)
     assert isinstance(failed, MigrationFailed) and failed.stage == "apply" and failed.version == 3
@@ -163,15 +145,15 @@ async def test_a_failing_migration_leaves_schema_and_live_release_as_before(deps
     assert await snapshot(db) == before
     assert deps.store.read_current(tenant) == pointer
     assert await db.fetchval("SELECT count(*) FROM task") == 1
-    [fixed] = await apply(deps, tenant, 4, version(3))  # the next good version migrates from v2
+    [fixed] = await apply(deps, tenant, 4, growing_spec(3))  # the next good version migrates from v2
     assert isinstance(fixed, MigrationsApplied) and deps.store.read_current(tenant).version == 4
 
 
-async def test_a_destructive_change_needs_the_flag(deps, tenant, db):  # noqa: F811
-    await apply(deps, tenant, 1, version(1))
+async def test_a_destructive_change_needs_the_flag(deps, tenant, db):
+    await apply(deps, tenant, 1, growing_spec(1))
     await db.execute("INSERT INTO task (title, done) VALUES ('keep me', TRUE)")
     before, pointer = await snapshot(db), deps.store.read_current(tenant)
-    without_done = copy.deepcopy(version(1))
+    without_done = copy.deepcopy(growing_spec(1))
     del without_done["entities"]["task"]["fields"]["done"]
     [refused] = await apply(deps, tenant, 2, without_done)
     assert isinstance(refused, MigrationFailed) and refused.stage == "plan"
@@ -184,16 +166,14 @@ async def test_a_destructive_change_needs_the_flag(deps, tenant, db):  # noqa: F
     assert await db.fetchval("SELECT title FROM task") == "keep me"
 
 
-async def test_the_running_migrator_consumes_tenant_changed_from_the_bus(res, tenant, deps,  # noqa: F811
+async def test_the_running_migrator_consumes_tenant_changed_from_the_bus(res, tenant, deps,
                                                                          running_platform):
-    from tests.integration.test_provision_bus import publish, wait_for_event
-
     home = running_platform.settings.home_dir
     assert (home / "run" / "migrator.ready").exists()
     pool = res.records.pool
     await publish(pool, requested(tenant))
     await wait_for_event(pool, tenant, "TenantProvisioned")
-    changed = release(deps, tenant, 1, version(1))
+    changed = release(deps, tenant, 1, growing_spec(1))
     await publish(pool, changed)
     applied = await wait_for_event(pool, tenant, "MigrationsApplied")
     assert applied.producer == "migrator" and applied.causation_id == changed.event_id
@@ -203,15 +183,15 @@ async def test_the_running_migrator_consumes_tenant_changed_from_the_bus(res, te
     assert secret not in (home / "logs" / "migrator.log").read_text(errors="replace")
 
 
-async def test_a_table_held_by_the_live_app_is_retried_not_failed(deps, tenant, db, monkeypatch):  # noqa: F811
+async def test_a_table_held_by_the_live_app_is_retried_not_failed(deps, tenant, db, monkeypatch):
     import asyncpg
 
     from services.migrator import handlers
 
     monkeypatch.setattr(handlers, "LOCK_TIMEOUT", "200ms")
-    await apply(deps, tenant, 1, version(1))
+    await apply(deps, tenant, 1, growing_spec(1))
     before, pointer = await snapshot(db), deps.store.read_current(tenant)
-    v3 = release(deps, tenant, 2, version(3))
+    v3 = release(deps, tenant, 2, growing_spec(3))
     app = await adapters.connect_as_tenant(await deps.secrets.read(deps.names(tenant)))
     try:
         async with app.transaction():

@@ -12,7 +12,7 @@ import asyncpg
 import httpx
 import pytest
 
-from tests.integration.test_migrator import version
+from tests.support.spec_versions import growing_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
@@ -31,14 +31,14 @@ async def test_update_precheck(running_platform):
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.api_port}", timeout=10,
                                  headers={"Authorization": f"Bearer {token}"}) as http:
         try:
-            assert (await http.post("/v1/tenants", json={"name": name, "app": version(1)})).status_code == 202
+            assert (await http.post("/v1/tenants", json={"name": name, "app": growing_spec(1)})).status_code == 202
             for _ in range(200):  # the running provisioner makes it updatable
                 if (await http.get(f"/v1/tenants/{name}")).json()["progress"]["provisioned"]:
                     break
                 await asyncio.sleep(0.1)
             before = await written(pool, name)
 
-            without_done = copy.deepcopy(version(1))
+            without_done = copy.deepcopy(growing_spec(1))
             del without_done["entities"]["task"]["fields"]["done"]
             refused = await http.put(f"/v1/tenants/{name}/app", json={"app": without_done})
             assert refused.status_code == 422, refused.text
@@ -46,7 +46,7 @@ async def test_update_precheck(running_platform):
                                                 "removing a field deletes its data; send --allow-destructive")
             assert await written(pool, name) == before
 
-            no_default = version(1)
+            no_default = growing_spec(1)
             no_default["entities"]["task"]["fields"]["due"] = {"type": "date", "required": True}
             refused = await http.put(f"/v1/tenants/{name}/app", json={"app": no_default, "allow_destructive": True})
             assert refused.status_code == 422 and "entities.task.fields.due: a new required field needs a default" \

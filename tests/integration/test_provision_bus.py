@@ -8,37 +8,18 @@ import asyncio
 import os
 import signal
 import time
-from typing import Any
 
 import asyncpg
 import pytest
 
-from contracts.envelope import Envelope
-from events.outbox import add_to_outbox
 from events.replay import list_events
 from core.aws import aws_client
 from hostplane.doctor import find_orphans
 from core.state import load_state
-from tests.integration.test_provision_resources import res, tenant  # noqa: F401
+from tests.support.bus_harness import publish, wait_for_event
 from tests.support.events import deletion, requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(150)]
-
-
-async def publish(pool: Any, envelope: Envelope) -> None:
-    async with pool.acquire() as conn, conn.transaction():
-        await add_to_outbox(conn, [envelope])  # any running relay publishes it
-
-
-async def wait_for_event(pool: Any, tenant: str, event_type: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = await list_events(pool, tenant=tenant, event_type=event_type)
-        if found:
-            return found[-1]
-        await asyncio.sleep(0.2)
-    failures = [e.event_type for e in await list_events(pool, tenant=tenant)]
-    raise AssertionError(f"no {event_type} for {tenant} within {timeout}s; events so far: {failures}")
 
 
 async def test_request_to_provisioned_to_deleted_through_the_running_services(res, tenant, running_platform):

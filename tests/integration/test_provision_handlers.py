@@ -15,7 +15,6 @@ from contracts.events_v1 import ProvisioningFailed, TenantProvisioned
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
 from services.resources.base import NO_OPTIONS, PermanentError
-from tests.integration.test_provision_resources import connect_cache, connect_db, res, tenant  # noqa: F401
 from tests.support.events import deletion, requested
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]

@@ -1,15 +1,10 @@
 """Each tenant-resource adapter against the real server it talks to (both emulators):
 the isolation promises of DESIGN.md, ensure = no-op when right, drift repaired.
 
-The helpers here (`res`, `tenant`, `connect_db`, `connect_cache`) are shared by the
-other provisioner / deprovisioner / doctor integration modules.
+The `res`, `tenant` and `other` fixtures are in tests/integration/conftest.py.
 """
 
 from __future__ import annotations
-
-import contextlib
-import uuid
-from collections.abc import AsyncIterator
 
 import asyncpg
 import httpx
@@ -20,52 +15,11 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import AuthenticationError, NoPermissionError
 
-from services.deprovisioner.handlers import teardown
 from services.resources.base import Outcome
 from services.resources.passwords import new_password
-from services.resources.wiring import TenantResources, open_resources
+from services.resources.wiring import TenantResources
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
-
-
-def new_tenant() -> str:
-    return f"it-{uuid.uuid4().hex[:10]}"
-
-
-@pytest.fixture
-async def res(running_platform) -> AsyncIterator[TenantResources]:
-    resources = await open_resources(running_platform.settings)
-    try:
-        yield resources
-    finally:
-        await resources.aclose()
-
-
-async def remove_all(res: TenantResources, tenant: str) -> None:
-    """Best-effort cleanup, whatever a test left behind."""
-    names = res.names(tenant)
-    for _, remove in teardown(names, res):
-        with contextlib.suppress(Exception):
-            await remove()
-    await res.records.pool.execute("DELETE FROM provisioned_tenants WHERE tenant_id = $1", tenant)
-
-
-@pytest.fixture
-async def tenant(res) -> AsyncIterator[str]:
-    name = new_tenant()
-    try:
-        yield name
-    finally:
-        await remove_all(res, name)
-
-
-@pytest.fixture
-async def other(res) -> AsyncIterator[str]:
-    name = new_tenant()
-    try:
-        yield name
-    finally:
-        await remove_all(res, name)
 
 
 async def connect_db(res: TenantResources, role: str, password: SecretStr, database: str) -> asyncpg.Connection:

@@ -5,7 +5,6 @@ its latest create recorded. The builder, given an unrecorded command, builds not
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +15,6 @@ from spec.load import load_app_spec
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantChanged, TenantProvisioned
 from events import recorded
-from events.store import ensure_schema as ensure_event_schema
 from reloader.artifacts import ArtifactStore
 from services.api import store
 from services.api.commands import TenantCommands
@@ -29,23 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
 
 SPEC = load_app_spec(Path("examples/tasks.yaml").read_text())
 OTHER = load_app_spec(Path("examples/tasks.yaml").read_text().replace("app: Tasks", "app: Tasks two"))
-
-
-@pytest.fixture
-async def pool(running_platform) -> AsyncIterator[asyncpg.Pool]:
-    prefix = f"rc{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(running_platform.conn.control_dsn)
-    await admin.execute(f"CREATE SCHEMA {prefix}")
-    p = await asyncpg.create_pool(running_platform.conn.control_dsn, min_size=1, max_size=3,
-                                  server_settings={"search_path": prefix})
-    try:
-        await ensure_event_schema(p)
-        await store.ensure_schema(p)
-        yield p
-    finally:
-        await p.close()
-        await admin.execute(f"DROP SCHEMA {prefix} CASCADE")
-        await admin.close()
 
 
 async def created(pool: asyncpg.Pool, name: str) -> Envelope:
@@ -68,10 +49,10 @@ def update(tenant: str, spec=OTHER, **extra) -> Envelope:
                         producer="api")
 
 
-async def test_the_create_and_its_provisioned_fact_are_recorded_exactly(pool):
-    request = await created(pool, "acme")
+async def test_the_create_and_its_provisioned_fact_are_recorded_exactly(api_store_pool):
+    request = await created(api_store_pool, "acme")
     fields = ("spec_ref", "spec_sha256", "static_ref")
-    async with pool.acquire() as conn:
+    async with api_store_pool.acquire() as conn:
         assert await recorded.unrecorded(conn, request, fields) is None
         assert await recorded.unrecorded(conn, provisioned(request), fields) is None
         other = OTHER.digest()
@@ -84,9 +65,9 @@ async def test_the_create_and_its_provisioned_fact_are_recorded_exactly(pool):
         assert "another event" in await recorded.unrecorded(conn, twin, fields)
 
 
-async def test_commands_the_api_never_recorded_are_named(pool):
-    request = await created(pool, "acme")
-    async with pool.acquire() as conn:
+async def test_commands_the_api_never_recorded_are_named(api_store_pool):
+    request = await created(api_store_pool, "acme")
+    async with api_store_pool.acquire() as conn:
         assert "no request" in await recorded.unrecorded(conn, update("acme"), ("spec_sha256",))
         # riding on the create's correlation id does not make an update
         riding = update("acme").model_copy(update={"correlation_id": request.correlation_id})
@@ -99,10 +80,10 @@ async def test_commands_the_api_never_recorded_are_named(pool):
         assert await recorded.unrecorded(conn, update("ghost"), ("spec_sha256",)) is None
 
 
-async def test_each_create_is_a_new_incarnation_carried_by_every_request(pool):
-    first = await created(pool, "acme")
-    await TenantCommands(pool).delete("acme", "alice")
-    async with pool.acquire() as conn:
+async def test_each_create_is_a_new_incarnation_carried_by_every_request(api_store_pool):
+    first = await created(api_store_pool, "acme")
+    await TenantCommands(api_store_pool).delete("acme", "alice")
+    async with api_store_pool.acquire() as conn:
         current = await recorded.current_incarnation(conn, "acme")
         assert current.id == first.incarnation is not None
         deletion = parse_envelope(await conn.fetchval(
@@ -121,11 +102,11 @@ async def test_each_create_is_a_new_incarnation_carried_by_every_request(pool):
         assert await recorded.stale_incarnation(conn, fresh) is None
 
 
-async def test_the_builder_builds_nothing_the_api_did_not_record(pool, tmp_path):
-    request = await created(pool, "acme")
-    deps = BuilderDeps("hp", inputs=StoredInputs(pool), store=ArtifactStore(tmp_path), static=None)  # type: ignore[arg-type]
+async def test_the_builder_builds_nothing_the_api_did_not_record(api_store_pool, tmp_path):
+    request = await created(api_store_pool, "acme")
+    deps = BuilderDeps("hp", inputs=StoredInputs(api_store_pool), store=ArtifactStore(tmp_path), static=None)  # type: ignore[arg-type]
     other = OTHER.digest()
-    async with pool.acquire() as conn:
+    async with api_store_pool.acquire() as conn:
         await store.store_spec(conn, other, OTHER.canonical_json())  # stored, as an attacker's upload would be
     assert await on_app_update_requested(update("acme", allow_destructive=True), deps) == []
     assert await on_tenant_provisioned(provisioned(request, spec_ref=spec_ref(other), spec_sha256=other), deps) == []
@@ -134,24 +115,24 @@ async def test_the_builder_builds_nothing_the_api_did_not_record(pool, tmp_path)
     assert deps.store.releases("acme") == []
 
 
-async def test_a_command_a_newer_request_replaced_is_no_longer_carried_out(pool, tmp_path):
-    request = await created(pool, "acme")
-    async with pool.acquire() as conn:
+async def test_a_command_a_newer_request_replaced_is_no_longer_carried_out(api_store_pool, tmp_path):
+    request = await created(api_store_pool, "acme")
+    async with api_store_pool.acquire() as conn:
         assert await recorded.superseded(conn, request) is None
         assert await recorded.superseded(conn, provisioned(request)) is None
-    await TenantCommands(pool).delete("acme", "alice")
-    async with pool.acquire() as conn:
+    await TenantCommands(api_store_pool).delete("acme", "alice")
+    async with api_store_pool.acquire() as conn:
         assert await recorded.superseded(conn, request) == "delete"
     # a late or replayed TenantProvisioned of the deleted tenant builds nothing (no orphan artifacts)
-    deps = BuilderDeps("hp", inputs=StoredInputs(pool), store=ArtifactStore(tmp_path), static=None)  # type: ignore[arg-type]
+    deps = BuilderDeps("hp", inputs=StoredInputs(api_store_pool), store=ArtifactStore(tmp_path), static=None)  # type: ignore[arg-type]
     assert await on_tenant_provisioned(provisioned(request), deps) == []
     assert deps.store.releases("acme") == []
 
 
-async def test_the_consumer_s_whole_command_check(pool):
-    request = await created(pool, "acme")
-    await TenantCommands(pool).delete("acme", "alice")
-    async with pool.acquire() as conn:
+async def test_the_consumer_s_whole_command_check(api_store_pool):
+    request = await created(api_store_pool, "acme")
+    await TenantCommands(api_store_pool).delete("acme", "alice")
+    async with api_store_pool.acquire() as conn:
         deletion = parse_envelope(await conn.fetchval(
             "SELECT detail::text FROM outbox WHERE event_type = 'TenantDeletionRequested'"))
         assert await recorded.unrecorded(conn, request) is None

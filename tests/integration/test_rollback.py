@@ -5,15 +5,12 @@ releases list says who released what; unsafe requests change nothing."""
 
 from __future__ import annotations
 
-import asyncio
-import copy
 import json
 import re
 import uuid
 
 import httpx
 import pytest
-import yaml
 
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
@@ -21,33 +18,11 @@ from contracts.events_v1 import MigrationFailed, TenantChanged
 from reloader.artifacts import ARTIFACT
 from services.migrator.adapters import open_deps
 from services.migrator.handlers import on_tenant_changed
+from tests.support.platform_api import settled
+from tests.support.spec_versions import tasks_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
-
-V1 = yaml.safe_load(open("examples/tasks.yaml"))
-
-
-def spec(n: int) -> dict:
-    """1: the example; 2: + optional task.notes; 3: 2 without task.done (destructive)."""
-    out = copy.deepcopy(V1)
-    if n >= 2:
-        out["entities"]["task"]["fields"]["notes"] = {"type": "text"}
-    if n >= 3:
-        del out["entities"]["task"]["fields"]["done"]
-    return out
-
-
-async def settled(http: httpx.AsyncClient, name: str, version: int | None = None) -> dict:
-    for _ in range(600):
-        tenant = (await http.get(f"/v1/tenants/{name}")).json()
-        if tenant["state"] == "failed":
-            return tenant
-        if tenant["state"] == "ready" and (version is None or tenant["version"] == version):
-            return tenant
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{name} did not settle: {tenant}")
-
 
 async def migrator_refuses_what_the_api_would(settings, name: str) -> None:
     """Had a rollback across the dropped field slipped past the API (a race), the migrator
@@ -59,7 +34,7 @@ async def migrator_refuses_what_the_api_would(settings, name: str) -> None:
         source = store.read_manifest(name, 4)
         copy_ = store.publish_release(name, 9, (store.release_dir(name, 4) / ARTIFACT).read_bytes())
         event = TenantChanged(version=9, artifact_path=f"{name}/releases/9/{ARTIFACT}", sha256=source.sha256,
-                              size=source.size, spec_sha256=load_app_spec(spec(2)).digest(), rollback_of=4)
+                              size=source.size, spec_sha256=load_app_spec(tasks_spec(2)).digest(), rollback_of=4)
         [failed] = await on_tenant_changed(Envelope.new(event, tenant_id=name, producer="builder"), deps)
         assert isinstance(failed, MigrationFailed) and failed.stage == "rollback", failed
         assert "drop column task.done" in failed.error and copy_.version == 9
@@ -78,14 +53,14 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
                             headers={"Host": f"{name}.localhost"})
     async with api, app:
         try:
-            assert (await api.post("/v1/tenants", json={"name": name, "app": spec(1)})).status_code == 202
+            assert (await api.post("/v1/tenants", json={"name": name, "app": tasks_spec(1)})).status_code == 202
             assert (await settled(api, name, 1))["state"] == "ready"
             for i in range(3):
                 assert (await app.post("/api/task", json={"title": f"row {i}"})).status_code == 201
             refused = await api.post(f"/v1/tenants/{name}/rollback", json={})
             assert refused.status_code == 409 and "no earlier release" in refused.json()["detail"]
 
-            assert (await api.put(f"/v1/tenants/{name}/app", json={"app": spec(2)})).status_code == 202
+            assert (await api.put(f"/v1/tenants/{name}/app", json={"app": tasks_spec(2)})).status_code == 202
             assert (await settled(api, name, 2))["state"] == "ready"
             assert (await app.post("/api/task", json={"title": "with notes", "notes": "n"})).status_code == 201
 
@@ -127,7 +102,7 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert (releases[0]["version"], releases[0]["rollback_of"], releases[0]["requested_by"]) == (4, 2, "bob")
             rows = (await app.get("/api/task?limit=42")).json()["items"]
             assert len(rows) == 5 and all("notes" in r for r in rows), "v2's code serves again"
-            drop = await api.put(f"/v1/tenants/{name}/app", json={"app": spec(3), "allow_destructive": True})
+            drop = await api.put(f"/v1/tenants/{name}/app", json={"app": tasks_spec(3), "allow_destructive": True})
             assert drop.status_code == 202
             assert (await settled(api, name, 5))["version"] == 5
             before = (await api.get(f"/v1/tenants/{name}")).json()
