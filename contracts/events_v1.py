@@ -332,6 +332,22 @@ class RouteRemoved(Event):
     hosts: list[HostName] = Field(default_factory=list)
 
 
+@register
+class RouteFailed(Failure):
+    """Router-config cannot route the tenant, and redelivery would not change that: a host it
+    was asked for is routed to another live tenant (`stage` 'hosts'). The tenant shows failed
+    at routing until a later RouteConfigured of its request supersedes it."""
+
+    event_type = "RouteFailed"
+    schema_version = V1
+    producers = ("router-config",)
+    kind = "fact"
+    consumers = EVERYONE_WATCHING
+    lifecycle_stage = "routing"
+
+    hosts: list[HostName] = Field(default_factory=list, description="The hosts it was asked to route")
+
+
 # --- reloader (data plane) ----------------------------------------------------------
 
 
@@ -450,6 +466,13 @@ FAILURES: tuple[type[Failure], ...] = (
     ProvisioningFailed,
     BuildFailed,
     MigrationFailed,
+    RouteFailed,
     ReleaseFailed,
     DeprovisioningFailed,
 )
+# What each control-plane service publishes when its handler raises PermanentFailure
+# (events.failure): one declared *Failed event per service.
+SERVICE_FAILURES: dict[str, type[Failure]] = {
+    "provisioner": ProvisioningFailed, "builder": BuildFailed, "migrator": MigrationFailed,
+    "router-config": RouteFailed, "deprovisioner": DeprovisioningFailed,
+}

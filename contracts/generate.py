@@ -24,7 +24,7 @@ CONTRACTS_DIR = Path(__file__).resolve().parent
 ASYNCAPI_FILE = "asyncapi.json"
 BUS_NAME = "hostplane"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-ASYNCAPI_DOC_VERSION = "1.0.0"
+ASYNCAPI_DOC_VERSION = "1.1.0"  # the catalog: a minor per added type or field (1.1: RouteFailed)
 
 
 def schema_file(model: type[Event]) -> str:

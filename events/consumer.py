@@ -10,7 +10,8 @@ come from `hostplane.runtime.<tenant>` about that tenant only); then, holding th
 `events.stale_incarnation`) a stage service's event of another tenant incarnation than
 the current one, or a command the API did not record exactly so (`command.unrecorded`;
 events.recorded), or run the handler and commit inbox mark + emitted events in one
-transaction, and only then delete the message. Dedup is on the envelope's key, never on
+transaction, and only then delete the message. A handler that raises PermanentFailure
+(events.failure) emits the service's declared *Failed event instead: handled, no retry. Dedup is on the envelope's key, never on
 SQS or EventBridge ids (EventBridge assigns a new id on every publish). The source check
 trusts EventBridge's `source`, which PutEvents binds to the caller's credentials (IAM
 condition `events:source`); only the rules may send to the queues (queue policies).
@@ -40,7 +41,7 @@ import asyncio
 import contextlib
 import json
 import signal
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ import structlog
 
 from contracts.envelope import Envelope, Event
 from events.admission import Refused, check_producer, skip_reason
+from events.failure import Handler, handled
 from events.fairness import TenantSlots, tenant_of
 from events.inbox import Inbox, PgInbox, current_connection
 from events.outbox import add_to_outbox
@@ -60,7 +62,6 @@ log = structlog.get_logger(__name__)
 
 _SETTLED = "hostplane.settled"  # marks a message deleted or given back, so shutdown leaves it
 
-Handler = Callable[[Envelope[Any], Any], Awaitable[Sequence[Event | Envelope[Any]] | None]]
 
 
 @dataclass(frozen=True)
@@ -299,7 +300,7 @@ class Consumer:
             if reason := await skip_reason(self.service, current_connection(), envelope):
                 await tx.complete(envelope, [])
                 return reason
-            results = await handler(envelope, self.deps) or ()
+            results = await handled(self.service, handler, envelope, self.deps)
             await tx.complete(envelope, [self.wrap(r, envelope) for r in results])
         return "handled"
 

@@ -12,7 +12,8 @@ the folder are deleted), and a spec that names no static folder empties the buck
 app has no static files); a spec that names one but came without it (an API caller that
 sent no `static_zip`) leaves the bucket as it is; a source tree's static/ only adds or
 overwrites. An input the
-generator cannot build is BuildFailed (retryable=False) and nothing is written, so the
+generator cannot build is a PermanentFailure (events.failure: the consumer publishes
+BuildFailed, retryable=False) and nothing is written, so the
 live version keeps serving; I/O errors are raised for the consumer to retry.
 
 A build is a command: the builder carries it out only as the API recorded it for that
@@ -38,8 +39,8 @@ from contracts.app_spec import digest_of_ref
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
-from events.recorded import unrecorded
-from contracts.events_v1 import AppUpdateRequested, BuildFailed, RollbackRequested, TenantChanged, \
+from events.failure import PermanentFailure
+from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantChanged, \
     TenantProvisioned
 from reloader.artifacts import ARTIFACT, ArtifactError, ArtifactStore
 from services.builder.adapters import BuilderDeps
@@ -50,23 +51,17 @@ log = structlog.get_logger(__name__)
 SOURCE_REF_PREFIX = "source:sha256:"
 
 
-class BuildError(Exception):
-    def __init__(self, stage: str, error: str) -> None:
-        super().__init__(f"{stage}: {error}")
-        self.stage, self.error = stage, error
-
-
 async def _static(deps: BuilderDeps, static_ref: str | None) -> dict[str, bytes]:
     """The spec's static folder sent with the request (none: nothing to upload)."""
     if not static_ref:
         return {}
     body = await deps.inputs.source_body(static_ref.removeprefix(SOURCE_REF_PREFIX))
     if body is None:
-        raise BuildError("static", f"static files {static_ref} are not stored")
+        raise PermanentFailure("static", f"static files {static_ref} are not stored")
     try:
         return read_source_zip(body)[1]
     except SourceError as exc:
-        raise BuildError("static", str(exc)) from None
+        raise PermanentFailure("static", str(exc)) from None
 
 
 async def _inputs(deps: BuilderDeps, spec_ref: str, source_ref: str | None,
@@ -76,26 +71,26 @@ async def _inputs(deps: BuilderDeps, spec_ref: str, source_ref: str | None,
     if source_ref:
         body = await deps.inputs.source_body(source_ref.removeprefix(SOURCE_REF_PREFIX))
         if body is None:
-            raise BuildError("generate", f"source {source_ref} is not stored")
+            raise PermanentFailure("generate", f"source {source_ref} is not stored")
         try:
             files, static = read_source_zip(body)
             spec = check_source(files)
         except SourceError as exc:
-            raise BuildError("package", str(exc)) from None
+            raise PermanentFailure("package", str(exc)) from None
         except InvalidAppSpec as exc:
-            raise BuildError("generate", f"spec.json: {exc}") from None
+            raise PermanentFailure("generate", f"spec.json: {exc}") from None
         return files, static, spec.digest()
     try:
         digest = digest_of_ref(spec_ref)
     except ValueError as exc:
-        raise BuildError("generate", str(exc)) from None
+        raise PermanentFailure("generate", str(exc)) from None
     body = await deps.inputs.spec_body(digest)
     if body is None:
-        raise BuildError("generate", f"spec {digest[:12]} is not stored")
+        raise PermanentFailure("generate", f"spec {digest[:12]} is not stored")
     try:
         spec = load_app_spec(body)
     except InvalidAppSpec as exc:
-        raise BuildError("generate", str(exc)) from None
+        raise PermanentFailure("generate", str(exc)) from None
     if static_ref:
         static: dict[str, bytes] | None = await _static(deps, static_ref)
     else:
@@ -115,10 +110,9 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
         try:
             artifact = package(files)
         except SourceError as exc:
-            raise BuildError("package", str(exc)) from None
-    except BuildError as failed:
-        log.warning("build.failed", stage=failed.stage, error=failed.error)
-        return [BuildFailed(stage=failed.stage, error=failed.error, retryable=False, spec_sha256=spec_sha256)]
+            raise PermanentFailure("package", str(exc)) from None
+    except PermanentFailure as failed:  # BuildFailed names the spec it could not build
+        raise PermanentFailure(failed.step, failed.error, spec_sha256=spec_sha256) from None
     sha256 = hashlib.sha256(artifact).hexdigest()
     releases = await asyncio.to_thread(store.releases, tenant)
     current = await asyncio.to_thread(store.read_current, tenant)
@@ -204,13 +198,13 @@ async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: Bui
         source = await asyncio.to_thread(store.read_manifest, tenant, target)
         artifact = await asyncio.to_thread((store.release_dir(tenant, target) / ARTIFACT).read_bytes)
     except (ArtifactError, OSError) as exc:
-        return _rollback_failed(f"release {target} is not retained: {exc}")
+        raise _rollback_failed(f"release {target} is not retained: {exc}")
     if hashlib.sha256(artifact).hexdigest() != source.sha256 or len(artifact) != source.size:
-        return _rollback_failed(f"release {target} is corrupt: its artifact does not match its manifest")
+        raise _rollback_failed(f"release {target} is corrupt: its artifact does not match its manifest")
     try:
         spec = spec_of_artifact(artifact)
     except (KeyError, zipfile.BadZipFile, InvalidAppSpec) as exc:
-        return _rollback_failed(f"release {target} has no readable {SPEC_FILE}: {exc}")
+        raise _rollback_failed(f"release {target} has no readable {SPEC_FILE}: {exc}")
     releases = await asyncio.to_thread(store.releases, tenant)
     current = await asyncio.to_thread(store.read_current, tenant)
     newest = releases[-1]
@@ -231,9 +225,8 @@ async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: Bui
     )]
 
 
-def _rollback_failed(error: str) -> list[Event]:
-    log.warning("build.failed", stage="rollback", error=error)
-    return [BuildFailed(stage="rollback", error=error, retryable=False, spec_sha256="0" * 64)]
+def _rollback_failed(error: str) -> PermanentFailure:
+    return PermanentFailure("rollback", error, spec_sha256="0" * 64)
 
 
 def spec_of_artifact(artifact: bytes):

@@ -25,6 +25,7 @@ import structlog
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import DeprovisioningFailed, TenantDeletionRequested, TenantDeprovisioned
 from contracts.tenant import TenantNames
+from events.failure import PermanentFailure
 from services.resources.base import PermanentError
 from services.resources.wiring import TenantResources
 
@@ -95,7 +96,10 @@ async def on_tenant_deletion_requested(envelope: Envelope[TenantDeletionRequeste
         if failures or left:
             stage, error = failures[0] if failures else ("verify", f"still present after teardown: {', '.join(left)}")
             await deps.records.finish(tenant, "deprovisioning", stage, error)
-            return [DeprovisioningFailed(stage=stage, error=error, retryable=not failures, remaining=left)]
+            if failures:  # the consumer publishes DeprovisioningFailed (events.failure)
+                raise PermanentFailure(stage, error, remaining=left)
+            # Not permanent: something came back while tearing down; deleting again may succeed.
+            return [DeprovisioningFailed(stage=stage, error=error, retryable=True, remaining=left)]
         await deps.records.finish(tenant, "deprovisioned")
     log.info("deprovisioning.done", removed=len(removed))
     return [TenantDeprovisioned(removed=removed)]

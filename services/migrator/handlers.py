@@ -8,8 +8,10 @@ lock: re-read the ledger (already applied → nothing to do), apply the plan, re
 Only after the commit does the pointer move, and the ledger remembers that it moved, so
 a replay (or a redelivery after a crash anywhere) neither migrates twice nor moves the
 pointer again (a rollback made since stays). A TenantChanged older than the live release
-is skipped before its artifact is read (a replay of a pruned release is not a failure). A failing statement rolls everything back:
-MigrationFailed carries the server's message and the old release keeps serving.
+is skipped before its artifact is read (a replay of a pruned release is not a failure).
+A failing statement rolls everything back: a PermanentFailure (events.failure), which the
+consumer publishes as MigrationFailed with the server's message; the old release keeps
+serving.
 Connection and other transient errors are raised, so the consumer retries (then DLQ).
 
 `allow_destructive` is honoured only when the API recorded the request it comes from with
@@ -28,7 +30,8 @@ import structlog
 
 from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
+from contracts.events_v1 import MigrationsApplied, TenantChanged
+from events.failure import PermanentFailure
 from reloader.artifacts import ArtifactError
 from services.migrator import adapters
 from services.migrator.adapters import LOCK_KEY, MigratorDeps
@@ -42,12 +45,6 @@ log = structlog.get_logger(__name__)
 _PERMANENT_CLASSES = ("0A", "22", "23", "2B", "42", "54")
 _PERMANENT_STATES = ("57014",)
 LOCK_TIMEOUT = "5s"
-
-
-class Refused(Exception):
-    def __init__(self, stage: str, error: str) -> None:
-        super().__init__(error)
-        self.stage, self.error = stage, error
 
 
 def _permanent(exc: asyncpg.PostgresError) -> bool:
@@ -69,9 +66,8 @@ async def on_tenant_changed(envelope: Envelope[TenantChanged], deps: MigratorDep
     started = time.perf_counter()
     try:
         applied = await _migrate_and_release(tenant, event, str(envelope.correlation_id), deps)
-    except Refused as refused:
-        log.warning("migration.failed", version=event.version, stage=refused.stage, error=refused.error)
-        return [MigrationFailed(stage=refused.stage, error=refused.error, retryable=False, version=event.version)]
+    except PermanentFailure as failed:  # MigrationFailed names the version
+        raise PermanentFailure(failed.step, failed.error, version=event.version) from None
     if applied is None:
         return []
     log.info("migration.applied", version=event.version, migrations=applied,
@@ -90,14 +86,14 @@ async def _migrate_and_release(tenant: str, event: TenantChanged, correlation_id
     try:
         spec = await asyncio.to_thread(adapters.release_spec, deps.store, tenant, event.version, event.sha256)
     except (ArtifactError, InvalidAppSpec) as exc:
-        raise Refused("artifact", str(exc)) from None
+        raise PermanentFailure("artifact", str(exc)) from None
     if spec.digest() != event.spec_sha256:
-        raise Refused("artifact", f"release {event.version} carries spec {spec.digest()[:12]}, "
+        raise PermanentFailure("artifact", f"release {event.version} carries spec {spec.digest()[:12]}, "
                                   f"the event names {event.spec_sha256[:12]}")
     new = relational_model(spec)
     creds = await deps.secrets.read(deps.names(tenant))
     if creds is None:
-        raise Refused("credentials", f"tenant {tenant} has no readable secret {deps.names(tenant).secret}")
+        raise PermanentFailure("credentials", f"tenant {tenant} has no readable secret {deps.names(tenant).secret}")
     conn = await adapters.connect_as_tenant(creds)
     try:
         result = await _migrate(conn, event, new, creds)
@@ -132,7 +128,7 @@ async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[
                 return None
             if this is not None:
                 if this.spec_sha256 != event.spec_sha256:
-                    raise Refused("plan", f"version {event.version} was migrated with spec "
+                    raise PermanentFailure("plan", f"version {event.version} was migrated with spec "
                                           f"{this.spec_sha256[:12]}, not {event.spec_sha256[:12]}")
                 log.info("migration.already_applied", version=event.version)
                 return [], not this.released
@@ -141,7 +137,7 @@ async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[
                 return [], True
             steps = plan(Model.from_json(latest.model) if latest else None, new)
             if problems := steps.problems(event.allow_destructive):
-                raise Refused("plan", "; ".join(problems))
+                raise PermanentFailure("plan", "; ".join(problems))
             for s in steps.steps:
                 step = s.description
                 for statement in s.sql:
@@ -152,7 +148,7 @@ async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[
         if not _permanent(exc):
             raise
         error = scrub(f"{step}: {exc} (SQLSTATE {exc.sqlstate})", [creds.DB_PASSWORD, creds.DATABASE_URL])
-        raise Refused("apply", error) from None
+        raise PermanentFailure("apply", error) from None
     return ([steps.name(event.version)] if steps.steps else []), True
 
 
@@ -162,7 +158,7 @@ async def _record_rollback(conn, event: TenantChanged, target: Model, latest) ->
     model, so the next update diffs against the real tables, not the old spec's."""
     current = Model.from_json(latest.model) if latest else None
     if problems := check_rollback(target, current):
-        raise Refused("rollback", f"release {event.rollback_of} cannot serve the current schema; "
+        raise PermanentFailure("rollback", f"release {event.rollback_of} cannot serve the current schema; "
                                   "blocked by: " + "; ".join(problems))
     model = json.loads(latest.model) if latest else target.to_json()
     await adapters.record(conn, event.version, event.spec_sha256, model, [])

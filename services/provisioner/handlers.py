@@ -9,8 +9,9 @@ the finished steps as no-ops and resumes at the one that did not finish.
 Passwords: the secret is read first; what it holds is the truth, and the database and
 cache steps keep (or restore) exactly those passwords. Only a step with no stored
 password generates one — nothing else could be using it, since the secret is the only
-place passwords live. A permanent error (PermanentError) ends the run with
-ProvisioningFailed naming the step; anything else is raised so the consumer retries.
+place passwords live. An adapter's permanent error (PermanentError) ends the run as a
+PermanentFailure naming the step (events.failure: the consumer publishes
+ProvisioningFailed); anything else is raised so the consumer retries.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ from typing import Any, TypeVar
 import structlog
 
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import ProvisioningFailed, TenantProvisioned, TenantRequested
+from contracts.events_v1 import TenantProvisioned, TenantRequested
 from contracts.tenant import TenantNames
+from events.failure import PermanentFailure
 from services.resources.base import Ensured, PermanentError, TenantOptions, scrub
 from services.resources.secret import TenantCredentials
 from services.resources.wiring import TenantResources
@@ -31,12 +33,6 @@ log = structlog.get_logger(__name__)
 
 STEPS = ("database", "cache", "secret", "bucket", "runtime")
 T = TypeVar("T")
-
-
-class StepFailed(Exception):
-    def __init__(self, step: str, error: str) -> None:
-        super().__init__(f"{step}: {error}")
-        self.step, self.error = step, error
 
 
 class Steps:
@@ -54,7 +50,7 @@ class Steps:
         except PermanentError as exc:
             error = scrub(str(exc), self.secrets) or type(exc).__name__
             await records.step_finished(self.tenant_id, step, None, error)
-            raise StepFailed(step, error) from None
+            raise PermanentFailure(step, error) from None
         except Exception as exc:  # transient: recorded, then retried by the consumer
             await records.step_finished(self.tenant_id, step, None, f"retrying after {type(exc).__name__}")
             raise
@@ -72,10 +68,9 @@ async def on_tenant_requested(envelope: Envelope[TenantRequested], deps: TenantR
         names = deps.names(tenant)
         try:
             secret_arn = await _converge(names, TenantOptions(edge=request.edge), deps)
-        except StepFailed as failed:
+        except PermanentFailure as failed:  # recorded here; the consumer publishes ProvisioningFailed
             await deps.records.finish(tenant, "failed", failed.step, failed.error)
-            log.warning("provisioning.failed", stage=failed.step, error=failed.error)
-            return [ProvisioningFailed(stage=failed.step, error=failed.error, retryable=False)]
+            raise
         await deps.records.finish(tenant, "provisioned")
     log.info("provisioning.done")
     return [TenantProvisioned(
@@ -93,7 +88,7 @@ async def _converge(names: TenantNames, options: TenantOptions, deps: TenantReso
     try:
         known = await deps.secrets.read(names)
     except PermanentError as exc:
-        raise StepFailed("secret", str(exc)) from None
+        raise PermanentFailure("secret", str(exc)) from None
     if known is not None:
         steps.secrets += [known.DB_PASSWORD, known.CACHE_PASSWORD]
     db = await steps.run("database", lambda: deps.database.ensure(names, known and known.DB_PASSWORD))

@@ -4,7 +4,9 @@ tenant's stack on AWS (aws.StackRouterDeps). Pure stage logic; the I/O is the de
 
 TenantProvisioned → route `<tenant>.<base>` (+ custom domain), emit RouteConfigured.
 DomainChangeRequested → the same with the new domain. TenantDeletionRequested → traffic
-stops first (`unroute`), then the row becomes a tombstone, RouteRemoved.
+stops first (`unroute`), then the row becomes a tombstone, RouteRemoved. A host another
+live tenant routes is a permanent failure (store.HostTaken): the consumer publishes
+RouteFailed and the route stays as it was.
 
 Convergent: the same event twice changes nothing the second time. Events older than the
 tenant's deletion are ignored (store.py), and so is a deletion older than the live route's

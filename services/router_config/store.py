@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from events.failure import PermanentFailure
 from events.store import apply_schema
 from reloader import desired
 from services.router_config.routes import Route
@@ -55,8 +56,12 @@ def _row(r: Any) -> RouteRow:
     return RouteRow(route, r["custom_domain"], r["domain_at"], r["deleted_at"])
 
 
-class HostTaken(RuntimeError):
-    """Another live tenant already routes this host; never route one host to two tenants."""
+class HostTaken(PermanentFailure):
+    """Another live tenant already routes this host; never route one host to two tenants.
+    Redelivery cannot change that: RouteFailed (stage 'hosts') with the hosts asked for."""
+
+    def __init__(self, error: str, hosts: tuple[str, ...] = ()) -> None:
+        super().__init__("hosts", error, hosts=list(hosts))
 
 
 class RouteStore:
@@ -96,7 +101,7 @@ class RouteStore:
             "AND tenant_id <> $2 LIMIT 1", list(hosts), tenant_id)
         if taken:
             host = next(h for h in hosts if h in taken["hosts"])
-            raise HostTaken(f"host {host} is already routed to tenant {taken['tenant_id']}")
+            raise HostTaken(f"host {host} is already routed to tenant {taken['tenant_id']}", hosts)
 
     async def _changed(self, status: str, tenant_id: str) -> bool:
         """Tell the route resolver (LISTEN hostplane_routes) when a write changed a row."""

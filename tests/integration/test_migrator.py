@@ -9,9 +9,11 @@ import copy
 import io
 import zipfile
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 
+from events.failure import handled
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
@@ -22,6 +24,9 @@ from services.provisioner.handlers import on_tenant_requested
 from tests.support.bus_harness import publish, wait_for_event
 from tests.support.events import requested
 from tests.support.spec_versions import growing_spec
+
+# The handlers as their consumers run them: a PermanentFailure becomes the service's failure event.
+migrate = partial(handled, "migrator", on_tenant_changed)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
@@ -75,7 +80,7 @@ async def snapshot(conn) -> dict:
 
 
 async def apply(deps, tenant, number, spec, **kwargs):
-    return await on_tenant_changed(release(deps, tenant, number, spec, **kwargs), deps)
+    return await migrate(release(deps, tenant, number, spec, **kwargs), deps)
 
 
 async def test_spec_evolution_keeps_every_row_and_runs_as_the_tenant_role(deps, tenant, db):
@@ -101,14 +106,14 @@ async def test_spec_evolution_keeps_every_row_and_runs_as_the_tenant_role(deps, 
 async def test_a_replay_changes_nothing(deps, tenant, db):
     await apply(deps, tenant, 1, growing_spec(1))
     v2 = release(deps, tenant, 2, growing_spec(2))
-    [applied] = await on_tenant_changed(v2, deps)
+    [applied] = await migrate(v2, deps)
     before, pointer = await snapshot(db), deps.store.read_current(tenant)
-    [again] = await on_tenant_changed(v2, deps)
+    [again] = await migrate(v2, deps)
     assert again == MigrationsApplied(version=2, migrations=[]) and applied.migrations
     assert await snapshot(db) == before
     assert deps.store.read_current(tenant) == pointer, "same generation: the reloader sees no news"
     stale = release(deps, tenant, 1, growing_spec(1))  # the same bytes: v1 republished is a no-op
-    assert await on_tenant_changed(stale, deps) == [], "an older version never goes live again by replay"
+    assert await migrate(stale, deps) == [], "an older version never goes live again by replay"
     assert await snapshot(db) == before and deps.store.read_current(tenant) == pointer
 
 
@@ -123,10 +128,10 @@ async def test_a_crash_before_the_release_is_marked_live_is_finished_by_the_rede
 
     monkeypatch.setattr(deps.store, "set_current", dies)
     with pytest.raises(OSError):
-        await on_tenant_changed(v2, deps)
+        await migrate(v2, deps)
     assert deps.store.read_current(tenant).version == 1
     monkeypatch.setattr(deps.store, "set_current", real)
-    [event] = await on_tenant_changed(v2, deps)
+    [event] = await migrate(v2, deps)
     assert event == MigrationsApplied(version=2, migrations=[])  # migrated before the crash
     assert deps.store.read_current(tenant).version == 2
     assert (await snapshot(db))["ledger"][-1][2] is not None
@@ -197,9 +202,9 @@ async def test_a_table_held_by_the_live_app_is_retried_not_failed(deps, tenant, 
         async with app.transaction():
             await app.execute("LOCK TABLE task IN ACCESS SHARE MODE")  # a long read by the app
             with pytest.raises(asyncpg.LockNotAvailableError):
-                await on_tenant_changed(v3, deps)  # the consumer redelivers it later
+                await migrate(v3, deps)  # the consumer redelivers it later
             assert await snapshot(db) == before and deps.store.read_current(tenant) == pointer
     finally:
         await app.close()
-    [event] = await on_tenant_changed(v3, deps)
+    [event] = await migrate(v3, deps)
     assert isinstance(event, MigrationsApplied) and deps.store.read_current(tenant).version == 2

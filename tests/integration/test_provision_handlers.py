@@ -5,17 +5,22 @@ steps that the next delivery finishes, and passwords that appear nowhere else.""
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 import asyncpg
 import pytest
 import redis.asyncio as aredis
 from structlog.testing import capture_logs
 
+from events.failure import handled
 from contracts.events_v1 import ProvisioningFailed, TenantProvisioned
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
 from services.resources.base import NO_OPTIONS, PermanentError
 from tests.support.events import deletion, requested
+
+# The handlers as their consumers run them: a PermanentFailure becomes the service's failure event.
+provision = partial(handled, "provisioner", on_tenant_requested)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -35,7 +40,7 @@ async def fingerprint(res, tenant: str) -> dict:
 
 
 async def test_a_provisioned_tenant_works_with_the_credentials_in_its_secret(res, tenant):
-    [event] = await on_tenant_requested(requested(tenant), res)
+    [event] = await provision(requested(tenant), res)
     names = res.names(tenant)
     assert isinstance(event, TenantProvisioned) and event.database == names.database
     meta = await res.secrets.client.describe_secret(SecretId=names.secret)
@@ -60,9 +65,9 @@ async def test_a_provisioned_tenant_works_with_the_credentials_in_its_secret(res
 
 
 async def test_a_second_run_changes_nothing(res, tenant):
-    first = await on_tenant_requested(requested(tenant), res)
+    first = await provision(requested(tenant), res)
     before = await fingerprint(res, tenant)
-    second = await on_tenant_requested(requested(tenant), res)
+    second = await provision(requested(tenant), res)
     assert await fingerprint(res, tenant) == before, "no rotation, no rewrite, no runtime restart"
     assert second == first
     assert {s["outcome"] for s in (await res.records.steps(tenant)).values()} == {"unchanged"}
@@ -79,12 +84,12 @@ async def test_a_crash_after_a_step_is_finished_by_the_next_delivery(res, tenant
 
     adapter.ensure = dies_after
     with pytest.raises(ConnectionResetError):
-        await on_tenant_requested(requested(tenant), res)
+        await provision(requested(tenant), res)
     adapter.ensure = real
     steps = await res.records.steps(tenant)
     assert [s for s in STEPS if steps.get(s, {}).get("status") == "done"] == list(STEPS[:STEPS.index(step)])
 
-    [event] = await on_tenant_requested(requested(tenant), res)
+    [event] = await provision(requested(tenant), res)
     assert isinstance(event, TenantProvisioned)
     env = (await res.secrets.read(res.names(tenant))).env()
     conn = await asyncpg.connect(env["DATABASE_URL"], timeout=5)
@@ -116,12 +121,12 @@ async def test_passwords_appear_in_no_log_event_error_or_server_log(res, tenant,
     events, errors = [], []
     with capture_logs() as logs:
         with pytest.raises(ConnectionResetError) as crash:
-            await on_tenant_requested(requested(tenant), res)
+            await provision(requested(tenant), res)
         errors.append(repr(crash.value))
         res.runtime.register, real_register = _refusing, res.runtime.register
-        events += await on_tenant_requested(requested(tenant), res)
+        events += await provision(requested(tenant), res)
         res.runtime.register = real_register
-        events += await on_tenant_requested(requested(tenant), res)
+        events += await provision(requested(tenant), res)
         events += await on_tenant_deletion_requested(deletion(tenant), res)
     assert [type(e).__name__ for e in events] == ["ProvisioningFailed", "TenantProvisioned", "TenantDeprovisioned"]
     assert isinstance(events[0], ProvisioningFailed) and events[0].stage == "runtime"

@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from functools import partial
 
 import httpx
 import pytest
 
+from events.failure import handled
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, TenantChanged
@@ -20,6 +22,9 @@ from services.migrator.adapters import open_deps
 from services.migrator.handlers import on_tenant_changed
 from tests.support.platform_api import settled
 from tests.support.spec_versions import tasks_spec
+
+# The handlers as their consumers run them: a PermanentFailure becomes the service's failure event.
+migrate = partial(handled, "migrator", on_tenant_changed)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
@@ -35,7 +40,7 @@ async def migrator_refuses_what_the_api_would(settings, name: str) -> None:
         copy_ = store.publish_release(name, 9, (store.release_dir(name, 4) / ARTIFACT).read_bytes())
         event = TenantChanged(version=9, artifact_path=f"{name}/releases/9/{ARTIFACT}", sha256=source.sha256,
                               size=source.size, spec_sha256=load_app_spec(tasks_spec(2)).digest(), rollback_of=4)
-        [failed] = await on_tenant_changed(Envelope.new(event, tenant_id=name, producer="builder"), deps)
+        [failed] = await migrate(Envelope.new(event, tenant_id=name, producer="builder"), deps)
         assert isinstance(failed, MigrationFailed) and failed.stage == "rollback", failed
         assert "drop column task.done" in failed.error and copy_.version == 9
         assert store.read_current(name) == live

@@ -24,7 +24,7 @@ from contracts import (
     TenantProvisioned,
     TenantRequested,
 )
-from contracts.events_v1 import AppCrashed, DomainChangeRequested, MessageDeadLettered, RollbackRequested
+from contracts.events_v1 import AppCrashed, DomainChangeRequested, MessageDeadLettered, RollbackRequested, RouteFailed
 from contracts.tenant import EdgeMode
 
 TENANT = "acme"
@@ -52,6 +52,8 @@ SAMPLES: list[Event] = [
     RouteConfigured(hosts=["acme.localhost", "shop.example.com"], route_id="tenant-acme",
                     upstream="127.0.0.1:18001"),
     RouteRemoved(route_id="tenant-acme", hosts=["acme.localhost"]),
+    RouteFailed(stage="hosts", error="host shop.example.com is already routed to tenant other", retryable=False,
+                hosts=["acme.localhost", "shop.example.com"]),
     ReleaseActivated(version=2, sha256=DIGEST, swap_ms=412, health_ms=230),
     ReleaseFailed(stage="health_check", error="GET /healthz returned 500", retryable=False,
                   version=3, reason="health_check", last_log_lines=["Traceback ...", "KeyError: 'x'"]),

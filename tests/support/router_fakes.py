@@ -30,7 +30,7 @@ class FakeStore:
         for host in hosts:
             if owner := next((t for t, r in self.rows.items() if r.live and t != tenant_id and host in r.route.hosts),
                              None):
-                raise HostTaken(f"host {host} is already routed to tenant {owner}")
+                raise HostTaken(f"host {host} is already routed to tenant {owner}", hosts)
 
     async def save(self, route: Route, custom_domain: str | None, domain_at: datetime | None) -> bool:
         row = RouteRow(route, custom_domain, domain_at, None)

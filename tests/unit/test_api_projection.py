@@ -280,6 +280,18 @@ def test_a_dead_lettered_domain_change_fails_routing_until_its_route_arrives():
     assert fold(stuck, [ev(RouteConfigured, 2)])[-1].state == "ready"
 
 
+def test_a_route_failed_domain_change_shows_why_and_the_tenant_keeps_its_version():
+    from contracts.events_v1 import RouteFailed
+
+    s = begin(ready(), "acme", 2, "domain")
+    failed = fold(s, [ev(RouteFailed, 2)])[-1]
+    assert (failed.state, failed.stage, failed.version) == ("failed", "routing", 1)
+    assert failed.facts.failure.step == "hosts" and "already routed" in failed.facts.failure.error
+    assert not failed.facts.failure.retryable
+    assert fold(failed, [ev(RouteConfigured, 2)])[-1].state == "ready", "its own route supersedes it"
+    assert fold(s, [ev(RouteFailed, 1)])[-1].state == "updating", "another request's failure does not count"
+
+
 def test_a_later_update_starts_without_the_domain_changes_route_fact():
     s = fold(begin(ready(), "acme", 2, "domain"), [ev(RouteConfigured, 2)])[-1]
     update = begin(s, "acme", 3, "update")

@@ -4,15 +4,20 @@ and absent tenants, failures that leave a report, and ordering against re-creati
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
 from contracts.events_v1 import DeprovisioningFailed, TenantDeprovisioned, TenantProvisioned
 from services.deprovisioner.handlers import on_tenant_deletion_requested
+from events.failure import handled
 from services.provisioner.handlers import on_tenant_requested
 from services.resources.base import PermanentError
 from tests.support.memory_resources import memory_resources
 from tests.support.events import TENANT, deletion, requested
+
+# The handler as its consumer runs it: a PermanentFailure becomes deprovisioner's failure event.
+deprovision = partial(handled, "deprovisioner", on_tenant_deletion_requested)
 
 EVERYTHING = ["runtime:hostplane-acme", "database:t_acme", "role:t_acme", "cache_user:t-acme",
               "cache_keys:acme:*", "bucket:hostplane-acme-static", "secret:hostplane/tenants/acme",
@@ -35,7 +40,7 @@ def nothing_left(res) -> bool:
 
 async def test_removes_everything_in_order_and_reports_it():
     res = await provisioned()
-    [event] = await on_tenant_deletion_requested(deletion(), res)
+    [event] = await deprovision(deletion(), res)
     assert res.journal == [
         "runtime.deregister:hostplane-acme", "database.drop_database:t_acme", "database.drop_role:t_acme",
         "cache.deluser:t-acme", "cache.unlink:acme:*", "bucket.delete:hostplane-acme-static",
@@ -50,15 +55,15 @@ async def test_removes_everything_in_order_and_reports_it():
 
 async def test_second_call_changes_nothing_and_still_succeeds():
     res = await provisioned()
-    await on_tenant_deletion_requested(deletion(), res)
+    await deprovision(deletion(), res)
     res.journal.clear()
-    [event] = await on_tenant_deletion_requested(deletion(), res)
+    [event] = await deprovision(deletion(), res)
     assert event == TenantDeprovisioned(removed=[]) and res.journal == []
 
 
 async def test_a_tenant_that_never_existed_is_deleted_without_fuss():
     res = memory_resources()
-    [event] = await on_tenant_deletion_requested(deletion("ghost"), res)
+    [event] = await deprovision(deletion("ghost"), res)
     assert event == TenantDeprovisioned(removed=[])
     assert await res.records.state("ghost") == "deprovisioned"
 
@@ -69,7 +74,7 @@ async def test_a_half_created_tenant_is_removed_completely(crash_at):
     res.faults.arm(crash_at, ConnectionResetError(), when="after")
     with pytest.raises(ConnectionResetError):
         await on_tenant_requested(requested(), res)
-    [event] = await on_tenant_deletion_requested(deletion(), res)
+    [event] = await deprovision(deletion(), res)
     assert isinstance(event, TenantDeprovisioned) and event.removed
     assert nothing_left(res)
 
@@ -77,7 +82,7 @@ async def test_a_half_created_tenant_is_removed_completely(crash_at):
 async def test_a_permanent_failure_still_removes_the_rest_and_names_what_remains():
     res = await provisioned()
     res.faults.arm("bucket.remove", PermanentError("S3 refused to delete bucket hostplane-acme-static: AccessDenied"))
-    [event] = await on_tenant_deletion_requested(deletion(), res)
+    [event] = await deprovision(deletion(), res)
     assert isinstance(event, DeprovisioningFailed)
     assert event.stage == "bucket" and "AccessDenied" in event.error and not event.retryable
     assert event.remaining == ["bucket:hostplane-acme-static"]
@@ -85,7 +90,7 @@ async def test_a_permanent_failure_still_removes_the_rest_and_names_what_remains
     assert await res.records.state(TENANT) == "deprovisioning"
     assert TENANT not in await res.records.live_tenants(), "its leftovers are orphans until removed"
 
-    [retried] = await on_tenant_deletion_requested(deletion(), res)  # a replay once fixed
+    [retried] = await deprovision(deletion(), res)  # a replay once fixed
     assert retried == TenantDeprovisioned(removed=["bucket:hostplane-acme-static"])
     assert nothing_left(res)
 
@@ -94,8 +99,8 @@ async def test_a_transient_failure_is_retried_by_redelivery():
     res = await provisioned()
     res.faults.arm("cache.remove_keys", ConnectionResetError())
     with pytest.raises(ConnectionResetError):
-        await on_tenant_deletion_requested(deletion(), res)
-    [event] = await on_tenant_deletion_requested(deletion(), res)
+        await deprovision(deletion(), res)
+    [event] = await deprovision(deletion(), res)
     assert isinstance(event, TenantDeprovisioned)
     assert "cache_keys:acme:*" in event.removed and nothing_left(res)
 
@@ -107,7 +112,7 @@ async def test_something_still_there_after_teardown_is_reported():
         return []
 
     res.bucket.remove = forgets
-    [event] = await on_tenant_deletion_requested(deletion(), res)
+    [event] = await deprovision(deletion(), res)
     assert isinstance(event, DeprovisioningFailed)
     assert (event.stage, event.remaining, event.retryable) == ("verify", ["bucket:hostplane-acme-static"], True)
 
@@ -117,13 +122,13 @@ async def test_a_deletion_older_than_a_re_creation_is_stale_and_ignored():
     res = memory_resources()
     await on_tenant_requested(requested(at=now), res)
     res.journal.clear()
-    assert await on_tenant_deletion_requested(deletion(at=now - timedelta(seconds=1)), res) == []
+    assert await deprovision(deletion(at=now - timedelta(seconds=1)), res) == []
     assert res.journal == [] and await res.records.state(TENANT) == "provisioned"
 
 
 async def test_a_deleted_tenant_can_be_created_again_from_scratch():
     res = await provisioned()
-    await on_tenant_deletion_requested(deletion(), res)
+    await deprovision(deletion(), res)
     res.journal.clear()
     [event] = await on_tenant_requested(requested(), res)
     assert isinstance(event, TenantProvisioned)
@@ -134,7 +139,7 @@ async def test_a_deleted_tenant_can_be_created_again_from_scratch():
 async def test_other_tenants_are_untouched():
     res = await provisioned()
     await provisioned(res, "other")
-    await on_tenant_deletion_requested(deletion(), res)
+    await deprovision(deletion(), res)
     assert "t_other" in res.database.databases and "t-other" in res.cache.users
     assert set(res.cache.keys) == {"other:session:1", "other:count"}
     assert res.artifacts.folders == {"other"} and "other" in await res.records.live_tenants()
@@ -154,7 +159,7 @@ class FakeEdge:
 async def test_traffic_stops_before_anything_is_removed():
     res = await provisioned()
     res.edge = FakeEdge(answers=3)
-    [event] = await on_tenant_deletion_requested(deletion(), res)
+    [event] = await deprovision(deletion(), res)
     assert isinstance(event, TenantDeprovisioned) and res.edge.reads == 4 and nothing_left(res)
 
 

@@ -11,7 +11,9 @@ from typing import Any, ClassVar
 import structlog
 
 from contracts.envelope import Envelope, Event
+from contracts.events_v1 import BuildFailed
 from events.consumer import Consumer, ConsumerOptions
+from events.failure import PermanentFailure
 from events.topology import QueueSpec, Topology
 from core.settings import Settings
 from tests.support.consumer_fakes import SERVICE, FakeInbox, FakeSQS, Ping, make, ping, running, until
@@ -60,6 +62,24 @@ async def test_failure_keeps_the_message_with_a_short_backoff():
     assert inbox.keys == set() and inbox.outbox == []
     # backoff doubles per receive: 0.5 → int 0, 1, 2
     assert [v for m, v in sqs.visibility_calls if m == mid][:3] == [0, 1, 2]
+
+
+async def test_a_permanent_failure_is_handled_once_as_the_services_failure_event():
+    sqs, inbox, calls = FakeSQS(), FakeInbox(), []
+
+    async def handler(env, deps):
+        calls.append(env)
+        raise PermanentFailure("generate", "entity 'Order' has no fields", spec_sha256="ab" * 32)
+
+    cause = ping()
+    mid = sqs.send(cause)
+    async with running(make(handler, sqs, inbox)):
+        await until(lambda: sqs.deleted == [mid])
+    assert len(calls) == 1, "not retried"
+    [out] = inbox.outbox  # committed with the inbox mark, as the builder's declared failure
+    assert out.data == BuildFailed(stage="generate", error="entity 'Order' has no fields", retryable=False,
+                                   spec_sha256="ab" * 32)
+    assert out.producer == SERVICE and out.causation_id == cause.event_id
 
 
 async def test_unknown_type_is_deleted_without_a_handler():

@@ -12,6 +12,7 @@ import pytest
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, TenantChanged
+from events.failure import handled
 from reloader.artifacts import ArtifactStore
 from services.migrator.adapters import MigratorDeps
 from services.migrator.handlers import on_tenant_changed
@@ -47,7 +48,7 @@ def deps(tmp_path) -> MigratorDeps:
 
 
 async def failure(envelope, deps) -> MigrationFailed:
-    [event] = await on_tenant_changed(envelope, deps)
+    [event] = await handled("migrator", on_tenant_changed, envelope, deps)  # as its consumer runs it
     assert isinstance(event, MigrationFailed) and not event.retryable
     assert deps.store.read_current(TENANT) is None
     return event

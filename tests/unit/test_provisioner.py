@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from structlog.testing import capture_logs
@@ -12,9 +13,13 @@ from structlog.testing import capture_logs
 from contracts.events_v1 import ProvisioningFailed, TenantProvisioned
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
+from events.failure import handled
 from services.resources.base import NO_OPTIONS, PermanentError, TenantOptions
 from tests.support.events import deletion, requested
 from tests.support.memory_resources import memory_resources
+
+# The handler as its consumer runs it: a PermanentFailure becomes provisioner's failure event.
+provision = partial(handled, "provisioner", on_tenant_requested)
 
 TENANT = "acme"
 SHA = "ab" * 32
@@ -37,7 +42,7 @@ def assert_consistent(res, tenant: str = TENANT) -> None:
 
 async def test_converges_in_order_and_emits_references_only():
     res = memory_resources()
-    [event] = await on_tenant_requested(requested(), res)
+    [event] = await provision(requested(), res)
     assert res.journal == [
         "database.create_role:t_acme", "database.create_database:t_acme", "cache.create_user:t-acme",
         "secret.create:hostplane/tenants/acme", "bucket.create:hostplane-acme-static",
@@ -65,24 +70,24 @@ async def test_the_chosen_edge_reaches_the_bucket_and_the_runtime(edge):
     res = memory_resources()
     res.faults.arm("runtime.register", ConnectionResetError("server went away"))
     with pytest.raises(ConnectionResetError):
-        await on_tenant_requested(requested(edge=edge), res)
+        await provision(requested(edge=edge), res)
     assert res.bucket.options[TENANT] == TenantOptions(edge=edge) and TENANT not in res.runtime.options
-    [event] = await on_tenant_requested(requested(edge=edge), res)  # the redelivery carries it again
+    [event] = await provision(requested(edge=edge), res)  # the redelivery carries it again
     assert isinstance(event, TenantProvisioned)
     assert res.bucket.options[TENANT] == res.runtime.options[TENANT] == TenantOptions(edge=edge)
 
 
 async def test_no_edge_leaves_the_choice_to_the_installation():
     res = memory_resources()
-    await on_tenant_requested(requested(), res)
+    await provision(requested(), res)
     assert res.bucket.options[TENANT] == res.runtime.options[TENANT] == NO_OPTIONS
 
 
 async def test_second_call_changes_nothing():
     res = memory_resources()
-    first = await on_tenant_requested(requested(), res)
+    first = await provision(requested(), res)
     journal, secret = list(res.journal), dict(stored(res))
-    second = await on_tenant_requested(requested(), res)
+    second = await provision(requested(), res)
     assert res.journal == journal, "a second run must not create, update or rotate anything"
     assert stored(res) == secret
     assert second == first
@@ -97,21 +102,21 @@ async def test_a_crash_at_any_step_resumes_there_on_redelivery(step, when):
     res = memory_resources()
     res.faults.arm(STEP_OPS[step], ConnectionResetError("server went away"), when=when)
     with pytest.raises(ConnectionResetError):  # transient: the consumer retries the message
-        await on_tenant_requested(requested(), res)
+        await provision(requested(), res)
     steps = await res.records.steps(TENANT)
     done = list(STEPS[:STEPS.index(step)])
     assert [s for s, row in steps.items() if row["status"] == "done"] == done
     assert steps[step]["status"] == "failed" and steps[step]["error"] == "retrying after ConnectionResetError"
     assert await res.records.state(TENANT) == "provisioning"
 
-    [event] = await on_tenant_requested(requested(), res)
+    [event] = await provision(requested(), res)
     assert isinstance(event, TenantProvisioned)
     creations = [j for j in res.journal if "create" in j or "register" in j]
     assert len(creations) == len(set(creations)) == 6, f"nothing is created twice: {res.journal}"
     assert_consistent(res)
     assert await res.records.state(TENANT) == "provisioned"
     journal = list(res.journal)
-    await on_tenant_requested(requested(), res)
+    await provision(requested(), res)
     assert res.journal == journal
 
 
@@ -119,15 +124,15 @@ async def test_a_password_is_only_replaced_when_no_secret_holds_it():
     res = memory_resources()
     res.faults.arm("cache.ensure", ConnectionResetError(), when="after")  # role + user made, secret not
     with pytest.raises(ConnectionResetError):
-        await on_tenant_requested(requested(), res)
-    await on_tenant_requested(requested(), res)
+        await provision(requested(), res)
+    await provision(requested(), res)
     # Nobody could use the lost passwords: both were replaced, once, before the secret was written.
     assert res.journal.count("database.set_password:t_acme") == 1
     assert_consistent(res)
 
     secret = dict(stored(res))
     res.database.roles["t_acme"] = "changed-behind-our-back"
-    await on_tenant_requested(requested(), res)
+    await provision(requested(), res)
     assert stored(res) == secret, "a working password in the secret is never rotated"
     assert res.journal.count("database.set_password:t_acme") == 2  # the drifted role was repaired
     assert_consistent(res)
@@ -137,23 +142,23 @@ async def test_a_password_is_only_replaced_when_no_secret_holds_it():
 async def test_a_permanent_error_ends_with_provisioning_failed_naming_the_step(step):
     res = memory_resources()
     res.faults.arm(STEP_OPS[step], PermanentError(f"{step} refused: QuotaExceeded"))
-    [event] = await on_tenant_requested(requested(), res)
+    [event] = await provision(requested(), res)
     assert event == ProvisioningFailed(stage=step, error=f"{step} refused: QuotaExceeded", retryable=False)
     steps = await res.records.steps(TENANT)
     assert list(steps) == list(STEPS[:STEPS.index(step) + 1]), "nothing after the failed step runs"
     assert await res.records.state(TENANT) == "failed"
     assert TENANT in await res.records.live_tenants(), "a failed tenant keeps its resources for a retry"
 
-    [retried] = await on_tenant_requested(requested(), res)  # e.g. a replay after the quota was raised
+    [retried] = await provision(requested(), res)  # e.g. a replay after the quota was raised
     assert isinstance(retried, TenantProvisioned)
 
 
 async def test_error_text_never_carries_a_password():
     res = memory_resources()
-    await on_tenant_requested(requested(), res)
+    await provision(requested(), res)
     password = stored(res)["DB_PASSWORD"]
     res.faults.arm("bucket.ensure", PermanentError(f"refused, request was postgresql://t_acme:{password}@x"))
-    [event] = await on_tenant_requested(requested(), res)
+    [event] = await provision(requested(), res)
     assert isinstance(event, ProvisioningFailed)
     assert password not in event.error and "<redacted>" in event.error
     assert password not in str((await res.records.steps(TENANT))["bucket"])
@@ -173,11 +178,11 @@ async def test_passwords_never_reach_logs_events_errors_or_records():
     errors, events = [], []
     with capture_logs() as logs:
         with pytest.raises(ConnectionResetError) as crash:
-            await on_tenant_requested(requested(), res)
+            await provision(requested(), res)
         errors.append(repr(crash.value))
         res.faults.arm("bucket.ensure", PermanentError("bucket refused: AccessDenied"))
-        events += await on_tenant_requested(requested(), res)  # ProvisioningFailed
-        events += await on_tenant_requested(requested(), res)  # TenantProvisioned
+        events += await provision(requested(), res)  # ProvisioningFailed
+        events += await provision(requested(), res)  # TenantProvisioned
         events += await on_tenant_deletion_requested(deletion(), res)
     passwords = {c.DB_PASSWORD.get_secret_value() for c in written} | {
         c.CACHE_PASSWORD.get_secret_value() for c in written}
@@ -195,9 +200,9 @@ async def test_a_request_older_than_the_deletion_is_stale_and_ignored():
     res = memory_resources()
     now = datetime.now(UTC)
     await on_tenant_deletion_requested(deletion(at=now), res)
-    assert await on_tenant_requested(requested(at=now - timedelta(seconds=5)), res) == []
+    assert await provision(requested(at=now - timedelta(seconds=5)), res) == []
     assert res.journal == [] and await res.records.state(TENANT) == "deprovisioned"
-    [event] = await on_tenant_requested(requested(at=now + timedelta(seconds=5)), res)  # re-created later
+    [event] = await provision(requested(at=now + timedelta(seconds=5)), res)  # re-created later
     assert isinstance(event, TenantProvisioned)
 
 
@@ -212,7 +217,7 @@ async def test_deletion_waits_for_a_provisioning_in_progress():
 
     res.cache.ensure = slow_cache
     now = datetime.now(UTC)
-    provisioning = asyncio.create_task(on_tenant_requested(requested(at=now), res))
+    provisioning = asyncio.create_task(provision(requested(at=now), res))
     await asyncio.sleep(0.01)
     deleting = asyncio.create_task(on_tenant_deletion_requested(deletion(at=now + timedelta(seconds=1)), res))
     await asyncio.sleep(0.01)

@@ -3,6 +3,7 @@ and release retention, on a real ArtifactStore in a temporary folder."""
 
 from __future__ import annotations
 
+from functools import partial
 import hashlib
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from reloader.artifacts import ARTIFACT, ArtifactStore
 from services.builder.adapters import BuilderDeps
 from services.builder.codegen import generate, package
 from services.builder.handlers import on_rollback_requested, prune_releases
+from events.failure import handled
+
+# The handler as its consumer runs it: a PermanentFailure becomes builder's failure event.
+roll_back = partial(handled, "builder", on_rollback_requested)
 
 SPEC = open("examples/tasks.yaml").read()
 
@@ -49,13 +54,13 @@ async def test_rollback_copies_the_target_bytes_into_a_new_version_once(deps):
     store.publish_release("shop", 1, one)
     store.publish_release("shop", 2, two)
     store.set_current("shop", 2)
-    [changed] = await on_rollback_requested(rollback(1), deps)
+    [changed] = await roll_back(rollback(1), deps)
     assert isinstance(changed, TenantChanged)
     assert (changed.version, changed.rollback_of, changed.previous_version) == (3, 1, 2)
     assert changed.sha256 == hashlib.sha256(one).hexdigest()
     assert (store.release_dir("shop", 3) / ARTIFACT).read_bytes() == one
     assert changed.spec_sha256 == load_app_spec(SPEC).digest()
-    again = await on_rollback_requested(rollback(1), deps)  # redelivery: same release named again
+    again = await roll_back(rollback(1), deps)  # redelivery: same release named again
     assert again == [changed]
     assert [m.version for m in store.releases("shop")] == [1, 2, 3]
 
@@ -63,10 +68,10 @@ async def test_rollback_copies_the_target_bytes_into_a_new_version_once(deps):
 async def test_rollback_to_a_missing_or_corrupt_release_fails_and_publishes_nothing(deps):
     store = deps.store
     store.publish_release("shop", 1, artifact())
-    [failed] = await on_rollback_requested(rollback(7), deps)
+    [failed] = await roll_back(rollback(7), deps)
     assert isinstance(failed, BuildFailed) and failed.stage == "rollback" and "not retained" in failed.error
     (store.release_dir("shop", 1) / ARTIFACT).write_bytes(b"tampered")
-    [failed] = await on_rollback_requested(rollback(1), deps)
+    [failed] = await roll_back(rollback(1), deps)
     assert isinstance(failed, BuildFailed) and "corrupt" in failed.error
     assert [m.version for m in store.releases("shop")] == [1]
 

@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from contracts.events_v1 import RouteConfigured, RouteRemoved
+from contracts.events_v1 import RouteConfigured, RouteFailed, RouteRemoved
+from events.failure import handled
 from services.router_config.adapters import RuntimeNotRegistered, TableRouter
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned
@@ -47,6 +48,11 @@ async def test_one_host_never_routes_to_two_tenants(deps):
     with pytest.raises(HostTaken, match="already routed to tenant acme"):
         await on_tenant_provisioned(provisioned("beta", domain="shop.example.com"), deps)
     assert "beta" not in deps.store.rows and list(live_hosts(deps)) == ["tenant-acme"]
+    # as its consumer runs it: RouteFailed, at once (redelivery would not free the host)
+    assert await handled("router-config", on_tenant_provisioned, provisioned("beta", domain="shop.example.com"),
+                         deps) == [RouteFailed(stage="hosts", error="host shop.example.com is already routed to "
+                                               "tenant acme", retryable=False,
+                                               hosts=["beta.localhost", "shop.example.com"])]
 
 
 async def test_deletion_twice_removes_once_and_older_events_never_resurrect(deps):
