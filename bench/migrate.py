@@ -72,7 +72,7 @@ def changed(deps, tenant: str, version: int, spec: dict, **kw) -> Envelope:
 
 async def run(running, rounds: int, rows: int) -> dict:
     res = await open_resources(running.settings)
-    deps = await adapters.open_deps(running.settings)
+    deps = await adapters.bootstrap(running.settings)
     tenant = "bench-migrate"
     req = Envelope.new(TenantRequested(spec_ref="spec:sha256:" + "0" * 64, spec_sha256="0" * 64),
                        tenant_id=tenant, producer="api")

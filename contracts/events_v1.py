@@ -213,7 +213,9 @@ class ProvisioningFailed(Failure):
 
 @register
 class TenantChanged(Event):
-    """A new release was built and written to the artifact store (immutable).
+    """Release `version` is built and stored (immutable) and awaits migration. Despite the
+    wire name (kept: it is published), it means "release built": a new release, or the
+    newest one named again when the same input was built before (no new release).
 
     1.1 adds `rollback_of`: the release is a byte-identical copy of that older release
     (a rollback); the migrator applies no DDL for it."""
@@ -257,7 +259,9 @@ class BuildFailed(Failure):
 
 @register
 class MigrationsApplied(Event):
-    """The tenant database matches `version` and that release is now the live one."""
+    """Two facts at once: the tenant database matches `version` (the migrations applied now
+    are listed; none for a rollback or an unchanged schema), and the pointer (current.json)
+    has moved to that release, so it is the live one and the runtimes swap to it."""
 
     event_type = "MigrationsApplied"
     schema_version = V1

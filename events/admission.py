@@ -20,7 +20,7 @@ from events import recorded
 
 log = structlog.get_logger(__name__)
 
-class Refused(Exception):
+class EventRefused(Exception):
     """The event is not from a declared producer of its type: delete it, nothing else."""
 
     def __init__(self, event_type: str, source: Any, tenant_id: Any, reason: str) -> None:
@@ -36,19 +36,19 @@ COMMAND_PRODUCERS = ("api",)
 
 
 def check_producer(model: type[Event], source: Any, detail: dict[str, Any]) -> None:
-    """Raise Refused unless `source` (EventBridge's, set by whoever called PutEvents and
+    """Raise EventRefused unless `source` (EventBridge's, set by whoever called PutEvents and
     bound to its credentials) is the source of a declared producer of `model`, and the
     envelope names that same producer and tenant: a runtime event about tenant X must come
     from `hostplane.runtime.X`. Ops replays re-publish under the original source."""
     event_type, tenant, producer = model.event_type, detail.get("tenant_id"), detail.get("producer")
     if not isinstance(source, str) or not isinstance(tenant, str) or not isinstance(producer, str):
-        raise Refused(event_type, source, tenant, "no source, tenant or producer")
+        raise EventRefused(event_type, source, tenant, "no source, tenant or producer")
     if producer not in model.producers:
-        raise Refused(event_type, source, tenant, f"producer {producer!r} is not declared for {event_type}")
+        raise EventRefused(event_type, source, tenant, f"producer {producer!r} is not declared for {event_type}")
     if source not in declared_sources(model, tenant):
-        raise Refused(event_type, source, tenant, f"source is not a declared producer of {event_type}")
+        raise EventRefused(event_type, source, tenant, f"source is not a declared producer of {event_type}")
     if source != producer_source(producer, tenant):
-        raise Refused(event_type, source, tenant, f"source does not match the envelope's producer {producer!r}")
+        raise EventRefused(event_type, source, tenant, f"source does not match the envelope's producer {producer!r}")
 
 
 async def skip_reason(service: str, conn: Any, envelope: Envelope[Any]) -> str | None:

@@ -48,7 +48,7 @@ from typing import Any
 import structlog
 
 from contracts.envelope import Envelope, Event
-from events.admission import Refused, check_producer, skip_reason
+from events.admission import EventRefused, check_producer, skip_reason
 from events.failure import Handler, handled
 from events.fairness import TenantSlots, tenant_of
 from events.inbox import Inbox, PgInbox, current_connection
@@ -246,7 +246,7 @@ class Consumer:
                     replay_id=str(envelope.replay_id) if envelope.replay_id else None,
                 )
                 outcome = await self._process(envelope)
-        except Refused as refused:
+        except EventRefused as refused:
             outcome = "refused"
             count_refused(self.service, refused.event_type)
             log.warning("events.refused", event_type=refused.event_type, source=str(refused.source)[:128],

@@ -42,7 +42,7 @@ import structlog
 
 from core import process
 from reloader import agent_state, reports, sandbox
-from reloader.agent_state import AgentState, TenantRuntime, is_our_reloader, now_iso, our_reloaders
+from reloader.agent_state import AgentState, RunningTenant, is_our_reloader, now_iso, our_reloaders
 from reloader.agent_env import EnvUnavailable, resolve_env
 from reloader.desired import DesiredService, desired_services, ensure_schema
 
@@ -115,7 +115,7 @@ class Agent:
                 self.kill_leftovers(tenant)
         self.save()
 
-    def running(self, rec: TenantRuntime) -> bool:
+    def running(self, rec: RunningTenant) -> bool:
         return is_our_reloader(rec.pid, rec.create_time, rec.tenant_id, self.owner)
 
     def save(self) -> None:
@@ -174,7 +174,7 @@ class Agent:
             return
         await self.start(service, rec)
 
-    def _died(self, rec: TenantRuntime) -> None:
+    def _died(self, rec: RunningTenant) -> None:
         uptime = time.time() - (rec.create_time or 0)
         streak = 1 if uptime >= STABLE_AFTER_S else self.streak.get(rec.tenant_id, 0) + 1
         self.streak[rec.tenant_id] = streak
@@ -186,7 +186,7 @@ class Agent:
         rec.pid, rec.create_time, rec.restarts = None, None, rec.restarts + 1
         rec.healthy, rec.app_state = False, "restarting"
 
-    async def start(self, service: DesiredService, rec: TenantRuntime | None) -> None:
+    async def start(self, service: DesiredService, rec: RunningTenant | None) -> None:
         tenant = service.tenant_id
         folder = self.home / "runtime" / tenant
         try:
@@ -219,7 +219,7 @@ class Agent:
             pid = process.spawn(cmd, log_path, env={"HOSTPLANE_HOME": str(self.home)})
         else:
             pid = process.spawn(cmd, log_path, env=self.reloader_env(folder), inherit_env=False)
-        self.state.tenants[tenant] = TenantRuntime(
+        self.state.tenants[tenant] = RunningTenant(
             tenant_id=tenant, app_port=ports[0], health_port=ports[1], pid=pid,
             create_time=agent_state.create_time(pid), host=self.host, memory_mb=service.memory_mb,
             fingerprint=service.fingerprint, started_at=now_iso(), restarts=rec.restarts if rec else 0,
@@ -237,7 +237,7 @@ class Agent:
                 "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(folder),
                 "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
-    def ports(self, service: DesiredService, rec: TenantRuntime | None) -> tuple[int, int] | None:
+    def ports(self, service: DesiredService, rec: RunningTenant | None) -> tuple[int, int] | None:
         """(app port, health port): the app port is the registered one (router-config points the
         edge there); if someone else holds it the tenant is not started elsewhere — the error is
         logged and recorded, and the next reconcile tries again."""
@@ -253,7 +253,7 @@ class Agent:
                 log.error("runtime.port_taken", tenant_id=service.tenant_id, app_port=app,
                           error="another program listens on the tenant's registered port; retrying")
             if rec is None:
-                rec = self.state.tenants[service.tenant_id] = TenantRuntime(
+                rec = self.state.tenants[service.tenant_id] = RunningTenant(
                     tenant_id=service.tenant_id, app_port=app, health_port=health, host=self.host)
             rec.app_port, rec.healthy, rec.app_state = app, False, "port_taken"
             return None
@@ -272,7 +272,7 @@ class Agent:
             self.state.reports.pop(tenant, None)
             shutil.rmtree(self.home / "runtime" / tenant, ignore_errors=True)
 
-    def stop_runtime(self, rec: TenantRuntime) -> None:
+    def stop_runtime(self, rec: RunningTenant) -> None:
         process.stop(rec.pid, timeout=self.grace + 5, target=agent_state.reloader_process(rec.pid))
 
     def kill_leftovers(self, tenant: str) -> None:
@@ -304,7 +304,7 @@ class Agent:
         await self.publisher.publish(envelopes)
 
     async def refresh_health(self) -> None:
-        async def probe(client: httpx.AsyncClient, rec: TenantRuntime) -> None:
+        async def probe(client: httpx.AsyncClient, rec: RunningTenant) -> None:
             try:
                 body = (await client.get(rec.health_url)).json()
                 app = body.get("app", {})

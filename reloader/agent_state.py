@@ -45,7 +45,9 @@ def now_iso() -> str:
 
 
 @dataclass
-class TenantRuntime:
+class RunningTenant:
+    """The agent's record of one tenant's runtime process: ports, pid, restarts, live version."""
+
     tenant_id: str
     app_port: int
     health_port: int
@@ -75,13 +77,13 @@ class TenantRuntime:
         return asdict(self) | {"app_url": self.app_url, "health_url": self.health_url}
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> TenantRuntime:
+    def from_json(cls, data: dict[str, Any]) -> RunningTenant:
         return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
 
 
 @dataclass
 class AgentState:
-    tenants: dict[str, TenantRuntime] = field(default_factory=dict)
+    tenants: dict[str, RunningTenant] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # reloader.reports.Cursor per tenant
 
@@ -96,7 +98,7 @@ def load(home: Path) -> AgentState:
         data = json.loads(state_path(home).read_text())
     except (FileNotFoundError, ValueError):
         return AgentState()
-    return AgentState(tenants={t: TenantRuntime.from_json(r) for t, r in data.get("tenants", {}).items()},
+    return AgentState(tenants={t: RunningTenant.from_json(r) for t, r in data.get("tenants", {}).items()},
                       agent=data.get("agent", {}), reports=data.get("reports", {}))
 
 

@@ -41,7 +41,7 @@ async def create_pool(settings: Settings, size: int) -> asyncpg.Pool:
 async def run_service(
     service: str,
     handlers: Mapping[type[Event], Handler],
-    make_deps: Callable[[Settings, asyncpg.Pool], Awaitable[Any]],
+    bootstrap: Callable[[Settings, asyncpg.Pool], Awaitable[Any]],
     *,
     concurrency: int = 4,
     options: ConsumerOptions | None = None,
@@ -52,7 +52,7 @@ async def run_service(
     pool = await create_pool(settings, concurrency + 3)  # handlers + relay (+ its listener)
     try:
         await ensure_schema(pool)
-        deps = await make_deps(settings, pool)
+        deps = await bootstrap(settings, pool)
         topo = topology(settings.name_prefix)
         handlers = {cls: metrics.instrument(service, cls.event_type, fn) for cls, fn in handlers.items()}
         metrics_server, metrics_port = metrics.serve(settings.host, settings.metrics_port)
@@ -92,8 +92,8 @@ def _mark_ready(metrics_url: str) -> None:
 
 
 def main(service: str, handlers: Mapping[type[Event], Handler],
-         make_deps: Callable[[Settings, asyncpg.Pool], Awaitable[Any]], **kwargs: Any) -> None:
+         bootstrap: Callable[[Settings, asyncpg.Pool], Awaitable[Any]], **kwargs: Any) -> None:
     """Entry point for `python -m services.<name>`: JSON logs, then run until stopped."""
     configure_logging(json_output=True, service=service)
     structlog.contextvars.bind_contextvars(service=service)
-    asyncio.run(run_service(service, handlers, make_deps, **kwargs))
+    asyncio.run(run_service(service, handlers, bootstrap, **kwargs))

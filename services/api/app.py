@@ -41,7 +41,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from services.api import audit
-from services.api.commands import Refused, TenantCommands
+from services.api.commands import RequestRefused, TenantCommands
 from services.api.dashboard.routes import mount_dashboard
 from services.api.guard import Guard
 from services.api.history_routes import add_audit_routes, add_event_routes
@@ -91,8 +91,8 @@ def _add_health_routes(app: FastAPI, ctx: ApiContext) -> None:
 
 
 def _answer_errors_in_one_shape(app: FastAPI) -> None:
-    @app.exception_handler(Refused)
-    async def refused(_: Request, exc: Refused) -> JSONResponse:
+    @app.exception_handler(RequestRefused)
+    async def refused(_: Request, exc: RequestRefused) -> JSONResponse:
         return JSONResponse(error_body(exc.message, exc.errors), status_code=exc.status)
 
     @app.exception_handler(Exception)

@@ -38,7 +38,7 @@ RESERVED_DOMAIN_SUFFIXES = ("localhost", "local", "internal", "invalid", "arpa",
 _DOMAIN = TypeAdapter(CustomDomain)
 
 
-class Refused(Exception):
+class RequestRefused(Exception):
     """A request the API will not carry out: HTTP status and a message that says what to fix."""
 
     def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None) -> None:
@@ -102,16 +102,16 @@ class TenantCommands:
             await store.lock_tenant(conn, name)
             row = await store.tenant_row(conn, name)
             if row is not None and row["deleted_at"] is None:
-                raise Refused(409, f"tenant {name!r} already exists; update its app with "
+                raise RequestRefused(409, f"tenant {name!r} already exists; update its app with "
                                    f"PUT /v1/tenants/{name}/app or choose another name")
             previous = await store.load_status(conn, name) if row is not None else None
             if previous is not None and previous.state == "failed":
-                raise Refused(409, f"the deletion of tenant {name!r} failed; delete it again, then create it")
+                raise RequestRefused(409, f"the deletion of tenant {name!r} failed; delete it again, then create it")
             if previous is not None and previous.state != "deleted":
-                raise Refused(409, f"tenant {name!r} is still being deleted; create it again once "
+                raise RequestRefused(409, f"tenant {name!r} is still being deleted; create it again once "
                                    "its state is 'deleted'")
             if domain and (owner := await store.domain_owner(conn, domain, name)):
-                raise Refused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
+                raise RequestRefused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
             generation = (row["generation"] if row else 0) + 1
             incarnation = uuid.uuid4()  # a new tenant, even under an old name
             await store.store_spec(conn, digest, spec.canonical_json())
@@ -127,7 +127,7 @@ class TenantCommands:
                     name, digest, domain, generation, edge, incarnation,
                 )
             except asyncpg.UniqueViolationError:  # a concurrent create claimed the domain
-                raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
+                raise RequestRefused(409, f"custom domain {domain!r} already belongs to another tenant") from None
             if static is not None:
                 await store.store_source(conn, *static)
             await conn.execute("UPDATE tenants SET static_sha256 = $2 WHERE tenant_id = $1", name,
@@ -145,14 +145,14 @@ class TenantCommands:
             await store.lock_tenant(conn, name)
             row, status = await self._live(conn, name)
             if not status.facts.provisioned:
-                raise Refused(409, f"tenant {name!r} is not provisioned yet (state {status.state}); "
+                raise RequestRefused(409, f"tenant {name!r} is not provisioned yet (state {status.state}); "
                                    "update it once it is building or ready")
             if digest == row["spec_sha256"] and status.state != "failed" and source is None \
                     and (static is None or static[0] == row["static_sha256"]):
                 return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
                                 changed=False)
             if problems := await self._migration_problems(conn, row, spec, allow_destructive):
-                raise Refused(422, "the app cannot be migrated to this spec: " + "; ".join(problems),
+                raise RequestRefused(422, "the app cannot be migrated to this spec: " + "; ".join(problems),
                               [{"path": "app." + p.split(": ", 1)[0], "message": p.split(": ", 1)[1]}
                                for p in problems])
             generation = row["generation"] + 1
@@ -176,10 +176,10 @@ class TenantCommands:
             await store.lock_tenant(conn, name)
             row = await store.tenant_row(conn, name)
             if row is None:
-                raise Refused(404, f"no tenant named {name!r}")
+                raise RequestRefused(404, f"no tenant named {name!r}")
             status = await store.load_status(conn, name)
             if row["deleted_at"] is not None and status.state == "deleted":
-                raise Refused(404, f"tenant {name!r} was already deleted")
+                raise RequestRefused(404, f"tenant {name!r} was already deleted")
             if row["deleted_at"] is not None and status.state != "failed":  # in progress: same request
                 return Accepted(name, "delete", status.generation,
                                 await self._correlation(conn, name, status), changed=False)
@@ -200,16 +200,16 @@ class TenantCommands:
                 return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
                                 changed=False)
             if domain and (owner := await store.domain_owner(conn, domain, name)):
-                raise Refused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
+                raise RequestRefused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
             if not status.facts.provisioned or not status.settled:
-                raise Refused(409, f"tenant {name!r} is busy (state {status.state}); change its domain once it "
+                raise RequestRefused(409, f"tenant {name!r} is busy (state {status.state}); change its domain once it "
                                    "is ready")
             generation = row["generation"] + 1
             try:
                 await conn.execute("UPDATE tenants SET custom_domain = $2, generation = $3, updated_at = now() "
                                    "WHERE tenant_id = $1", name, domain, generation)
             except asyncpg.UniqueViolationError:  # a concurrent request claimed the domain
-                raise Refused(409, f"custom domain {domain!r} already belongs to another tenant") from None
+                raise RequestRefused(409, f"custom domain {domain!r} already belongs to another tenant") from None
             event = DomainChangeRequested(custom_domain=domain, requested_by=actor)
             return await self._request(conn, name, generation, "domain", event, status, None, domain, actor)
 
@@ -221,7 +221,7 @@ class TenantCommands:
             await store.lock_tenant(conn, name)
             row, status = await self._live(conn, name)
             if not status.settled or status.version is None:
-                raise Refused(409, f"tenant {name!r} is busy or has no live release (state {status.state}); "
+                raise RequestRefused(409, f"tenant {name!r} is busy or has no live release (state {status.state}); "
                                    "roll back once it is ready")
             known = await releases.read(conn, name)
             live = status.version
@@ -232,12 +232,12 @@ class TenantCommands:
             if target is None:
                 listed = ", ".join(str(r["version"]) for r in kept) or "none"
                 what = f"release {to} is not a retained release" if to is not None else "there is no earlier release"
-                raise Refused(404 if to is not None else 409,
+                raise RequestRefused(404 if to is not None else 409,
                               f"{what} of tenant {name!r} (retained: {listed}); see `hostplane tenant releases {name}`")
             if target["version"] == live or target["sha256"] == _sha(known, live):
-                raise Refused(409, f"release {target['version']}'s code is already live (release {live})")
+                raise RequestRefused(409, f"release {target['version']}'s code is already live (release {live})")
             if problems := await self._rollback_problems(conn, target, known):
-                raise Refused(409, f"release {target['version']} cannot serve the current schema; the migrations "
+                raise RequestRefused(409, f"release {target['version']} cannot serve the current schema; the migrations "
                                    "since were not all additive: " + "; ".join(problems))
             generation = row["generation"] + 1
             await conn.execute("UPDATE tenants SET spec_sha256 = $2, generation = $3, updated_at = now() "
@@ -272,9 +272,9 @@ class TenantCommands:
     async def _live(self, conn: Any, name: str) -> tuple[Any, Status]:
         row = await store.tenant_row(conn, name)
         if row is None:
-            raise Refused(404, f"no tenant named {name!r}; create it with POST /v1/tenants")
+            raise RequestRefused(404, f"no tenant named {name!r}; create it with POST /v1/tenants")
         if row["deleted_at"] is not None:
-            raise Refused(409, f"tenant {name!r} is deleted or being deleted")
+            raise RequestRefused(409, f"tenant {name!r} is deleted or being deleted")
         return row, await store.load_status(conn, name)
 
     async def _correlation(self, conn: Any, name: str, status: Status) -> uuid.UUID:

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from events.replay import list_events, replay
 from services.api import audit
-from services.api.commands import Refused
+from services.api.commands import RequestRefused
 from services.api.http import BEARER, BODY, PRINTABLE_PATTERN, Api, TenantName, doc
 from services.api.requests import EVENT_TYPE_PATTERN, ReplayRequest
 from services.api.views import AuditDoc, EventsDoc, Queued
@@ -28,7 +28,7 @@ def add_event_routes(app: FastAPI, api: Api) -> None:
                             limit: int = Query(200, ge=1, le=1000)) -> JSONResponse:
         await api.view(name)
         if since is not None and since.tzinfo is None:
-            raise Refused(422, "since: give a time zone, e.g. 2026-05-01T12:00:00Z")
+            raise RequestRefused(422, "since: give a time zone, e.g. 2026-05-01T12:00:00Z")
         records = await list_events(ctx.pool, name, type, since, limit)
         return JSONResponse({"name": name, "events": [r.to_json() for r in records]})
 

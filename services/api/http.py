@@ -21,7 +21,7 @@ from pydantic import BaseModel
 from contracts.tenant import InvalidTenantId, validate_tenant_id
 from reloader.artifacts import ArtifactStore, store_root
 from services.api import store
-from services.api.commands import Accepted, Refused, TenantCommands
+from services.api.commands import Accepted, RequestRefused, TenantCommands
 from services.api.views import AcceptedBody, Error, tenant_view
 from spec import source
 from spec.load import MAX_SPEC_BYTES, load_app_spec, whole_number
@@ -81,7 +81,7 @@ def _tenant_name(name: Annotated[str, Path(description="The tenant's id")]) -> s
     try:
         return validate_tenant_id(name)
     except InvalidTenantId:
-        raise Refused(404, f"no tenant named {name!r} (not a valid tenant id)") from None
+        raise RequestRefused(404, f"no tenant named {name!r} (not a valid tenant id)") from None
 
 
 TenantName = Annotated[str, Depends(_tenant_name)]
@@ -91,7 +91,7 @@ def actor(x_hostplane_actor: Annotated[str | None, Header(description="Who asks 
     if x_hostplane_actor is None:
         return "api"
     if not _ACTOR.fullmatch(x_hostplane_actor):
-        raise Refused(422, "X-Hostplane-Actor must be 1-128 printable ASCII characters")
+        raise RequestRefused(422, "X-Hostplane-Actor must be 1-128 printable ASCII characters")
     return x_hostplane_actor
 
 
@@ -113,7 +113,7 @@ class ApiContext:
         """A custom domain must not be the platform's own names (api., edge., other tenants)."""
         zone = self.public_domain
         if domain and zone and (domain == zone or domain.endswith("." + zone)):
-            raise Refused(422, f"domain: {domain!r} is under the platform's domain {zone}; use a domain you own",
+            raise RequestRefused(422, f"domain: {domain!r} is under the platform's domain {zone}; use a domain you own",
                           [{"path": "domain", "message": f"under the platform's domain {zone}"}])
         return domain
 
@@ -128,7 +128,7 @@ class Api:
     async def view(self, name: str) -> dict[str, Any]:
         row = await store.read_tenant(self.ctx.pool, name)
         if row is None:
-            raise Refused(404, f"no tenant named {name!r}")
+            raise RequestRefused(404, f"no tenant named {name!r}")
         return tenant_view(row, self.ctx.edge_port, self.ctx.public_domain)
 
     async def accepted(self, result: Accepted) -> JSONResponse:
@@ -154,7 +154,7 @@ def static_zip(encoded: str | None) -> tuple[str, bytes] | None:
     try:
         return source.accept_static(encoded)
     except source.SourceError as exc:
-        raise Refused(422, f"the static files cannot be used: {exc}",
+        raise RequestRefused(422, f"the static files cannot be used: {exc}",
                       [{"path": exc.where or "static_zip", "message": str(exc)}]) from None
 
 
@@ -162,14 +162,14 @@ def app_spec(text_or_object: Any) -> Any:
     """The AppSpec in a request's `app` (text or an object); 422 (413 when too large) with
     every problem at its path under `app.`."""
     if not isinstance(text_or_object, (str, dict)):
-        raise Refused(422, "app: send the spec as YAML or JSON text, or as a JSON object",
+        raise RequestRefused(422, "app: send the spec as YAML or JSON text, or as a JSON object",
                       [{"path": "app", "message": "must be text or an object"}])
     if isinstance(text_or_object, dict) and len(json.dumps(text_or_object)) > MAX_SPEC_BYTES:
-        raise Refused(413, f"app: the spec is larger than {MAX_SPEC_BYTES} bytes")
+        raise RequestRefused(413, f"app: the spec is larger than {MAX_SPEC_BYTES} bytes")
     try:
         return load_app_spec(text_or_object)
     except InvalidAppSpec as exc:
         status = 413 if isinstance(exc, SpecTooLarge) else 422
         errors = [{"path": f"app.{p.path}" if p.path != "spec" else "app", "message": p.message}
                   for p in exc.problems]
-        raise Refused(status, "the app spec is invalid: " + "; ".join(map(str, exc.problems)), errors) from None
+        raise RequestRefused(status, "the app spec is invalid: " + "; ".join(map(str, exc.problems)), errors) from None

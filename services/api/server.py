@@ -1,6 +1,6 @@
 """The API's HTTP server, run inside the service process beside its consumer.
 
-services.runner runs the consumer and the outbox relay; `start_api` (its make_deps) opens
+services.runner runs the consumer and the outbox relay; `bootstrap` (its deps) opens
 the HTTP side first — its own small pool, the API tables, uvicorn on an already bound
 socket — and returns the deps whose `aclose` the runner calls after the consumer stops.
 uvicorn's own signal handling is switched off: the runner's consumer owns SIGTERM/SIGINT,
@@ -96,7 +96,7 @@ class ApiDeps:
         log.info("http.stopped")
 
 
-async def start_api(settings: Settings, _consumer_pool: asyncpg.Pool, *, dsn: str | None = None) -> ApiDeps:
+async def bootstrap(settings: Settings, _consumer_pool: asyncpg.Pool, *, dsn: str | None = None) -> ApiDeps:
     from services.runner import control_dsn
 
     token = api_token(settings)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse, Response
 
 from contracts.tenant import tenant_names
 from reloader.artifacts import store_root
-from services.api.commands import Refused
+from services.api.commands import RequestRefused
 from services.api.http import BEARER, BODY, Actor, Api, TenantName, doc
 from services.api.requests import DeploySource
 from services.api.views import EnvDoc
@@ -33,7 +33,7 @@ def add_source_routes(app: FastAPI, api: Api) -> None:
         try:
             version, body = await asyncio.to_thread(export_live_source, store_root(ctx.settings), name)
         except NoLiveRelease as exc:
-            raise Refused(404, str(exc)) from None
+            raise RequestRefused(404, str(exc)) from None
         return Response(body, media_type="application/zip",
                         headers={"X-Hostplane-Version": str(version),
                                  "Content-Disposition": f'attachment; filename="{name}-v{version}.zip"'})
@@ -45,10 +45,10 @@ def add_source_routes(app: FastAPI, api: Api) -> None:
         try:
             upload = source.accept_upload(req.source_zip)
         except source.SourceError as exc:
-            raise Refused(422, f"the source cannot be built: {exc}",
+            raise RequestRefused(422, f"the source cannot be built: {exc}",
                           [{"path": exc.where or "source_zip", "message": str(exc)}]) from None
         except InvalidAppSpec as exc:
-            raise Refused(422, f"spec.json: {exc}", [{"path": f"spec.json:{p.path}", "message": p.message}
+            raise RequestRefused(422, f"spec.json: {exc}", [{"path": f"spec.json:{p.path}", "message": p.message}
                                                      for p in exc.problems]) from None
         return await api.accepted(await api.commands.update(name, upload.spec, req.allow_destructive, actor,
                                                             source=(upload.digest, upload.body)))
@@ -58,9 +58,9 @@ def add_source_routes(app: FastAPI, api: Api) -> None:
         """The tenant's own connection settings (DATABASE_URL, REDIS_URL, ...). Reveals secrets."""
         tenant = await api.view(name)
         if tenant["state"] == "deleted":
-            raise Refused(404, f"tenant {name!r} was deleted")
+            raise RequestRefused(404, f"tenant {name!r} was deleted")
         values = await ctx.secrets(tenant_names(name, prefix=ctx.name_prefix).secret)
         if values is None:
-            raise Refused(404, f"tenant {name!r} has no credentials yet: it is not provisioned "
+            raise RequestRefused(404, f"tenant {name!r} has no credentials yet: it is not provisioned "
                                f"(state {tenant['state']}, stage {tenant['stage']})")
         return JSONResponse({"name": name, "env": values}, headers={"Cache-Control": "no-store"})

@@ -111,13 +111,10 @@ class BuilderDeps:
             await self._stack.aclose()
 
 
-async def open_deps(settings: Settings, pool: Any) -> BuilderDeps:
+async def bootstrap(settings: Settings, pool: Any) -> BuilderDeps:
+    """The builder's deps (STYLE.md: bootstrap); `pool`: reads the API's tables."""
     stack = contextlib.AsyncExitStack()
     s3 = await stack.enter_async_context(aws_client("s3", settings))
     return BuilderDeps(settings.name_prefix, StoredInputs(pool), ArtifactStore(store_root(settings)),
                        StaticUploader(s3), stack, retention=settings.release_retention)
 
-
-async def make_deps(settings: Settings, pool: Any) -> BuilderDeps:
-    """For services.runner.main: reads the API's tables through the consumer's pool."""
-    return await open_deps(settings, pool)

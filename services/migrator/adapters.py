@@ -108,13 +108,11 @@ class MigratorDeps:
             await self._stack.aclose()
 
 
-async def open_deps(settings: Settings, pool: Any = None) -> MigratorDeps:
+async def bootstrap(settings: Settings, pool: Any = None) -> MigratorDeps:
+    """The migrator's deps (STYLE.md: bootstrap); `pool`: checks commands against the API's
+    records (None: no check, for tests and benchmarks that play the migrator alone)."""
     stack = contextlib.AsyncExitStack()
     sm = await stack.enter_async_context(aws_client("secretsmanager", settings))
     return MigratorDeps(settings.name_prefix, TenantSecrets(sm), ArtifactStore(store_root(settings)), stack,
                         requests=RecordedRequests(pool) if pool is not None else None)
 
-
-async def make_deps(settings: Settings, pool: Any) -> MigratorDeps:
-    """For services.runner.main: checks commands against the API's records through `pool`."""
-    return await open_deps(settings, pool)

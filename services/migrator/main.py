@@ -1,8 +1,8 @@
 """`python -m services.migrator.main`: consume TenantChanged (started by `hostplane up`)."""
 
-from services.migrator.adapters import make_deps
+from services.migrator.adapters import bootstrap
 from services.migrator.handlers import HANDLERS
 from services.runner import main
 
 if __name__ == "__main__":
-    main("migrator", HANDLERS, make_deps)
+    main("migrator", HANDLERS, bootstrap)

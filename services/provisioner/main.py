@@ -1,8 +1,8 @@
 """`python -m services.provisioner.main`: consume TenantRequested (started by `hostplane up`)."""
 
 from services.provisioner.handlers import HANDLERS
-from services.resources.wiring import make_deps
+from services.resources.wiring import bootstrap
 from services.runner import main
 
 if __name__ == "__main__":
-    main("provisioner", HANDLERS, make_deps, concurrency=12)  # steps wait on I/O (emulator, PostgreSQL)
+    main("provisioner", HANDLERS, bootstrap, concurrency=12)  # steps wait on I/O (emulator, PostgreSQL)

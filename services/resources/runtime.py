@@ -15,7 +15,9 @@ from reloader import desired
 from services.resources.base import NO_OPTIONS, Ensured, Outcome, TenantOptions, ref
 
 
-class TenantRuntime:
+class RuntimeRegistry:
+    """Registers a tenant's runtime in the desired-state table the runtime agent reads."""
+
     def __init__(self, pool: Any, memory_mb: int = desired.DEFAULT_MEMORY_MB) -> None:
         self.pool = pool
         self.memory_mb = memory_mb

@@ -28,7 +28,7 @@ from services.resources.cache import TenantCache
 from services.resources.edge import EdgeRoutes
 from services.resources.postgres import DatabaseQuotas, TenantDatabase
 from services.resources.records import ProvisioningRecords, ensure_records_schema
-from services.resources.runtime import TenantRuntime
+from services.resources.runtime import RuntimeRegistry
 from services.resources.secret import Endpoints, TenantSecrets
 
 ADMIN_POOL_SIZE = 14  # the provisioner runs 12 handlers at once
@@ -83,7 +83,7 @@ class TenantResources:
     cache: TenantCache
     secrets: TenantSecrets
     bucket: TenantBucket
-    runtime: TenantRuntime
+    runtime: RuntimeRegistry
     artifacts: TenantArtifacts
     caddy_admin_url: str | None = None
     edge: Any = None  # EdgeRoutes: what the edge still serves (None: no edge to wait for)
@@ -112,7 +112,7 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
     except BaseException:
         await stack.aclose()
         raise
-    runtime = TenantRuntime(pool)
+    runtime = RuntimeRegistry(pool)
     await runtime.ensure_schema()
     # A platform with an edge has its route resolver beside it (hostplane.local.services).
     edge = EdgeRoutes(settings.host, settings.resolver_port) if at.caddy_admin_url else None
@@ -146,6 +146,7 @@ async def resources(settings: Settings) -> AsyncIterator[TenantResources]:
         await res.aclose()
 
 
-async def make_deps(settings: Settings, pool: Any) -> TenantResources:
-    """For services.runner.main: the consumer's pool stays the consumer's."""
+async def bootstrap(settings: Settings, pool: Any) -> TenantResources:
+    """The provisioner's and deprovisioner's deps (STYLE.md: bootstrap); the consumer's pool
+    stays the consumer's."""
     return await open_resources(settings)

@@ -14,7 +14,7 @@ import pytest
 from events.store import ensure_schema as ensure_event_schema
 from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
 from services.api.store import ensure_schema as ensure_api_schema
-from services.builder.adapters import BuilderDeps, open_deps as open_builder_deps
+from services.builder.adapters import BuilderDeps, bootstrap as open_builder_deps
 from services.resources.wiring import TenantResources, open_resources
 from tests.support.tenant_resources import new_tenant, remove_all
 

@@ -18,7 +18,7 @@ from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
 from services.migrator import adapters
-from services.migrator.adapters import MigratorDeps, open_deps
+from services.migrator.adapters import MigratorDeps, bootstrap
 from services.migrator.handlers import on_tenant_changed
 from services.provisioner.handlers import on_tenant_requested
 from tests.support.bus_harness import publish, wait_for_event
@@ -48,7 +48,7 @@ def release(deps: MigratorDeps, tenant: str, number: int, spec: dict, *, allow_d
 
 @pytest.fixture
 async def deps(running_platform) -> AsyncIterator[MigratorDeps]:
-    d = await open_deps(running_platform.settings)
+    d = await bootstrap(running_platform.settings)
     try:
         yield d
     finally:

@@ -18,7 +18,7 @@ from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import MigrationFailed, TenantChanged
 from reloader.artifacts import ARTIFACT
-from services.migrator.adapters import open_deps
+from services.migrator.adapters import bootstrap
 from services.migrator.handlers import on_tenant_changed
 from tests.support.platform_api import settled
 from tests.support.spec_versions import tasks_spec
@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
 async def migrator_refuses_what_the_api_would(settings, name: str) -> None:
     """Had a rollback across the dropped field slipped past the API (a race), the migrator
     re-checks against the database's ledger: MigrationFailed naming the step, pointer unmoved."""
-    deps = await open_deps(settings)
+    deps = await bootstrap(settings)
     try:
         store = deps.store
         live = store.read_current(name)

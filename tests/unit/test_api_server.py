@@ -12,7 +12,7 @@ from services.api import server
 
 
 class Stop(Exception):
-    """Raised by the stand-in `bind`: start_api goes no further than choosing its address."""
+    """Raised by the stand-in `bind`: bootstrap goes no further than choosing its address."""
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def env(monkeypatch):
 
 
 async def listen_address(monkeypatch, settings: Settings) -> tuple[str, int]:
-    """The (host, port) start_api binds its socket to, with no database behind it."""
+    """The (host, port) bootstrap binds its socket to, with no database behind it."""
     class Pool:
         async def close(self) -> None:
             pass
@@ -46,7 +46,7 @@ async def listen_address(monkeypatch, settings: Settings) -> tuple[str, int]:
     monkeypatch.setattr(server.audit, "ensure_schema", no_schema)
     monkeypatch.setattr(server, "bind", bind)
     with pytest.raises(Stop):
-        await server.start_api(settings, None, dsn="postgresql://unused")
+        await server.bootstrap(settings, None, dsn="postgresql://unused")
     (address,) = asked
     return address
 

@@ -23,7 +23,7 @@ from contracts.tenant import tenant_names
 from events.replay import list_events, replay
 from services.api.requests import CreateTenant  # the API's own validation of name and domain
 from services.api import audit, store
-from services.api.commands import Refused, TenantCommands
+from services.api.commands import RequestRefused, TenantCommands
 from services.api.dashboard import facts
 from services.api.dashboard import session as sess
 from contracts.tenant import STATES
@@ -98,21 +98,21 @@ class _Dashboard:
         return found
 
     async def form(self, request: Request, session: sess.Session | None) -> dict[str, str]:
-        """The posted form after the origin (and, in a session, CSRF) checks; else Refused(403)."""
+        """The posted form after the origin (and, in a session, CSRF) checks; else RequestRefused(403)."""
         if not sess.same_origin(request.headers.get("origin"), request.headers.get("referer"),
                                 request.url.scheme, request.headers.get("host")):
-            raise Refused(403, "refused: the form was not posted from this dashboard (Origin check)")
+            raise RequestRefused(403, "refused: the form was not posted from this dashboard (Origin check)")
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype != "application/x-www-form-urlencoded":
-            raise Refused(415, "send the form as application/x-www-form-urlencoded")
+            raise RequestRefused(415, "send the form as application/x-www-form-urlencoded")
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_FORM_BYTES:
-                raise Refused(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
+                raise RequestRefused(413, f"the form is larger than {MAX_FORM_BYTES} bytes")
         fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
         if session is not None and not sess.csrf_ok(self.token, session, fields.get("csrf")):
-            raise Refused(403, "refused: missing or wrong CSRF token; reload the page and try again")
+            raise RequestRefused(403, "refused: missing or wrong CSRF token; reload the page and try again")
         return fields
 
     async def audit(self, request: Request, actor: str | None, action: str, tenant: str | None, status: int,
@@ -135,7 +135,7 @@ class _Dashboard:
     async def login(self, request: Request) -> Response:
         try:
             fields = await self.form(request, None)
-        except Refused as exc:
+        except RequestRefused as exc:
             return render("login.html", exc.status, **self.base(None, error=exc.message))
         actor = sess.clean_actor(fields.get("actor", ""))
         if actor is None:
@@ -186,10 +186,10 @@ class _Dashboard:
             try:
                 req = CreateTenant(name=name, app=fields.get("app", ""), domain=fields.get("domain") or None)
             except ValueError as exc:
-                raise Refused(422, "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
+                raise RequestRefused(422, "; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors())) from None
             result = await self.commands.create(req.name, self.parse_spec(req.app), self.ctx.claimable(req.domain),
                                                 session.actor)
-        except Refused as exc:
+        except RequestRefused as exc:
             await self.audit(request, session.actor, "tenant.create", name or None, exc.status, error=exc.message,
                              summary=audit.summarize(fields))
             return await self.show_tenants(request, error=exc.message, form=fields, status=exc.status)
@@ -200,7 +200,7 @@ class _Dashboard:
     async def tenant_data(self, name: str) -> dict[str, Any]:
         row = await store.read_tenant(self.ctx.pool, name)
         if row is None:
-            raise Refused(404, f"no tenant named {name!r}")
+            raise RequestRefused(404, f"no tenant named {name!r}")
         events = [e.to_json() for e in await list_events(self.ctx.pool, name, None, None, 300)]
         return {"tenant": tenant_view(row, self.ctx.edge_port, self.ctx.public_domain), "events": events}
 
@@ -212,7 +212,7 @@ class _Dashboard:
         session = self.session(request)
         try:
             data = await self.tenant_data(name)
-        except Refused as exc:
+        except RequestRefused as exc:
             return render("error.html", 404, **self.base(session, error=exc.message))
         values = self.base(session, **data, resources=await facts.resources(self.ctx, name, data["tenant"]),
                            releases=facts.retained_releases(self.ctx, name), audit_rows=await audit.read(self.ctx.pool, name, 20),
@@ -224,7 +224,7 @@ class _Dashboard:
         self.session(request)
         try:
             data = await self.tenant_data(name)
-        except Refused as exc:
+        except RequestRefused as exc:
             return Response(exc.message, status_code=404)
         return render("_tenant_live.html", **data)
 
@@ -234,7 +234,7 @@ class _Dashboard:
         try:
             fields = await self.form(request, session)
             status, notice, changed, correlation, extra = await run(session, fields)
-        except Refused as exc:
+        except RequestRefused as exc:
             await self.audit(request, session.actor, action, name, exc.status, error=exc.message,
                              summary=audit.summarize(fields))
             return await self.show_tenant(request, name, error=exc.message, status=exc.status)
@@ -255,7 +255,7 @@ class _Dashboard:
     async def delete(self, request: Request, name: str) -> Response:
         async def run(session: sess.Session, fields: dict[str, str]) -> tuple:
             if fields.get("confirm", "").strip() != name:
-                raise Refused(422, f"type the tenant's name ({name}) to confirm the deletion")
+                raise RequestRefused(422, f"type the tenant's name ({name}) to confirm the deletion")
             result = await self.commands.delete(name, session.actor)
             return 202, None, result.changed, str(result.correlation_id), None
 
@@ -267,7 +267,7 @@ class _Dashboard:
             try:
                 to = int(fields.get("to", ""))
             except ValueError:
-                raise Refused(422, "to: give the version of a retained release") from None
+                raise RequestRefused(422, "to: give the version of a retained release") from None
             kept = {r["version"] for r in facts.retained_releases(self.ctx, name)} or None
             result = await self.commands.rollback(name, to, session.actor, kept)
             return 202, None, result.changed, str(result.correlation_id), None
@@ -289,7 +289,7 @@ class _Dashboard:
             if tenant["state"] != "deleted":
                 values = await self.ctx.secrets(tenant_names(name, prefix=self.ctx.name_prefix).secret)
             if values is None:
-                raise Refused(404, f"tenant {name!r} has no credentials (state {tenant['state']})")
+                raise RequestRefused(404, f"tenant {name!r} has no credentials (state {tenant['state']})")
             return 200, "credentials revealed (recorded in the audit trail)", None, None, values
 
         return await self._act(request, name, "tenant.reveal_credentials", run)
@@ -338,8 +338,8 @@ class _Dashboard:
             try:
                 moved = await redrive(self.ctx.settings, topology(self.ctx.name_prefix), queue)
             except KeyError as exc:
-                raise Refused(404, str(exc.args[0])) from None
-        except Refused as exc:
+                raise RequestRefused(404, str(exc.args[0])) from None
+        except RequestRefused as exc:
             await self.audit(request, session.actor, "dlq.redrive", None, exc.status, error=exc.message,
                              summary={"queue": fields.get("queue")})
             return await self.show_dlq(request, error=exc.message, status=exc.status)

@@ -89,7 +89,7 @@ class StackBucket:
 
 
 class StackRuntime:
-    """TenantRuntime's interface: the runtime is the tenant stack's ECS service."""
+    """RuntimeRegistry's interface: the runtime is the tenant stack's ECS service."""
 
     def __init__(self, stack: TenantStackConvergence) -> None:
         self.stack = stack
