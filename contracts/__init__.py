@@ -8,14 +8,8 @@ checks that minor versions only add optional fields.
 from contracts.envelope import Envelope, Event, UnknownEvent, parse_envelope, registered_events
 from contracts.events_v1 import (
     AppUpdateRequested,
-    BuildFailed,
-    DeprovisioningFailed,
-    Failure,
-    MigrationFailed,
     MigrationsApplied,
-    ProvisioningFailed,
     ReleaseActivated,
-    ReleaseFailed,
     RouteConfigured,
     RouteRemoved,
     TenantChanged,
@@ -23,6 +17,14 @@ from contracts.events_v1 import (
     TenantDeprovisioned,
     TenantProvisioned,
     TenantRequested,
+)
+from contracts.failures_v1 import (
+    BuildFailed,
+    DeprovisioningFailed,
+    Failure,
+    MigrationFailed,
+    ProvisioningFailed,
+    ReleaseFailed,
 )
 from contracts.tenant import InvalidTenantId, TenantId, TenantNames, tenant_names
 

@@ -12,7 +12,7 @@ keep the old schema file); anything else is a new major in a new module.
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,7 +25,6 @@ from contracts.fields import (
     CacheUser,
     Code,
     CustomDomain,
-    ErrorMessage,
     HostName,
     LogLines,
     MigrationName,
@@ -46,18 +45,6 @@ from contracts.tenant import EdgeMode
 
 V1 = "1.0"
 EVERYONE_WATCHING = ("api",)  # the API's status projection reads every event
-
-
-class Failure(Event):
-    """Common shape of the `...Failed` events, so the status projection shows
-    every failure the same way: which lifecycle stage, which step, what error,
-    and whether redelivery may succeed (retryable) or a person must act."""
-
-    lifecycle_stage: ClassVar[str]
-
-    stage: Code = Field(description="Step of this service's work that failed, e.g. 'database'")
-    error: ErrorMessage
-    retryable: bool
 
 
 # --- api: desired state -------------------------------------------------------------
@@ -196,18 +183,6 @@ class TenantProvisioned(Event):
     )
 
 
-@register
-class ProvisioningFailed(Failure):
-    """Provisioning stopped; resources created so far stay for a retry or teardown."""
-
-    event_type = "ProvisioningFailed"
-    schema_version = V1
-    producers = ("provisioner",)
-    kind = "fact"
-    consumers = EVERYONE_WATCHING
-    lifecycle_stage = "provisioning"
-
-
 # --- builder --------------------------------------------------------------------------
 
 
@@ -240,20 +215,6 @@ class TenantChanged(Event):
     )
 
 
-@register
-class BuildFailed(Failure):
-    """The spec could not be generated, compiled or published; nothing changed."""
-
-    event_type = "BuildFailed"
-    schema_version = V1
-    producers = ("builder",)
-    kind = "fact"
-    consumers = EVERYONE_WATCHING
-    lifecycle_stage = "building"
-
-    spec_sha256: Sha256
-
-
 # --- migrator -------------------------------------------------------------------------
 
 
@@ -271,20 +232,6 @@ class MigrationsApplied(Event):
 
     version: ReleaseVersion
     migrations: list[MigrationName] = Field(description="Migrations applied now, in order; may be empty")
-
-
-@register
-class MigrationFailed(Failure):
-    """Migrations for `version` failed and were rolled back; the old release serves."""
-
-    event_type = "MigrationFailed"
-    schema_version = V1
-    producers = ("migrator",)
-    kind = "fact"
-    consumers = EVERYONE_WATCHING
-    lifecycle_stage = "migrating"
-
-    version: ReleaseVersion
 
 
 # --- router-config ----------------------------------------------------------------------
@@ -336,22 +283,6 @@ class RouteRemoved(Event):
     hosts: list[HostName] = Field(default_factory=list)
 
 
-@register
-class RouteFailed(Failure):
-    """Router-config cannot route the tenant, and redelivery would not change that: a host it
-    was asked for is routed to another live tenant (`stage` 'hosts'). The tenant shows failed
-    at routing until a later RouteConfigured of its request supersedes it."""
-
-    event_type = "RouteFailed"
-    schema_version = V1
-    producers = ("router-config",)
-    kind = "fact"
-    consumers = EVERYONE_WATCHING
-    lifecycle_stage = "routing"
-
-    hosts: list[HostName] = Field(default_factory=list, description="The hosts it was asked to route")
-
-
 # --- reloader (data plane) ----------------------------------------------------------
 
 
@@ -369,23 +300,6 @@ class ReleaseActivated(Event):
     sha256: Sha256 = Field(description="Digest of the artifact now serving")
     swap_ms: Milliseconds = Field(description="From seeing the new release to traffic moved")
     health_ms: Milliseconds = Field(description="Time the new app took to pass its health check")
-
-
-@register
-class ReleaseFailed(Failure):
-    """A release was refused before it received traffic (start, health, digest), or was
-    taken out of service after crashing in a loop; the last good release serves."""
-
-    event_type = "ReleaseFailed"
-    schema_version = V1
-    producers = ("reloader",)
-    kind = "fact"
-    consumers = EVERYONE_WATCHING
-    lifecycle_stage = "releasing"
-
-    version: ReleaseVersion
-    reason: Code = Field(description="e.g. 'health_check', 'crash_loop', 'digest_mismatch'")
-    last_log_lines: LogLines = Field(default_factory=list)
 
 
 @register
@@ -422,61 +336,3 @@ class TenantDeprovisioned(Event):
     consumers = EVERYONE_WATCHING
 
     removed: list[ResourceRef] = Field(default_factory=list, description="What was deleted now")
-
-
-@register
-class DeprovisioningFailed(Failure):
-    """Teardown stopped; `remaining` lists what still exists, for the next attempt."""
-
-    event_type = "DeprovisioningFailed"
-    schema_version = V1
-    producers = ("deprovisioner",)
-    kind = "fact"
-    consumers = EVERYONE_WATCHING
-    lifecycle_stage = "deprovisioning"
-
-    remaining: list[ResourceRef] = Field(default_factory=list)
-
-
-# --- any consuming service ---------------------------------------------------------------
-
-# Lifecycle stage each consuming service's failures belong to (the status projection's
-# `failed` stage when that service gives up on a message).
-SERVICE_STAGES = {"provisioner": "provisioning", "builder": "building", "migrator": "migrating",
-                  "router-config": "routing", "deprovisioner": "deprovisioning"}
-
-
-@register
-class MessageDeadLettered(Event):
-    """A service failed an event on its last receive: the message now waits in that
-    service's DLQ (`hostplane dlq list`) until it is redriven. Tells the status projection
-    the tenant is stuck at `stage`; a later success of that stage supersedes it."""
-
-    event_type = "MessageDeadLettered"
-    schema_version = V1
-    producers = tuple(SERVICE_STAGES)
-    kind = "fact"
-    consumers = EVERYONE_WATCHING
-
-    service: Code = Field(description="The consuming service that gave up")
-    stage: Code = Field(description="Lifecycle stage of that service, e.g. 'provisioning'")
-    failed_event_type: str = Field(pattern=r"^[A-Z][A-Za-z0-9]{0,63}$", description="Type of the event that kept failing")
-    failed_event_id: str = Field(min_length=1, max_length=64, description="Its envelope event_id")
-    receives: NonNegativeInt
-    error: ErrorMessage
-
-
-FAILURES: tuple[type[Failure], ...] = (
-    ProvisioningFailed,
-    BuildFailed,
-    MigrationFailed,
-    RouteFailed,
-    ReleaseFailed,
-    DeprovisioningFailed,
-)
-# What each control-plane service publishes when its handler raises PermanentFailure
-# (events.failure): one declared *Failed event per service.
-SERVICE_FAILURES: dict[str, type[Failure]] = {
-    "provisioner": ProvisioningFailed, "builder": BuildFailed, "migrator": MigrationFailed,
-    "router-config": RouteFailed, "deprovisioner": DeprovisioningFailed,
-}

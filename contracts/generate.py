@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import contracts.events_v1  # noqa: F401  (registers every event model)
+import contracts.failures_v1  # noqa: F401
 from contracts.catalog import SERVICES
 from contracts.envelope import RUNTIME_SOURCE_PREFIX, Envelope, Event, producer_source, registered_events
 

@@ -308,7 +308,7 @@ class Consumer:
         """Last receive failed: SQS moves the message to the DLQ next; say so on the bus
         (MessageDeadLettered, through the outbox, outside the inbox: a redrive must still
         run the handler), so the tenant shows `failed` at this service's stage."""
-        from contracts.events_v1 import SERVICE_STAGES, MessageDeadLettered
+        from contracts.failures_v1 import SERVICE_STAGES, MessageDeadLettered
         from core.logging import redact
 
         if self._pool is None or self.service not in SERVICE_STAGES:

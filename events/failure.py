@@ -2,7 +2,7 @@
 builder cannot compile, a migration the plan refuses, a host another tenant routes).
 
 A handler raises `PermanentFailure(step, error, **details)`; the consumer commits the
-service's declared *Failed event for it (contracts.events_v1.SERVICE_FAILURES, with
+service's declared *Failed event for it (contracts.failures_v1.SERVICE_FAILURES, with
 `retryable=False`) in the same inbox transaction, so every service reports a failure the
 same way and none writes its own. Anything else a handler raises is transient: the message
 is retried, then dead-lettered (MessageDeadLettered).
@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import SERVICE_FAILURES, Failure
+from contracts.failures_v1 import SERVICE_FAILURES, Failure
 
 log = structlog.get_logger(__name__)
 

@@ -25,7 +25,8 @@ from typing import Any
 
 import structlog
 
-from contracts.events_v1 import AppCrashed, ReleaseActivated, ReleaseFailed
+from contracts.events_v1 import AppCrashed, ReleaseActivated
+from contracts.failures_v1 import ReleaseFailed
 from core import metrics
 from reloader.artifacts import ArtifactError, ArtifactStore, LocalRelease, Pointer
 from reloader.config import RuntimeConfig, Scrubber

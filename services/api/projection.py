@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from contracts.tenant import TERMINAL
-from contracts.events_v1 import FAILURES
+from contracts.failures_v1 import FAILURES
 
 Kind = Literal["create", "update", "delete", "domain", "rollback"]
 # Who the tenant is waiting for at each stage (honest while a service does not exist yet).

@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable
 import structlog
 
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import DeprovisioningFailed, TenantDeletionRequested, TenantDeprovisioned
+from contracts.events_v1 import TenantDeletionRequested, TenantDeprovisioned
+from contracts.failures_v1 import DeprovisioningFailed
 from contracts.tenant import TenantNames
 from events.failure import PermanentFailure
 from services.resources.base import PermanentError

@@ -16,7 +16,8 @@ import pytest
 from events.failure import handled
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
-from contracts.events_v1 import MigrationFailed, MigrationsApplied, TenantChanged
+from contracts.events_v1 import MigrationsApplied, TenantChanged
+from contracts.failures_v1 import MigrationFailed
 from services.migrator import adapters
 from services.migrator.adapters import MigratorDeps, bootstrap
 from services.migrator.handlers import on_tenant_changed

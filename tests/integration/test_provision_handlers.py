@@ -13,7 +13,8 @@ import redis.asyncio as aredis
 from structlog.testing import capture_logs
 
 from events.failure import handled
-from contracts.events_v1 import ProvisioningFailed, TenantProvisioned
+from contracts.events_v1 import TenantProvisioned
+from contracts.failures_v1 import ProvisioningFailed
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
 from services.resources.base import NO_OPTIONS, PermanentError

@@ -16,7 +16,8 @@ import pytest
 from events.failure import handled
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
-from contracts.events_v1 import MigrationFailed, TenantChanged
+from contracts.events_v1 import TenantChanged
+from contracts.failures_v1 import MigrationFailed
 from reloader.artifacts import ARTIFACT
 from services.migrator.adapters import bootstrap
 from services.migrator.handlers import on_tenant_changed

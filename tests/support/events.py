@@ -24,7 +24,8 @@ from contracts import (
     TenantProvisioned,
     TenantRequested,
 )
-from contracts.events_v1 import AppCrashed, DomainChangeRequested, MessageDeadLettered, RollbackRequested, RouteFailed
+from contracts.events_v1 import AppCrashed, DomainChangeRequested, RollbackRequested
+from contracts.failures_v1 import MessageDeadLettered, RouteFailed
 from contracts.tenant import EdgeMode
 
 TENANT = "acme"

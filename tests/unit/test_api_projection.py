@@ -228,7 +228,7 @@ def test_the_consumer_handles_every_event_type():
 
 
 def test_a_dead_lettered_message_fails_its_stage_until_a_redrive_succeeds():
-    from contracts.events_v1 import MessageDeadLettered
+    from contracts.failures_v1 import MessageDeadLettered
 
     status = fold(created(), [ev(TenantRequested), ev(MessageDeadLettered)])[-1]
     assert (status.state, status.stage) == ("failed", "provisioning")
@@ -238,7 +238,7 @@ def test_a_dead_lettered_message_fails_its_stage_until_a_redrive_succeeds():
 
 
 def test_a_dead_lettered_route_fails_routing_and_the_route_supersedes_it():
-    from contracts.events_v1 import MessageDeadLettered
+    from contracts.failures_v1 import MessageDeadLettered
 
     stuck = fold(created(), [ev(TenantRequested), ev(TenantProvisioned),
                              ev(MessageDeadLettered, service="router-config", stage="routing")])[-1]
@@ -272,7 +272,7 @@ def test_domain_change_events_in_any_order_or_twice_end_ready():
 
 
 def test_a_dead_lettered_domain_change_fails_routing_until_its_route_arrives():
-    from contracts.events_v1 import MessageDeadLettered
+    from contracts.failures_v1 import MessageDeadLettered
 
     s = begin(ready(), "acme", 2, "domain")
     stuck = fold(s, [ev(MessageDeadLettered, 2, service="router-config", stage="routing")])[-1]
@@ -281,7 +281,7 @@ def test_a_dead_lettered_domain_change_fails_routing_until_its_route_arrives():
 
 
 def test_a_route_failed_domain_change_shows_why_and_the_tenant_keeps_its_version():
-    from contracts.events_v1 import RouteFailed
+    from contracts.failures_v1 import RouteFailed
 
     s = begin(ready(), "acme", 2, "domain")
     failed = fold(s, [ev(RouteFailed, 2)])[-1]

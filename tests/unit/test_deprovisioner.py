@@ -8,7 +8,8 @@ from functools import partial
 
 import pytest
 
-from contracts.events_v1 import DeprovisioningFailed, TenantDeprovisioned, TenantProvisioned
+from contracts.events_v1 import TenantDeprovisioned, TenantProvisioned
+from contracts.failures_v1 import DeprovisioningFailed
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from events.failure import handled
 from services.provisioner.handlers import on_tenant_requested

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 import structlog
 
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import BuildFailed
+from contracts.failures_v1 import BuildFailed
 from events.consumer import Consumer, ConsumerOptions
 from events.failure import PermanentFailure
 from events.topology import QueueSpec, Topology

@@ -11,7 +11,8 @@ import pytest
 
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
-from contracts.events_v1 import MigrationFailed, TenantChanged
+from contracts.events_v1 import TenantChanged
+from contracts.failures_v1 import MigrationFailed
 from events.failure import handled
 from reloader.artifacts import ArtifactStore
 from services.migrator.adapters import MigratorDeps

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from contracts.envelope import Envelope
-from contracts.events_v1 import (
+from contracts.events_v1 import TenantDeletionRequested
+from contracts.failures_v1 import (
     SERVICE_FAILURES,
     SERVICE_STAGES,
     BuildFailed,
@@ -14,7 +15,6 @@ from contracts.events_v1 import (
     MigrationFailed,
     ProvisioningFailed,
     RouteFailed,
-    TenantDeletionRequested,
 )
 from events.failure import PermanentFailure, handled
 from services.router_config.store import HostTaken

@@ -10,7 +10,8 @@ from functools import partial
 import pytest
 from structlog.testing import capture_logs
 
-from contracts.events_v1 import ProvisioningFailed, TenantProvisioned
+from contracts.events_v1 import TenantProvisioned
+from contracts.failures_v1 import ProvisioningFailed
 from services.deprovisioner.handlers import on_tenant_deletion_requested
 from services.provisioner.handlers import STEPS, on_tenant_requested
 from events.failure import handled

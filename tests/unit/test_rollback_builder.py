@@ -11,7 +11,8 @@ import pytest
 
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
-from contracts.events_v1 import BuildFailed, RollbackRequested, TenantChanged
+from contracts.events_v1 import RollbackRequested, TenantChanged
+from contracts.failures_v1 import BuildFailed
 from reloader.artifacts import ARTIFACT, ArtifactStore
 from services.builder.adapters import BuilderDeps
 from services.builder.codegen import generate, package

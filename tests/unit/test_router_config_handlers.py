@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from contracts.events_v1 import RouteConfigured, RouteFailed, RouteRemoved
+from contracts.events_v1 import RouteConfigured, RouteRemoved
+from contracts.failures_v1 import RouteFailed
 from events.failure import handled
 from services.router_config.adapters import RuntimeNotRegistered, TableRouter
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
