@@ -34,9 +34,9 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from artifacts.store import ArtifactStore  # noqa: E402
 from spec.load import load_app_spec  # noqa: E402
 from hostplane.local.ephemeral import start_platform, stop_platform  # noqa: E402
-from reloader.artifacts import ArtifactStore  # noqa: E402
 from services.builder.codegen import generate, package  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

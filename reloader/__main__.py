@@ -21,8 +21,8 @@ from pathlib import Path
 
 import structlog
 
+from artifacts.store import ArtifactStore
 from core.logging import configure_logging
-from reloader.artifacts import ArtifactStore
 from reloader.config import RuntimeConfig, load_tenant_env
 from reloader.health import serve_health
 from reloader.landlock import forbid_tcp_bind

@@ -26,8 +26,8 @@ import httpx
 import psutil
 import structlog
 
+from artifacts.store import LocalRelease
 from reloader import control
-from reloader.artifacts import LocalRelease
 from reloader.config import RuntimeConfig, Scrubber, app_environment
 from reloader.traffic import RequestCount
 

@@ -25,10 +25,11 @@ from typing import Any
 
 import structlog
 
+from artifacts.errors import ArtifactError
+from artifacts.store import ArtifactStore, LocalRelease, Pointer
 from contracts.events_v1 import AppCrashed, ReleaseActivated
 from contracts.failures_v1 import ReleaseFailed
 from core import metrics
-from reloader.artifacts import ArtifactError, ArtifactStore, LocalRelease, Pointer
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess, StartFailure
 from reloader.reporting import Reporter

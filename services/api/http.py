@@ -18,8 +18,8 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 from pydantic import BaseModel
 
+from artifacts.store import ArtifactStore, store_root
 from contracts.tenant import InvalidTenantId, validate_tenant_id
-from reloader.artifacts import ArtifactStore, store_root
 from services.api import store
 from services.api.commands import Accepted, RequestRefused, TenantCommands
 from services.api.views import AcceptedBody, Error, tenant_view

@@ -8,8 +8,8 @@ import asyncio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from artifacts.store import store_root
 from contracts.tenant import tenant_names
-from reloader.artifacts import store_root
 from services.api.commands import RequestRefused
 from services.api.http import BEARER, BODY, Actor, Api, TenantName, doc
 from services.api.requests import DeploySource

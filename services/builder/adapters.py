@@ -11,10 +11,10 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from artifacts.store import ArtifactStore, store_root
 from contracts.tenant import TenantNames, tenant_names
 from core.aws import aws_client
 from core.settings import Settings
-from reloader.artifacts import ArtifactStore, store_root
 from contracts.envelope import Envelope
 from events.recorded import RecordedRequests
 from services.api.store import load_source_body, load_spec_body

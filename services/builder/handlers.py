@@ -35,6 +35,8 @@ import zipfile
 
 import structlog
 
+from artifacts.errors import ArtifactError
+from artifacts.store import ARTIFACT, ArtifactStore
 from contracts.app_spec import digest_of_ref
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
@@ -42,7 +44,6 @@ from contracts.envelope import Envelope, Event
 from events.failure import PermanentFailure
 from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantChanged, \
     TenantProvisioned
-from reloader.artifacts import ARTIFACT, ArtifactError, ArtifactStore
 from services.builder.adapters import BuilderDeps
 from services.builder.codegen import generate, package
 from spec.source import SPEC_FILE, SourceError, check_source, read_source_zip

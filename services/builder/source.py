@@ -6,7 +6,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from reloader.artifacts import ARTIFACT, ArtifactError, ArtifactStore
+from artifacts.errors import ArtifactError
+from artifacts.store import ARTIFACT, ArtifactStore
 from spec.source import source_zip, unpack_source
 
 

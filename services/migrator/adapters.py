@@ -17,13 +17,14 @@ from typing import Any
 
 import asyncpg
 
+from artifacts.errors import ArtifactError
+from artifacts.store import ArtifactStore, store_root
 from contracts.app_spec import AppSpec
 from spec.load import load_app_spec
 from contracts.tenant import TenantNames, tenant_names
 from events.recorded import RecordedRequests
 from core.aws import aws_client
 from core.settings import Settings
-from reloader.artifacts import ArtifactError, ArtifactStore, store_root
 from services.resources.secret import TenantCredentials, TenantSecrets
 
 SPEC_FILE = "spec.json"  # the builder puts the canonical spec at the zip root

@@ -28,11 +28,11 @@ import time
 import asyncpg
 import structlog
 
+from artifacts.errors import ArtifactError
 from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import MigrationsApplied, TenantChanged
 from events.failure import PermanentFailure
-from reloader.artifacts import ArtifactError
 from services.migrator import adapters
 from services.migrator.adapters import LOCK_KEY, MigratorDeps
 from spec.model import Model, relational_model

@@ -19,10 +19,10 @@ from urllib.parse import urlsplit
 import asyncpg
 import redis.asyncio as aredis
 
+from artifacts.tenant import TenantArtifacts
 from contracts.tenant import TenantNames, tenant_names
 from core.aws import aws_client, endpoint_url
 from core.settings import Settings
-from services.resources.artifacts import TenantArtifacts
 from services.resources.bucket import TenantBucket
 from services.resources.cache import TenantCache
 from services.resources.edge import EdgeRoutes
@@ -67,7 +67,7 @@ def endpoints(settings: Settings, at: Addresses) -> Endpoints:
 
 
 def artifact_root(settings: Settings):
-    from reloader.artifacts import store_root  # the one definition, shared with the runtime
+    from artifacts.store import store_root  # the one definition, shared with the runtime
 
     return store_root(settings)
 

@@ -311,7 +311,7 @@ def test_an_interrupted_artifact_write_is_never_run(platform):
     app.pyz stops half-way through while its manifest names the whole file's digest (what a
     torn write on a shared file system looks like), made live by moving current.json. The
     reloader refuses it (ReleaseFailed) and version 1 keeps serving through the edge."""
-    from reloader.artifacts import ArtifactStore, store_root
+    from artifacts.store import ArtifactStore, store_root
 
     settings, env = platform
     tenant = "fb"

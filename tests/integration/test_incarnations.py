@@ -16,6 +16,7 @@ import asyncpg
 import httpx
 import pytest
 
+from artifacts.store import ArtifactStore, store_root
 from contracts.app_spec import spec_ref
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
@@ -24,7 +25,6 @@ from contracts.tenant import tenant_names
 from events.publisher import Publisher
 from events.topology import topology
 from core.aws import aws_client
-from reloader.artifacts import ArtifactStore, store_root
 from tests.support.platform_api import settled
 from tests.support.spec_versions import tasks_spec
 

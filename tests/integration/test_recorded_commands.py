@@ -10,12 +10,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from artifacts.store import ArtifactStore
 from contracts.app_spec import spec_ref
 from spec.load import load_app_spec
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantChanged, TenantProvisioned
 from events import recorded
-from reloader.artifacts import ArtifactStore
 from services.api import store
 from services.api.commands import TenantCommands
 from services.builder.adapters import BuilderDeps, StoredInputs

@@ -19,10 +19,10 @@ import httpx
 import psutil
 import pytest
 
+from artifacts.store import ArtifactStore
 from core.process import free_port
 from reloader import sandbox
 from reloader.agent import Agent
-from reloader.artifacts import ArtifactStore
 from reloader.desired import DesiredService
 
 pytestmark = pytest.mark.integration

@@ -18,7 +18,7 @@ from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import TenantChanged
 from contracts.failures_v1 import MigrationFailed
-from reloader.artifacts import ARTIFACT
+from artifacts.store import ARTIFACT
 from services.migrator.adapters import bootstrap
 from services.migrator.handlers import on_tenant_changed
 from tests.support.platform_api import settled

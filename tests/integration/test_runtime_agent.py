@@ -17,12 +17,12 @@ import asyncpg
 import httpx
 import pytest
 
+from artifacts.store import ArtifactStore
 from core.aws import aws_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from core.process import alive, free_port, free_ports
 from reloader import agent_state, sandbox
 from reloader.agent import Agent
-from reloader.artifacts import ArtifactStore
 from reloader.desired import deregister_service, ensure_schema, register_service
 from tests.support.runtime_harness import Load
 from tests.support.sample_app import SampleApp

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 
+from artifacts.store import ArtifactStore, Pointer
 from core.process import free_ports
-from reloader.artifacts import ArtifactStore, Pointer
 from reloader.reporting import read_events
 from tests.support.sample_app import SampleApp
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from artifacts.store import ArtifactStore
 from contracts.app_spec import spec_ref
 from contracts.envelope import Envelope
 from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantProvisioned
-from reloader.artifacts import ArtifactStore
 from services.builder.adapters import BuilderDeps
 from services.builder.handlers import on_app_update_requested, on_rollback_requested, on_tenant_provisioned
 from tests.support.events import sample

@@ -9,12 +9,12 @@ import zipfile
 
 import pytest
 
+from artifacts.store import ArtifactStore
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import TenantChanged
 from contracts.failures_v1 import MigrationFailed
 from events.failure import handled
-from reloader.artifacts import ArtifactStore
 from services.migrator.adapters import MigratorDeps
 from services.migrator.handlers import on_tenant_changed
 

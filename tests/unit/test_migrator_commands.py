@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
+from artifacts.store import ArtifactStore
 from contracts.envelope import Envelope
 from contracts.events_v1 import TenantChanged
-from reloader.artifacts import ArtifactStore
 from services.migrator import handlers
 from services.migrator.adapters import MigratorDeps
 

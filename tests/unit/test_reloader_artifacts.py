@@ -8,9 +8,7 @@ import json
 
 import pytest
 
-from contracts import InvalidTenantId
-from reloader.artifacts import (
-    ArtifactStore,
+from artifacts.errors import (
     CorruptManifest,
     CorruptPointer,
     DigestMismatch,
@@ -19,6 +17,8 @@ from reloader.artifacts import (
     ReleaseNotFound,
     TruncatedArtifact,
 )
+from artifacts.store import ArtifactStore
+from contracts import InvalidTenantId
 
 PYZ = b"PK-not-really-a-zip-but-bytes" * 100
 

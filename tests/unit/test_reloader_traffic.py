@@ -15,9 +15,9 @@ import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from artifacts.store import ArtifactStore
 from core.aws import aws_client
 from reloader import traffic
-from reloader.artifacts import ArtifactStore
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess
 from reloader.health import serve_health

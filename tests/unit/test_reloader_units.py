@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 
+from artifacts.store import ArtifactStore
 from contracts import ReleaseActivated, ReleaseFailed, parse_envelope
 from reloader.agent_state import reloader_args
-from reloader.artifacts import ArtifactStore
 from reloader.config import RuntimeConfig, Scrubber, TenantEnvError, app_environment, parse_tenant_env
 from reloader.desired import DesiredService
 from reloader.health import serve_health

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from artifacts.store import ArtifactStore
 from contracts.catalog import KINDS, command_types, kind_of
 from contracts.envelope import Envelope, registered_events
 from contracts.events_v1 import (AppUpdateRequested, MigrationsApplied, RollbackRequested, TenantChanged,
@@ -19,7 +20,6 @@ from contracts.events_v1 import (AppUpdateRequested, MigrationsApplied, Rollback
 from events import recorded
 from events.fairness import TenantSlots
 from events.outbox import OutboxRelay
-from reloader.artifacts import ArtifactStore
 from services.migrator.adapters import MigratorDeps
 from services.migrator.handlers import on_tenant_changed
 from tests.support.consumer_fakes import FakeInbox, FakeSQS, make, ping, running, until

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from artifacts.store import ARTIFACT, ArtifactStore
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
 from contracts.events_v1 import RollbackRequested, TenantChanged
 from contracts.failures_v1 import BuildFailed
-from reloader.artifacts import ARTIFACT, ArtifactStore
 from services.builder.adapters import BuilderDeps
 from services.builder.codegen import generate, package
 from services.builder.handlers import on_rollback_requested, prune_releases

@@ -53,7 +53,8 @@ def retained_releases(ctx: Any, name: str) -> list[dict[str, Any]]:
     settings = getattr(ctx, "settings", None)
     if settings is None:
         return []
-    from reloader.artifacts import ArtifactError, ArtifactStore, store_root
+    from artifacts.errors import ArtifactError
+    from artifacts.store import ArtifactStore, store_root
 
     store_ = ArtifactStore(store_root(settings))
     try:

@@ -28,6 +28,16 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from artifacts.errors import (
+    ArtifactError,
+    CorruptManifest,
+    CorruptPointer,
+    DigestMismatch,
+    PartialRelease,
+    ReleaseExists,
+    ReleaseNotFound,
+    TruncatedArtifact,
+)
 from contracts.tenant import tenant_names
 
 ARTIFACT = "app.pyz"
@@ -35,44 +45,6 @@ MANIFEST = "manifest.json"
 POINTER = "current.json"
 DEFAULT_ENTRY = "app:app"
 _CHUNK = 1 << 20
-
-
-class ArtifactError(RuntimeError):
-    """A release that must not run. `reason` is the machine code ReleaseFailed carries."""
-
-    reason = "artifact_invalid"
-
-
-class ReleaseNotFound(ArtifactError):
-    reason = "release_missing"
-
-
-class PartialRelease(ArtifactError):
-    """The manifest or the artifact is missing from a release folder (writer died?)."""
-
-    reason = "release_partial"
-
-
-class CorruptManifest(ArtifactError):
-    reason = "manifest_corrupt"
-
-
-class CorruptPointer(ArtifactError):
-    reason = "pointer_corrupt"
-
-
-class DigestMismatch(ArtifactError):
-    reason = "digest_mismatch"
-
-
-class TruncatedArtifact(ArtifactError):
-    reason = "artifact_truncated"
-
-
-class ReleaseExists(ArtifactError):
-    """A different artifact was already published under this version (releases are immutable)."""
-
-    reason = "release_exists"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
-"""The tenant's folder in the artifact store (`<root>/<tenant>/`): removed at teardown,
-listed by the orphan doctor. The root is the one the reloader reads (reloader.artifacts)."""
+"""The tenant's folder in the artifact store (`<root>/<tenant>/`) as a resource: removed at
+teardown, listed by the orphan doctor. The root is the one the reloader reads (store_root)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import shutil
 from pathlib import Path
 
 from contracts.tenant import TenantNames
-from services.resources.base import ref
+
+
+def _ref(names: TenantNames) -> str:
+    """The folder's ResourceRef (contracts.fields): 'artifacts:<folder>'."""
+    return f"artifacts:{names.artifact_dir}"
 
 
 class TenantArtifacts:
@@ -23,10 +27,10 @@ class TenantArtifacts:
         if not folder.exists():
             return []
         await asyncio.to_thread(shutil.rmtree, folder)
-        return [ref("artifacts", names.artifact_dir)]
+        return [_ref(names)]
 
     async def existing(self, names: TenantNames) -> list[str]:
-        return [ref("artifacts", names.artifact_dir)] if self.folder(names).exists() else []
+        return [_ref(names)] if self.folder(names).exists() else []
 
     def folders(self) -> list[str]:
         if not self.root.is_dir():
