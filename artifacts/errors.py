@@ -40,3 +40,9 @@ class ReleaseExists(ArtifactError):
     """A different artifact was already published under this version (releases are immutable)."""
 
     reason = "release_exists"
+
+
+class SpecUnreadable(ArtifactError):
+    """A release without a readable spec.json at its root (the builder always puts one there)."""
+
+    reason = "spec_missing"

@@ -8,13 +8,13 @@ import asyncio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse, Response
 
+from artifacts.releases import NoLiveRelease, export_live_source
 from artifacts.store import store_root
 from contracts.tenant import tenant_names
 from services.api.commands import RequestRefused
 from services.api.http import BEARER, BODY, Actor, Api, TenantName, doc
 from services.api.requests import DeploySource
 from services.api.views import EnvDoc
-from services.builder.source import NoLiveRelease, export_live_source
 from spec import source
 from spec.problems import InvalidAppSpec
 

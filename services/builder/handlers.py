@@ -29,14 +29,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import io
-import shutil
-import zipfile
 
 import structlog
 
-from artifacts.errors import ArtifactError
-from artifacts.store import ARTIFACT, ArtifactStore
+from artifacts.errors import ArtifactError, SpecUnreadable
+from artifacts.releases import is_copy, mark_copy, prune_releases, spec_in
+from artifacts.store import ARTIFACT
 from contracts.app_spec import digest_of_ref
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
@@ -175,19 +173,6 @@ async def on_app_update_requested(envelope: Envelope[AppUpdateRequested], deps: 
                        static_ref=data.static_ref)
 
 
-def prune_releases(store: ArtifactStore, tenant: str, keep: int, published: int) -> list[int]:
-    """Delete release folders older than the newest `keep`, never the live one or the one
-    just published (the reloader runs a local copy, so the shared folder may go)."""
-    current = store.read_current(tenant)
-    spare = {published, current.version if current else None}
-    gone = [m.version for m in store.releases(tenant)[:-keep] if m.version not in spare]
-    for version in gone:
-        shutil.rmtree(store.release_dir(tenant, version), ignore_errors=True)
-    if gone:
-        log.info("releases.pruned", versions=gone, keep=keep)
-    return gone
-
-
 async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: BuilderDeps) -> list[Event]:
     """A rollback is a new release whose artifact is a byte-identical copy of the target:
     no rebuild. A redelivery finds the copy already newest and names it again."""
@@ -203,19 +188,21 @@ async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: Bui
     if hashlib.sha256(artifact).hexdigest() != source.sha256 or len(artifact) != source.size:
         raise _rollback_failed(f"release {target} is corrupt: its artifact does not match its manifest")
     try:
-        spec = spec_of_artifact(artifact)
-    except (KeyError, zipfile.BadZipFile, InvalidAppSpec) as exc:
+        spec = spec_in(artifact, release=str(target))
+    except SpecUnreadable as exc:
+        raise _rollback_failed(str(exc))
+    except InvalidAppSpec as exc:
         raise _rollback_failed(f"release {target} has no readable {SPEC_FILE}: {exc}")
     releases = await asyncio.to_thread(store.releases, tenant)
     current = await asyncio.to_thread(store.read_current, tenant)
     newest = releases[-1]
-    if newest.version > target and newest.sha256 == source.sha256 and _is_copy(store, tenant, newest.version, target):
+    if newest.version > target and newest.sha256 == source.sha256 and is_copy(store, tenant, newest.version, target):
         manifest = newest
         log.info("rollback.unchanged", version=manifest.version, rollback_of=target)
     else:
         manifest = await asyncio.to_thread(store.publish_release, tenant, newest.version + 1, artifact,
                                            entry=source.entry)
-        await asyncio.to_thread(_mark_copy, store, tenant, manifest.version, target)
+        await asyncio.to_thread(mark_copy, store, tenant, manifest.version, target)
         log.info("artifact.published", version=manifest.version, sha256=manifest.sha256[:12],
                  bytes=manifest.size, rollback_of=target)
     await asyncio.to_thread(prune_releases, store, tenant, deps.retention, manifest.version)
@@ -228,25 +215,6 @@ async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: Bui
 
 def _rollback_failed(error: str) -> PermanentFailure:
     return PermanentFailure("rollback", error, spec_sha256="0" * 64)
-
-
-def spec_of_artifact(artifact: bytes):
-    """The AppSpec packed inside a release (spec.json in the zipapp)."""
-    with zipfile.ZipFile(io.BytesIO(artifact)) as zf:
-        return load_app_spec(zf.read(SPEC_FILE).decode())
-
-
-ROLLBACK_MARK = "rollback_of"
-
-
-def _mark_copy(store: ArtifactStore, tenant: str, version: int, target: int) -> None:
-    """Remember beside the release which one it copies (a redelivery reuses it)."""
-    (store.release_dir(tenant, version) / ROLLBACK_MARK).write_text(str(target))
-
-
-def _is_copy(store: ArtifactStore, tenant: str, version: int, target: int) -> bool:
-    mark = store.release_dir(tenant, version) / ROLLBACK_MARK
-    return mark.exists() and mark.read_text().strip() == str(target)
 
 
 HANDLERS = {TenantProvisioned: on_tenant_provisioned, AppUpdateRequested: on_app_update_requested,

@@ -1,4 +1,5 @@
-"""The migrator's I/O: the release's spec, the tenant's own database session, the ledger.
+"""The migrator's I/O: the tenant's own database session, the ledger (the release's spec is
+artifacts.releases.release_spec).
 
 The migrator never touches a tenant schema with the admin DSN: it reads the tenant's
 credentials from its secret (services.resources.secret) and connects as the tenant's
@@ -9,25 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
-import zipfile
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from artifacts.errors import ArtifactError
 from artifacts.store import ArtifactStore, store_root
-from contracts.app_spec import AppSpec
-from spec.load import load_app_spec
 from contracts.tenant import TenantNames, tenant_names
 from events.recorded import RecordedRequests
 from core.aws import aws_client
 from core.settings import Settings
 from services.resources.secret import TenantCredentials, TenantSecrets
 
-SPEC_FILE = "spec.json"  # the builder puts the canonical spec at the zip root
 LEDGER = "_hostplane_migrations"
 LOCK_KEY = 0x68706D6967726174  # one advisory lock per tenant database: migrations never overlap
 LEDGER_DDL = f"""
@@ -39,22 +33,6 @@ CREATE TABLE IF NOT EXISTS {LEDGER} (
     applied_at timestamptz NOT NULL DEFAULT now(),
     released_at timestamptz
 )"""
-
-
-class SpecUnreadable(ArtifactError):
-    reason = "spec_missing"
-
-
-def release_spec(store: ArtifactStore, tenant_id: str, version: int, sha256: str) -> AppSpec:
-    """The spec inside release `version`, from a verified local copy (blocking: run in a thread)."""
-    with tempfile.TemporaryDirectory(prefix="hp-migrator-") as tmp:
-        local = store.fetch(tenant_id, version, sha256, Path(tmp))
-        try:
-            with zipfile.ZipFile(local.path) as zf:
-                raw = zf.read(SPEC_FILE)
-        except (KeyError, zipfile.BadZipFile) as exc:
-            raise SpecUnreadable(f"release {version} of {tenant_id} has no readable {SPEC_FILE}: {exc}") from None
-    return load_app_spec(raw)
 
 
 @dataclass(frozen=True)

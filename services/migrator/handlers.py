@@ -29,6 +29,7 @@ import asyncpg
 import structlog
 
 from artifacts.errors import ArtifactError
+from artifacts.releases import release_spec
 from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import MigrationsApplied, TenantChanged
@@ -84,7 +85,7 @@ async def _migrate_and_release(tenant: str, event: TenantChanged, correlation_id
                                deps: MigratorDeps) -> list[str] | None:
     """Names of the migrations applied now; None for a stale event (a newer version is in)."""
     try:
-        spec = await asyncio.to_thread(adapters.release_spec, deps.store, tenant, event.version, event.sha256)
+        spec = await asyncio.to_thread(release_spec, deps.store, tenant, event.version, event.sha256)
     except (ArtifactError, InvalidAppSpec) as exc:
         raise PermanentFailure("artifact", str(exc)) from None
     if spec.digest() != event.spec_sha256:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from artifacts.releases import prune_releases
 from artifacts.store import ARTIFACT, ArtifactStore
 from spec.load import load_app_spec
 from contracts.envelope import Envelope
@@ -16,7 +17,7 @@ from contracts.events_v1 import RollbackRequested, TenantChanged
 from contracts.failures_v1 import BuildFailed
 from services.builder.adapters import BuilderDeps
 from services.builder.codegen import generate, package
-from services.builder.handlers import on_rollback_requested, prune_releases
+from services.builder.handlers import on_rollback_requested
 from events.failure import handled
 
 # The handler as its consumer runs it: a PermanentFailure becomes builder's failure event.
