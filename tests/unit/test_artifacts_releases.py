@@ -15,10 +15,12 @@ from artifacts.releases import NoLiveRelease, export_live_source, is_copy, mark_
 from artifacts.store import ARTIFACT, ArtifactStore
 from artifacts.tenant import TenantArtifacts
 from contracts.envelope import Envelope
-from contracts.events_v1 import BuildFailed, RollbackRequested
+from contracts.events_v1 import RollbackRequested
+from contracts.failures_v1 import BuildFailed
 from contracts.tenant import tenant_names
 from services.builder.adapters import BuilderDeps
 from services.builder.codegen import generate, package
+from events.failure import handled
 from services.builder.handlers import on_rollback_requested
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
@@ -81,7 +83,7 @@ async def test_a_rollback_to_a_release_without_a_valid_spec_fails_with_the_same_
     deps = BuilderDeps("hp", inputs=Recorded(), store=ArtifactStore(tmp_path), static=None, retention=3)
     deps.store.publish_release("shop", 1, zipped(files))
     envelope = Envelope.new(RollbackRequested(to_version=1, requested_by="alice"), tenant_id="shop", producer="api")
-    [failed] = await on_rollback_requested(envelope, deps)
+    [failed] = await handled("builder", on_rollback_requested, envelope, deps)  # as its consumer runs it
     assert isinstance(failed, BuildFailed) and failed.stage == "rollback" and failed.error.startswith(error)
     assert [m.version for m in deps.store.releases("shop")] == [1]
 
