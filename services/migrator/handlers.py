@@ -25,7 +25,6 @@ import asyncio
 import json
 import time
 
-import asyncpg
 import structlog
 
 from artifacts.errors import ArtifactError
@@ -34,23 +33,11 @@ from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import MigrationsApplied, TenantChanged
 from events.failure import PermanentFailure
-from services.migrator import adapters
-from services.migrator.adapters import LOCK_KEY, MigratorDeps
+from services.migrator.adapters import LedgerRow, Migration, MigratorDeps, SchemaSession
 from spec.model import Model, relational_model
 from spec.plan import check_rollback, plan
-from services.resources.base import scrub
 
 log = structlog.get_logger(__name__)
-# SQLSTATE a retry cannot fix: data exception, integrity, feature, dependency, syntax/access,
-# program limit; plus a statement cancelled by the role's statement_timeout.
-_PERMANENT_CLASSES = ("0A", "22", "23", "2B", "42", "54")
-_PERMANENT_STATES = ("57014",)
-LOCK_TIMEOUT = "5s"
-
-
-def _permanent(exc: asyncpg.PostgresError) -> bool:
-    state = getattr(exc, "sqlstate", "") or ""
-    return state[:2] in _PERMANENT_CLASSES or state in _PERMANENT_STATES
 
 
 async def on_tenant_changed(envelope: Envelope[TenantChanged], deps: MigratorDeps) -> list[Event]:
@@ -95,14 +82,11 @@ async def _migrate_and_release(tenant: str, event: TenantChanged, correlation_id
     creds = await deps.secrets.read(deps.names(tenant))
     if creds is None:
         raise PermanentFailure("credentials", f"tenant {tenant} has no readable secret {deps.names(tenant).secret}")
-    conn = await adapters.connect_as_tenant(creds)
-    try:
-        result = await _migrate(conn, event, new, creds)
+    async with deps.schemas.session(creds) as db:
+        result = await _migrate(db, event, new)
         if result is not None and result[1]:
             await _release(tenant, event, correlation_id, deps)
-            await adapters.mark_released(conn, event.version)
-    finally:
-        await conn.close()
+            await db.mark_released(event.version)
     return result[0] if result is not None else None
 
 
@@ -113,56 +97,40 @@ async def _release(tenant: str, event: TenantChanged, correlation_id: str, deps:
         await asyncio.to_thread(deps.store.set_current, tenant, event.version, correlation_id=correlation_id)
 
 
-async def _migrate(conn, event: TenantChanged, new: Model, creds) -> tuple[list[str], bool] | None:
+async def _migrate(db: SchemaSession, event: TenantChanged, new: Model) -> tuple[list[str], bool] | None:
     """One transaction: (names applied now, whether the release is still to be marked live)."""
-    step = "ledger"
-    try:
-        async with conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock($1)", LOCK_KEY)
-            # A live app's long transaction blocks ALTER TABLE: give up soon (55P03, retried)
-            # instead of queueing every app query behind the migration's lock request.
-            await conn.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            await conn.execute(adapters.LEDGER_DDL)
-            this, latest = await adapters.ledger_rows(conn, event.version)
-            if latest is not None and latest.version > event.version:  # an old event replayed
-                log.warning("migration.stale", version=event.version, database_version=latest.version)
-                return None
-            if this is not None:
-                if this.spec_sha256 != event.spec_sha256:
-                    raise PermanentFailure("plan", f"version {event.version} was migrated with spec "
-                                          f"{this.spec_sha256[:12]}, not {event.spec_sha256[:12]}")
-                log.info("migration.already_applied", version=event.version)
-                return [], not this.released
-            if event.rollback_of is not None:
-                await _record_rollback(conn, event, new, latest)
-                return [], True
-            steps = plan(Model.from_json(latest.model) if latest else None, new)
-            if problems := steps.problems(event.allow_destructive):
-                raise PermanentFailure("plan", "; ".join(problems))
-            for s in steps.steps:
-                step = s.description
-                for statement in s.sql:
-                    await conn.execute(statement)
-            step = "ledger"
-            await adapters.record(conn, event.version, event.spec_sha256, new.to_json(), steps.to_json())
-    except asyncpg.PostgresError as exc:
-        if not _permanent(exc):
-            raise
-        error = scrub(f"{step}: {exc} (SQLSTATE {exc.sqlstate})", [creds.DB_PASSWORD, creds.DATABASE_URL])
-        raise PermanentFailure("apply", error) from None
+    async with db.migration() as migration:
+        this, latest = await migration.ledger(event.version)
+        if latest is not None and latest.version > event.version:  # an old event replayed
+            log.warning("migration.stale", version=event.version, database_version=latest.version)
+            return None
+        if this is not None:
+            if this.spec_sha256 != event.spec_sha256:
+                raise PermanentFailure("plan", f"version {event.version} was migrated with spec "
+                                               f"{this.spec_sha256[:12]}, not {event.spec_sha256[:12]}")
+            log.info("migration.already_applied", version=event.version)
+            return [], not this.released
+        if event.rollback_of is not None:
+            await _record_rollback(migration, event, new, latest)
+            return [], True
+        steps = plan(Model.from_json(latest.model) if latest else None, new)
+        if problems := steps.problems(event.allow_destructive):
+            raise PermanentFailure("plan", "; ".join(problems))
+        await migration.apply(steps.steps)
+        await migration.record(event.version, event.spec_sha256, new.to_json(), steps.to_json())
     return ([steps.name(event.version)] if steps.steps else []), True
 
 
-async def _record_rollback(conn, event: TenantChanged, target: Model, latest) -> None:
+async def _record_rollback(migration: Migration, event: TenantChanged, target: Model, latest: LedgerRow | None) -> None:
     """A rollback applies no DDL: the old code must fit the schema the database has now
     (checked against the ledger, the database's truth). Its ledger row keeps that schema's
     model, so the next update diffs against the real tables, not the old spec's."""
     current = Model.from_json(latest.model) if latest else None
     if problems := check_rollback(target, current):
         raise PermanentFailure("rollback", f"release {event.rollback_of} cannot serve the current schema; "
-                                  "blocked by: " + "; ".join(problems))
+                                           "blocked by: " + "; ".join(problems))
     model = json.loads(latest.model) if latest else target.to_json()
-    await adapters.record(conn, event.version, event.spec_sha256, model, [])
+    await migration.record(event.version, event.spec_sha256, model, [])
     log.info("migration.rollback_recorded", version=event.version, rollback_of=event.rollback_of)
 
 

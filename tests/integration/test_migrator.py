@@ -192,9 +192,7 @@ async def test_the_running_migrator_consumes_tenant_changed_from_the_bus(res, te
 async def test_a_table_held_by_the_live_app_is_retried_not_failed(deps, tenant, db, monkeypatch):
     import asyncpg
 
-    from services.migrator import handlers
-
-    monkeypatch.setattr(handlers, "LOCK_TIMEOUT", "200ms")
+    monkeypatch.setattr(adapters, "LOCK_TIMEOUT", "200ms")
     await apply(deps, tenant, 1, growing_spec(1))
     before, pointer = await snapshot(db), deps.store.read_current(tenant)
     v3 = release(deps, tenant, 2, growing_spec(3))
