@@ -17,6 +17,7 @@ import asyncpg
 import structlog
 from pydantic import TypeAdapter, ValidationError
 
+from artifacts import inputs
 from contracts.app_spec import AppSpec, spec_ref
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
@@ -84,7 +85,7 @@ def _sha(known: list[dict[str, Any]], version: int) -> str | None:
 
 
 def _blob_ref(blob: tuple[str, bytes] | None) -> str | None:
-    """Reference of a zip stored with `store.store_source` (sources and static bundles)."""
+    """Reference of a zip stored with `inputs.store_source` (sources and static bundles)."""
     return f"source:sha256:{blob[0]}" if blob else None
 
 
@@ -114,7 +115,7 @@ class TenantCommands:
                 raise RequestRefused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
             generation = (row["generation"] if row else 0) + 1
             incarnation = uuid.uuid4()  # a new tenant, even under an old name
-            await store.store_spec(conn, digest, spec.canonical_json())
+            await inputs.store_spec(conn, digest, spec.canonical_json())
             try:
                 await conn.execute(
                     """
@@ -129,7 +130,7 @@ class TenantCommands:
             except asyncpg.UniqueViolationError:  # a concurrent create claimed the domain
                 raise RequestRefused(409, f"custom domain {domain!r} already belongs to another tenant") from None
             if static is not None:
-                await store.store_source(conn, *static)
+                await inputs.store_source(conn, *static)
             await conn.execute("UPDATE tenants SET static_sha256 = $2 WHERE tenant_id = $1", name,
                                static[0] if static else None)
             event = TenantRequested(spec_ref=spec_ref(digest), spec_sha256=digest, custom_domain=domain,
@@ -156,14 +157,14 @@ class TenantCommands:
                               [{"path": "app." + p.split(": ", 1)[0], "message": p.split(": ", 1)[1]}
                                for p in problems])
             generation = row["generation"] + 1
-            await store.store_spec(conn, digest, spec.canonical_json())
+            await inputs.store_spec(conn, digest, spec.canonical_json())
             await conn.execute(
                 "UPDATE tenants SET spec_sha256 = $2, generation = $3, updated_at = now() WHERE tenant_id = $1",
                 name, digest, generation,
             )
             for blob in (source, static):
                 if blob is not None:
-                    await store.store_source(conn, *blob)
+                    await inputs.store_source(conn, *blob)
             if static is not None:
                 await conn.execute("UPDATE tenants SET static_sha256 = $2 WHERE tenant_id = $1", name, static[0])
             event = AppUpdateRequested(spec_ref=spec_ref(digest), spec_sha256=digest,
@@ -253,7 +254,7 @@ class TenantCommands:
             return []
         models = []
         for digest in (target["spec_sha256"], schema["spec_sha256"]):
-            body = await store.load_spec_body(conn, digest)
+            body = await inputs.load_spec_body(conn, digest)
             if body is None:
                 return [f"the spec of release {target['version']} is not stored"]
             models.append(relational_model(load_app_spec(body)))
@@ -262,7 +263,7 @@ class TenantCommands:
 
     async def _migration_problems(self, conn: Any, row: Any, spec: AppSpec, allow_destructive: bool) -> list[str]:
         """What the migrator would refuse (spec.plan), against the current desired spec."""
-        body = await store.load_spec_body(conn, row["spec_sha256"])
+        body = await inputs.load_spec_body(conn, row["spec_sha256"])
         try:
             current = load_app_spec(body) if body else None
         except InvalidAppSpec:  # stored under older rules: the migrator compares with the database

@@ -3,6 +3,7 @@
 - `app_specs`: every accepted spec, as canonical JSON under its sha256 (immutable,
   content-addressed). Events carry `spec:sha256:<digest>` (contracts.app_spec.spec_ref);
   the builder reads the body here. `app_sources`: edited source zips, the same way.
+  Both are read and written through artifacts.inputs (what a build starts from).
 - `tenants`: the desired state, one row per tenant name: spec digest, custom domain,
   chosen edge (AWS), newest request generation, `deleted_at` once deletion was asked.
   A live tenant is a row with `deleted_at IS NULL` (the registry the orphan scan can use).
@@ -117,29 +118,6 @@ async def ensure_schema(db: Any) -> None:
 async def lock_tenant(conn: Any, tenant_id: str) -> None:
     """The inbox's lock for the `api` consumer: requests and projection take turns."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))", CONSUMER, tenant_id)
-
-
-async def store_spec(conn: Any, digest: str, body: str) -> None:
-    await conn.execute(
-        "INSERT INTO app_specs (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        digest, body, len(body.encode()),
-    )
-
-
-async def load_spec_body(conn: Any, digest: str) -> str | None:
-    return await conn.fetchval("SELECT body FROM app_specs WHERE sha256 = $1", digest)
-
-
-async def store_source(conn: Any, digest: str, body: bytes) -> None:
-    """An edited source tree (zip) for `hostplane app deploy --source`, content-addressed."""
-    await conn.execute(
-        "INSERT INTO app_sources (sha256, body, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        digest, body, len(body),
-    )
-
-
-async def load_source_body(conn: Any, digest: str) -> bytes | None:
-    return await conn.fetchval("SELECT body FROM app_sources WHERE sha256 = $1", digest)
 
 
 async def tenant_row(conn: Any, tenant_id: str) -> Any:

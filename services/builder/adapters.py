@@ -17,7 +17,7 @@ from core.aws import aws_client
 from core.settings import Settings
 from contracts.envelope import Envelope
 from events.recorded import RecordedRequests
-from services.api.store import load_source_body, load_spec_body
+from artifacts.inputs import load_source_body, load_spec_body
 
 
 class StoredInputs:

@@ -15,7 +15,7 @@ from contracts.app_spec import spec_ref
 from spec.load import load_app_spec
 from contracts.events_v1 import TenantChanged
 from contracts.failures_v1 import BuildFailed
-from services.api.store import store_source
+from artifacts.inputs import store_source
 from services.builder.adapters import BuilderDeps
 from services.builder.codegen import generate
 from spec.source import source_zip

@@ -13,7 +13,7 @@ from events.failure import handled
 from contracts.envelope import Envelope
 from contracts.events_v1 import TenantChanged
 from contracts.failures_v1 import BuildFailed
-from services.api.store import store_source
+from artifacts.inputs import store_source
 from spec.source import source_zip
 from services.builder.handlers import on_app_update_requested, on_tenant_provisioned
 from services.provisioner.handlers import on_tenant_requested

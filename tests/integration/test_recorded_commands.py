@@ -10,13 +10,13 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from artifacts import inputs
 from artifacts.store import ArtifactStore
 from contracts.app_spec import spec_ref
 from spec.load import load_app_spec
 from contracts.envelope import Envelope, parse_envelope
 from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantChanged, TenantProvisioned
 from events import recorded
-from services.api import store
 from services.api.commands import TenantCommands
 from services.builder.adapters import BuilderDeps, StoredInputs
 from services.builder.handlers import on_app_update_requested, on_rollback_requested, on_tenant_provisioned
@@ -107,7 +107,7 @@ async def test_the_builder_builds_nothing_the_api_did_not_record(api_store_pool,
     deps = BuilderDeps("hp", inputs=StoredInputs(api_store_pool), store=ArtifactStore(tmp_path), static=None)  # type: ignore[arg-type]
     other = OTHER.digest()
     async with api_store_pool.acquire() as conn:
-        await store.store_spec(conn, other, OTHER.canonical_json())  # stored, as an attacker's upload would be
+        await inputs.store_spec(conn, other, OTHER.canonical_json())  # stored, as an attacker's upload would be
     assert await on_app_update_requested(update("acme", allow_destructive=True), deps) == []
     assert await on_tenant_provisioned(provisioned(request, spec_ref=spec_ref(other), spec_sha256=other), deps) == []
     rollback = Envelope.new(RollbackRequested(to_version=1), tenant_id="acme", producer="api")

@@ -11,7 +11,7 @@ from typing import Any
 from contracts.app_spec import spec_ref
 from contracts.envelope import Envelope
 from contracts.events_v1 import AppUpdateRequested, TenantProvisioned
-from services.api.store import store_spec
+from artifacts.inputs import store_spec
 from services.builder.adapters import BuilderDeps
 from spec.load import load_app_spec
 
