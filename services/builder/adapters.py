@@ -1,8 +1,9 @@
-"""The builder's I/O: specs and source trees stored by the API (read-only), the artifact
-store, the tenant's static bucket."""
+"""The builder's I/O: specs and source trees stored by the API (read-only), the tenant's
+releases (Releases: the artifact store off the event loop), the tenant's static bucket."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import mimetypes
@@ -11,7 +12,8 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from artifacts.store import ArtifactStore, store_root
+from artifacts.releases import is_copy, mark_copy, prune_releases
+from artifacts.store import ARTIFACT, ArtifactStore, Manifest, Pointer, store_root
 from contracts.tenant import TenantNames, tenant_names
 from core.aws import aws_client
 from core.settings import Settings
@@ -94,6 +96,46 @@ class StaticSync:
     deleted: int
 
 
+@dataclass(frozen=True)
+class Releases:
+    """A tenant's releases as the builder uses them, off the event loop (the store is file
+    I/O, on EFS in production): artifacts.store and artifacts.releases behind one object."""
+
+    store: ArtifactStore
+
+    async def listing(self, tenant: str) -> tuple[list[Manifest], Pointer | None]:
+        """(every retained release, oldest first; the live pointer)."""
+        return await asyncio.to_thread(lambda: (self.store.releases(tenant), self.store.read_current(tenant)))
+
+    async def publish(self, tenant: str, version: int, artifact: bytes, *, entry: str | None = None,
+                      copy_of: int | None = None) -> Manifest:
+        """Release `version` (a rollback's copy of release `copy_of` is marked as one)."""
+        def work() -> Manifest:
+            manifest = self.store.publish_release(tenant, version, artifact, **({"entry": entry} if entry else {}))
+            if copy_of is not None:
+                mark_copy(self.store, tenant, manifest.version, copy_of)
+            return manifest
+        return await asyncio.to_thread(work)
+
+    async def read(self, tenant: str, version: int) -> tuple[Manifest, bytes]:
+        """A release's manifest and artifact bytes as stored (ArtifactError or OSError when
+        it is gone); the caller checks them against each other."""
+        def work() -> tuple[Manifest, bytes]:
+            manifest = self.store.read_manifest(tenant, version)
+            return manifest, (self.store.release_dir(tenant, version) / ARTIFACT).read_bytes()
+        return await asyncio.to_thread(work)
+
+    async def is_copy(self, tenant: str, version: int, target: int) -> bool:
+        return await asyncio.to_thread(is_copy, self.store, tenant, version, target)
+
+    async def prune(self, tenant: str, keep: int, published: int) -> list[int]:
+        return await asyncio.to_thread(prune_releases, self.store, tenant, keep, published)
+
+    def artifact_path(self, tenant: str, version: int) -> str:
+        """Where the release's artifact lives, relative to the store's root (TenantChanged)."""
+        return f"{self.store.tenant_dir(tenant).name}/releases/{version}/{ARTIFACT}"
+
+
 @dataclass
 class BuilderDeps:
     prefix: str
@@ -105,6 +147,10 @@ class BuilderDeps:
 
     def names(self, tenant_id: str) -> TenantNames:
         return tenant_names(tenant_id, prefix=self.prefix)
+
+    @property
+    def releases(self) -> Releases:
+        return Releases(self.store)
 
     async def aclose(self) -> None:
         if self._stack is not None:

@@ -27,14 +27,12 @@ changes nothing either (`command.superseded`).
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 
 import structlog
 
 from artifacts.errors import ArtifactError, SpecUnreadable
-from artifacts.releases import is_copy, mark_copy, prune_releases, spec_in
-from artifacts.store import ARTIFACT
+from artifacts.releases import spec_in
 from contracts.app_spec import digest_of_ref
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
@@ -103,7 +101,6 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
     """One build. `first_release` (TenantProvisioned): a tenant that already has a newer,
     different release is not rebuilt from its original spec (a replay must not roll back)."""
     tenant = envelope.tenant_id
-    store = deps.store
     try:
         files, static, digest_of_spec = await _inputs(deps, spec_ref, source_ref, static_ref)
         try:
@@ -113,8 +110,7 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
     except PermanentFailure as failed:  # BuildFailed names the spec it could not build
         raise PermanentFailure(failed.step, failed.error, spec_sha256=spec_sha256) from None
     sha256 = hashlib.sha256(artifact).hexdigest()
-    releases = await asyncio.to_thread(store.releases, tenant)
-    current = await asyncio.to_thread(store.read_current, tenant)
+    releases, current = await deps.releases.listing(tenant)
     if first_release and releases and releases[-1].sha256 != sha256:
         log.info("build.skipped", reason="the tenant already has newer releases", version=releases[-1].version)
         return []
@@ -123,16 +119,16 @@ async def build(envelope: Envelope, deps: BuilderDeps, *, spec_ref: str, spec_sh
         log.info("build.unchanged", version=manifest.version, sha256=sha256[:12])
     else:
         version = (releases[-1].version if releases else 0) + 1
-        manifest = await asyncio.to_thread(store.publish_release, tenant, version, artifact)
+        manifest = await deps.releases.publish(tenant, version, artifact)
         log.info("artifact.published", version=version, sha256=sha256[:12], bytes=len(artifact))
-    await asyncio.to_thread(prune_releases, store, tenant, deps.retention, manifest.version)
+    await deps.releases.prune(tenant, deps.retention, manifest.version)
     mirror = not source_ref  # a spec's static folder (or none): the bucket mirrors it
     if static or (static is not None and mirror):
         done = await deps.static.sync(deps.names(tenant).bucket, static, mirror=mirror)
         if done.uploaded or done.deleted:
             log.info("static.synced", uploaded=done.uploaded, unchanged=done.unchanged, deleted=done.deleted)
     return [TenantChanged(
-        version=manifest.version, artifact_path=f"{store.tenant_dir(tenant).name}/releases/{manifest.version}/{ARTIFACT}",
+        version=manifest.version, artifact_path=deps.releases.artifact_path(tenant, manifest.version),
         sha256=manifest.sha256, size=manifest.size, spec_sha256=digest_of_spec,
         previous_version=current.version if current else None, allow_destructive=allow_destructive,
     )]
@@ -177,12 +173,10 @@ async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: Bui
     """A rollback is a new release whose artifact is a byte-identical copy of the target:
     no rebuild. A redelivery finds the copy already newest and names it again."""
     tenant, target = envelope.tenant_id, envelope.data.to_version
-    store = deps.store
     if await _unrecorded(envelope, deps):
         return []
     try:
-        source = await asyncio.to_thread(store.read_manifest, tenant, target)
-        artifact = await asyncio.to_thread((store.release_dir(tenant, target) / ARTIFACT).read_bytes)
+        source, artifact = await deps.releases.read(tenant, target)
     except (ArtifactError, OSError) as exc:
         raise _rollback_failed(f"release {target} is not retained: {exc}")
     if hashlib.sha256(artifact).hexdigest() != source.sha256 or len(artifact) != source.size:
@@ -193,21 +187,20 @@ async def on_rollback_requested(envelope: Envelope[RollbackRequested], deps: Bui
         raise _rollback_failed(str(exc))
     except InvalidAppSpec as exc:
         raise _rollback_failed(f"release {target} has no readable {SPEC_FILE}: {exc}")
-    releases = await asyncio.to_thread(store.releases, tenant)
-    current = await asyncio.to_thread(store.read_current, tenant)
+    releases, current = await deps.releases.listing(tenant)
     newest = releases[-1]
-    if newest.version > target and newest.sha256 == source.sha256 and is_copy(store, tenant, newest.version, target):
+    if newest.version > target and newest.sha256 == source.sha256 and \
+            await deps.releases.is_copy(tenant, newest.version, target):
         manifest = newest
         log.info("rollback.unchanged", version=manifest.version, rollback_of=target)
     else:
-        manifest = await asyncio.to_thread(store.publish_release, tenant, newest.version + 1, artifact,
-                                           entry=source.entry)
-        await asyncio.to_thread(mark_copy, store, tenant, manifest.version, target)
+        manifest = await deps.releases.publish(tenant, newest.version + 1, artifact, entry=source.entry,
+                                               copy_of=target)
         log.info("artifact.published", version=manifest.version, sha256=manifest.sha256[:12],
                  bytes=manifest.size, rollback_of=target)
-    await asyncio.to_thread(prune_releases, store, tenant, deps.retention, manifest.version)
+    await deps.releases.prune(tenant, deps.retention, manifest.version)
     return [TenantChanged(
-        version=manifest.version, artifact_path=f"{store.tenant_dir(tenant).name}/releases/{manifest.version}/{ARTIFACT}",
+        version=manifest.version, artifact_path=deps.releases.artifact_path(tenant, manifest.version),
         sha256=manifest.sha256, size=manifest.size, spec_sha256=spec.digest(),
         previous_version=current.version if current else None, rollback_of=target,
     )]

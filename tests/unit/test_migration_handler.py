@@ -117,7 +117,8 @@ def db() -> FakeSchemas:
 
 @pytest.fixture
 def live(tmp_path, db) -> MigratorDeps:
-    return MigratorDeps(prefix="hostplane", secrets=Secrets(), store=ArtifactStore(tmp_path), schemas=db)  # type: ignore[arg-type]
+    return MigratorDeps(prefix="hostplane", secrets=Secrets(), store=ArtifactStore(tmp_path),  # type: ignore[arg-type]
+                        schemas=db)  # type: ignore[arg-type]
 
 
 def release(deps: MigratorDeps, version: int, spec, **update) -> Envelope:
@@ -163,7 +164,8 @@ async def test_a_destructive_plan_is_refused_unless_allowed_and_nothing_runs(liv
 
 async def test_a_statement_the_database_refuses_is_migration_failed_naming_the_step(tmp_path):
     db = FakeSchemas(refuse='ADD COLUMN "done"')
-    deps = MigratorDeps(prefix="hostplane", secrets=Secrets(), store=ArtifactStore(tmp_path), schemas=db)  # type: ignore[arg-type]
+    deps = MigratorDeps(prefix="hostplane", secrets=Secrets(), store=ArtifactStore(tmp_path),  # type: ignore[arg-type]
+                        schemas=db)  # type: ignore[arg-type]
     await migrate(release(deps, 1, SPEC), deps)
     [failed] = await migrate(release(deps, 2, TWO_FIELDS), deps)
     assert isinstance(failed, MigrationFailed) and (failed.stage, failed.version) == ("apply", 2)
