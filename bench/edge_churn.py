@@ -50,7 +50,7 @@ from contracts.tenant import tenant_names  # noqa: E402
 from core import process  # noqa: E402
 from core.state import load_state, save_state  # noqa: E402
 from hostplane.local.ephemeral import start_platform, stop_platform  # noqa: E402
-from reloader import desired  # noqa: E402
+from services.resources import registry  # noqa: E402
 from services.router_config.handlers import on_tenant_deletion_requested, on_tenant_provisioned  # noqa: E402
 from services.router_config.routes import Route  # noqa: E402
 from services.router_config.service import open_router  # noqa: E402
@@ -168,10 +168,10 @@ async def run(running, args: argparse.Namespace) -> dict:
     servers, result = [], {}
     try:
         async with pool.acquire() as conn:
-            await desired.ensure_schema(conn)
+            await registry.ensure_schema(conn)
 
             async def routed(tenant: str, *, serve_it: bool) -> float:
-                port = await desired.register_service(conn, tenant, None, ports=ports)
+                port = await registry.register_service(conn, tenant, None, ports=ports)
                 if serve_it:
                     servers.append(serve(port))
                 start = time.perf_counter()

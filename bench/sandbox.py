@@ -39,7 +39,7 @@ from artifacts.store import ArtifactStore  # noqa: E402
 from core.process import free_port  # noqa: E402
 from reloader import sandbox  # noqa: E402
 from reloader.agent import Agent  # noqa: E402
-from reloader.desired import DesiredService  # noqa: E402
+from services.resources.registry import DesiredService  # noqa: E402
 from tests.support.sample_app import SampleApp  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

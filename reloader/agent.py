@@ -1,7 +1,7 @@
 """The local runtime agent: the local stand-in for ECS.
 
 Level-triggered: every `interval` it reads the desired runtime services
-(reloader.desired) and converges — one reloader process per running tenant, serving on
+(services.resources.registry) and converges — one reloader process per running tenant, serving on
 the tenant's registered `app_port` (the health port is the agent's choice, kept); a reloader that died is restarted (with backoff); one whose
 tenant is gone or stopped is drained and removed with its local files; a changed
 environment or memory limit replaces it. When the database cannot be read nothing is
@@ -44,7 +44,7 @@ from core import process
 from reloader import agent_state, reports, sandbox
 from reloader.agent_state import AgentState, RunningTenant, is_our_reloader, now_iso, our_reloaders
 from reloader.agent_env import EnvUnavailable, resolve_env
-from reloader.desired import DesiredService, desired_services, ensure_schema
+from services.resources.registry import DesiredService, desired_services, ensure_schema
 
 log = structlog.get_logger("runtime-agent")
 STABLE_AFTER_S = 60.0

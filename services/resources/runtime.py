@@ -1,6 +1,7 @@
-"""The tenant's runtime service as desired state (reloader.desired, table
-`runtime_services` in the control database); the local runtime agent, or ECS on AWS,
-converges to it. The registration names the tenant's secret (`env_ref`), never values.
+"""The tenant's runtime service as desired state in the runtime registry
+(services.resources.registry: table `runtime_services` in the control database); the
+local runtime agent, or ECS on AWS, converges to it. The registration names the
+tenant's secret (`env_ref`), never values.
 
 Writes commit at once (own connection), not with the handling transaction: a
 deregistration must reach the runtime agent before the tenant's database is dropped.
@@ -11,25 +12,25 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.tenant import TenantNames
-from reloader import desired
+from services.resources import registry
 from services.resources.base import NO_OPTIONS, Ensured, Outcome, TenantOptions, ref
 
 
 class RuntimeRegistry:
     """Registers a tenant's runtime in the desired-state table the runtime agent reads."""
 
-    def __init__(self, pool: Any, memory_mb: int = desired.DEFAULT_MEMORY_MB) -> None:
+    def __init__(self, pool: Any, memory_mb: int = registry.DEFAULT_MEMORY_MB) -> None:
         self.pool = pool
         self.memory_mb = memory_mb
 
     async def ensure_schema(self) -> None:
         async with self.pool.acquire() as conn:
-            await desired.ensure_schema(conn)
+            await registry.ensure_schema(conn)
 
     async def register(self, names: TenantNames, env_ref: str, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
         async with self.pool.acquire() as conn:
             before = await self._service(conn, names.tenant_id)
-            await desired.register_service(conn, names.tenant_id, env_ref, self.memory_mb)
+            await registry.register_service(conn, names.tenant_id, env_ref, self.memory_mb)
             after = await self._service(conn, names.tenant_id)
         changed = before is not None and before.fingerprint != after.fingerprint
         return Ensured(Outcome.of(before is None, changed), names.runtime_service)
@@ -37,7 +38,7 @@ class RuntimeRegistry:
     async def deregister(self, names: TenantNames) -> list[str]:
         async with self.pool.acquire() as conn:
             existed = await self._service(conn, names.tenant_id) is not None
-            await desired.deregister_service(conn, names.tenant_id)
+            await registry.deregister_service(conn, names.tenant_id)
         return [ref("runtime", names.runtime_service)] if existed else []
 
     async def existing(self, names: TenantNames) -> list[str]:
@@ -46,8 +47,8 @@ class RuntimeRegistry:
     async def registered(self) -> set[str]:
         """Tenant ids with a registered runtime service."""
         async with self.pool.acquire() as conn:
-            return {s.tenant_id for s in await desired.desired_services(conn)}
+            return {s.tenant_id for s in await registry.desired_services(conn)}
 
     @staticmethod
-    async def _service(conn: Any, tenant_id: str) -> desired.DesiredService | None:
-        return next((s for s in await desired.desired_services(conn) if s.tenant_id == tenant_id), None)
+    async def _service(conn: Any, tenant_id: str) -> registry.DesiredService | None:
+        return next((s for s in await registry.desired_services(conn) if s.tenant_id == tenant_id), None)

@@ -8,7 +8,7 @@ from typing import Any
 import asyncpg
 
 from core.settings import Settings
-from reloader import desired
+from services.resources import registry
 from services.router_config.adapters import TableRouter
 from services.router_config.store import RouteStore
 
@@ -30,7 +30,7 @@ async def open_router(settings: Settings, dsn: str) -> LocalRouter:
         store = RouteStore(pool)
         await store.ensure_schema()
         async with pool.acquire() as conn:
-            await desired.ensure_schema(conn)
+            await registry.ensure_schema(conn)
     except BaseException:
         await pool.close()
         raise

@@ -16,7 +16,7 @@ from typing import Any
 
 from events.failure import PermanentFailure
 from events.store import apply_schema
-from reloader import desired
+from services.resources import registry
 from services.router_config.routes import Route
 
 _SCHEMA_LOCK = 0x726F7574  # "rout"
@@ -82,9 +82,9 @@ class RouteStore:
         return [_row(r).route for r in rows]
 
     async def app_port(self, tenant_id: str) -> int | None:
-        """The tenant's port in the runtime registry (reloader.desired); None: not registered."""
+        """The tenant's port in the runtime registry (services.resources.registry); None: not registered."""
         async with self.pool.acquire() as conn:
-            return await desired.app_port(conn, tenant_id)
+            return await registry.app_port(conn, tenant_id)
 
     async def live_tenants(self) -> set[str]:
         return {r["tenant_id"] for r in await self.pool.fetch("SELECT tenant_id FROM routes WHERE deleted_at IS NULL")}

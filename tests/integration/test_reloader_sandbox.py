@@ -23,7 +23,7 @@ from artifacts.store import ArtifactStore
 from core.process import free_port
 from reloader import sandbox
 from reloader.agent import Agent
-from reloader.desired import DesiredService
+from services.resources.registry import DesiredService
 
 pytestmark = pytest.mark.integration
 WHY_NOT = sandbox.unavailable_reason()

@@ -29,10 +29,10 @@ from core.aws import aws_client
 from hostplane.doctor import find_orphans
 from hostplane.local.edge import admin_client
 from hostplane.local.ephemeral import start_platform, stop_platform
-from reloader import desired
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned
 from services.router_config.lookup import REFRESH_S, app_name
+from services.resources import registry
 from services.resources.wiring import resources
 from services.router_config.service import open_router
 
@@ -132,7 +132,7 @@ def raw_get(platform, host: str, path: str) -> tuple[int, bytes]:
 async def register(platform, conn, tenant: str) -> int:
     settings = platform.settings
     ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
-    return await desired.register_service(conn, tenant, None, ports=ports)
+    return await registry.register_service(conn, tenant, None, ports=ports)
 
 
 async def resolve(platform, name: str) -> dns.message.Message:
@@ -154,7 +154,7 @@ async def resolve_settled(platform, name: str, rcode: dns.rcode.Rcode, within: f
 async def test_routes_are_rows_the_edge_looks_up_and_caddy_is_never_written(platform):
     settings = platform.settings
     conn = await asyncpg.connect(platform.conn.control_dsn)
-    await desired.ensure_schema(conn)
+    await registry.ensure_schema(conn)
     port = await register(platform, conn, TENANT)
     echo = echo_server(port, TENANT)
     deps = await open_router(settings, platform.conn.control_dsn)
@@ -246,7 +246,7 @@ async def test_routes_are_rows_the_edge_looks_up_and_caddy_is_never_written(plat
 
 async def test_the_resolver_answers_only_live_route_names(platform):
     conn = await asyncpg.connect(platform.conn.control_dsn)
-    await desired.ensure_schema(conn)
+    await registry.ensure_schema(conn)
     deps = await open_router(platform.settings, platform.conn.control_dsn)
     tenant = "route-dns"
     names = tenant_names(tenant)
@@ -295,7 +295,7 @@ async def test_other_tenants_churn_without_resetting_a_bystanders_connections(pl
     from collections import Counter
 
     conn = await asyncpg.connect(platform.conn.control_dsn)
-    await desired.ensure_schema(conn)
+    await registry.ensure_schema(conn)
     deps = await open_router(platform.settings, platform.conn.control_dsn)
     bystander = "route-by"
     echo = echo_server(await register(platform, conn, bystander), bystander)

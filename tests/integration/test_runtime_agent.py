@@ -23,7 +23,7 @@ from hostplane.local.ephemeral import start_platform, stop_platform
 from core.process import alive, free_port, free_ports
 from reloader import agent_state, sandbox
 from reloader.agent import Agent
-from reloader.desired import deregister_service, ensure_schema, register_service
+from services.resources.registry import deregister_service, ensure_schema, register_service
 from tests.support.runtime_harness import Load
 from tests.support.sample_app import SampleApp
 

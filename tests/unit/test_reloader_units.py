@@ -13,10 +13,10 @@ from artifacts.store import ArtifactStore
 from contracts import ReleaseActivated, ReleaseFailed, parse_envelope
 from reloader.agent_state import reloader_args
 from reloader.config import RuntimeConfig, Scrubber, TenantEnvError, app_environment, parse_tenant_env
-from reloader.desired import DesiredService
 from reloader.health import serve_health
 from reloader.reporting import FileReporter, MemoryReporter, read_events
 from reloader.runtime import Runtime, backoff
+from services.resources.registry import DesiredService
 
 
 def test_backoff_doubles_and_is_capped():

@@ -1,6 +1,9 @@
-"""Desired runtime services: what the provisioner asks the runtime fleet to run.
+"""The runtime registry (table `runtime_services` in the control database): which tenant
+runtimes should run, and with what. Its SQL lives here alone.
 
-The local runtime agent reads this table and converges to it (one reloader per running
+The provisioner writes it through `services.resources.runtime.RuntimeRegistry`;
+router-config reads the tenants' app ports; the local runtime agent
+(`hostplane.local.agent`) reads it and converges to it (one reloader per running
 tenant); on AWS the provisioner creates an ECS service instead. `env_ref` names where
 the tenant's environment lives (a secret name or ARN, or `file:<path>` locally), never
 the values. Registering is convergent: the same call twice changes nothing, so it does
