@@ -52,7 +52,6 @@ from core.state import load_state, save_state  # noqa: E402
 from hostplane.local.ephemeral import start_platform, stop_platform  # noqa: E402
 from services.resources import registry  # noqa: E402
 from services.router_config.handlers import on_tenant_deletion_requested, on_tenant_provisioned  # noqa: E402
-from services.router_config.routes import Route  # noqa: E402
 from services.router_config.service import open_router  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
