@@ -6,7 +6,8 @@ within the grace period. The tenant environment comes from --env-file (JSON obje
 or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged. On AWS
 (`--events bus`) reports go to the bus under the task role and the requests served are
 published each minute for autoscaling; locally (`--events file:<runtime folder>/events.jsonl`)
-the runtime holds no credentials and the runtime agent publishes its reports (reloader.reports).
+the runtime holds no credentials and the runtime agent publishes its reports
+(hostplane.local.agent.reports).
 """
 
 from __future__ import annotations

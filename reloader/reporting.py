@@ -4,7 +4,7 @@ On AWS the runtime publishes straight to the bus under its task role, whose PutE
 conditioned on its own source `hostplane.runtime.<tenant>` (`BusReporter`, through
 events.publisher). Locally it has no credentials at all: it appends its envelopes to a
 file in its runtime folder (`FileReporter`, one envelope per line, rotated past
-ROTATE_AT) and the runtime agent publishes them (reloader.reports). Tests use
+ROTATE_AT) and the runtime agent publishes them (hostplane.local.agent.reports). Tests use
 `FileReporter` or `MemoryReporter`. Reporting never blocks or breaks a swap:
 a publish failure is logged and the runtime carries on.
 """
@@ -56,7 +56,7 @@ class MemoryReporter:
 class FileReporter:
     """Appends each envelope as one JSON line (the EventBridge `detail`). Past ROTATE_AT
     the file moves to `<name>.1` (replacing the previous one) and a new one starts: the
-    agent reading it finishes the old file first (reloader.reports)."""
+    agent reading it finishes the old file first (hostplane.local.agent.reports)."""
 
     def __init__(self, tenant_id: str, path: Path) -> None:
         self.tenant_id = tenant_id

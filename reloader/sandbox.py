@@ -205,10 +205,14 @@ def uid_for(app_port: int, environ: Mapping[str, str] = os.environ) -> int:
     return int(environ.get(UID_BASE_VAR) or DEFAULT_UID_BASE) + app_port
 
 
+def source_root() -> Path:
+    """The checkout this reloader is imported from (the one the sandbox binds)."""
+    return Path(__file__).resolve().parents[1]
+
+
 def code_paths() -> tuple[Path, ...]:
     """What the reloader and its workers import: the interpreter, the venv, our source."""
-    source = Path(__file__).resolve().parents[1]
-    return tuple(Path(p).resolve() for p in dict.fromkeys((sys.base_prefix, sys.prefix, str(source))))
+    return tuple(Path(p).resolve() for p in dict.fromkeys((sys.base_prefix, sys.prefix, str(source_root()))))
 
 
 def _under(path: Path, parent: Path) -> bool:

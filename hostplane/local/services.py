@@ -78,10 +78,10 @@ class ServiceProcess(Component):
 
 
 class RuntimeAgent(ServiceProcess):
-    """The local stand-in for ECS: one reloader per registered tenant runtime (reloader.agent)."""
+    """The local stand-in for ECS: one reloader per registered tenant runtime (hostplane.local.agent)."""
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "reloader.agent", "--home", str(self.settings.home_dir), "--dsn-from-home"]
+        return [sys.executable, "-m", "hostplane.local.agent", "--home", str(self.settings.home_dir), "--dsn-from-home"]
 
 
 class RouteResolver(ServiceProcess):

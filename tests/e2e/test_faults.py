@@ -134,7 +134,7 @@ def assert_no_duplicate_runtimes(settings, tenants) -> None:
         matching = {}
         for p in psutil.process_iter(["pid", "cmdline", "ppid"]):
             cmd = " ".join(p.info["cmdline"] or [])
-            if "reloader" in cmd and runtime_dir in cmd and "reloader.agent" not in cmd:
+            if "reloader" in cmd and runtime_dir in cmd and "hostplane.local.agent" not in cmd:
                 matching[p.info["pid"]] = p.info["ppid"]
         # Count only top-level ones: not the reloader's workers, nor the sandbox's chain
         # (cgroup shell -> bwrap -> bwrap's init -> reloader) below one runtime.

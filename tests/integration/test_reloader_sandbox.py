@@ -21,8 +21,8 @@ import pytest
 
 from artifacts.store import ArtifactStore
 from core.process import free_port
+from hostplane.local.agent.agent import Agent
 from reloader import sandbox
-from reloader.agent import Agent
 from services.resources.registry import DesiredService
 
 pytestmark = pytest.mark.integration

@@ -21,8 +21,9 @@ from artifacts.store import ArtifactStore
 from core.aws import aws_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from core.process import alive, free_port, free_ports
-from reloader import agent_state, sandbox
-from reloader.agent import Agent
+from hostplane.local.agent import state as agent_state
+from hostplane.local.agent.agent import Agent
+from reloader import sandbox
 from services.resources.registry import deregister_service, ensure_schema, register_service
 from tests.support.runtime_harness import Load
 from tests.support.sample_app import SampleApp
@@ -60,7 +61,7 @@ def home(platform) -> Path:
 def start_agent(home: Path) -> subprocess.Popen[bytes]:
     with open(home / "logs" / "agent-test.log", "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "reloader.agent", "--home", str(home), "--dsn-from-home", "--interval", "0.3",
+            [sys.executable, "-m", "hostplane.local.agent", "--home", str(home), "--dsn-from-home", "--interval", "0.3",
              "--grace", "3", "--reloader-arg=--poll-interval=0.2"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 

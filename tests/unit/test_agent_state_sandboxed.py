@@ -11,7 +11,7 @@ import uuid
 
 import psutil
 
-from reloader import agent_state
+from hostplane.local.agent import state as agent_state
 
 
 def test_one_runtime_is_counted_once_and_its_reloader_found_inside():

@@ -50,7 +50,7 @@ def test_the_six_services_and_the_runtime_agent_run_the_real_modules():
         assert service in SERVICES, f"control-plane service {service} missing"
         assert SERVICES[service]["command"] == ["python", "-m", module_of(service)]
     agent = SERVICES["runtime-agent"]["command"]
-    assert agent[:3] == ["python", "-m", "reloader.agent"] and "--dsn-from-home" in agent
+    assert agent[:3] == ["python", "-m", "hostplane.local.agent"] and "--dsn-from-home" in agent
 
 
 def test_services_wait_for_init_which_waits_for_every_server():

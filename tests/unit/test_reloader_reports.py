@@ -12,8 +12,9 @@ import structlog
 
 from contracts.envelope import Envelope
 from contracts.events_v1 import ReleaseActivated, TenantDeletionRequested
-from reloader import reporting, reports
-from reloader.reports import Cursor, read
+from hostplane.local.agent import reports
+from hostplane.local.agent.reports import Cursor, read
+from reloader import reporting
 
 SHA = "a" * 64
 

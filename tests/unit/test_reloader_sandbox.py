@@ -37,7 +37,7 @@ def test_the_shell_joins_every_cgroup_before_bwrap_then_setpriv_drops_to_the_ten
                          "--inh-caps=-all", "--bounding-set=-all", "--"]
     assert inner[8:] == ["/work/main/.venv/bin/python", "-m", "reloader", "--tenant", "acme"]
     # the agent still recognises its reloader by the launcher's command line
-    from reloader.agent_state import reloader_args
+    from hostplane.local.agent.state import reloader_args
 
     assert reloader_args(cmd)["tenant"] == "acme"
 

@@ -11,7 +11,7 @@ import pytest
 
 from artifacts.store import ArtifactStore
 from contracts import ReleaseActivated, ReleaseFailed, parse_envelope
-from reloader.agent_state import reloader_args
+from hostplane.local.agent.state import reloader_args
 from reloader.config import RuntimeConfig, Scrubber, TenantEnvError, app_environment, parse_tenant_env
 from reloader.health import serve_health
 from reloader.reporting import FileReporter, MemoryReporter, read_events
@@ -56,7 +56,7 @@ def test_agent_recognises_reloader_command_lines_only():
     cmd = ["/venv/bin/python", "-m", "reloader", "--tenant", "acme", "--port", "1", "--owner", "agent:/h"]
     assert reloader_args(cmd) == {"tenant": "acme", "port": "1", "owner": "agent:/h"}
     assert reloader_args(["python", "-I", "-m", "reloader.worker", "--app", "x"]) is None
-    assert reloader_args(["python", "-m", "reloader.agent", "--home", "h"]) is None
+    assert reloader_args(["python", "-m", "hostplane.local.agent", "--home", "h"]) is None
     assert reloader_args(["bash"]) is None
 
 

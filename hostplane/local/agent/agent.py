@@ -1,37 +1,33 @@
 """The local runtime agent: the local stand-in for ECS.
 
-Level-triggered: every `interval` it reads the desired runtime services
-(services.resources.registry) and converges — one reloader process per running tenant, serving on
-the tenant's registered `app_port` (the health port is the agent's choice, kept); a reloader that died is restarted (with backoff); one whose
-tenant is gone or stopped is drained and removed with its local files; a changed
-environment or memory limit replaces it. When the database cannot be read nothing is
-started or stopped: running tenants keep serving.
+Level-triggered: every `interval` it reads the desired runtime services (the runtime
+registry, services.resources.registry) and converges — one reloader process per running
+tenant, serving on the tenant's registered `app_port` (the health port is the agent's
+choice, kept); a reloader that died is restarted (with backoff); one whose tenant is
+gone or stopped is drained and removed with its local files; a changed environment or
+memory limit replaces it. When the database cannot be read nothing is started or
+stopped: running tenants keep serving.
 
 Each runtime runs sandboxed when the host allows it (reloader.sandbox: its own uid,
 cgroups and filesystem view; `HOSTPLANE_SANDBOX`), with an environment of its own only
 (no AWS credentials, none of ours): it appends its reports to a file the agent publishes
-(reloader.reports). Removing a tenant stops its reloader, then kills whatever is left in
-its cgroups, a daemon it double-forked included.
+(hostplane.local.agent.reports). Removing a tenant stops its reloader, then kills
+whatever is left in its cgroups, a daemon it double-forked included.
 
 Reloaders run detached in their own sessions, so they outlive the agent. A restarted
-agent re-adopts the children recorded in its state file (pid + start time + command
-line) and stops any other reloader carrying its owner marker, so there is never a
-duplicate or an orphan. One agent per home (a lock file). SIGTERM/SIGINT stop every
-reloader and exit (`hostplane down`); SIGHUP exits leaving them running (agent upgrade).
-
-    python -m reloader.agent --home DIR --dsn-from-home [--artifacts DIR] [--interval 1]
+agent re-adopts the children recorded in its state file (hostplane.local.agent.state:
+pid + start time + command line) and stops any other reloader carrying its owner
+marker, so there is never a duplicate or an orphan. Stopping stops every reloader;
+`leave_running` leaves them running (agent upgrade). The process around it, its lock
+and signals: `python -m hostplane.local.agent` (__main__.py).
 """
-
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import shutil
-import signal
 import sys
 import time
 from pathlib import Path
@@ -41,9 +37,11 @@ import httpx
 import structlog
 
 from core import process
-from reloader import agent_state, reports, sandbox
-from reloader.agent_state import AgentState, RunningTenant, is_our_reloader, now_iso, our_reloaders
-from reloader.agent_env import EnvUnavailable, resolve_env
+from hostplane.local.agent import reports
+from hostplane.local.agent import state as agent_state
+from hostplane.local.agent.env import EnvUnavailable, resolve_env
+from hostplane.local.agent.state import AgentState, RunningTenant, is_our_reloader, now_iso, our_reloaders
+from reloader import sandbox
 from services.resources.registry import DesiredService, desired_services, ensure_schema
 
 log = structlog.get_logger("runtime-agent")
@@ -235,7 +233,7 @@ class Agent:
         # install may point at another checkout, which the sandbox does not show).
         return {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
                 "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(folder),
-                "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+                "PYTHONPATH": str(sandbox.source_root())}
 
     def ports(self, service: DesiredService, rec: RunningTenant | None) -> tuple[int, int] | None:
         """(app port, health port): the app port is the registered one (router-config points the
@@ -289,7 +287,7 @@ class Agent:
             log.error("runtime.cgroups_left", tenant_id=tenant, group=groups.group)
 
     async def relay_reports(self) -> None:
-        """Publish what each tenant's reloader reported since the last round (reloader.reports)."""
+        """Publish what each tenant's reloader reported since the last round (agent.reports)."""
         if self.events == "agent":
             await reports.relay(self.home / "runtime", list(self.state.tenants), self.state.reports, self.publish)
 
@@ -318,78 +316,3 @@ class Agent:
             async with httpx.AsyncClient(timeout=1.0) as client:
                 await asyncio.gather(*(probe(client, r) for r in running))
 
-
-def _lock(home: Path):
-    path = home / "runtime" / "agent.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fh = open(path, "w")
-    try:
-        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise SystemExit(f"another runtime agent already runs for {home}") from None
-    return fh
-
-
-async def _main(args: argparse.Namespace) -> int:
-    from core.settings import Settings
-
-    home = args.home.resolve()
-    settings = Settings(home=home)
-    if args.dsn:
-        dsn = args.dsn
-    else:
-        from core.state import connection_info
-
-        dsn = connection_info(home).control_dsn
-    lock = _lock(home)
-    try:
-        isolation = sandbox.decide()
-    except (sandbox.SandboxUnavailable, ValueError) as exc:
-        log.error("sandbox.required_unavailable", error=str(exc))
-        return 2
-    agent = Agent(home, dsn, args.artifacts or home / "artifacts", host=args.host, interval=args.interval,
-                  grace=args.grace, events=args.reloader_events, reloader_args=tuple(args.reloader_arg),
-                  settings=settings, isolation=isolation)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, agent.stop_requested.set)
-
-    def leave() -> None:
-        agent.leave_running = True
-        agent.stop_requested.set()
-
-    loop.add_signal_handler(signal.SIGHUP, leave)
-    log.info("agent.started", pid=os.getpid(), home=str(home), state=str(agent_state.state_path(home)))
-    ready = args.ready_file or (Path(os.environ["HOSTPLANE_READY_FILE"]) if os.environ.get("HOSTPLANE_READY_FILE")
-                                else None)
-    await agent.run(once=args.once, ready_file=ready)
-    lock.close()
-    log.info("agent.stopped", left_running=agent.leave_running)
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    from core.logging import configure_logging
-
-    p = argparse.ArgumentParser(prog="python -m reloader.agent", description=__doc__.splitlines()[0])
-    p.add_argument("--home", type=Path, required=True)
-    p.add_argument("--dsn-from-home", action="store_true", help="control database DSN from <home>/state.json")
-    p.add_argument("--dsn", help="control database DSN (else --dsn-from-home)")
-    p.add_argument("--artifacts", type=Path, help="artifact store root (default <home>/artifacts)")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--interval", type=float, default=1.0)
-    p.add_argument("--grace", type=float, default=10.0, help="drain budget of each reloader")
-    p.add_argument("--reloader-events", default="agent",
-                   help="agent (a file in the runtime folder, published by the agent) | bus | file:PATH | none")
-    p.add_argument("--reloader-arg", action="append", default=[], help="extra reloader option, written --reloader-arg=--poll-interval=0.5")
-    p.add_argument("--ready-file", type=Path)
-    p.add_argument("--once", action="store_true", help="reconcile once and exit (children keep running)")
-    args = p.parse_args(argv)
-    if not args.dsn and not args.dsn_from_home:
-        p.error("give --dsn or --dsn-from-home")
-    configure_logging(json_output=True)
-    return asyncio.run(_main(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -85,7 +85,7 @@ class RunningTenant:
 class AgentState:
     tenants: dict[str, RunningTenant] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
-    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # reloader.reports.Cursor per tenant
+    reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent.reports.Cursor per tenant
 
     def to_json(self) -> str:
         return json.dumps({"version": STATE_VERSION, "agent": self.agent,
