@@ -4,7 +4,7 @@ source of truth (services.router_config.resolver), the same way Caddy asks it.
 The route is router-config's: it removes it on the same TenantDeletionRequested. The
 deprovisioner only reads, so traffic stops before the runtime and database go (a request
 then meets the edge's 404, never a half-torn-down app). Caddy may use an answer it already
-had for up to `lookup.REFRESH_S`, so a tenant counts as served until that long after the
+had for up to `contracts.edge.REFRESH_S`, so a tenant counts as served until that long after the
 resolver first stopped answering for it.
 """
 
@@ -19,7 +19,7 @@ import dns.rdatatype
 import dns.exception
 
 from contracts.tenant import TenantNames
-from services.router_config.lookup import REFRESH_S, app_name
+from contracts.edge import REFRESH_S, app_name
 
 
 class EdgeRoutes:

@@ -49,7 +49,7 @@ class TableRouter:
 
     async def unroute(self, names: TenantNames) -> None:
         """The tombstone the handler writes next is what stops the traffic here: the resolver
-        stops answering the tenant's names, and the edge follows within lookup.REFRESH_S."""
+        stops answering the tenant's names, and the edge follows within contracts.edge.REFRESH_S."""
         set_edge_routes(await self.store.live_count(leaving=names.tenant_id))
         log.info("route.unrouted", route_id=names.route_id)
 

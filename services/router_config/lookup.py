@@ -1,5 +1,5 @@
-"""The local edge's routing by lookup (pure): Caddy's fixed configuration and the names it
-asks the route resolver (resolver.py) at request time.
+"""The local edge's routing by lookup (pure): Caddy's fixed configuration, which asks the
+route resolver (resolver.py) the names of contracts.edge at request time.
 
 Caddy holds no route per tenant. For every request it looks up an SRV record named after
 the request's host in a zone only the resolver answers (`ZONE`):
@@ -26,10 +26,9 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
+from contracts.edge import REFRESH_S, app_name, edge_target, hop_name, runtime_target, static_name
 from contracts.tenant import bucket_name
 
-ZONE = "hostplane.internal"
-REFRESH_S = 0.5
 TENANT_HEADER = "X-Tenant-Id"
 # The emulator enforces IAM and refuses unsigned requests: Caddy presents this marker, which
 # our moto launcher (hostplane.local.emulator.EDGE_AUTH) re-signs as its read-only edge user
@@ -48,28 +47,6 @@ def static_origin(endpoint: str | None) -> str | None:
     """`host:port` of the S3 endpoint serving buckets path-style (the emulator), if any."""
     return (urlsplit(endpoint).netloc or None) if endpoint else None
 
-
-def app_name(host: str) -> str:
-    return f"{host}.host.{ZONE}"
-
-
-def static_name(host: str) -> str:
-    return f"{host}.static.{ZONE}"
-
-
-def hop_name(host: str) -> str:
-    return f"{host}.hop.{ZONE}"
-
-
-def runtime_target(tenant: str) -> str:
-    return f"{tenant}.runtime.{ZONE}"
-
-
-def edge_target(tenant: str) -> str:
-    return f"{tenant}.edge.{ZONE}"
-
-
-EMULATOR_TARGET = f"emulator.{ZONE}"
 
 
 def _escaped(name: str) -> str:

@@ -1,5 +1,5 @@
 """The route resolver: a DNS responder on loopback that answers the edge's lookups from
-router-config's `routes` table (the local stand-in for Cloud Map; names in lookup.py).
+router-config's `routes` table (the local stand-in for Cloud Map; names in contracts/edge.py).
 
 It answers only names of live routes in its own zone (anything else: NXDOMAIN), only over
 TCP on a loopback address: tenant code may open any loopback port, but Landlock keeps it
@@ -30,6 +30,7 @@ import dns.rdatatype
 import dns.rrset
 import structlog
 
+from contracts import edge as edge_names
 from contracts.tenant import tenant_names
 from services.router_config import lookup
 from services.router_config.routes import Route
@@ -76,7 +77,7 @@ def records(routes: Iterable[Route], *, edge: Address,
     srv: dict[str, tuple[int, str]] = {}
     a: dict[str, str] = {}
     if emulator is not None:
-        a[lookup.EMULATOR_TARGET] = emulator.ip
+        a[edge_names.EMULATOR_TARGET] = emulator.ip
     for route in routes:
         tenant = route.tenant_id
         try:
@@ -85,17 +86,17 @@ def records(routes: Iterable[Route], *, edge: Address,
             log.warning("resolver.bad_upstream", tenant=tenant)
             continue
         own = tenant_names(tenant, base_domain=base_domain).host
-        a[lookup.runtime_target(tenant)] = runtime.ip
+        a[edge_names.runtime_target(tenant)] = runtime.ip
         for host in route.hosts:
             host = host.lower()
-            srv[lookup.app_name(host)] = (runtime.port, lookup.runtime_target(tenant))
+            srv[edge_names.app_name(host)] = (runtime.port, edge_names.runtime_target(tenant))
             if emulator is None:
                 continue
             if host == own:
-                srv[lookup.static_name(host)] = (emulator.port, lookup.EMULATOR_TARGET)
+                srv[edge_names.static_name(host)] = (emulator.port, edge_names.EMULATOR_TARGET)
             else:
-                srv[lookup.hop_name(host)] = (edge.port, lookup.edge_target(tenant))
-                a[lookup.edge_target(tenant)] = edge.ip
+                srv[edge_names.hop_name(host)] = (edge.port, edge_names.edge_target(tenant))
+                a[edge_names.edge_target(tenant)] = edge.ip
     return Records(srv, a)
 
 

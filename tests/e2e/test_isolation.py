@@ -99,7 +99,7 @@ def resolved_port(settings, host: str) -> int | None:
     import dns.message
     import dns.query
 
-    from services.router_config.lookup import app_name
+    from contracts.edge import app_name
 
     reply = dns.query.tcp(dns.message.make_query(app_name(host), "SRV"), settings.host,
                           port=settings.resolver_port, timeout=3)
@@ -168,7 +168,7 @@ def test_two_tenants_are_isolated_and_deleting_one_leaves_the_other_working(plat
     removed = ok_json(env, "tenant", "update", A, "--no-domain", "--wait", "--timeout", "60", "--json")
     assert removed["state"] == "ready" and removed["custom_domain"] is None
     assert resolves(settings, "shop.example.com", None)
-    time.sleep(2)  # what Caddy looked up before is kept for at most lookup.REFRESH_S
+    time.sleep(2)  # what Caddy looked up before is kept for at most contracts.edge.REFRESH_S
     assert httpx.get(edge, headers={"Host": "shop.example.com"}, timeout=5).status_code == 404
     nothing = run(env, "tenant", "update", A)
     assert nothing.returncode == 1 and "nothing to update" in nothing.stderr

@@ -31,7 +31,7 @@ from hostplane.local.edge import admin_client
 from hostplane.local.ephemeral import start_platform, stop_platform
 from services.router_config.handlers import on_domain_change_requested, on_tenant_deletion_requested, \
     on_tenant_provisioned
-from services.router_config.lookup import REFRESH_S, app_name
+from contracts.edge import REFRESH_S, app_name
 from services.resources import registry
 from services.resources.wiring import resources
 from services.router_config.service import open_router

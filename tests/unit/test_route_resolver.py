@@ -12,10 +12,10 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
+from contracts import edge as edge_names
 from contracts.tenant import tenant_names
 from core.process import free_port
 from services.resources.edge import EdgeRoutes
-from services.router_config import lookup
 from services.router_config.resolver import Address, RouteResolver, answer, records
 from services.router_config.routes import Route
 
@@ -34,32 +34,32 @@ def ask(table, name: str, rdtype: str = "SRV") -> dns.message.Message:
 
 def test_each_host_of_a_live_route_is_answered_with_the_runtime_and_nothing_else_is():
     table = records([route("acme", "shop.example.com"), route("beta", port=10002)], edge=EDGE, emulator=EMULATOR)
-    reply = ask(table, lookup.app_name("acme.localhost"))
+    reply = ask(table, edge_names.app_name("acme.localhost"))
     assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
     assert [(r.port, r.target.to_text()) for r in reply.answer[0]] == [(10001, "acme.runtime.hostplane.internal.")]
-    assert [(r.port) for r in ask(table, lookup.app_name("SHOP.example.com")).answer[0]] == [10001]
-    assert [r.address for r in ask(table, lookup.runtime_target("acme"), "A").answer[0]] == ["127.0.0.1"]
+    assert [(r.port) for r in ask(table, edge_names.app_name("SHOP.example.com")).answer[0]] == [10001]
+    assert [r.address for r in ask(table, edge_names.runtime_target("acme"), "A").answer[0]] == ["127.0.0.1"]
     # own host: static files from the emulator; a custom domain: back to the edge as its own host
-    assert [(r.port, r.target.to_text()) for r in ask(table, lookup.static_name("acme.localhost")).answer[0]] == [
+    assert [(r.port, r.target.to_text()) for r in ask(table, edge_names.static_name("acme.localhost")).answer[0]] == [
         (4580, "emulator.hostplane.internal.")]
-    assert [(r.port, r.target.to_text()) for r in ask(table, lookup.hop_name("shop.example.com")).answer[0]] == [
+    assert [(r.port, r.target.to_text()) for r in ask(table, edge_names.hop_name("shop.example.com")).answer[0]] == [
         (8480, "acme.edge.hostplane.internal.")]
-    assert not ask(table, lookup.static_name("shop.example.com")).answer
-    for unknown in (lookup.app_name("gamma.localhost"), lookup.hop_name("acme.localhost"), "acme.localhost",
-                    "example.org", lookup.ZONE, lookup.app_name("acme.localhost") + ".example.org"):
+    assert not ask(table, edge_names.static_name("shop.example.com")).answer
+    for unknown in (edge_names.app_name("gamma.localhost"), edge_names.hop_name("acme.localhost"), "acme.localhost",
+                    "example.org", edge_names.ZONE, edge_names.app_name("acme.localhost") + ".example.org"):
         assert ask(table, unknown).rcode() == dns.rcode.NXDOMAIN, unknown
     # a known name asked for another type: no data, no error (Go then stops asking)
-    aaaa = ask(table, lookup.runtime_target("acme"), "AAAA")
+    aaaa = ask(table, edge_names.runtime_target("acme"), "AAAA")
     assert aaaa.rcode() == dns.rcode.NOERROR and not aaaa.answer
 
 
 def test_without_an_emulator_there_is_no_static_name_and_garbage_is_refused():
     table = records([route("acme", "shop.example.com")], edge=EDGE, emulator=None)
-    assert ask(table, lookup.static_name("acme.localhost")).rcode() == dns.rcode.NXDOMAIN
-    assert ask(table, lookup.hop_name("shop.example.com")).rcode() == dns.rcode.NXDOMAIN
+    assert ask(table, edge_names.static_name("acme.localhost")).rcode() == dns.rcode.NXDOMAIN
+    assert ask(table, edge_names.hop_name("shop.example.com")).rcode() == dns.rcode.NXDOMAIN
     with pytest.raises(ValueError):
         answer(b"\x00\x01garbage", table)
-    two = dns.message.make_query(lookup.app_name("acme.localhost"), "SRV")
+    two = dns.message.make_query(edge_names.app_name("acme.localhost"), "SRV")
     two.question.append(two.question[0])
     assert dns.message.from_wire(answer(two.to_wire(), table)).rcode() == dns.rcode.FORMERR
 
@@ -81,14 +81,14 @@ async def test_the_server_listens_on_loopback_only_and_answers_over_tcp():
         assert not await edge.answered(names)
         resolver.load([route("acme")])
         assert await edge.answered(names) and await edge.serves(names)
-        query = dns.message.make_query(lookup.app_name("acme.localhost"), dns.rdatatype.SRV)
+        query = dns.message.make_query(edge_names.app_name("acme.localhost"), dns.rdatatype.SRV)
         reply = await dns.asyncquery.tcp(query, "127.0.0.1", port=port, timeout=3)
         assert reply.answer[0][0].port == 10001
         # gone from the table: still "served" while Caddy may hold its cached answer
         resolver.load([])
         assert not await edge.answered(names)
         assert await edge.serves(names)
-        await asyncio.sleep(lookup.REFRESH_S + 0.3)
+        await asyncio.sleep(edge_names.REFRESH_S + 0.3)
         assert not await edge.serves(names)
     finally:
         server.close()
