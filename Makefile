@@ -53,7 +53,7 @@ status: $(VENV)/.installed
 
 # Every test: unit, integration (both emulators) and end-to-end. Exit 5 (no tests) fails.
 test: $(VENV)/.installed $(LS_VENV)/.installed chromium bubblewrap
-	$(BIN)/python -m pytest -p no:cacheprovider -ra tests
+	$(BIN)/python -m pytest -p no:cacheprovider -ra --durations=30 tests
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests/unit
