@@ -11,8 +11,9 @@ come from `hostplane.runtime.<tenant>` about that tenant only); then, holding th
 the current one, or a command the API did not record exactly so (`command.unrecorded`;
 events.recorded), or run the handler and commit inbox mark + emitted events in one
 transaction, and only then delete the message. A handler that raises PermanentFailure
-(events.failure) emits the service's declared *Failed event instead: handled, no retry. Dedup is on the envelope's key, never on
-SQS or EventBridge ids (EventBridge assigns a new id on every publish). The source check
+(events.failure) emits the service's declared *Failed event instead: handled, no retry.
+Dedup is on the envelope's key, never on SQS or EventBridge ids (EventBridge assigns a new
+id on every publish). The source check
 trusts EventBridge's `source`, which PutEvents binds to the caller's credentials (IAM
 condition `events:source`); only the rules may send to the queues (queue policies).
 

@@ -133,7 +133,7 @@ class Releases:
 
     def artifact_path(self, tenant: str, version: int) -> str:
         """Where the release's artifact lives, relative to the store's root (TenantChanged)."""
-        return f"{self.store.tenant_dir(tenant).name}/releases/{version}/{ARTIFACT}"
+        return str((self.store.release_dir(tenant, version) / ARTIFACT).relative_to(self.store.root))
 
 
 @dataclass

@@ -5,6 +5,7 @@ several modules build on it: tenant resources with throwaway tenants (`res`, `te
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -40,22 +41,26 @@ async def res(running_platform) -> AsyncIterator[TenantResources]:
         await resources.aclose()
 
 
-@pytest.fixture
-async def tenant(res) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def _fresh_tenant(res: TenantResources) -> AsyncIterator[str]:
+    """A new tenant name; everything of it is removed after the test."""
     name = new_tenant()
     try:
         yield name
     finally:
         await remove_all(res, name)
+
+
+@pytest.fixture
+async def tenant(res) -> AsyncIterator[str]:
+    async with _fresh_tenant(res) as name:
+        yield name
 
 
 @pytest.fixture
 async def other(res) -> AsyncIterator[str]:
-    name = new_tenant()
-    try:
+    async with _fresh_tenant(res) as name:
         yield name
-    finally:
-        await remove_all(res, name)
 
 
 @pytest.fixture
