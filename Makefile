@@ -51,9 +51,11 @@ down: $(VENV)/.installed
 status: $(VENV)/.installed
 	$(BIN)/hostplane status
 
-# Every test: unit, integration (both emulators) and end-to-end. Exit 5 (no tests) fails.
+# Every test: unit, integration (both emulators) and end-to-end, on TEST_WORKERS pytest-xdist
+# workers (tests/conftest.py schedules them in groups). Exit 5 (no tests) fails.
+TEST_WORKERS ?= 3
 test: $(VENV)/.installed $(LS_VENV)/.installed chromium bubblewrap
-	$(BIN)/python -m pytest -p no:cacheprovider -ra --durations=30 tests
+	$(BIN)/python -m pytest -p no:cacheprovider -ra --durations=30 -n $(TEST_WORKERS) tests
 
 unit: $(VENV)/.installed
 	$(BIN)/python -m pytest -p no:cacheprovider -ra tests/unit

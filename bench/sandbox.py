@@ -36,7 +36,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from artifacts.store import ArtifactStore  # noqa: E402
-from core.process import free_port  # noqa: E402
+from core.ports import free_port  # noqa: E402
 from hostplane.local.agent.agent import Agent  # noqa: E402
 from reloader import sandbox  # noqa: E402
 from services.resources.registry import DesiredService  # noqa: E402

@@ -34,24 +34,6 @@ def port_open(host: str, port: int, timeout: float = 0.3) -> bool:
         return False
 
 
-def free_port(host: str = "127.0.0.1") -> int:
-    return free_ports(1, host)[0]
-
-
-def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
-    """`count` distinct ports, free now. They are held together while picked: the kernel may
-    hand a port that was just released to the next bind (0.14% of seven one-by-one picks held
-    a duplicate), and then the second server of a platform finds its port taken."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind((host, 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
-
-
 def require_free(host: str, port: int, component: str, env_var: str) -> None:
     if port_open(host, port):
         raise PortInUse(

@@ -56,6 +56,11 @@ class Settings(BaseSettings):
     artifacts_dir: Path | None = Field(default=None, description="artifact store root (default <home>/artifacts; EFS on AWS)")
     start_timeout: float = 90.0
     release_retention: int = Field(default=20, ge=2, description="releases kept per tenant (for rollbacks)")
+    redelivery_s: int = Field(default=60, ge=5, le=43200, description=(
+        "how long a message a service received stays invisible to the others (SQS visibility per receive, "
+        "kept up by a heartbeat while it is handled): a service that dies holding one gets it back this late"))
+    retry_delay_s: float = Field(default=2.0, ge=0, le=900, description=(
+        "backoff base after a failed handler: receive n waits 2^(n-1) times this, at most redelivery_s"))
 
     @property
     def home_dir(self) -> Path:

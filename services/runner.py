@@ -61,6 +61,8 @@ async def run_service(
         async with Publisher(settings, topo.bus_name) as publisher:
             relay = OutboxRelay(pool, publisher, sources=relay_sources(service))
             relay_task = asyncio.create_task(relay.run())
+            options = options or ConsumerOptions(visibility_timeout_s=settings.redelivery_s,
+                                                 retry_delay_s=settings.retry_delay_s)
             consumer = Consumer(service, handlers, deps, pool, settings, topo, concurrency, options=options)
             _mark_ready(f"http://{settings.host}:{metrics_port}/metrics")
             try:

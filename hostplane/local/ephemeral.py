@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostplane.local import platform
-from core.process import free_ports
+from core.ports import free_ports, listen_band, reserve
 from hostplane.local.services import settings_env
 from core.state import ConnectionInfo, connection_info
 from core.settings import Settings
@@ -30,6 +30,21 @@ class RunningPlatform:
         return env | settings_env(self.settings, self.emulator)
 
 
+RUNTIME_FLOOR = 10000
+PLATFORM_HOURS = 3600.0  # how long a platform's runtime range stays reserved: longer than a test run
+
+
+def runtime_port_base(count: int) -> int:
+    """The first port of a range of `count` tenant ports no other platform on this host reserved
+    in the last hour, below the band the servers' ports come from (core.ports)."""
+    slots = list(range(RUNTIME_FLOOR, listen_band().start - count + 1, count))
+    random.shuffle(slots)
+    for base in slots:
+        if reserve(f"runtime-{count}-{base}", PLATFORM_HOURS):
+            return base
+    return slots[0]  # all reserved: overlap is survivable (allocation skips ports in use)
+
+
 def platform_settings(home: Path, emulator: str, *, runtime_ports: int = 100) -> Settings:
     """`runtime_ports`: how many tenant runtimes this platform can host (benchmarks want more)."""
     moto, localstack, postgres, valkey, edge, resolver, api = free_ports(7)
@@ -44,9 +59,13 @@ def platform_settings(home: Path, emulator: str, *, runtime_ports: int = 100) ->
         resolver_port=resolver,
         api_port=api,
         # A range of its own per platform, so concurrent test platforms' tenants do not collide.
-        runtime_port_base=11000 + runtime_ports * random.randrange(max(1, 18000 // runtime_ports)),
+        runtime_port_base=runtime_port_base(runtime_ports),
         runtime_port_count=runtime_ports,
         localstack_venv=REPO / ".venv-localstack",
+        # Faults heal sooner: a killed service's message comes back in 15 s, not 60, and a
+        # failing one is retried after 0.5, 1, 2, 4 s. The heartbeat (a third) keeps live ones.
+        redelivery_s=15,
+        retry_delay_s=0.5,
     )
 
 

@@ -16,8 +16,9 @@ from hostplane.local.components import Component
 from core.settings import Settings
 
 CONTROL_PLANE = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
-PORT_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "resolver_port", "api_port",
-            "runtime_port_base", "runtime_port_count")
+# The settings a child process inherits from the platform that starts it.
+CHILD_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "resolver_port", "api_port",
+             "runtime_port_base", "runtime_port_count", "redelivery_s", "retry_delay_s")
 
 
 def module_of(service: str) -> str:
@@ -38,7 +39,7 @@ def settings_env(settings: Settings, emulator: str) -> dict[str, str]:
         "HOSTPLANE_NAME_PREFIX": settings.name_prefix,
         "HOSTPLANE_LOCALSTACK_VENV": str(settings.localstack_venv.resolve()),
     }
-    env |= {f"HOSTPLANE_{name.upper()}": str(getattr(settings, name)) for name in PORT_ENV}
+    env |= {f"HOSTPLANE_{name.upper()}": str(getattr(settings, name)) for name in CHILD_ENV}
     return env
 
 

@@ -21,7 +21,7 @@
 Authentication and body limits are enforced before routing (services.api.guard).
 Every error answer, the guard's too, is one shape: {"detail": str, "errors": [{"path", "message"}]}
 (`Error` in the OpenAPI document, which lists each route's status codes; the fuzzer in
-tests/integration/test_api_fuzz.py holds the server to it). A path name that cannot be a
+tests/integration/shared/test_api_fuzz.py holds the server to it). A path name that cannot be a
 tenant id is 404 before any SQL sees it.
 
 The routes live by subject (routes.py: tenants; source_routes.py: source and credentials;

@@ -100,7 +100,7 @@ def validation_errors(errors: list[dict[str, Any]]) -> tuple[int, dict[str, Any]
 
 
 # --- What the OpenAPI document says the answers are (the dicts above, as schemas) ---------
-# Documentation only (routes answer JSONResponse): the fuzzer (tests/integration/test_api_fuzz.py)
+# Documentation only (routes answer JSONResponse): the fuzzer (tests/integration/shared/test_api_fuzz.py)
 # checks every answer against them, so they cannot drift from tenant_view and friends.
 
 class _Doc(BaseModel):

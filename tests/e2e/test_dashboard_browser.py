@@ -2,7 +2,9 @@
 
 Log in, create a tenant from the page, watch its row follow the pipeline until the state the
 platform settles on (the API says which: `ready` once every stage's service runs), open its
-timeline, delete it. Saves docs/dashboard-tenants.png and docs/dashboard-timeline.png.
+timeline, delete it. Saves dashboard-tenants.png and dashboard-timeline.png in the test's
+temporary folder; `SCREENSHOTS_TO=docs` refreshes the ones docs/ shows (a test run never
+writes into the checkout otherwise).
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from hostplane.local.services import CONTROL_PLANE, installed_services
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(420)]
 EMULATOR = os.environ.get("HOSTPLANE_E2E_EMULATOR") or "moto"
 REPO = Path(__file__).resolve().parents[2]
-DOCS = REPO / "docs"
 SPEC = (REPO / "examples" / "tasks.yaml").read_text()
 NAME = "web-shop"
 QUIET_S = 12.0  # a state unchanged this long, with no service left to move it, is where it settles
@@ -69,7 +70,7 @@ def settled_state(api: httpx.Client, name: str, timeout: float = 150.0) -> dict:
     raise AssertionError(f"{name} kept changing for {timeout}s (last {last})")
 
 
-def test_login_create_watch_timeline_delete(running, browser):
+def test_login_create_watch_timeline_delete(running, browser, tmp_path):
     from playwright.sync_api import expect
 
     base = f"http://127.0.0.1:{running.settings.api_port}"
@@ -107,8 +108,9 @@ def test_login_create_watch_timeline_delete(running, browser):
     if set(CONTROL_PLANE) <= set(installed_services()):  # every stage has its service: nothing less will do
         assert final["state"] == "ready", final
     assert seen - {"requested"}, seen  # the row moved past `requested` without a reload
-    DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "dashboard-tenants.png"), full_page=True)
+    shots = REPO / os.environ["SCREENSHOTS_TO"] if os.environ.get("SCREENSHOTS_TO") else tmp_path
+    shots.mkdir(exist_ok=True)
+    page.screenshot(path=str(shots / "dashboard-tenants.png"), full_page=True)
 
     page.click(f"tr[data-tenant={NAME}] a")
     expect(page.locator("#tenant-name")).to_have_text(NAME)
@@ -118,7 +120,7 @@ def test_login_create_watch_timeline_delete(running, browser):
     if final["progress"]["provisioned"]:
         expect(page.locator("#timeline")).to_contain_text("TenantProvisioned")
     page.locator("#timeline").scroll_into_view_if_needed()
-    page.screenshot(path=str(DOCS / "dashboard-timeline.png"), full_page=True)
+    page.screenshot(path=str(shots / "dashboard-timeline.png"), full_page=True)
 
     page.fill("#delete-tenant input[name=confirm]", NAME)
     page.click("#delete-tenant button[type=submit]")
@@ -130,4 +132,4 @@ def test_login_create_watch_timeline_delete(running, browser):
     assert [(r["action"], r["actor"], r["channel"]) for r in reversed(records)] == [
         ("tenant.create", "e2e-browser", "dashboard"), ("tenant.delete", "e2e-browser", "dashboard")]
     for shot in ("dashboard-tenants.png", "dashboard-timeline.png"):
-        assert (DOCS / shot).stat().st_size > 10_000
+        assert (shots / shot).stat().st_size > 10_000

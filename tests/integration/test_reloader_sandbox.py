@@ -20,7 +20,7 @@ import psutil
 import pytest
 
 from artifacts.store import ArtifactStore
-from core.process import free_port
+from core.ports import free_port
 from hostplane.local.agent.agent import Agent
 from reloader import sandbox
 from services.resources.registry import DesiredService

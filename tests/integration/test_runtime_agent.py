@@ -20,7 +20,8 @@ import pytest
 from artifacts.store import ArtifactStore
 from core.aws import aws_client
 from hostplane.local.ephemeral import start_platform, stop_platform
-from core.process import alive, free_port, free_ports
+from core.process import alive
+from core.ports import free_port, free_ports
 from hostplane.local.agent import state as agent_state
 from hostplane.local.agent.agent import Agent
 from reloader import sandbox

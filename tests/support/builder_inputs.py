@@ -1,7 +1,7 @@
 """The builder's inputs as the other services leave them, for the builder's integration
 tests: `stored` puts a spec in the control database like the API does, `provisioned` and
 `update` are the events that ask for a build. The `builder_deps` fixture is in
-tests/integration/conftest.py."""
+tests/integration/shared/conftest.py."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ import asyncpg
 import httpx
 
 from contracts.app_spec import AppSpec
-from core.process import free_port
+from core.ports import free_port
 from services.builder.codegen import generate, package
 from services.provisioner.handlers import on_tenant_requested
 from services.resources.wiring import TenantResources

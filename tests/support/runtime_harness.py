@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 
 from artifacts.store import ArtifactStore, Pointer
-from core.process import free_ports
+from core.ports import free_ports
 from reloader.reporting import read_events
 from tests.support.sample_app import SampleApp
 

@@ -1,6 +1,6 @@
 """Tenants on the real servers, for the integration tests: `new_tenant()` is a fresh name,
 `remove_all` takes away whatever a test left of one (the `tenant` and `other` fixtures in
-tests/integration/conftest.py, and tests that name their own tenants, use them)."""
+tests/integration/shared/conftest.py, and tests that name their own tenants, use them)."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 OpenAPI 3.1 for every example spec and a spec with every field type, exact about the
 routes, schemas and error bodies, and built from spec text only as data (any text in any
 slot gives the document and page of a plain spec). Real responses of a running app are
-checked against it in tests/integration/test_generated_app_openapi.py."""
+checked against it in tests/integration/shared/test_generated_app_openapi.py."""
 
 from __future__ import annotations
 

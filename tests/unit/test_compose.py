@@ -69,7 +69,8 @@ def test_same_configuration_variables_as_hostplane_up():
         assert env["HOSTPLANE_EMULATOR"] == "localstack"
     defaults = Settings()
     env = SERVICES["provisioner"]["environment"]
-    for field in ("localstack_port", "postgres_port", "valkey_port", "caddy_admin_port", "edge_port", "api_port"):
+    for field in ("localstack_port", "postgres_port", "valkey_port", "caddy_admin_port", "edge_port", "api_port",
+                  "redelivery_s", "retry_delay_s"):
         assert env[f"HOSTPLANE_{field.upper()}"] == str(getattr(defaults, field))
 
 

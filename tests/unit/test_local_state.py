@@ -6,7 +6,8 @@ import stat
 
 import pytest
 
-from core.process import PortInUse, free_port, require_free
+from core.ports import free_port
+from core.process import PortInUse, require_free
 from core.state import (
     CONTROL_ROLE,
     PlatformState,

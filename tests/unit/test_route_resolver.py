@@ -14,7 +14,7 @@ import pytest
 
 from contracts import edge as edge_names
 from contracts.tenant import tenant_names
-from core.process import free_port
+from core.ports import free_port
 from services.resources.edge import EdgeRoutes
 from services.router_config.resolver import Address, RouteResolver, answer, records
 from services.router_config.routes import Route

@@ -37,6 +37,7 @@ import httpx
 import structlog
 
 from core import process
+from core.ports import free_port
 from hostplane.local.agent import reports
 from hostplane.local.agent import state as agent_state
 from hostplane.local.agent.env import EnvUnavailable, resolve_env
@@ -49,6 +50,7 @@ STABLE_AFTER_S = 60.0
 
 
 START_CONCURRENCY = 8
+CHILD_BIND_S = 20.0  # a reloader binds its ports at once; their reservation need not outlive that
 
 
 class Agent:
@@ -241,11 +243,11 @@ class Agent:
         logged and recorded, and the next reconcile tries again."""
         health = rec.health_port if rec and rec.health_port else 0
         if not health or process.port_open(self.host, health):
-            health = process.free_port(self.host)
+            health = free_port(self.host, hold_s=CHILD_BIND_S)
         app = service.app_port
         if app is None:  # registered before ports existed: keep the agent-chosen one
             app = rec.app_port if rec and rec.app_port and not process.port_open(self.host, rec.app_port) \
-                else process.free_port(self.host)
+                else free_port(self.host, hold_s=CHILD_BIND_S)
         elif process.port_open(self.host, app):
             if rec is None or rec.app_state != "port_taken":  # once per episode, not every round
                 log.error("runtime.port_taken", tenant_id=service.tenant_id, app_port=app,

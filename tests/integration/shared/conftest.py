@@ -1,5 +1,5 @@
-"""Integration fixtures: one real platform per emulator, shared by the session, and what
-several modules build on it: tenant resources with throwaway tenants (`res`, `tenant`,
+"""Integration fixtures built on the session's shared platforms (`running_platform`, in
+tests/conftest.py): tenant resources with throwaway tenants (`res`, `tenant`,
 `other`), the builder's adapters (`builder_deps`), and pools on a fresh schema of their own
 (`event_store_pool`, `api_store_pool`). Shared helpers are in tests/support."""
 
@@ -13,24 +13,10 @@ import asyncpg
 import pytest
 
 from events.store import ensure_schema as ensure_event_schema
-from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
 from services.api.store import ensure_schema as ensure_api_schema
 from services.builder.adapters import BuilderDeps, bootstrap as open_builder_deps
 from services.resources.wiring import TenantResources, open_resources
 from tests.support.tenant_resources import new_tenant, remove_all
-
-EMULATORS = ["moto", "localstack"]
-
-
-@pytest.fixture(scope="session", params=EMULATORS)
-def running_platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp(f"hostplane-{request.param}")
-    running: RunningPlatform = start_platform(home, request.param)
-    try:
-        yield running
-    finally:
-        stop_platform(running)
-
 
 @pytest.fixture
 async def res(running_platform) -> AsyncIterator[TenantResources]:

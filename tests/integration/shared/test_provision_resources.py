@@ -1,7 +1,7 @@
 """Each tenant-resource adapter against the real server it talks to (both emulators):
 the isolation promises of DESIGN.md, ensure = no-op when right, drift repaired.
 
-The `res`, `tenant` and `other` fixtures are in tests/integration/conftest.py.
+The `res`, `tenant` and `other` fixtures are in tests/integration/shared/conftest.py.
 """
 
 from __future__ import annotations

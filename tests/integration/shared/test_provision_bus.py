@@ -56,9 +56,10 @@ async def test_request_to_provisioned_to_deleted_through_the_running_services(re
 
 async def test_a_provisioner_killed_between_steps_is_finished_after_restart(res, tenant, running_platform):
     """SIGKILL while the cache step waits on a paused Valkey; a new provisioner process is
-    started and SQS redelivers the message once its visibility lapses (at most 60 s)."""
+    started and SQS redelivers the message once its visibility lapses (the platform's
+    `redelivery_s`: 15 s on test platforms, 60 s by default)."""
     if running_platform.emulator != "moto":
-        pytest.skip("the minute-long wait for redelivery is paid once; the emulator plays no part in it")
+        pytest.skip("the wait for redelivery is paid once; the emulator plays no part in it")
 
     settings, pool = running_platform.settings, res.records.pool
     pid = load_state(settings.home_dir).components["provisioner"].pid
