@@ -5,8 +5,9 @@
   counted, logged, nothing else).
 - `skip_reason`, for the services that act on a tenant's resources, inside the handling
   transaction: an event of another incarnation of its tenant (`stale`), a command the API
-  did not record exactly so (`unrecorded`), a replayed command a newer request replaced
-  (`superseded`). Such an event is marked handled and changes nothing (events.recorded).
+  did not record exactly so (`unrecorded`), an event of a request the tenant's deletion came
+  after (`tenant_deleted`), a replayed command a newer request replaced (`superseded`).
+  Such an event is marked handled and changes nothing (events.recorded).
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ async def skip_reason(service: str, conn: Any, envelope: Envelope[Any]) -> str |
         return "stale"
     if envelope.producer in COMMAND_PRODUCERS and await _unrecorded(conn, envelope):
         return "unrecorded"
+    if await recorded.deletion_requested_since(conn, envelope):
+        log.info("events.tenant_deleted", reason="the tenant's deletion was requested after this event's request")
+        return "tenant_deleted"
     if await _replay_superseded(conn, envelope):
         return "superseded"
     return None

@@ -19,6 +19,9 @@ and an event is acted on only for the incarnation it belongs to.
   longer the tenant's latest intent), so replaying it changes nothing.
 - `replay_superseded`: the same for a *replayed* command, per request kind (SUPERSEDED_BY);
   the consumer asks it for every stage service (docs/replay.md).
+- `deletion_requested_since`: the tenant's deletion was requested after the request this
+  event carries out; the consumer lets only the deletion's own events act then, so a create
+  that finishes late routes, builds and migrates nothing that is being torn down.
 
 A tenant the API never recorded (`hostplane demo`, handlers driven directly in tests, a
 stage service without the API's tables) has nothing to compare: both checks pass.
@@ -173,6 +176,16 @@ async def replay_superseded(db: Any, envelope: Envelope[Any]) -> str | None:
     if envelope.replay_id is None or kind is None or not await _has_tables(db):
         return None
     return await _newer_request(db, envelope, SUPERSEDED_BY[kind])
+
+
+async def deletion_requested_since(db: Any, envelope: Envelope[Any]) -> bool:
+    """Was the tenant's deletion requested after the request `envelope` carries out (its
+    correlation id's)? Live deliveries too: a create still provisioning when the delete came
+    finishes with a TenantProvisioned that must not route the tenant again (the
+    deprovisioner would wait forever for its traffic to stop)."""
+    if not await _has_tables(db):
+        return False
+    return await _newer_request(db, envelope, ("delete",)) is not None
 
 
 async def _newer_request(db: Any, envelope: Envelope[Any], kinds: tuple[str, ...]) -> str | None:

@@ -142,3 +142,25 @@ async def test_the_consumer_s_whole_command_check(api_store_pool):
         assert "requested_by differs" in await recorded.unrecorded(conn, altered)
         forged = Envelope.new(deletion.data, tenant_id="acme", producer="api")  # a fresh deletion nobody asked for
         assert "no request" in await recorded.unrecorded(conn, forged)
+
+
+async def test_after_a_deletion_request_only_the_deletions_own_events_act(api_store_pool):
+    """A create still provisioning when the delete came finishes with a TenantProvisioned:
+    no stage acts on it (router-config would route the tenant again, and the deprovisioner
+    wait forever for its traffic to stop); the deletion's own events act."""
+    from events.admission import skip_reason
+
+    request = await created(api_store_pool, "acme")
+    late = provisioned(request)
+    async with api_store_pool.acquire() as conn:
+        assert not await recorded.deletion_requested_since(conn, late)
+    await TenantCommands(api_store_pool).delete("acme", "alice")
+    async with api_store_pool.acquire() as conn:
+        deletion = parse_envelope(await conn.fetchval(
+            "SELECT detail::text FROM outbox WHERE event_type = 'TenantDeletionRequested'"))
+        assert await recorded.deletion_requested_since(conn, request)
+        for service in ("provisioner", "builder", "migrator", "router-config"):
+            assert await skip_reason(service, conn, late) == "tenant_deleted", service
+        assert await skip_reason("router-config", conn, deletion) is None
+        assert await skip_reason("deprovisioner", conn, deletion) is None
+        assert await skip_reason("api", conn, late) is None  # the projection folds every event
