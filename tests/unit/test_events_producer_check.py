@@ -169,6 +169,7 @@ async def test_a_stage_service_changes_nothing_for_another_incarnation(service: 
     monkeypatch.setattr(consumer_module, "current_connection", lambda: object())
     monkeypatch.setattr(recorded, "stale_incarnation", stale)
     monkeypatch.setattr(recorded, "unrecorded", as_recorded)
+    monkeypatch.setattr(recorded, "deletion_requested_since", not_deleted)
     old = _at(deletion(), NOW - timedelta(days=1), uuid.uuid4())
     calls, sqs, inbox, logs = await _deliver(service, TenantDeletionRequested, old, "hostplane.api")
     assert calls == [] and inbox.outbox == [] and inbox.keys == {old.dedup_key}  # handled: nothing changed
@@ -210,9 +211,31 @@ async def test_facts_are_not_looked_up_as_commands(monkeypatch):
     monkeypatch.setattr(consumer_module, "current_connection", lambda: object())
     monkeypatch.setattr(recorded, "stale_incarnation", fresh)
     monkeypatch.setattr(recorded, "unrecorded", unrecorded)
+    monkeypatch.setattr(recorded, "deletion_requested_since", not_deleted)
     fact = Envelope.new(TenantDeprovisioned(), tenant_id="victim", producer="deprovisioner")
     calls, *_ = await _deliver("builder", TenantDeprovisioned, fact, "hostplane.deprovisioner")
     assert len(calls) == 1
+
+
+async def not_deleted(conn, envelope) -> bool:
+    return False
+
+
+@pytest.mark.parametrize("service", ["provisioner", "builder", "migrator", "router-config"])
+async def test_after_a_deletion_request_a_late_event_of_the_create_changes_nothing(service: str, monkeypatch):
+    async def fresh(conn, envelope):
+        return None
+
+    async def deleted_since(conn, envelope) -> bool:
+        return True
+
+    monkeypatch.setattr(consumer_module, "current_connection", lambda: object())
+    monkeypatch.setattr(recorded, "stale_incarnation", fresh)
+    monkeypatch.setattr(recorded, "deletion_requested_since", deleted_since)
+    late = Envelope.new(TenantDeprovisioned(), tenant_id="victim", producer="deprovisioner")
+    calls, sqs, inbox, logs = await _deliver(service, TenantDeprovisioned, late, "hostplane.deprovisioner")
+    assert calls == [] and inbox.outbox == [] and inbox.keys == {late.dedup_key}  # handled: nothing changed
+    assert any(e["event"] == "events.tenant_deleted" for e in logs)
 
 
 async def test_the_api_projection_is_not_gated_by_the_consumer(monkeypatch):
