@@ -1,5 +1,6 @@
-"""`/v1/tenants/{name}/source` (export / deploy) and `static_zip` on the real API service:
-every bad upload is a 4xx with a clear message, and nothing is stored or emitted."""
+"""`/v1/tenants/{name}/source` (export / deploy) and `static_zip` on the real API service of
+the shared moto platform: every bad upload is a 4xx with a clear message, and nothing is
+stored or emitted."""
 
 from __future__ import annotations
 
@@ -16,21 +17,18 @@ import asyncpg
 import httpx
 import pytest
 
-from hostplane.local.ephemeral import RunningPlatform, start_platform, stop_platform
+from hostplane.local.ephemeral import RunningPlatform
 from spec.source import source_zip
 from tests.support.spec_versions import TASKS_YAML
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
+              pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
 NAME = "src-api"
 
 
 @pytest.fixture(scope="module")
-def platform(tmp_path_factory) -> RunningPlatform:
-    running = start_platform(tmp_path_factory.mktemp("srcapi"), "moto")
-    try:
-        yield running
-    finally:
-        stop_platform(running)
+def platform(running_platform) -> RunningPlatform:
+    return running_platform
 
 
 class Client:
