@@ -2,7 +2,7 @@
 
 The foreground process of one tenant runtime (the ECS container on AWS, a process
 started by the local runtime agent). SIGTERM or SIGINT: stop polling, drain, exit 0
-within the grace period. The tenant environment comes from --env-file (JSON object)
+within the grace period. SIGUSR1: read current.json now (the pointer moved). The tenant environment comes from --env-file (JSON object)
 or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged. On AWS
 (`--events bus`) reports go to the bus under the task role and the requests served are
 published each minute for autoscaling; locally (`--events file:<runtime folder>/events.jsonl`)
@@ -68,6 +68,11 @@ async def run(args: argparse.Namespace) -> int:
                         port=args.port, health_port=args.health_port,
                         tenant_env=load_tenant_env(args.env_file, dict(os.environ)), **knobs)
     runtime = Runtime(cfg, ArtifactStore(cfg.artifacts), reporter_from(args.events, tenant))
+    loop = asyncio.get_running_loop()
+    # SIGUSR1: the pointer moved (the runtime agent relays the migrator's notice). Listened for
+    # before the health port answers: the agent pokes only a runtime whose health it has seen,
+    # and SIGUSR1's default action would end the process.
+    loop.add_signal_handler(signal.SIGUSR1, runtime.poke)
     health = await serve_health(cfg.host, cfg.health_port, runtime.snapshot)
     health_port = health.sockets[0].getsockname()[1]
     # Both our sockets are bound: from here on no tenant code can bind a TCP port (reloader.landlock).
@@ -77,7 +82,6 @@ async def run(args: argparse.Namespace) -> int:
     publishing = asyncio.create_task(metric.run()) if metric else None
     log.info("runtime.started", tenant_id=tenant, app_port=runtime.port, health_port=health_port,
              pid=os.getpid(), artifacts=str(cfg.artifacts), memory_mb=cfg.memory_mb)
-    loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, runtime.stopping.set)
     await runtime.run()

@@ -69,6 +69,7 @@ class Runtime:
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
+        self.poked = asyncio.Event()  # look at current.json now (SIGUSR1: the pointer just moved)
         self.wanted: Pointer | None = None
         self.handled_generation = 0
         self.seen_at: dict[int, float] = {}
@@ -103,8 +104,22 @@ class Runtime:
                 if self.wanted is None or pointer.generation > self.wanted.generation:
                     self.wanted = pointer  # coalesce: only the newest pending pointer counts
                     self.wake.set()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), self.cfg.poll_interval)
+            await self._next_look()
+
+    async def _next_look(self) -> None:
+        """Until the next read of current.json: `poll_interval`, or sooner when poked."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self.stopping, self.poked)]
+        try:
+            await asyncio.wait(waits, timeout=self.cfg.poll_interval, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        self.poked.clear()
+
+    def poke(self) -> None:
+        """The pointer moved (the runtime agent relays the migrator's notice): read it now.
+        The poll stays, for a notice that never comes (EFS on AWS sends none)."""
+        self.poked.set()
 
     async def _swap_loop(self) -> None:
         while True:

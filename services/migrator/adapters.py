@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import structlog
 
 from artifacts.store import ArtifactStore, store_root
 from contracts.tenant import TenantNames, tenant_names
@@ -23,9 +24,12 @@ from events.failure import PermanentFailure
 from events.recorded import RecordedRequests
 from core.aws import aws_client
 from core.settings import Settings
+from services.resources import registry
 from services.resources.base import scrub
 from services.resources.secret import TenantCredentials, TenantSecrets
 from spec.plan import Step
+
+log = structlog.get_logger(__name__)
 
 LEDGER = "_hostplane_migrations"
 LOCK_KEY = 0x68706D6967726174  # one advisory lock per tenant database: migrations never overlap
@@ -147,9 +151,21 @@ class MigratorDeps:
     # The requests the API recorded (events.recorded); None: not wired (no control database)
     requests: RecordedRequests | None = None
     schemas: TenantSchemas = field(default_factory=TenantSchemas)
+    pool: Any = None  # the control database, for the pointer notice; None: no notice
 
     def names(self, tenant_id: str) -> TenantNames:
         return tenant_names(tenant_id, prefix=self.prefix)
+
+    async def pointer_moved(self, tenant_id: str) -> None:
+        """Tell the tenant's runtime its pointer moved (registry.POINTER_CHANNEL). Best effort:
+        a lost notice costs one poll interval, never the release."""
+        if self.pool is None:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                await registry.pointer_moved(conn, tenant_id)
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.warning("pointer.notice_failed", error=str(exc))
 
     async def aclose(self) -> None:
         if self._stack is not None:
@@ -162,5 +178,5 @@ async def bootstrap(settings: Settings, pool: Any = None) -> MigratorDeps:
     stack = contextlib.AsyncExitStack()
     sm = await stack.enter_async_context(aws_client("secretsmanager", settings))
     return MigratorDeps(settings.name_prefix, TenantSecrets(sm), ArtifactStore(store_root(settings)), stack,
-                        requests=RecordedRequests(pool) if pool is not None else None)
+                        requests=RecordedRequests(pool) if pool is not None else None, pool=pool)
 

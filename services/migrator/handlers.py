@@ -95,6 +95,7 @@ async def _release(tenant: str, event: TenantChanged, correlation_id: str, deps:
     pointer = await asyncio.to_thread(deps.store.read_current, tenant)
     if pointer is None or (pointer.version, pointer.sha256) != (event.version, event.sha256):
         await asyncio.to_thread(deps.store.set_current, tenant, event.version, correlation_id=correlation_id)
+        await deps.pointer_moved(tenant)
 
 
 async def _migrate(db: SchemaSession, event: TenantChanged, new: Model) -> tuple[list[str], bool] | None:

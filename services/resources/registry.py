@@ -26,6 +26,10 @@ from core.process import port_open
 
 _SCHEMA_LOCK = 0x72756E74  # "runt": serialises concurrent ensure_schema calls
 _PORT_LOCK = 0x706F7274  # "port": serialises app port allocation
+# NOTIFY channel: a tenant's current.json just moved (payload: the tenant id). The migrator
+# sends it; the local runtime agent pokes that tenant's reloader, which reads the pointer at
+# once instead of at its next poll (on AWS nothing listens: the poll of EFS remains).
+POINTER_CHANNEL = "hostplane_pointer"
 DEFAULT_MEMORY_MB = 512
 
 SCHEMA_SQL = """
@@ -70,6 +74,10 @@ async def ensure_schema(conn) -> None:
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", _SCHEMA_LOCK)
         await conn.execute(SCHEMA_SQL)
+
+
+async def pointer_moved(conn, tenant_id: str) -> None:
+    await conn.execute("SELECT pg_notify($1, $2)", POINTER_CHANNEL, validate_tenant_id(tenant_id))
 
 
 async def register_service(conn, tenant_id: str, env_ref: str | None, memory_mb: int = DEFAULT_MEMORY_MB,

@@ -5,6 +5,7 @@ sockets, all on loopback; every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 
 import psutil
@@ -135,3 +136,21 @@ async def test_sigterm_drains_in_flight_requests_and_exits_zero(runtime):
     assert not [f for f in slow.failures if "Timeout" in f], slow.failures[:3]
     assert workers_of(runtime) == []
     assert runtime.logs("runtime.stopped")
+
+
+def test_sigusr1_reads_the_pointer_at_once(tmp_path):
+    """Push activation: with a 60 s poll, a pointer moved and then SIGUSR1 (what the runtime
+    agent sends on the migrator's notice) goes live in well under the poll interval."""
+    rt = start_runtime(tmp_path / "rt", poll_interval=60)
+    try:
+        rt.publish(SampleApp(version=1))
+        rt.proc.send_signal(signal.SIGUSR1)
+        rt.wait_for(lambda: rt.serving_version() == 1, 10, "release 1 after the poke")
+        rt.publish(SampleApp(version=2))
+        time.sleep(1.0)
+        assert rt.serving_version() == 1  # no poke, no look before the 60 s poll
+        rt.proc.send_signal(signal.SIGUSR1)
+        rt.wait_for(lambda: rt.serving_version() == 2, 10, "release 2 after the poke")
+        assert rt.proc.poll() is None and rt.health()[0] == 200
+    finally:
+        rt.stop()

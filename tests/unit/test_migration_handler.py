@@ -6,6 +6,7 @@ release again, a stale replay, a destructive plan, a refused statement, a rollba
 
 from __future__ import annotations
 
+import contextlib
 import io
 import zipfile
 
@@ -189,3 +190,34 @@ async def test_a_rollback_whose_code_needs_a_column_the_database_lacks_is_refuse
     assert isinstance(blocked, MigrationFailed) and blocked.stage == "rollback", blocked
     assert "cannot serve the current schema" in blocked.error and list(db.ledger) == [1]
     assert live.store.read_current(TENANT).version == 1
+
+
+class NoticePool:
+    """The control database as the pointer notice sees it: a pool of one recording connection."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.sent: list[tuple] = []
+        self.fail = fail
+
+    @contextlib.asynccontextmanager
+    async def acquire(self):
+        if self.fail:
+            raise OSError("control database away")
+        yield self
+
+    async def execute(self, sql: str, *args) -> None:
+        self.sent.append(args)
+
+
+async def test_the_pointer_move_is_announced_to_the_runtime_at_once(live):
+    live.pool = NoticePool()
+    await migrate(release(live, 1, SPEC), live)
+    assert live.pool.sent == [("hostplane_pointer", "acme")]
+    await migrate(release(live, 1, SPEC), live)  # the same release again: no move, no notice
+    assert len(live.pool.sent) == 1
+
+
+async def test_a_lost_notice_never_costs_the_release(live):
+    live.pool = NoticePool(fail=True)
+    [applied] = await migrate(release(live, 1, SPEC), live)
+    assert applied.version == 1 and live.store.read_current("acme").version == 1

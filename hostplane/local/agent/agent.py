@@ -28,6 +28,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -43,13 +44,15 @@ from hostplane.local.agent import state as agent_state
 from hostplane.local.agent.env import EnvUnavailable, resolve_env
 from hostplane.local.agent.state import AgentState, RunningTenant, is_our_reloader, now_iso, our_reloaders
 from reloader import sandbox
-from services.resources.registry import DesiredService, desired_services, ensure_schema
+from services.resources.registry import POINTER_CHANNEL, DesiredService, desired_services, ensure_schema
 
 log = structlog.get_logger("runtime-agent")
 STABLE_AFTER_S = 60.0
 
 
 START_CONCURRENCY = 8
+# What the agent itself writes in `app_state` before a runtime's health port first answers.
+NOT_ANSWERED = ("starting", "unreachable", "restarting", "port_taken")
 CHILD_BIND_S = 20.0  # a reloader binds its ports at once; their reservation need not outlive that
 
 
@@ -150,6 +153,7 @@ class Agent:
             if self.conn is None or self.conn.is_closed():
                 self.conn = await asyncpg.connect(self.dsn, timeout=5)
                 await ensure_schema(self.conn)
+                await self.conn.add_listener(POINTER_CHANNEL, self.poke)
             return await desired_services(self.conn)
         except (OSError, asyncpg.PostgresError, asyncio.TimeoutError) as exc:
             log.warning("desired.unreadable", error=type(exc).__name__)  # the DSN holds a password
@@ -158,6 +162,18 @@ class Agent:
                     await self.conn.close()
             self.conn = None
             return None
+
+    def poke(self, _conn: object, _pid: int, _channel: str, tenant: str) -> None:
+        """The migrator moved `tenant`'s pointer: its reloader reads it now (SIGUSR1), not at its
+        next poll. Only a reloader whose health port has answered: it listens for SIGUSR1 by
+        then (the signal's default action would end it)."""
+        rec = self.state.tenants.get(tenant)
+        if rec is None or not rec.pid or rec.app_state in NOT_ANSWERED:
+            return
+        target = agent_state.reloader_process(rec.pid)
+        if target is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(target, signal.SIGUSR1)
 
     async def ensure(self, service: DesiredService) -> None:
         tenant = service.tenant_id
