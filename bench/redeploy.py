@@ -5,8 +5,9 @@ small Starlette app while a few keep-alive clients hit it back to back. N releas
 live one after another, each the way the platform does it: the release is published to
 the artifact store, then `current.json` is moved. Measured per release:
   - pointer → serving: from writing current.json to the first response of the new
-    version seen by any client (bounded below by the poll interval: it is polled, EFS
-    gives no change notification);
+    version seen by any client; polled (bounded below by the poll interval: EFS gives no
+    change notification), or pushed (`--push`: SIGUSR1 right after the write, what the
+    runtime agent does on the migrator's notice, so the poll no longer bounds it);
   - the reloader's own swap and health timings (from its ReleaseActivated events);
   - failed requests during the whole run (goal 0);
   - idle memory of the tenant: reloader + app, RSS and USS (USS: what one more tenant
@@ -17,7 +18,7 @@ runs (each adds a field), measured from starting the CLI, and from the API accep
 the update (AppUpdateRequested's time), to the first response of the new version at the
 edge; failed edge requests over the whole run.
 
-    python bench/redeploy.py [--releases 20] [--clients 4] [--poll-intervals 1.0,0.25] [--no-edge]
+    python bench/redeploy.py [--releases 20] [--clients 4] [--poll-intervals 1.0,0.25] [--push] [--no-edge]
 
 Prints a table and saves bench/results/redeploy-<timestamp>.json.
 """
@@ -29,6 +30,7 @@ import asyncio
 import json
 import os
 import platform as host_platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -60,7 +62,7 @@ def _memory(pid: int) -> dict[str, float]:
             "uss_mb": round(sum(m.uss for m in full) / 2**20, 1)}
 
 
-async def run_case(poll_interval: float, releases: int, clients: int) -> dict:
+async def run_case(poll_interval: float, releases: int, clients: int, push: bool = False) -> dict:
     with tempfile.TemporaryDirectory(prefix="hostplane-redeploy-") as folder:
         # production timings except the poll interval under test
         rt = start_runtime(Path(folder) / "rt", poll_interval=poll_interval, start_timeout=15, health_timeout=10,
@@ -77,6 +79,8 @@ async def run_case(poll_interval: float, releases: int, clients: int) -> dict:
                 await asyncio.sleep(poll_interval * (version % 7) / 7)  # land at varied points of the poll cycle
                 written = time.time()
                 await asyncio.to_thread(rt.store.set_current, rt.tenant, version)
+                if push:
+                    rt.proc.send_signal(signal.SIGUSR1)
                 await rt.async_wait_for(lambda v=version: load.all_saw(v), 30, f"clients on release {version}")
                 latencies.append((load.first_seen[version] - written) * 1000)
             requests_ok = load.ok
@@ -90,6 +94,7 @@ async def run_case(poll_interval: float, releases: int, clients: int) -> dict:
     health = [a["health_ms"] for a in activated]
     return {
         "poll_interval_s": poll_interval,
+        "pushed": push,
         "releases": releases,
         "clients": clients,
         "requests_ok": requests_ok,
@@ -175,24 +180,26 @@ def main() -> None:
     parser.add_argument("--releases", type=int, default=20)
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--poll-intervals", default="1.0,0.25")
+    parser.add_argument("--push", action="store_true", help="each poll interval also with a push (SIGUSR1)")
     parser.add_argument("--no-edge", action="store_true", help="skip the whole-platform case")
     args = parser.parse_args()
     polls = [float(p) for p in args.poll_intervals.split(",") if p]  # "" = the edge case only
-    results = [asyncio.run(run_case(poll, args.releases, args.clients)) for poll in polls]
+    cases = [(poll, push) for poll in polls for push in ((False, True) if args.push else (False,))]
+    results = [asyncio.run(run_case(poll, args.releases, args.clients, push)) for poll, push in cases]
     edge = None if args.no_edge else edge_case(args.releases, args.clients)
     table = Table(title=f"redeploy: {args.releases} releases under {args.clients} clients, one tenant")
-    for col in ("poll s", "pointer→serving p50 ms", "p95 ms", "swap p50 ms", "health p50 ms", "failed / ok",
+    for col in ("poll s", "pushed", "pointer→serving p50 ms", "p95 ms", "swap p50 ms", "health p50 ms", "failed / ok",
                 "idle RSS MB", "idle USS MB"):
         table.add_column(col, justify="right")
     for r in results:
         lat, mem = r["pointer_to_serving_ms"], r["idle_memory"]
-        table.add_row(str(r["poll_interval_s"]), str(lat["p50"]), str(lat["p95"]), str(r["reloader_swap_ms"]["p50"]),
+        table.add_row(str(r["poll_interval_s"]), "yes" if r.get("pushed") else "no", str(lat["p50"]), str(lat["p95"]), str(r["reloader_swap_ms"]["p50"]),
                       str(r["health_ms"]["p50"]), f"{r['requests_failed']} / {r['requests_ok']}",
                       f"{mem['rss_mb']} ({mem['processes']} proc)", str(mem["uss_mb"]))
     Console(width=140).print(table)
     if edge:
         table = Table(title=f"tenant update → new version at the edge: {args.releases} updates under "
-                            f"{args.clients} clients (whole platform, moto, poll 1 s)")
+                            f"{args.clients} clients (whole platform, moto, poll 1 s, pushed by the agent)")
         for col in ("from", "p50 ms", "p95 ms", "max ms"):
             table.add_column(col, justify="right")
         for key, label in (("cli_update_to_serving_ms", "starting `hostplane tenant update`"),
