@@ -39,10 +39,14 @@ def listen_band() -> range:
 
 def reserve(name: str, ttl_s: float = RESERVE_S) -> bool:
     """Note `name` as taken for `ttl_s` seconds, across processes; False if someone holds it.
-    Best effort: where the reservation folder cannot be written, every name is granted."""
+    Best effort: where the reservation folder cannot be written, or is not our own (another
+    user made it first), every name is granted."""
     path = RESERVATIONS / name
     try:
         RESERVATIONS.mkdir(mode=0o700, exist_ok=True)
+        folder = os.lstat(RESERVATIONS)
+        if folder.st_uid != os.geteuid() or folder.st_mode & 0o022:
+            return True  # someone else's folder (made to deny us ports): not ours to trust
         fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     except FileExistsError:
         try:

@@ -2,8 +2,8 @@
 
 The foreground process of one tenant runtime (the ECS container on AWS, a process
 started by the local runtime agent). SIGTERM or SIGINT: stop polling, drain, exit 0
-within the grace period. SIGUSR1: read current.json now (the pointer moved). The tenant environment comes from --env-file (JSON object)
-or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged. On AWS
+within the grace period. SIGUSR1: read current.json now (the pointer moved). The tenant
+environment comes from --env-file (JSON object) or HOSTPLANE_TENANT_ENV; it is handed to the app only and never logged. On AWS
 (`--events bus`) reports go to the bus under the task role and the requests served are
 published each minute for autoscaling; locally (`--events file:<runtime folder>/events.jsonl`)
 the runtime holds no credentials and the runtime agent publishes its reports

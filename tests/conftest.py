@@ -34,7 +34,7 @@ def running_platform(request: pytest.FixtureRequest, tmp_path_factory: pytest.Te
         stop_platform(running)
 
 
-def test_group(nodeid: str) -> str:
+def schedule_group(nodeid: str) -> str:
     """The scheduling group of a test: the shared platforms' folder, or its own module."""
     path = nodeid.split("::", 1)[0]
     return SHARED if path.startswith(SHARED) else path
@@ -45,7 +45,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     copy of it on its own worker: refuse to collect it."""
     strays = sorted({item.nodeid.split("::", 1)[0] for item in items
                      if "running_platform" in getattr(item, "fixturenames", ())
-                     and test_group(item.nodeid) != SHARED})
+                     and schedule_group(item.nodeid) != SHARED})
     if strays:
         raise pytest.UsageError(f"{', '.join(strays)}: tests on the shared platform (running_platform) "
                                 f"belong in {SHARED}")
@@ -55,12 +55,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
     from xdist.scheduler import LoadScopeScheduling
 
     class ByPlatform(LoadScopeScheduling):
-        """Whole groups (test_group) to one worker each, in collection order: end-to-end
+        """Whole groups (schedule_group) to one worker each, in collection order: end-to-end
         modules, the slowest, start first (xdist's default order, most tests first, would
         start the many quick unit modules first and the long ones last)."""
 
         def _split_scope(self, nodeid: str) -> str:
-            return test_group(nodeid)
+            return schedule_group(nodeid)
 
     config.option.loadscopereorder = False
     return ByPlatform(config, log)

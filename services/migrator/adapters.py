@@ -161,11 +161,11 @@ class MigratorDeps:
         a lost notice costs one poll interval, never the release."""
         if self.pool is None:
             return
-        try:
-            async with self.pool.acquire() as conn:
+        try:  # a connection of its own (the handler holds one): never wait long for it
+            async with self.pool.acquire(timeout=2) as conn:
                 await registry.pointer_moved(conn, tenant_id)
-        except (OSError, asyncpg.PostgresError) as exc:
-            log.warning("pointer.notice_failed", error=str(exc))
+        except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+            log.warning("pointer.notice_failed", error=type(exc).__name__)
 
     async def aclose(self) -> None:
         if self._stack is not None:

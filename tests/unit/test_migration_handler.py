@@ -200,7 +200,7 @@ class NoticePool:
         self.fail = fail
 
     @contextlib.asynccontextmanager
-    async def acquire(self):
+    async def acquire(self, timeout: float | None = None):
         if self.fail:
             raise OSError("control database away")
         yield self

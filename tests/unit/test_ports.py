@@ -64,6 +64,16 @@ def test_another_process_sees_the_reservation(monkeypatch, tmp_path):
     assert ports.free_port() == (set(band) - {theirs}).pop()
 
 
+def test_a_folder_others_may_write_is_not_trusted(tmp_path, monkeypatch):
+    """Another user who made the folder first (or left it writable) cannot deny us ports."""
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o777)
+    monkeypatch.setattr(ports, "RESERVATIONS", folder)
+    assert ports.reserve("x") and ports.reserve("x")
+    assert not list(folder.iterdir())
+
+
 def test_an_unwritable_reservation_folder_grants_every_name(tmp_path, monkeypatch):
     blocker = tmp_path / "file"
     blocker.write_text("")
