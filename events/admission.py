@@ -62,7 +62,7 @@ async def skip_reason(service: str, conn: Any, envelope: Envelope[Any]) -> str |
     if envelope.producer in COMMAND_PRODUCERS and await _unrecorded(conn, envelope):
         return "unrecorded"
     if await recorded.deletion_requested_since(conn, envelope):
-        log.info("events.tenant_deleted", reason="the tenant's deletion was requested after this event's request")
+        log.warning("events.tenant_deleted", reason="the tenant's deletion was requested after this event's request")
         return "tenant_deleted"
     if await _replay_superseded(conn, envelope):
         return "superseded"

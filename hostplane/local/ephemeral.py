@@ -62,10 +62,13 @@ def platform_settings(home: Path, emulator: str, *, runtime_ports: int = 100) ->
         runtime_port_base=runtime_port_base(runtime_ports),
         runtime_port_count=runtime_ports,
         localstack_venv=REPO / ".venv-localstack",
-        # Faults heal sooner: a killed service's message comes back in 15 s, not 60, and a
-        # failing one is retried after 0.5, 1, 2, 4 s. The heartbeat (a third) keeps live ones.
+        # Faults heal sooner: a killed service's message comes back in 15 s, not 60 (the
+        # heartbeat, a third of it, keeps live ones), and a failing one is retried after 1, 3,
+        # 6, 12 s, not 2, 4, 8, 16. The retries must still outlast a PostgreSQL restart (the
+        # faults tests take about 10 s): with a 0.5 s base (0+1+2+4 s) a migration caught by
+        # one was dead-lettered.
         redelivery_s=15,
-        retry_delay_s=0.5,
+        retry_delay_s=1.5,
     )
 
 

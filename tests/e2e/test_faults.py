@@ -254,7 +254,7 @@ def test_poison_message_dead_letters_then_redrive_brings_it_ready(platform):
     """A realistic transient fault injected through data: an operator's idle session left open on
     `template1` makes every CREATE DATABASE fail ("source database template1 is being accessed by
     other users", SQLSTATE 55006: transient, so retried). After the queue's max receives (backoff
-    0+1+2+4 s: the test platform's `retry_delay_s` is 0.5) the TenantRequested lands in the provisioner's DLQ and the tenant shows `failed` at
+    1+3+6+12 s: the test platform's `retry_delay_s` is 1.5) the TenantRequested lands in the provisioner's DLQ and the tenant shows `failed` at
     provisioning; once the session is closed, `hostplane dlq redrive` brings the tenant to ready
     with exactly one of each resource."""
     from core.state import load_or_create_credentials
