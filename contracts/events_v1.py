@@ -26,6 +26,7 @@ from contracts.fields import (
     Code,
     CustomDomain,
     HostName,
+    IdleAfter,
     LogLines,
     MigrationName,
     Milliseconds,
@@ -55,10 +56,11 @@ class TenantRequested(Event):
     """A user asked for a new tenant. The spec was stored by the API first.
 
     1.1 adds `static_ref`: the spec's static folder, stored by the API. 1.2 adds `edge`:
-    where the tenant's traffic enters on AWS (None: the installation's default)."""
+    where the tenant's traffic enters on AWS (None: the installation's default). 1.3 adds
+    `idle_after_s`: scale to zero after that long without a request."""
 
     event_type = "TenantRequested"
-    schema_version = "1.2"
+    schema_version = "1.3"
     producers = ("api",)
     kind = "command"
     consumers = ("api", "provisioner")
@@ -75,6 +77,11 @@ class TenantRequested(Event):
         default=None,
         description="Where the tenant's traffic enters on AWS: its own CloudFront distribution ('dedicated') "
                     "or a tenant of the platform's shared one ('pooled'); None: the installation's default",
+    )
+    idle_after_s: IdleAfter | None = Field(
+        default=None,
+        description="Seconds without a request before the tenant's runtime is stopped until its next request "
+                    "(scale to zero); 0: always on; None: the platform's default",
     )
 
 
@@ -320,6 +327,40 @@ class AppCrashed(Event):
     crashes_in_a_row: NonNegativeInt
     restart_in_ms: Milliseconds
     last_log_lines: LogLines = Field(default_factory=list)
+
+
+@register
+class RuntimeSlept(Event):
+    """Scale to zero: the tenant served no request for `idle_s` seconds and its runtime was
+    stopped; no process of it is left. Its listening socket stays open, so the next request
+    waits and wakes it (RuntimeWoke). Published by the host's runtime agent on the tenant
+    runtime's behalf (locally; a tenant's own reports may not carry it)."""
+
+    event_type = "RuntimeSlept"
+    schema_version = V1
+    producers = ("reloader",)
+    kind = "fact"
+    consumers = EVERYONE_WATCHING
+
+    idle_s: NonNegativeInt = Field(description="Seconds without a request before it slept")
+    version: ReleaseVersion | None = Field(default=None, description="The release it served")
+
+
+@register
+class RuntimeWoke(Event):
+    """A sleeping tenant's runtime was started: a request waited on its socket, a new
+    release must prove itself before it counts as live (a deploy or rollback), or the
+    tenant became always-on. It sleeps again after its idle period."""
+
+    event_type = "RuntimeWoke"
+    schema_version = V1
+    producers = ("reloader",)
+    kind = "fact"
+    consumers = EVERYONE_WATCHING
+
+    trigger: Literal["request", "deploy", "settings"] = Field(
+        description="'request': a connection waited; 'deploy': a release to prove; 'settings': it may no longer sleep")
+    asleep_s: NonNegativeInt = Field(description="Seconds it had been asleep")
 
 
 # --- deprovisioner ------------------------------------------------------------------

@@ -41,6 +41,8 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256, 64 lowercase hex")]
 ReleaseVersion = Annotated[int, Field(ge=1, description="Release number, 1 for the first build")]
 NonNegativeInt = Annotated[int, Field(ge=0)]
+# A tenant's scale-to-zero idle period in seconds (0: always on); at most a year.
+IdleAfter = Annotated[int, Field(ge=0, le=31_536_000, strict=True)]  # strict: "60" and true are refused
 Milliseconds = Annotated[int, Field(ge=0, description="Duration in milliseconds")]
 
 HostName = Annotated[

@@ -50,9 +50,11 @@ def spawn(
     cwd: Path | None = None,
     user: str | None = None,
     inherit_env: bool = True,
+    pass_fds: Sequence[int] = (),
 ) -> int:
     """Start `cmd` detached, output appended to `log_path`; returns its pid. With
-    `inherit_env=False` it gets `env` alone (a tenant runtime: none of our variables)."""
+    `inherit_env=False` it gets `env` alone (a tenant runtime: none of our variables);
+    `pass_fds` stay open in it under the same numbers (all others are closed)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
@@ -65,6 +67,7 @@ def spawn(
             user=user,
             start_new_session=True,
             close_fds=True,
+            pass_fds=tuple(pass_fds),
         )
     return proc.pid
 

@@ -61,6 +61,9 @@ class Settings(BaseSettings):
         "kept up by a heartbeat while it is handled): a service that dies holding one gets it back this late"))
     retry_delay_s: float = Field(default=2.0, ge=0, le=900, description=(
         "backoff base after a failed handler: receive n waits 2^(n-1) times this, at most redelivery_s"))
+    scale_to_zero_after: int = Field(default=900, ge=0, le=31_536_000, description=(
+        "seconds without a request after which a tenant's runtime is stopped (it wakes on its next request); "
+        "0: never. A tenant's own --idle-after / --always-on overrides it"))
 
     @property
     def home_dir(self) -> Path:

@@ -31,6 +31,10 @@ def state_markup(t: dict[str, Any]) -> str:
     return f"[{color}]{t['state']}[/]"
 
 
+def _idle(seconds: int | None) -> str:
+    return "platform default" if seconds is None else "always on" if seconds == 0 else f"{seconds} s"
+
+
 def details_table(t: dict[str, Any]) -> Table:
     table = Table(show_header=False, title=f"tenant {t['name']}")
     table.add_column(style="bold")
@@ -38,7 +42,8 @@ def details_table(t: dict[str, Any]) -> Table:
     waiting = f" (waiting for {t['waiting_for']})" if t.get("waiting_for") else ""
     rows = [("state", state_markup(t)), ("stage", f"{t['stage'] or '-'}{waiting}"), ("version", str(t["version"] or "-")),
             ("url", t["url"] or "-"), ("custom domain", t["custom_domain"] or "-"),
-            ("edge", t.get("edge") or "installation default")]
+            ("edge", t.get("edge") or "installation default"), ("runtime", t.get("runtime") or "-"),
+            ("idle after", _idle(t.get("idle_after_s")))]
     if t.get("domain_pending"):
         rows.append(("domain pending", f"{t['domain_pending']}: served once these DNS records are published"))
     rows += [("dns record", f"{r['name']} {r['type']} {r['value']}") for r in t.get("dns_records") or []]

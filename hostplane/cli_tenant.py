@@ -170,6 +170,11 @@ def create(
         None, "--edge",
         help="matters on the AWS target only: where its traffic enters, its own CloudFront distribution "
              "(dedicated) or the platform's shared one (pooled); default: the installation's (HOSTPLANE_AWS_EDGE)"),
+    idle_after: int | None = typer.Option(
+        None, "--idle-after", min=0, max=31_536_000,
+        help="scale to zero: stop its runtime after this many seconds without a request (the next request "
+             "wakes it); default: the platform's (HOSTPLANE_SCALE_TO_ZERO_AFTER)"),
+    always_on: bool = typer.Option(False, "--always-on", help="never scale to zero (same as --idle-after 0)"),
     wait: bool = WAIT,
     until: str = typer.Option("ready", "--until", help=f"with --wait: stop at this state ({', '.join(UNTIL)})"),
     timeout: float = TIMEOUT,
@@ -178,6 +183,8 @@ def create(
     """Create a tenant from an app spec."""
     if until not in UNTIL:
         _fail(f"--until must be one of {', '.join(UNTIL)}")
+    if always_on and idle_after is not None:
+        _fail("give --idle-after SECONDS or --always-on, not both")
     api = api_client()
     spec_text = _read_spec(app)
     body: dict[str, Any] = {"name": name, "app": spec_text}
@@ -187,6 +194,8 @@ def create(
         body["domain"] = domain
     if edge:
         body["edge"] = edge
+    if always_on or idle_after is not None:
+        body["idle_after_s"] = 0 if always_on else idle_after
     _follow(api, api.call("POST", "/v1/tenants", body), wait, timeout, as_json, until)
 
 

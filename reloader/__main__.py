@@ -41,6 +41,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=0, help="app port (0: any free one, printed in the log)")
     p.add_argument("--health-port", type=int, default=0, help="port of /runtime/healthz")
+    p.add_argument("--listen-fd", type=int, help="serve on this inherited listening socket instead of binding --port")
     p.add_argument("--work-dir", type=Path, help="local disk for verified releases (default: a temp dir)")
     p.add_argument("--env-file", type=Path, help="JSON object: the tenant's environment variables")
     p.add_argument("--events", default="bus", help="bus (AWS) | file:PATH (locally, published by the agent) | none")
@@ -63,9 +64,9 @@ async def run(args: argparse.Namespace) -> int:
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix=f"hostplane-runtime-{tenant}-"))
     work_dir.mkdir(parents=True, exist_ok=True)
     knobs = {k: getattr(args, k) for k in RuntimeConfig.__dataclass_fields__ if hasattr(args, k)
-             and k not in ("artifacts", "work_dir", "port", "health_port", "host")}
+             and k not in ("artifacts", "work_dir", "port", "health_port", "host", "listen_fd")}
     cfg = RuntimeConfig(tenant_id=tenant, artifacts=args.artifacts, work_dir=work_dir, host=args.host,
-                        port=args.port, health_port=args.health_port,
+                        port=args.port, health_port=args.health_port, listen_fd=args.listen_fd,
                         tenant_env=load_tenant_env(args.env_file, dict(os.environ)), **knobs)
     runtime = Runtime(cfg, ArtifactStore(cfg.artifacts), reporter_from(args.events, tenant))
     loop = asyncio.get_running_loop()

@@ -35,6 +35,7 @@ class RuntimeConfig:
     host: str = "127.0.0.1"
     port: int = 0
     health_port: int = 0
+    listen_fd: int | None = None  # a listening socket handed over by the launcher (the agent owns it)
     poll_interval: float = 1.0
     start_timeout: float = 15.0  # worker imports the app and reports `started`
     health_timeout: float = 10.0  # then /healthz must answer the new version

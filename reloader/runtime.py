@@ -55,12 +55,29 @@ def open_listener(host: str, port: int) -> socket.socket:
     return sock
 
 
+def adopt_listener(fd: int) -> socket.socket:
+    """The listening socket the launcher handed over (the local agent owns every tenant's, so
+    connections queue on it while no runtime runs and wake the next one). Refused unless it
+    is a listening TCP socket: anything else would hang or misroute the app."""
+    sock = socket.socket(fileno=fd)
+    try:
+        if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6) \
+                or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+            raise ValueError(f"--listen-fd {fd} is not a listening TCP socket")
+    except (OSError, ValueError):
+        sock.detach()
+        raise
+    sock.set_inheritable(False)
+    return sock
+
+
 class Runtime:
     def __init__(self, cfg: RuntimeConfig, store: ArtifactStore, reporter: Reporter) -> None:
         self.cfg, self.store, self.reporter, self.requests = cfg, store, reporter, RequestCount()
         self.log = log.bind(tenant_id=cfg.tenant_id)
         self.scrub = Scrubber(cfg.tenant_env)
-        self.listener = open_listener(cfg.host, cfg.port)
+        self.listener = adopt_listener(cfg.listen_fd) if cfg.listen_fd is not None \
+            else open_listener(cfg.host, cfg.port)
         self.port = self.listener.getsockname()[1]
         self.sockets_dir = tempfile.mkdtemp(prefix="hpr-")  # short path: AF_UNIX names are ≤107 bytes
         self.live: AppProcess | None = None
@@ -358,7 +375,9 @@ class Runtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        self.listener.close()  # new connections are refused from now on; workers close their copies
+        # New connections are refused from now on (or, when the agent owns the socket, they
+        # wait in its backlog and wake the next runtime); workers close their copies.
+        self.listener.close()
         procs = [p for p in (self.live, self.standby) if p is not None]
         await asyncio.gather(*(p.stop(self.cfg.grace - 0.5) for p in procs), return_exceptions=True)
         shutil.rmtree(self.sockets_dir, ignore_errors=True)

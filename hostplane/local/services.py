@@ -18,7 +18,7 @@ from core.settings import Settings
 CONTROL_PLANE = ("api", "provisioner", "builder", "migrator", "router-config", "deprovisioner")
 # The settings a child process inherits from the platform that starts it.
 CHILD_ENV = ("moto_port", "localstack_port", "postgres_port", "valkey_port", "edge_port", "resolver_port", "api_port",
-             "runtime_port_base", "runtime_port_count", "redelivery_s", "retry_delay_s")
+             "runtime_port_base", "runtime_port_count", "redelivery_s", "retry_delay_s", "scale_to_zero_after")
 
 
 def module_of(service: str) -> str:

@@ -94,7 +94,8 @@ class TenantCommands:
         self.pool = pool
 
     async def create(self, name: str, spec: AppSpec, domain: str | None, actor: str | None,
-                     static: tuple[str, bytes] | None = None, edge: EdgeMode | None = None) -> Accepted:
+                     static: tuple[str, bytes] | None = None, edge: EdgeMode | None = None,
+                     idle_after_s: int | None = None) -> Accepted:
         """`static` = (sha256, zip) of the spec's static folder; `edge` the tenant's edge on
         AWS (None: the installation's default). A re-creation after deletion takes what
         this request says, the domain and edge included, never the deleted tenant's."""
@@ -119,13 +120,14 @@ class TenantCommands:
             try:
                 await conn.execute(
                     """
-                    INSERT INTO tenants (tenant_id, spec_sha256, custom_domain, generation, edge, incarnation)
-                    VALUES ($1, $2, $3, $4, $5, $6)
+                    INSERT INTO tenants (tenant_id, spec_sha256, custom_domain, generation, edge, incarnation,
+                                         idle_after_s)
+                    VALUES ($1, $2, $3, $4, $5, $6, $7)
                     ON CONFLICT (tenant_id) DO UPDATE SET spec_sha256 = $2, custom_domain = $3,
-                        generation = $4, edge = $5, incarnation = $6, created_at = now(), updated_at = now(),
-                        deleted_at = NULL
+                        generation = $4, edge = $5, incarnation = $6, idle_after_s = $7, runtime = NULL,
+                        runtime_at = NULL, created_at = now(), updated_at = now(), deleted_at = NULL
                     """,
-                    name, digest, domain, generation, edge, incarnation,
+                    name, digest, domain, generation, edge, incarnation, idle_after_s,
                 )
             except asyncpg.UniqueViolationError:  # a concurrent create claimed the domain
                 raise RequestRefused(409, f"custom domain {domain!r} already belongs to another tenant") from None
@@ -134,7 +136,8 @@ class TenantCommands:
             await conn.execute("UPDATE tenants SET static_sha256 = $2 WHERE tenant_id = $1", name,
                                static[0] if static else None)
             event = TenantRequested(spec_ref=spec_ref(digest), spec_sha256=digest, custom_domain=domain,
-                                    requested_by=actor, static_ref=_blob_ref(static), edge=edge)
+                                    requested_by=actor, static_ref=_blob_ref(static), edge=edge,
+                                    idle_after_s=idle_after_s)
             return await self._request(conn, name, generation, "create", event, None, digest, domain, actor)
 
     async def update(self, name: str, spec: AppSpec, allow_destructive: bool, actor: str | None,

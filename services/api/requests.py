@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
+from contracts.fields import IdleAfter
 from contracts.tenant import EdgeMode, TenantId
 from services.api.commands import check_domain
 
@@ -44,6 +45,10 @@ class CreateTenant(BaseModel):
         default=None, description="Where the tenant's traffic enters on the AWS target: its own CloudFront "
                                   "distribution ('dedicated') or a tenant of the platform's shared one ('pooled'); "
                                   "null: the installation's default. Locally every tenant is behind the one edge.")
+    idle_after_s: IdleAfter | None = Field(
+        default=None, description="Scale to zero: seconds without a request after which the tenant's runtime is "
+                                  "stopped until its next request (held, not refused, while it wakes); 0: always on; "
+                                  "null: the platform's default (HOSTPLANE_SCALE_TO_ZERO_AFTER)")
 
 
 class UpdateApp(BaseModel):

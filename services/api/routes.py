@@ -23,7 +23,8 @@ def add_tenant_routes(app: FastAPI, api: Api) -> None:
     async def create_tenant(req: CreateTenant, actor: Actor) -> JSONResponse:
         """Create a tenant: validated completely, then TenantRequested goes out through the outbox."""
         return await api.accepted(await commands.create(req.name, app_spec(req.app), ctx.claimable(req.domain), actor,
-                                                        static=static_zip(req.static_zip), edge=req.edge))
+                                                        static=static_zip(req.static_zip), edge=req.edge,
+                                                        idle_after_s=req.idle_after_s))
 
     @app.get("/v1/tenants", tags=["tenants"], dependencies=BEARER, responses=doc(422, ok=TenantListDoc))
     async def list_tenants(all: bool = Query(False, description="include deleted tenants")) -> JSONResponse:

@@ -60,6 +60,11 @@ CREATE TABLE IF NOT EXISTS tenants (
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS static_sha256 text;
 -- the edge the tenant chose at creation (contracts.tenant.EdgeMode); NULL: the installation's default
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS edge text;
+-- scale to zero: the tenant's idle period chosen at creation (NULL: the platform's default, 0: always
+-- on), and its runtime as the runtime's own facts last said (running | asleep | starting), with when
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS idle_after_s integer;
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS runtime text;
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS runtime_at timestamptz;
 -- the tenant's incarnation: a fresh id at every create (events.recorded); tenants created
 -- before incarnations existed get one now (their older events compare by time)
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS incarnation uuid;
@@ -194,7 +199,8 @@ async def save_status(conn: Any, status: Status, *, event: tuple[uuid.UUID, str,
 
 
 _VIEW = """
-SELECT t.tenant_id, t.spec_sha256, t.custom_domain, t.edge, t.created_at AS requested_at, t.deleted_at,
+SELECT t.tenant_id, t.spec_sha256, t.custom_domain, t.edge, t.idle_after_s, t.runtime,
+       t.created_at AS requested_at, t.deleted_at,
        s.state, s.stage, s.version, s.last_error, s.last_error_stage, s.last_error_at, s.generation,
        s.request_kind, s.facts, s.last_event_id, s.last_event_type, s.last_event_at, s.created_at,
        s.updated_at, r.correlation_id, r.requested_at AS request_at, r.requested_by
@@ -211,3 +217,17 @@ async def read_tenant(db: Any, tenant_id: str) -> Any:
 async def read_tenants(db: Any, *, include_deleted: bool = False) -> list[Any]:
     where = "" if include_deleted else " WHERE s.state <> 'deleted'"
     return await db.fetch(_VIEW + where + " ORDER BY t.tenant_id")
+
+
+# What each runtime fact says of the tenant's runtime (the newest fact wins, by occurred_at).
+RUNTIME_FACTS = {"ReleaseActivated": "running", "RuntimeSlept": "asleep", "RuntimeWoke": "starting"}
+
+
+async def record_runtime(conn: Any, tenant_id: str, event_type: str, occurred_at: Any) -> None:
+    """Keep `tenants.runtime` at what the newest runtime fact says; older or repeated facts
+    (at-least-once, any order, replays) change nothing."""
+    if (runtime := RUNTIME_FACTS.get(event_type)) is None:
+        return
+    await conn.execute(
+        "UPDATE tenants SET runtime = $2, runtime_at = $3 WHERE tenant_id = $1 "
+        "AND (runtime_at IS NULL OR runtime_at < $3)", tenant_id, runtime, occurred_at)

@@ -7,7 +7,7 @@ failure messages that the services already scrubbed (contracts: no secret in eve
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -25,6 +25,14 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def runtime_of(state: str, stage: str | None, said: str | None, facts: Facts) -> str:
+    """running | asleep | starting | failed: the newest runtime fact (store.record_runtime),
+    except that a tenant whose release never started is failed."""
+    if state == "failed" and stage in ("releasing", "migrating") and facts.active_version is None:
+        return "failed"
+    return said or ("running" if facts.active_version is not None else "starting")
+
+
 def tenant_view(row: Any, edge_port: int, public_domain: str | None = None) -> dict[str, Any]:
     facts = Facts.from_json(json.loads(row["facts"]))
     kind = row["request_kind"]
@@ -39,6 +47,8 @@ def tenant_view(row: Any, edge_port: int, public_domain: str | None = None) -> d
         "url": None if deleted else tenant_url(row["tenant_id"], edge_port, public_domain),
         "custom_domain": row["custom_domain"],
         "edge": row["edge"],  # chosen at creation; None: the installation's default
+        "idle_after_s": row["idle_after_s"],
+        "runtime": None if deleted else runtime_of(row["state"], row["stage"], row["runtime"], facts),
         "domain_pending": facts.pending_domain,  # not served yet: its DNS records are not published
         "dns_records": facts.dns_records,
         "spec_sha256": row["spec_sha256"],
@@ -156,6 +166,11 @@ class TenantDoc(_Doc):
     url: str | None
     custom_domain: str | None
     edge: str | None
+    idle_after_s: int | None = Field(description="Scale-to-zero idle period chosen at creation; 0: always on; "
+                                                 "null: the platform's default")
+    runtime: Literal["running", "asleep", "starting", "failed"] | None = Field(
+        description="The tenant's runtime: serving, scaled to zero (its next request wakes it), starting, or "
+                    "unable to serve; null once deleted")
     domain_pending: str | None
     dns_records: list[dict[str, Any]]
     spec_sha256: str | None

@@ -67,7 +67,8 @@ async def on_tenant_requested(envelope: Envelope[TenantRequested], deps: TenantR
             return []
         names = deps.names(tenant)
         try:
-            secret_arn = await _converge(names, TenantOptions(edge=request.edge), deps)
+            options = TenantOptions(edge=request.edge, idle_after_s=request.idle_after_s)
+            secret_arn = await _converge(names, options, deps)
         except PermanentFailure as failed:  # recorded here; the consumer publishes ProvisioningFailed
             await deps.records.finish(tenant, "failed", failed.step, failed.error)
             raise

@@ -46,9 +46,11 @@ class Ensured(Generic[T]):
 class TenantOptions:
     """The tenant's own choices that shape its infrastructure where the target offers a
     choice. Local drivers have none and ignore them; the AWS stacks read them.
-    `edge=None`: the installation's default (HOSTPLANE_AWS_EDGE)."""
+    `edge=None`: the installation's default (HOSTPLANE_AWS_EDGE). `idle_after_s`: scale to
+    zero after this many seconds without a request (None: the platform's default; 0: always on)."""
 
     edge: EdgeMode | None = None
+    idle_after_s: int | None = None
 
 
 NO_OPTIONS = TenantOptions()

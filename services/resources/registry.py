@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS runtime_services (
     updated_at    timestamptz NOT NULL DEFAULT now()
 );
 ALTER TABLE runtime_services ADD COLUMN IF NOT EXISTS app_port integer UNIQUE;
+ALTER TABLE runtime_services ADD COLUMN IF NOT EXISTS idle_after_s integer CHECK (idle_after_s >= 0);
 """
 
 
@@ -56,10 +57,13 @@ class DesiredService:
     memory_mb: int
     updated_at: datetime
     app_port: int | None = None
+    idle_after_s: int | None = None  # scale to zero after this long without a request; None: the
+    # platform's default (settings.scale_to_zero_after); 0: always on
 
     @property
     def fingerprint(self) -> str:
-        """Changes exactly when the runtime must be replaced (new credentials, limit or port)."""
+        """Changes exactly when the runtime must be replaced (new credentials, limit or port;
+        not the idle period, which the agent applies to the running runtime)."""
         return f"{self.env_ref or ''}|{self.memory_mb}|{self.app_port or ''}|{self.updated_at.isoformat()}"
 
 
@@ -81,11 +85,13 @@ async def pointer_moved(conn, tenant_id: str) -> None:
 
 
 async def register_service(conn, tenant_id: str, env_ref: str | None, memory_mb: int = DEFAULT_MEMORY_MB,
-                           *, ports: range | None = None, host: str = "127.0.0.1") -> int:
-    """Ask for the tenant's runtime to run with this environment and memory limit; returns
-    its app port (allocated on the first registration, kept afterwards)."""
+                           *, ports: range | None = None, host: str = "127.0.0.1",
+                           idle_after_s: int | None = None) -> int:
+    """Ask for the tenant's runtime to run with this environment, memory limit and idle
+    period; returns its app port (allocated on the first registration, kept afterwards)."""
     async with conn.transaction():
         await _upsert(conn, tenant_id, env_ref, memory_mb)
+        await set_idle_after(conn, tenant_id, idle_after_s)
         port = await conn.fetchval("SELECT app_port FROM runtime_services WHERE tenant_id = $1", tenant_id)
         if port is None:
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _PORT_LOCK)
@@ -115,6 +121,15 @@ async def _upsert(conn, tenant_id: str, env_ref: str | None, memory_mb: int) -> 
     )
 
 
+async def set_idle_after(conn, tenant_id: str, idle_after_s: int | None) -> None:
+    """The tenant's idle period (None: the platform's default; 0: always on). Not a
+    replacement of its runtime: `updated_at` stays."""
+    if idle_after_s is not None and idle_after_s < 0:
+        raise ValueError("idle_after_s must be 0 (always on) or more")
+    await conn.execute("UPDATE runtime_services SET idle_after_s = $2 WHERE tenant_id = $1 "
+                       "AND idle_after_s IS DISTINCT FROM $2", tenant_id, idle_after_s)
+
+
 async def set_desired_state(conn, tenant_id: str, desired_state: str) -> None:
     """Stop (or start again) a runtime without forgetting it."""
     await conn.execute(
@@ -129,7 +144,8 @@ async def deregister_service(conn, tenant_id: str) -> None:
 
 async def desired_services(conn) -> list[DesiredService]:
     rows = await conn.fetch(
-        "SELECT tenant_id, desired_state, env_ref, memory_mb, updated_at, app_port FROM runtime_services "
+        "SELECT tenant_id, desired_state, env_ref, memory_mb, updated_at, app_port, idle_after_s "
+        "FROM runtime_services "
         "ORDER BY tenant_id")
     return [DesiredService(**dict(r)) for r in rows]
 

@@ -30,7 +30,8 @@ class RuntimeRegistry:
     async def register(self, names: TenantNames, env_ref: str, options: TenantOptions = NO_OPTIONS) -> Ensured[str]:
         async with self.pool.acquire() as conn:
             before = await self._service(conn, names.tenant_id)
-            await registry.register_service(conn, names.tenant_id, env_ref, self.memory_mb)
+            await registry.register_service(conn, names.tenant_id, env_ref, self.memory_mb,
+                                            idle_after_s=options.idle_after_s)
             after = await self._service(conn, names.tenant_id)
         changed = before is not None and before.fingerprint != after.fingerprint
         return Ensured(Outcome.of(before is None, changed), names.runtime_service)

@@ -57,7 +57,8 @@ class FakeDb:
                   "last_error_stage": None, "last_error_at": None, "generation": self.tenant["generation"],
                   "request_kind": "create", "facts": "{}", "last_event_id": None, "last_event_type": None,
                   "last_event_at": None, "created_at": NOW, "updated_at": NOW, "correlation_id": uuid.uuid4(),
-                  "request_at": NOW, "requested_by": "me@cli", "requested_at": NOW, "deleted_at": None}
+                  "request_at": NOW, "requested_by": "me@cli", "requested_at": NOW, "deleted_at": None,
+                  "runtime": None}
         known = self.tenant | status
         return {name: known[name] for name in _columns(sql, "SELECT", "FROM")}
 

@@ -24,7 +24,7 @@ from contracts import (
     TenantProvisioned,
     TenantRequested,
 )
-from contracts.events_v1 import AppCrashed, DomainChangeRequested, RollbackRequested
+from contracts.events_v1 import AppCrashed, DomainChangeRequested, RollbackRequested, RuntimeSlept, RuntimeWoke
 from contracts.failures_v1 import MessageDeadLettered, RouteFailed
 from contracts.tenant import EdgeMode
 
@@ -34,7 +34,8 @@ OTHER_DIGEST = "cd" * 32
 
 SAMPLES: list[Event] = [
     TenantRequested(spec_ref="specs/acme/" + DIGEST + ".json", spec_sha256=DIGEST,
-                    custom_domain="shop.example.com", requested_by="alice", edge="dedicated"),
+                    custom_domain="shop.example.com", requested_by="alice", edge="dedicated",
+                    idle_after_s=600),
     TenantProvisioned(
         database="t_acme", db_role="t_acme", cache_user="t-acme", cache_prefix="acme:",
         bucket="hostplane-acme-static", secret_name="hostplane/tenants/acme",
@@ -65,6 +66,8 @@ SAMPLES: list[Event] = [
                          remaining=["bucket:hostplane-acme-static"]),
     AppCrashed(version=2, reason="memory_limit", exit_code=-9, uptime_ms=5300, crashes_in_a_row=1,
                restart_in_ms=500, last_log_lines=["allocating"]),
+    RuntimeSlept(idle_s=901, version=2),
+    RuntimeWoke(trigger="request", asleep_s=3600),
     MessageDeadLettered(service="provisioner", stage="provisioning", failed_event_type="TenantRequested",
                         failed_event_id="0b1c2d3e-0000-4000-8000-000000000001", receives=5,
                         error="ConnectionRefusedError: [Errno 111] Connection refused"),

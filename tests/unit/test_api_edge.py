@@ -37,7 +37,7 @@ async def test_an_edge_is_stored_put_on_the_request_event_and_shown(client, db, 
     [envelope] = published
     assert isinstance(envelope.data, TenantRequested) and envelope.data.edge == edge
     detail = json.loads(envelope.to_detail())
-    assert detail["schema_version"] == "1.2" and detail["data"]["edge"] == edge
+    assert detail["schema_version"] == "1.3" and detail["data"]["edge"] == edge
     assert resp.json()["tenant"]["edge"] == edge
     assert (await client.get("/v1/tenants/acme")).json()["edge"] == edge
 

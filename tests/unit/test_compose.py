@@ -70,7 +70,7 @@ def test_same_configuration_variables_as_hostplane_up():
     defaults = Settings()
     env = SERVICES["provisioner"]["environment"]
     for field in ("localstack_port", "postgres_port", "valkey_port", "caddy_admin_port", "edge_port", "api_port",
-                  "redelivery_s", "retry_delay_s"):
+                  "redelivery_s", "retry_delay_s", "scale_to_zero_after"):
         assert env[f"HOSTPLANE_{field.upper()}"] == str(getattr(defaults, field))
 
 

@@ -98,11 +98,18 @@ def test_reader_of_1_0_reads_a_1_1_payload_with_an_extra_field():
     assert parsed.schema_version == "1.1"
 
 
-def test_tenant_requested_1_2_carries_the_edge_and_a_1_1_payload_without_it_still_reads():
+def test_tenant_requested_1_3_carries_edge_and_idle_period_and_older_payloads_still_read():
     env = Envelope.new(sample(TenantRequested), tenant_id="acme", producer="api")
     detail = json.loads(env.to_detail())
-    assert detail["schema_version"] == "1.2" and detail["data"]["edge"] == "dedicated"
+    assert detail["schema_version"] == "1.3" and detail["data"]["edge"] == "dedicated"
+    assert detail["data"]["idle_after_s"] == 600
     assert parse_envelope(detail).data.edge == "dedicated"
+
+    v12 = detail | {"schema_version": "1.2",
+                    "data": {k: v for k, v in detail["data"].items() if k != "idle_after_s"}}
+    assert parse_envelope(v12).data.idle_after_s is None, "None: the platform's default"
+    with pytest.raises(Exception):
+        parse_envelope(detail | {"data": detail["data"] | {"idle_after_s": -1}})
 
     older = detail | {"schema_version": "1.1", "data": {k: v for k, v in detail["data"].items() if k != "edge"}}
     parsed = parse_envelope(older)
@@ -241,7 +248,8 @@ def test_api_consumes_everything_and_emits_the_requests():
         "TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested",
         "RollbackRequested",
     }
-    assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed", "AppCrashed"}
+    assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed", "AppCrashed",
+                                                               "RuntimeSlept", "RuntimeWoke"}
     with pytest.raises(ValueError):
         consumers_of("billing")
 

@@ -42,6 +42,8 @@ from core.ports import free_port
 from hostplane.local.agent import reports
 from hostplane.local.agent import state as agent_state
 from hostplane.local.agent.env import EnvUnavailable, resolve_env
+from hostplane.local.agent.sleep import IdleClock, Listeners
+from hostplane.local.agent.sleeping import NOT_ANSWERED, Sleeping
 from hostplane.local.agent.state import AgentState, RunningTenant, is_our_reloader, now_iso, our_reloaders
 from reloader import sandbox
 from services.resources.registry import POINTER_CHANNEL, DesiredService, desired_services, ensure_schema
@@ -51,12 +53,10 @@ STABLE_AFTER_S = 60.0
 
 
 START_CONCURRENCY = 8
-# What the agent itself writes in `app_state` before a runtime's health port first answers.
-NOT_ANSWERED = ("starting", "unreachable", "restarting", "port_taken")
 CHILD_BIND_S = 20.0  # a reloader binds its ports at once; their reservation need not outlive that
 
 
-class Agent:
+class Agent(Sleeping):
     def __init__(self, home: Path, dsn: str, artifacts: Path, *, host: str = "127.0.0.1", interval: float = 1.0,
                  grace: float = 10.0, events: str = "agent", reloader_args: tuple[str, ...] = (),
                  settings=None, isolation: sandbox.Decision | None = None) -> None:
@@ -77,6 +77,14 @@ class Agent:
                         consequence="tenant runtimes run as the agent's own user: no uid, filesystem, "
                                     "memory or pids isolation between tenants and the platform")
         self.publisher = None  # events.publisher.Publisher, opened on the first report
+        self.listeners = Listeners(host)  # every tenant's app socket (agent.sleep): they outlive runtimes
+        self.idle = IdleClock()
+        self.desired: dict[str, DesiredService] = {}
+        self.starting: set[str] = set()  # a start in flight (a wake does not wait for the round)
+        self.wakes_in_flight: set[asyncio.Task] = set()
+        self.stopping_to_sleep: set[str] = set()
+        self.poked_while_stopping: set[str] = set()
+        self.default_idle_s = settings.scale_to_zero_after if settings is not None else 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -95,6 +103,8 @@ class Agent:
                 break
         if not self.leave_running:
             await asyncio.gather(*(self.remove(t) for t in list(self.state.tenants)))
+        self.listeners.close_all()
+        await self.flush_facts()
         self.save()
         if self.conn is not None:
             await self.conn.close()
@@ -133,6 +143,7 @@ class Agent:
         desired = await self.read_desired()
         if desired is not None:
             want = {d.tenant_id: d for d in desired if d.desired_state == "running"}
+            self.desired = want
             gone = [t for t in self.state.tenants if t not in want]
             await asyncio.gather(*(self.remove(t) for t in gone))
             # Concurrently but bounded: a burst of new tenants must not start one by one
@@ -145,7 +156,9 @@ class Agent:
 
             await asyncio.gather(*(bounded(s) for s in want.values()))
         await self.refresh_health()
+        await self.sleep_idle()
         await self.relay_reports()
+        await self.flush_facts()
         self.save()
 
     async def read_desired(self) -> list[DesiredService] | None:
@@ -168,6 +181,12 @@ class Agent:
         next poll. Only a reloader whose health port has answered: it listens for SIGUSR1 by
         then (the signal's default action would end it)."""
         rec = self.state.tenants.get(tenant)
+        if rec is not None and rec.asleep:
+            self.wake(tenant, "deploy")  # a release counts as live once it proved itself
+            return
+        if tenant in self.stopping_to_sleep:
+            self.poked_while_stopping.add(tenant)  # it wakes for the release as soon as it is down
+        self.idle.active(tenant)  # a deploy is activity: the idle period starts again
         if rec is None or not rec.pid or rec.app_state in NOT_ANSWERED:
             return
         target = agent_state.reloader_process(rec.pid)
@@ -178,6 +197,13 @@ class Agent:
     async def ensure(self, service: DesiredService) -> None:
         tenant = service.tenant_id
         rec = self.state.tenants.get(tenant)
+        if tenant in self.starting:
+            return
+        if rec is not None:
+            rec.idle_after_s = self.idle_after(service)
+        if rec is not None and rec.asleep:
+            self.keep_asleep(rec, service)
+            return
         if rec is not None and self.running(rec):
             if rec.fingerprint == service.fingerprint:
                 return
@@ -203,6 +229,16 @@ class Agent:
         rec.healthy, rec.app_state = False, "restarting"
 
     async def start(self, service: DesiredService, rec: RunningTenant | None) -> None:
+        """Start the tenant's runtime; one start per tenant at a time (a wake and a round may race)."""
+        if service.tenant_id in self.starting:
+            return
+        self.starting.add(service.tenant_id)
+        try:
+            await self._start(service, rec)
+        finally:
+            self.starting.discard(service.tenant_id)
+
+    async def _start(self, service: DesiredService, rec: RunningTenant | None) -> None:
         tenant = service.tenant_id
         folder = self.home / "runtime" / tenant
         try:
@@ -214,6 +250,7 @@ class Agent:
         ports = self.ports(service, rec)
         if ports is None:
             return
+        listen_fd = self.listeners.held(tenant).fileno()
         spec = None
         if self.isolation.sandboxed:
             spec = sandbox.spec_for(tenant, ports[0], self.home, self.artifacts, self.reloader_env(folder))
@@ -226,20 +263,24 @@ class Agent:
         events = f"file:{folder / reports.EVENTS_FILE}" if self.events == "agent" else self.events
         cmd = [sys.executable, "-m", "reloader", "--tenant", tenant, "--artifacts", str(self.artifacts),
                "--host", self.host, "--port", str(ports[0]), "--health-port", str(ports[1]),
+               "--listen-fd", str(listen_fd),
                "--work-dir", str(folder / "work"), "--env-file", str(env_file), "--memory-mb",
                str(service.memory_mb), "--events", events, "--grace", str(self.grace),
                *self.reloader_args, "--owner", self.owner]
         if spec is not None:
             cmd = sandbox.launch_command(spec, cmd)
         if self.events == "bus":  # the reloader publishes itself: it needs our settings (debugging only)
-            pid = process.spawn(cmd, log_path, env={"HOSTPLANE_HOME": str(self.home)})
+            pid = process.spawn(cmd, log_path, env={"HOSTPLANE_HOME": str(self.home)}, pass_fds=(listen_fd,))
         else:
-            pid = process.spawn(cmd, log_path, env=self.reloader_env(folder), inherit_env=False)
+            pid = process.spawn(cmd, log_path, env=self.reloader_env(folder), inherit_env=False,
+                                pass_fds=(listen_fd,))
         self.state.tenants[tenant] = RunningTenant(
             tenant_id=tenant, app_port=ports[0], health_port=ports[1], pid=pid,
             create_time=agent_state.create_time(pid), host=self.host, memory_mb=service.memory_mb,
             fingerprint=service.fingerprint, started_at=now_iso(), restarts=rec.restarts if rec else 0,
-            log=str(log_path), sandboxed=spec is not None, uid=spec.uid if spec else None)
+            log=str(log_path), sandboxed=spec is not None, uid=spec.uid if spec else None,
+            wakes=rec.wakes if rec else 0, idle_after_s=self.idle_after(service))
+        self.idle.forget(tenant)  # its idle period starts now
         self.save()  # recorded before anything else can fail: a crash now leaves no orphan
         log.info("runtime.started", tenant_id=tenant, pid=pid, app_port=ports[0], health_port=ports[1],
                  sandboxed=spec is not None, uid=spec.uid if spec else None)
@@ -255,16 +296,20 @@ class Agent:
 
     def ports(self, service: DesiredService, rec: RunningTenant | None) -> tuple[int, int] | None:
         """(app port, health port): the app port is the registered one (router-config points the
-        edge there); if someone else holds it the tenant is not started elsewhere — the error is
-        logged and recorded, and the next reconcile tries again."""
+        edge there), bound by us (agent.sleep.Listeners) and handed to the runtime; if someone
+        else holds it the tenant is not started elsewhere — the error is logged and recorded,
+        and the next reconcile tries again."""
         health = rec.health_port if rec and rec.health_port else 0
         if not health or process.port_open(self.host, health):
             health = free_port(self.host, hold_s=CHILD_BIND_S)
         app = service.app_port
         if app is None:  # registered before ports existed: keep the agent-chosen one
-            app = rec.app_port if rec and rec.app_port and not process.port_open(self.host, rec.app_port) \
-                else free_port(self.host, hold_s=CHILD_BIND_S)
-        elif process.port_open(self.host, app):
+            held = self.listeners.held(service.tenant_id)
+            app = held.getsockname()[1] if held is not None else rec.app_port if rec and rec.app_port \
+                and not process.port_open(self.host, rec.app_port) else free_port(self.host, hold_s=CHILD_BIND_S)
+        try:
+            self.listeners.ensure(service.tenant_id, app)
+        except OSError:  # agent.sleep.PortTaken, mostly
             if rec is None or rec.app_state != "port_taken":  # once per episode, not every round
                 log.error("runtime.port_taken", tenant_id=service.tenant_id, app_port=app,
                           error="another program listens on the tenant's registered port; retrying")
@@ -283,6 +328,8 @@ class Agent:
             await asyncio.to_thread(self.stop_runtime, rec)
             log.info("runtime.stopped", tenant_id=tenant, pid=rec.pid)
         self.state.tenants.pop(tenant, None)
+        self.listeners.close(tenant)
+        self.idle.forget(tenant)
         if not self.leave_running:
             await asyncio.to_thread(self.kill_leftovers, tenant)
             self.state.reports.pop(tenant, None)
@@ -325,6 +372,7 @@ class Agent:
                 body = (await client.get(rec.health_url)).json()
                 app = body.get("app", {})
                 rec.live_version, rec.app_state = app.get("live_version"), app.get("state", "unknown")
+                rec.requests_served = body.get("runtime", {}).get("requests_served")
                 rec.healthy = body.get("status") == "ok" and bool(app.get("healthy"))
             except (httpx.HTTPError, ValueError):
                 rec.healthy, rec.app_state = False, "unreachable"

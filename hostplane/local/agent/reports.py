@@ -7,8 +7,8 @@ ROTATE_AT). The agent, trusted like ECS's credential vending, reads each tenant'
 from where it stopped (inode + offset, kept in the agent's state file across restarts;
 a rotated file is finished first, a truncated one re-read from the start), and publishes
 through events.publisher only the lines that are a reloader-produced event type about
-that same tenant, not replays; the envelope then carries its own runtime source
-(`hostplane.runtime.<tenant>`). Anything else is refused: logged
+that same tenant, not replays, not the sleep and wake facts only the agent states; the
+envelope then carries its own runtime source (`hostplane.runtime.<tenant>`). Anything else is refused: logged
 (`runtime.report_refused`) and counted, never published. The file is written by hostile
 code: it is opened without following a symlink, must be a regular file, is read in
 bounded chunks, a line longer than MAX_LINE is skipped whole, and at most MAX_EVENTS
@@ -39,6 +39,7 @@ MAX_LINE = 256 * 1024  # EventBridge's own entry limit: nothing longer could be 
 MAX_READ = 1 << 20  # per tenant per round: one tenant's flood cannot stall the others
 MAX_EVENTS = 10  # published per tenant per round (one PutEvents call); a swap reports one or two
 RUNTIME_PRODUCER = "reloader"
+AGENT_ONLY = ("RuntimeSlept", "RuntimeWoke")  # the agent says when a tenant sleeps, never the tenant
 
 
 @dataclass
@@ -77,6 +78,8 @@ def check(line: bytes, tenant_id: str) -> Envelope[Any] | tuple[str, str | None]
     event_type = env.event_type
     if env.producer != RUNTIME_PRODUCER or RUNTIME_PRODUCER not in type(env.data).producers:
         return "not_a_runtime_event", event_type
+    if event_type in AGENT_ONLY:
+        return "agent_only", event_type
     if env.tenant_id != tenant_id:
         return "other_tenant", event_type
     if env.replay_id is not None:

@@ -64,6 +64,22 @@ class RunningTenant:
     app_state: str = "starting"
     sandboxed: bool = False
     uid: int | None = None
+    asleep: bool = False  # scaled to zero: no process, the agent holds its socket (agent.sleep)
+    slept_at: float | None = None  # wall clock, for asleep_s across agent restarts
+    wakes: int = 0
+    idle_after_s: int = 0  # in force for this tenant (0: never sleeps)
+    requests_served: int | None = None  # the runtime's running total (/runtime/healthz)
+
+    @property
+    def runtime(self) -> str:
+        """running | asleep | starting | failed: what `tenant show` and the dashboard say."""
+        if self.asleep:
+            return "asleep"
+        if not self.pid:
+            return "failed" if self.restarts and self.app_state == "restarting" else "starting"
+        if self.app_state in ("failed", "crashed", "port_taken"):
+            return "failed"
+        return "running" if self.healthy or self.app_state == "serving" else "starting"
 
     @property
     def app_url(self) -> str:
@@ -74,7 +90,7 @@ class RunningTenant:
         return f"http://{self.host}:{self.health_port}/runtime/healthz"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self) | {"app_url": self.app_url, "health_url": self.health_url}
+        return asdict(self) | {"app_url": self.app_url, "health_url": self.health_url, "runtime": self.runtime}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> RunningTenant:
@@ -86,11 +102,12 @@ class AgentState:
     tenants: dict[str, RunningTenant] = field(default_factory=dict)
     agent: dict[str, Any] = field(default_factory=dict)
     reports: dict[str, dict[str, Any]] = field(default_factory=dict)  # agent.reports.Cursor per tenant
+    facts: list[str] = field(default_factory=list)  # sleep/wake envelopes not yet on the bus
 
     def to_json(self) -> str:
         return json.dumps({"version": STATE_VERSION, "agent": self.agent,
                            "tenants": {t: r.to_json() for t, r in sorted(self.tenants.items())},
-                           "reports": dict(sorted(self.reports.items()))}, indent=2)
+                           "reports": dict(sorted(self.reports.items())), "facts": self.facts}, indent=2)
 
 
 def load(home: Path) -> AgentState:
@@ -99,7 +116,7 @@ def load(home: Path) -> AgentState:
     except (FileNotFoundError, ValueError):
         return AgentState()
     return AgentState(tenants={t: RunningTenant.from_json(r) for t, r in data.get("tenants", {}).items()},
-                      agent=data.get("agent", {}), reports=data.get("reports", {}))
+                      agent=data.get("agent", {}), reports=data.get("reports", {}), facts=data.get("facts", []))
 
 
 def save(home: Path, state: AgentState) -> None:

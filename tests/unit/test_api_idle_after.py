@@ -1,0 +1,93 @@
+"""Scale to zero at the API: a tenant's idle period (`idle_after_s`, 0 always on) chosen at
+POST /v1/tenants is validated, written with the tenant row, carried on TenantRequested and
+shown with the tenant's runtime, through the whole API stack over a recording stand-in for
+the database; the runtime facts keep `tenants.runtime` at the newest one."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+
+from contracts.events_v1 import TenantRequested
+from services.api import store
+from services.api.app import create_app
+from services.api.http import ApiContext
+from services.api.projection import Facts
+from services.api.views import runtime_of
+from tests.support.api_fakes import SPEC, TOKEN
+
+
+@pytest.fixture
+def client(db):
+    app = create_app(ApiContext(pool=db, edge_port=8480, name_prefix="hostplane", secrets=None), TOKEN)
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api",
+                             headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+@pytest.mark.parametrize("idle", [0, 60, 31_536_000])
+async def test_an_idle_period_is_stored_put_on_the_request_event_and_shown(client, db, published, idle):
+    resp = await client.post("/v1/tenants", json={"name": "acme", "app": SPEC, "idle_after_s": idle})
+    assert resp.status_code == 202, resp.text
+    assert db.tenant is not None and db.tenant["idle_after_s"] == idle
+    [envelope] = published
+    assert isinstance(envelope.data, TenantRequested) and envelope.data.idle_after_s == idle
+    shown = (await client.get("/v1/tenants/acme")).json()
+    assert shown["idle_after_s"] == idle
+    assert shown["runtime"] == "starting", "no release serves yet"
+
+
+async def test_no_idle_period_is_the_platforms_default_shown_as_null(client, db, published):
+    resp = await client.post("/v1/tenants", json={"name": "acme", "app": SPEC})
+    assert resp.status_code == 202, resp.text
+    assert db.tenant["idle_after_s"] is None and published[0].data.idle_after_s is None
+    assert resp.json()["tenant"]["idle_after_s"] is None
+
+
+@pytest.mark.parametrize("bad", [-1, 31_536_001, "60", 1.5, True, None.__class__.__name__, [60]])
+async def test_a_bad_idle_period_is_a_422_naming_it_and_writes_nothing(client, db, published, bad):
+    resp = await client.post("/v1/tenants", json={"name": "acme", "app": SPEC, "idle_after_s": bad})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"].startswith("idle_after_s: "), resp.json()
+    assert db.data_writes() == [] and db.tenant is None and published == []
+
+
+def test_the_runtime_is_the_newest_fact_unless_no_release_ever_started():
+    facts = Facts(active_version=3)
+    assert runtime_of("ready", None, "asleep", facts) == "asleep"
+    assert runtime_of("ready", None, None, facts) == "running"
+    assert runtime_of("updating", "release", "starting", facts) == "starting"
+    assert runtime_of("failed", "releasing", None, Facts()) == "failed"
+    assert runtime_of("failed", "releasing", "running", facts) == "running", "the old release still serves"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple] = []
+
+    async def execute(self, sql: str, *args) -> None:
+        self.calls.append((" ".join(sql.split()), args))
+
+
+async def test_runtime_facts_update_only_from_a_newer_fact():
+    conn, at = Recorder(), datetime(2026, 12, 5, tzinfo=UTC)
+    await store.record_runtime(conn, "acme", "RuntimeSlept", at)
+    await store.record_runtime(conn, "acme", "RuntimeWoke", at + timedelta(seconds=1))
+    await store.record_runtime(conn, "acme", "ReleaseActivated", at + timedelta(seconds=2))
+    await store.record_runtime(conn, "acme", "TenantChanged", at)  # not a runtime fact
+    assert [args[1] for _, args in conn.calls] == ["asleep", "starting", "running"]
+    assert all("runtime_at < $3" in sql for sql, _ in conn.calls), "an older or repeated fact changes nothing"
+
+
+def test_the_dashboard_shows_the_runtime_and_its_idle_period():
+    from services.api.dashboard.routes import _env
+
+    page = _env.get_template("_tenant_live.html")
+    tenant = {"state": "ready", "stage": None, "waiting_for": None, "version": 2, "url": None, "edge": None,
+              "domain_pending": None, "dns_records": [], "runtime": "asleep", "idle_after_s": 300,
+              "request": {"kind": "create", "generation": 1, "requested_by": "me", "correlation_id": "c"},
+              "last_error": None}
+    html = page.render(tenant=tenant, events=[])
+    assert 'id="tenant-runtime">asleep</span>' in html and "sleeps after 300 s" in html
+    assert "always on" in page.render(tenant=tenant | {"runtime": "running", "idle_after_s": 0}, events=[])
