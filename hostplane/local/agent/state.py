@@ -76,7 +76,8 @@ class RunningTenant:
         if self.asleep:
             return "asleep"
         if not self.pid:
-            return "failed" if self.restarts and self.app_state == "restarting" else "starting"
+            failed = self.app_state == "port_taken" or (self.restarts and self.app_state == "restarting")
+            return "failed" if failed else "starting"
         if self.app_state in ("failed", "crashed", "port_taken"):
             return "failed"
         return "running" if self.healthy or self.app_state == "serving" else "starting"

@@ -1,0 +1,112 @@
+"""Scale to zero, the agent's parts on their own: the sockets it holds and watches
+(agent.sleep.Listeners, on real loopback sockets), the idle clock, the runtime a record
+shows, and the sleep/wake facts a tenant may not forge (agent.reports)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+
+import pytest
+
+from contracts.envelope import Envelope
+from contracts.events_v1 import RuntimeSlept, RuntimeWoke
+from core.ports import free_port
+from hostplane.local.agent import reports
+from hostplane.local.agent.sleep import IdleClock, Listeners, PortTaken
+from hostplane.local.agent.state import AgentState, RunningTenant
+
+
+async def test_a_connection_to_a_sleeping_tenant_waits_in_the_backlog_and_wakes_it_once():
+    listeners, port = Listeners("127.0.0.1"), free_port()
+    sock = listeners.ensure("acme", port)
+    assert listeners.ensure("acme", port) is sock, "bound once, kept"
+    woken: list[str] = []
+    listeners.watch("acme", woken.append)
+    listeners.watch("acme", woken.append)  # watching twice is watching once
+    client = socket.create_connection(("127.0.0.1", port), timeout=2)  # accepted by the kernel, nobody runs
+    try:
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if woken:
+                break
+        await asyncio.sleep(0.1)
+        assert woken == ["acme"], "one wake per sleep, however many connections wait"
+        assert "acme" not in listeners.watched
+        conn, _ = sock.accept()  # the runtime's first accept gets the connection that waited
+        client.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
+        conn.close()
+    finally:
+        client.close()
+        listeners.close_all()
+    assert listeners.sockets == {}
+
+
+async def test_someone_else_on_the_port_is_port_taken_and_a_changed_port_is_bound_anew():
+    listeners, port, other = Listeners("127.0.0.1"), free_port(), free_port()
+    squatter = socket.socket()
+    squatter.bind(("127.0.0.1", port))
+    squatter.listen()
+    try:
+        with pytest.raises(PortTaken):
+            listeners.ensure("acme", port)
+        assert listeners.held("acme") is None
+    finally:
+        squatter.close()
+    first = listeners.ensure("acme", port)
+    moved = listeners.ensure("acme", other)
+    assert moved is not first and moved.getsockname()[1] == other and first.fileno() == -1
+    listeners.close_all()
+
+
+def test_the_idle_clock_counts_from_the_last_change_of_the_running_total():
+    now = [100.0]
+    clock = IdleClock(lambda: now[0])
+    assert clock.observe("acme", 0) == 0
+    now[0] = 105
+    assert clock.observe("acme", 0) == 5
+    assert clock.observe("acme", 3) == 0, "requests served: active"
+    now[0] = 110
+    assert clock.observe("acme", 3) == 5
+    assert clock.observe("acme", 0) == 0, "a new runtime counts from zero: a change, not idleness"
+    now[0] = 112
+    assert clock.observe("acme", None) == 2, "no figure (health unreadable) is not activity"
+    clock.active("acme")  # a deploy
+    assert clock.observe("acme", 0) == 0
+    clock.forget("acme")
+    assert "acme" not in clock.seen
+
+
+@pytest.mark.parametrize(("fields", "runtime"), [
+    ({"asleep": True}, "asleep"),
+    ({"pid": 10, "healthy": True, "app_state": "serving"}, "running"),
+    ({"pid": 10, "app_state": "starting"}, "starting"),
+    ({"pid": None, "app_state": "starting"}, "starting"),
+    ({"pid": 10, "app_state": "failed"}, "failed"),
+    ({"pid": None, "restarts": 2, "app_state": "restarting"}, "failed"),
+    ({"pid": None, "app_state": "port_taken"}, "failed"),
+])
+def test_the_runtime_a_record_shows(fields, runtime):
+    rec = RunningTenant(tenant_id="acme", app_port=1, health_port=2, **fields)
+    assert rec.runtime == runtime
+    assert rec.to_json()["runtime"] == runtime
+    assert RunningTenant.from_json(rec.to_json()) == rec, "the derived field is not read back"
+
+
+def test_queued_facts_survive_a_restart_of_the_agent(tmp_path):
+    from hostplane.local.agent import state as agent_state
+    from reloader.reporting import envelope
+
+    state = AgentState()
+    state.facts.append(envelope("acme", RuntimeSlept(idle_s=900, version=2), None).to_detail())
+    agent_state.save(tmp_path, state)
+    assert agent_state.load(tmp_path).facts == state.facts
+
+
+@pytest.mark.parametrize("fact", [RuntimeSlept(idle_s=1), RuntimeWoke(trigger="request", asleep_s=1)])
+def test_a_tenant_cannot_report_its_own_sleep_or_wake(fact):
+    line = Envelope.new(fact, tenant_id="acme", producer="reloader").to_detail().encode()
+    assert reports.check(line, "acme") == ("agent_only", fact.event_type)
+    assert json.loads(line)["event_type"] in reports.AGENT_ONLY
