@@ -92,6 +92,33 @@ def test_a_bad_edge_is_refused_by_the_cli_before_any_request(api, bad):
     assert seen == []
 
 
+@pytest.mark.parametrize(("args", "sent"), [(["--idle-after", "300"], 300), (["--always-on"], 0),
+                                             (["--idle-after", "0"], 0), ([], None)])
+def test_create_sends_the_idle_period_or_leaves_the_platforms(api, args, sent):
+    seen = api(lambda r: httpx.Response(202, json=accepted()))
+    result = run("create", "acme", "--app", str(SPEC), *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(seen[0].content).get("idle_after_s") == sent
+
+
+@pytest.mark.parametrize("args", [["--idle-after", "60", "--always-on"], ["--idle-after", "-1"],
+                                  ["--idle-after", "soon"]])
+def test_a_bad_idle_period_is_refused_by_the_cli_before_any_request(api, args):
+    seen = api(lambda r: httpx.Response(500))
+    result = run("create", "acme", "--app", str(SPEC), *args)
+    assert result.exit_code in (1, 2), result.output
+    assert "--idle-after" in result.output
+    assert seen == []
+
+
+def test_show_says_the_runtime_and_its_idle_period(api):
+    api(lambda r: httpx.Response(200, json=tenant() | {"runtime": "asleep", "idle_after_s": 300}))
+    out = run("show", "acme").output
+    assert "asleep" in out and "300 s" in out
+    api(lambda r: httpx.Response(200, json=tenant() | {"runtime": "running", "idle_after_s": 0}))
+    assert "always on" in run("show", "acme").output
+
+
 def test_show_names_the_edge_or_the_installation_default(api):
     api(lambda r: httpx.Response(200, json=tenant(edge="pooled")))
     assert "pooled" in run("show", "acme").output
