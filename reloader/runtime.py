@@ -32,12 +32,12 @@ from contracts.failures_v1 import ReleaseFailed
 from core import metrics
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess, StartFailure
+from reloader.good import GoodReleases
 from reloader.reporting import Reporter
 from reloader.traffic import RequestCount
 
 log = structlog.get_logger(__name__)
 HANG_PROBES = 5  # live health probes timing out in a row before a hung app is restarted
-GOOD_KEPT = 5
 
 
 def backoff(crashes: int, initial: float, maximum: float) -> float:
@@ -82,7 +82,7 @@ class Runtime:
         self.sockets_dir = tempfile.mkdtemp(prefix="hpr-")  # short path: AF_UNIX names are ≤107 bytes
         self.live: AppProcess | None = None
         self.standby: AppProcess | None = None  # previous generation, idle, during probation
-        self.good: list[LocalRelease] = []
+        self.good = GoodReleases(store, cfg.tenant_id, cfg.work_dir, cfg.cache_dir)
         self.lock = asyncio.Lock()
         self.wake = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -101,6 +101,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[Any]] = []
 
     async def run(self) -> None:
+        await asyncio.to_thread(self.good.load)
         self._tasks = [asyncio.create_task(c) for c in (self._poll(), self._swap_loop(), self._probe_live())]
         await self.stopping.wait()
 
@@ -171,8 +172,12 @@ class Runtime:
             await self._failed(pointer.version, "artifact", exc.reason, str(exc), [], pointer.correlation_id)
             return
         self.log.info("release.seen", version=pointer.version, generation=pointer.generation)
-        await self._start(release, seen=seen, correlation_id=pointer.correlation_id)
+        served_before = self.live is None and release in self.good
+        started = await self._start(release, seen=seen, correlation_id=pointer.correlation_id,
+                                    announce=not served_before)
         self._handled(pointer)
+        if not started and served_before and self.live is None:
+            await self._restart_failed(release)
 
     def _handled(self, pointer: Pointer) -> None:
         self.handled_generation = max(self.handled_generation, pointer.generation)
@@ -237,7 +242,7 @@ class Runtime:
         if self.standby is not None:  # superseded while alive: it served, call it good
             self._retire(self.standby)
         self.standby = old
-        self._keep_good(old.release)
+        self.good.keep(old.release)
         asyncio.create_task(self._end_probation(old))
 
     async def _end_probation(self, old: AppProcess) -> None:
@@ -245,14 +250,11 @@ class Runtime:
         if self.standby is old:
             self.standby = None
             if self.live is not None and self.live.alive:
-                self._keep_good(self.live.release)
+                self.good.keep(self.live.release)
             self._retire(old)
 
     def _retire(self, proc: AppProcess) -> None:
         asyncio.create_task(proc.stop(self.cfg.grace))
-
-    def _keep_good(self, release: LocalRelease) -> None:
-        self.good = [r for r in self.good if r.sha256 != release.sha256][-(GOOD_KEPT - 1):] + [release]
 
     # --- when the live app dies -------------------------------------------------------------
 
@@ -281,14 +283,7 @@ class Runtime:
                     return
                 self._retire(standby)
             self.crashes = 1 if uptime >= self.cfg.stable_after else self.crashes + 1
-            release = proc.release
-            fallback = next((r for r in reversed(self.good) if r.sha256 != release.sha256), None)
-            if self.crashes >= self.cfg.crash_loop_threshold and fallback is not None:
-                await self._failed(release.version, "running", "crash_loop",
-                                   f"crashed {self.crashes} times in a row; falling back to release "
-                                   f"{fallback.version}", list(proc.lines))
-                self.good = [r for r in self.good if r.sha256 != release.sha256]
-                release, self.crashes = fallback, 0
+            release = await self._fallback_if_looping(proc.release, list(proc.lines))
             delay = backoff(max(1, self.crashes), self.cfg.backoff_initial, self.cfg.backoff_max)
             self.state = "restarting"
             self.log.warning("app.restart_scheduled", version=release.version, delay_s=delay, crashes=self.crashes)
@@ -298,6 +293,30 @@ class Runtime:
                 crashes_in_a_row=self.crashes, restart_in_ms=int(delay * 1000),
                 last_log_lines=list(proc.lines)[-10:]))
         asyncio.create_task(self._restart_later(release, delay, announce=release is not proc.release))
+
+    async def _fallback_if_looping(self, release: LocalRelease, lines: list[str]) -> LocalRelease:
+        """After `crash_loop_threshold` crashes in a row, the last good release other than this one."""
+        fallback = self.good.other_than(release)
+        if self.crashes < self.cfg.crash_loop_threshold or fallback is None:
+            return release
+        await self._failed(release.version, "running", "crash_loop",
+                           f"crashed {self.crashes} times in a row; falling back to release {fallback.version}",
+                           lines)
+        self.good.drop(release)
+        self.crashes = 0
+        return fallback
+
+    async def _restart_failed(self, release: LocalRelease) -> None:
+        """A release that served before (this runtime's, or one before its sleep) will not start
+        now: a crash like any other, with the same backoff and fallback, not a refused release."""
+        self.crashes = crashes = self.crashes + 1
+        target = await self._fallback_if_looping(release, [])
+        delay = backoff(max(1, self.crashes), self.cfg.backoff_initial, self.cfg.backoff_max)
+        self.state = "restarting"
+        self.log.warning("app.restart_scheduled", version=target.version, delay_s=delay, crashes=crashes)
+        await self.reporter.report(AppCrashed(version=release.version, reason="crashed", exit_code=None, uptime_ms=0,
+                                              crashes_in_a_row=crashes, restart_in_ms=int(delay * 1000)))
+        asyncio.create_task(self._restart_later(target, delay, announce=target is not release))
 
     async def _revert_to(self, standby: AppProcess, dead: AppProcess) -> bool:
         """The new generation died in probation: the idle old one accepts again at once."""
@@ -326,10 +345,7 @@ class Runtime:
             metrics.APP_RESTARTS.labels(self.cfg.tenant_id).inc()
             if await self._start(release, seen=time.monotonic(), announce=announce):
                 return
-            self.crashes += 1
-            delay = backoff(self.crashes, self.cfg.backoff_initial, self.cfg.backoff_max)
-            self.log.warning("app.restart_scheduled", version=release.version, delay_s=delay, crashes=self.crashes)
-        asyncio.create_task(self._restart_later(release, delay, announce=announce))
+            await self._restart_failed(release)
 
     async def _probe_live(self) -> None:
         """Keep the app's own health current for /runtime/healthz; restart an app that hangs."""

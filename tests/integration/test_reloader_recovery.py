@@ -66,6 +66,40 @@ async def test_repeated_crashes_fall_back_to_the_last_good_release(tmp_path):
     assert activated == [1, 2, 1]
 
 
+async def test_a_good_release_failing_in_a_new_runtime_backs_off_then_falls_back(tmp_path):
+    """As after a sleep: the next runtime of the tenant knows which releases served (good.json
+    in its work dir); the live one failing to start now is a crash with backoff, not a
+    refused release, and after the crash-loop threshold the last good other one serves."""
+    knobs = {"backoff_initial": 0.1, "crash_loop_threshold": 3, "probation": 0.3}
+    rt = start_runtime(tmp_path / "rt", **knobs)
+    try:
+        rt.publish(SampleApp(version=1))
+        await rt.async_wait_for(lambda: rt.serving_version() == 1, 15, "release 1")
+        rt.publish(SampleApp(version=2, exit_if_env="DATABASE_GONE"))
+        await rt.async_wait_for(lambda: rt.serving_version() == 2, 15, "release 2")
+        good = tmp_path / "rt" / "work" / "good.json"
+        await rt.async_wait_for(lambda: good.exists() and len(json.loads(good.read_text())) == 2, 10,
+                                "both releases kept as good")
+    finally:
+        assert rt.stop() == 0
+    before = len(rt.events())
+    env_file = tmp_path / "env.json"
+    env_file.write_text(json.dumps({"DATABASE_GONE": "1"}))  # what broke while it slept
+    again = start_runtime(tmp_path / "rt", env_file=env_file, **knobs)
+    try:
+        await again.async_wait_for(lambda: again.serving_version() == 1, 30, "the fallback to release 1")
+        after = again.events()[before:]
+    finally:
+        again.stop()
+    crashed = [e["data"] for e in after if e["event_type"] == "AppCrashed"]
+    failed = [e["data"] for e in after if e["event_type"] == "ReleaseFailed"]
+    assert [c["version"] for c in crashed] == [2, 2, 2] and [c["crashes_in_a_row"] for c in crashed] == [1, 2, 3]
+    assert crashed[0]["restart_in_ms"] < crashed[1]["restart_in_ms"], "the existing backoff"
+    assert [(f["version"], f["reason"], f["stage"]) for f in failed] == [(2, "crash_loop", "running")], \
+        "a crash loop, never 'refused at start'"
+    assert [e["data"]["version"] for e in after if e["event_type"] == "ReleaseActivated"] == [1]
+
+
 async def test_new_release_dying_in_probation_is_reverted_at_once(tmp_path):
     rt = start_runtime(tmp_path / "rt", probation=5)
     try:

@@ -23,7 +23,7 @@ HEALTH_VERSION = {health_version}
 STATE = {{"broken": {never_healthy}, "hog": []}}
 print("app starting version", VERSION, flush=True)
 print("stderr hello from version", VERSION, file=sys.stderr, flush=True)
-if {exit_at_start}:
+if {exit_at_start} or ({exit_if_env!r} and os.environ.get({exit_if_env!r})):
     print("fatal: cannot start version", VERSION, file=sys.stderr, flush=True)
     sys.exit(3)
 if {hang_at_start}:
@@ -83,6 +83,7 @@ class SampleApp:
     version: int
     health_version: int | None = None  # answer health with another version (a bad build)
     exit_at_start: bool = False
+    exit_if_env: str = ""  # exit at start when this variable is set (a good release its environment breaks)
     hang_at_start: bool = False
     hang_health: bool = False
     never_healthy: bool = False
@@ -94,7 +95,7 @@ class SampleApp:
         return _SOURCE.format(
             version=self.version,
             health_version=self.version if self.health_version is None else self.health_version,
-            exit_at_start=self.exit_at_start, hang_at_start=self.hang_at_start, hang_health=self.hang_health,
+            exit_at_start=self.exit_at_start, exit_if_env=self.exit_if_env, hang_at_start=self.hang_at_start, hang_health=self.hang_health,
             never_healthy=self.never_healthy, crash_after=self.crash_after, hog_mb_at_start=self.hog_mb_at_start,
             print_env=self.print_env,
         )
