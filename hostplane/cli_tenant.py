@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -329,6 +330,7 @@ def _follow(api: Api, answer: dict[str, Any], wait: bool, timeout: float, as_jso
 
 
 POLL_RETRIES = 4
+LONG_POLL_S = 1
 
 
 def _wait(api: Api, name: str, request: dict[str, Any], timeout: float, until: str, quiet: bool) -> dict[str, Any]:
@@ -347,8 +349,13 @@ def _wait(api: Api, name: str, request: dict[str, Any], timeout: float, until: s
                 waiting = f", waiting for {tenant['waiting_for']}" if tenant.get("waiting_for") else ""
                 _fail(f"timed out after {timeout:g}s: tenant {name} is {tenant['state']} "
                       f"(stage {tenant['stage']}{waiting})", TIMED_OUT)
-            time.sleep(0.5)
-            tenant = api.call("GET", f"/v1/tenants/{name}", retries=POLL_RETRIES)
+            # Long-poll: answered as soon as the status moves past what we saw (services.api.watch);
+            # a second at most, so the elapsed time on screen keeps moving.
+            seen, asked = tenant.get("updated_at"), time.monotonic()
+            tenant = api.call("GET", f"/v1/tenants/{name}?after={quote(seen or '', safe='')}&wait={LONG_POLL_S}",
+                              retries=POLL_RETRIES)
+            if tenant.get("updated_at") == seen:  # unchanged at once: an API without long-polls; poll gently
+                time.sleep(max(0.0, 0.5 - (time.monotonic() - asked)))
 
 
 def _settled(tenant: dict[str, Any], kind: str, until: str) -> bool:

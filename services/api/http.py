@@ -108,6 +108,7 @@ class ApiContext:
     secrets: Any  # async (secret name) -> dict | None; reads the secret store
     settings: Any = None  # the dashboard reads DLQs, releases and runtime health with it
     public_domain: str | None = None  # Settings.public_domain: tenant URLs, and no custom domain under it
+    watch: Any = None  # services.api.watch.StatusWatch: long-polls of a tenant's status
 
     def claimable(self, domain: str | None) -> str | None:
         """A custom domain must not be the platform's own names (api., edge., other tenants)."""

@@ -32,7 +32,15 @@ def add_tenant_routes(app: FastAPI, api: Api) -> None:
         return JSONResponse({"tenants": [tenant_view(r, ctx.edge_port, ctx.public_domain) for r in rows]})
 
     @app.get("/v1/tenants/{name}", tags=["tenants"], dependencies=BEARER, responses=doc(404, ok=TenantDoc))
-    async def show_tenant(name: TenantName) -> JSONResponse:
+    async def show_tenant(
+        name: TenantName,
+        after: str | None = Query(None, max_length=64, description=(
+            "Long-poll: the `updated_at` of the document you have; the answer comes once the status moves past it")),
+        wait: float = Query(0, ge=0, le=30, description="Long-poll: seconds to wait for that change at most"),
+    ) -> JSONResponse:
+        """The tenant's status; with `after` and `wait`, as soon as it changes (for `--wait`)."""
+        if after is not None and wait > 0 and ctx.watch is not None:
+            return JSONResponse(await ctx.watch.changed(name, after, wait, lambda: api.view(name)))
         return JSONResponse(await api.view(name))
 
     @app.put("/v1/tenants/{name}/app", status_code=202, tags=["tenants"], dependencies=BEARER,

@@ -29,6 +29,7 @@ from core.settings import Settings
 from services.api import audit, store
 from services.api.app import create_app
 from services.api.http import ApiContext
+from services.api.watch import StatusWatch
 
 log = structlog.get_logger(__name__)
 HTTP_POOL_SIZE = 6
@@ -83,6 +84,7 @@ class ApiDeps:
     pool: asyncpg.Pool
     server: _Server
     task: asyncio.Task[None]
+    watch: StatusWatch
 
     async def aclose(self) -> None:
         self.server.should_exit = True
@@ -92,6 +94,7 @@ class ApiDeps:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         finally:
+            await self.watch.close()
             await self.pool.close()
         log.info("http.stopped")
 
@@ -101,22 +104,26 @@ async def bootstrap(settings: Settings, _consumer_pool: asyncpg.Pool, *, dsn: st
 
     token = api_token(settings)
     pool = await asyncpg.create_pool(dsn or control_dsn(settings), min_size=1, max_size=HTTP_POOL_SIZE)
+    watch = StatusWatch(dsn or control_dsn(settings))
     try:
+        await watch.start()
         await store.ensure_schema(pool)
         await audit.ensure_schema(pool)
         sock = bind(settings.host, settings.api_port)
         ctx = ApiContext(pool=pool, edge_port=settings.edge_port, name_prefix=settings.name_prefix,
-                         secrets=secret_reader(settings), settings=settings, public_domain=settings.public_domain)
+                         secrets=secret_reader(settings), settings=settings, public_domain=settings.public_domain,
+                         watch=watch)
         config = uvicorn.Config(create_app(ctx, token), lifespan="off", log_config=None, access_log=False,
                                 server_header=False, timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
         server = _Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         await _started(server, task)
     except BaseException:
+        await watch.close()
         await pool.close()
         raise
     log.info("http.started", url=f"http://{settings.host}:{settings.api_port}")
-    return ApiDeps(pool, server, task)
+    return ApiDeps(pool, server, task, watch)
 
 
 async def _started(server: _Server, task: asyncio.Task[None]) -> None:

@@ -196,6 +196,8 @@ async def save_status(conn: Any, status: Status, *, event: tuple[uuid.UUID, str,
         status.generation, status.lifetime, status.kind, json.dumps(status.facts.to_json()),
         event_id, event_type, event_at,
     )
+    # Long-polls waiting on this tenant answer at commit (services.api.watch).
+    await conn.execute("SELECT pg_notify('hostplane_status', $1)", status.tenant_id)
 
 
 _VIEW = """
