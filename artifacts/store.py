@@ -241,7 +241,8 @@ class ArtifactStore:
             raise DigestMismatch(f"{tenant_id} release {version}: manifest digest {manifest.sha256[:12]} "
                                  f"is not the pointer's {expected_sha256[:12]}")
         cache_dir.mkdir(parents=True, exist_ok=True)
-        local = cache_dir / f"{manifest.version}-{manifest.sha256[:16]}.pyz"
+        # Named by content, not version: a rollback (a new version, the old bytes) finds its copy here.
+        local = cache_dir / f"{manifest.sha256[:32]}.pyz"
         if not local.exists():
             self._copy_verified(self.release_dir(tenant_id, version) / ARTIFACT, local, manifest)
         return LocalRelease(tenant_id=tenant_id, version=manifest.version, sha256=manifest.sha256,

@@ -14,11 +14,14 @@ the artifact store, then `current.json` is moved. Measured per release:
     really costs, shared libraries counted once).
 Then the same through a whole platform (moto, PostgreSQL, Valkey, Caddy, every service):
 a generated tenant under the same load at its edge URL, and N `hostplane tenant update`
-runs (each adds a field), measured from starting the CLI, and from the API accepting
-the update (AppUpdateRequested's time), to the first response of the new version at the
-edge; failed edge requests over the whole run.
+runs (each adds a field, `--wait`), measured from starting the CLI, and from the API
+accepting the update (AppUpdateRequested's time), to the first response of the new
+version at the edge, and to the CLI's exit; then N `hostplane tenant rollback` runs, from
+the API accepting (RollbackRequested's time) to the rolled-back version at the edge;
+failed edge requests over the whole run.
 
     python bench/redeploy.py [--releases 20] [--clients 4] [--poll-intervals 1.0,0.25] [--push] [--no-edge]
+                             [--rollbacks 10]
 
 Prints a table and saves bench/results/redeploy-<timestamp>.json.
 """
@@ -121,19 +124,19 @@ async def _cli(env: dict[str, str], *args: str) -> str:
     return out.decode()
 
 
-def edge_case(releases: int, clients: int) -> dict:
+def edge_case(releases: int, clients: int, rollbacks: int) -> dict:
     """`hostplane tenant update` → the new version serving at the edge, under load."""
     from hostplane.local.ephemeral import start_platform, stop_platform
 
     with tempfile.TemporaryDirectory(prefix="hostplane-redeploy-edge-") as folder:
         running = start_platform(Path(folder) / "home", "moto")  # synchronous: outside the event loop
         try:
-            return asyncio.run(_edge_updates(running, Path(folder) / "app.yaml", releases, clients))
+            return asyncio.run(_edge_updates(running, Path(folder) / "app.yaml", releases, clients, rollbacks))
         finally:
             stop_platform(running)
 
 
-async def _edge_updates(running, path: Path, releases: int, clients: int) -> dict:
+async def _edge_updates(running, path: Path, releases: int, clients: int, rollbacks: int) -> dict:
     import httpx
     import yaml
 
@@ -150,29 +153,47 @@ async def _edge_updates(running, path: Path, releases: int, clients: int) -> dic
         await _cli(env, "tenant", "create", tenant, "--app", str(path), "--wait")
         load = Load(f"http://127.0.0.1:{settings.edge_port}", clients=clients, path="/healthz",
                     headers={"Host": f"{tenant}.localhost"}).start()
-        from_cli, from_api = [], []
+        from_cli, from_api, wait_done, rollback_from_api = [], [], [], []
         for version in range(2, releases + 2):
             spec["entities"]["task"]["fields"][f"extra{version}"] = {"type": "integer"}
             path.write_text(yaml.safe_dump(spec))
             started = time.time()
-            answer = json.loads(await _cli(env, "tenant", "update", tenant, "--app", str(path), "--json"))
-            correlation = answer["request"]["correlation_id"]
-            deadline = time.monotonic() + 60
-            while not load.all_saw(version):
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"version {version} never served at the edge")
-                await asyncio.sleep(0.02)
-            events = (await api.get(f"/v1/tenants/{tenant}/events", params={"type": "AppUpdateRequested"})).json()
-            accepted = next(datetime.fromisoformat(e["occurred_at"]).timestamp()
-                            for e in events["events"] if e["correlation_id"] == correlation)
+            answer = json.loads(await _cli(env, "tenant", "update", tenant, "--app", str(path), "--wait", "--json"))
+            wait_done.append((time.time() - started) * 1000)
+            await _served(load, version)
+            accepted = await _accepted(api, tenant, "AppUpdateRequested", answer)
             from_cli.append((load.first_seen[version] - started) * 1000)
             from_api.append((load.first_seen[version] - accepted) * 1000)
+        # Rollbacks: each to the release before the live one (a new version, the old bytes).
+        for version in range(releases + 2, releases + 2 + rollbacks):
+            started = time.time()
+            answer = json.loads(await _cli(env, "tenant", "rollback", tenant, "--wait", "--json"))
+            await _served(load, version)
+            accepted = await _accepted(api, tenant, "RollbackRequested", answer)
+            rollback_from_api.append((load.first_seen[version] - accepted) * 1000)
         await load.stop()
     finally:
         await api.aclose()
     return {"releases": releases, "clients": clients, "requests_ok": load.ok,
             "requests_failed": len(load.failures), "failures": load.failures[:10],
-            "cli_update_to_serving_ms": _stats(from_cli), "api_accepted_to_serving_ms": _stats(from_api)}
+            "cli_update_to_serving_ms": _stats(from_cli), "api_accepted_to_serving_ms": _stats(from_api),
+            "cli_update_wait_exit_ms": _stats(wait_done), "rollbacks": rollbacks,
+            "rollback_api_accepted_to_serving_ms": _stats(rollback_from_api) if rollback_from_api else None}
+
+
+async def _served(load: Load, version: int) -> None:
+    deadline = time.monotonic() + 60
+    while not load.all_saw(version):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"version {version} never served at the edge")
+        await asyncio.sleep(0.02)
+
+
+async def _accepted(api, tenant: str, event_type: str, answer: dict) -> float:
+    """When the API accepted the request: its command event's time."""
+    events = (await api.get(f"/v1/tenants/{tenant}/events", params={"type": event_type})).json()
+    return next(datetime.fromisoformat(e["occurred_at"]).timestamp()
+                for e in events["events"] if e["correlation_id"] == answer["request"]["correlation_id"])
 
 
 def main() -> None:
@@ -182,11 +203,12 @@ def main() -> None:
     parser.add_argument("--poll-intervals", default="1.0,0.25")
     parser.add_argument("--push", action="store_true", help="each poll interval also with a push (SIGUSR1)")
     parser.add_argument("--no-edge", action="store_true", help="skip the whole-platform case")
+    parser.add_argument("--rollbacks", type=int, default=10, help="rollbacks after the updates (whole platform)")
     args = parser.parse_args()
     polls = [float(p) for p in args.poll_intervals.split(",") if p]  # "" = the edge case only
     cases = [(poll, push) for poll in polls for push in ((False, True) if args.push else (False,))]
     results = [asyncio.run(run_case(poll, args.releases, args.clients, push)) for poll, push in cases]
-    edge = None if args.no_edge else edge_case(args.releases, args.clients)
+    edge = None if args.no_edge else edge_case(args.releases, args.clients, args.rollbacks)
     table = Table(title=f"redeploy: {args.releases} releases under {args.clients} clients, one tenant")
     for col in ("poll s", "pushed", "pointer→serving p50 ms", "p95 ms", "swap p50 ms", "health p50 ms", "failed / ok",
                 "idle RSS MB", "idle USS MB"):
@@ -202,9 +224,12 @@ def main() -> None:
                             f"{args.clients} clients (whole platform, moto, poll 1 s, pushed by the agent)")
         for col in ("from", "p50 ms", "p95 ms", "max ms"):
             table.add_column(col, justify="right")
-        for key, label in (("cli_update_to_serving_ms", "starting `hostplane tenant update`"),
-                           ("api_accepted_to_serving_ms", "the API accepting it")):
-            table.add_row(label, *(str(edge[key][q]) for q in ("p50", "p95", "max")))
+        for key, label in (("cli_update_to_serving_ms", "starting `hostplane tenant update --wait`"),
+                           ("api_accepted_to_serving_ms", "the API accepting it"),
+                           ("cli_update_wait_exit_ms", "start to exit of `update --wait`"),
+                           ("rollback_api_accepted_to_serving_ms", "rollback: the API accepting it")):
+            if edge.get(key):
+                table.add_row(label, *(str(edge[key][q]) for q in ("p50", "p95", "max")))
         Console(width=140).print(table)
         print(f"edge requests failed / ok during the updates: {edge['requests_failed']} / {edge['requests_ok']}")
     RESULTS.mkdir(exist_ok=True)
