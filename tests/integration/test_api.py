@@ -28,6 +28,7 @@ from contracts import (
     TenantChanged,
     TenantDeprovisioned,
     TenantProvisioned,
+    TenantRequested,
 )
 from spec.load import MAX_SPEC_BYTES
 from contracts.envelope import Envelope, Event
@@ -325,7 +326,7 @@ async def test_create_commits_the_tenant_with_its_event(api):
     detail = json.loads(row["detail"])
     assert detail["data"]["spec_ref"] == f"spec:sha256:{answer['tenant']['spec_sha256']}"
     assert detail["data"]["custom_domain"] == "orders.example.com" and detail["data"]["edge"] == "dedicated"
-    assert detail["schema_version"] == "1.2"
+    assert detail["schema_version"] == TenantRequested.schema_version == "1.3"
     body = await api.pool.fetchval("SELECT body FROM app_specs WHERE sha256 = $1", answer["tenant"]["spec_sha256"])
     assert json.loads(body)["app"] == "Tasks"
     shown = await api.until("orders", lambda t: t["state"] != "requested", "the bus")

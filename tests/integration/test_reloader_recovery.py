@@ -87,7 +87,10 @@ async def test_a_good_release_failing_in_a_new_runtime_backs_off_then_falls_back
     env_file.write_text(json.dumps({"DATABASE_GONE": "1"}))  # what broke while it slept
     again = start_runtime(tmp_path / "rt", env_file=env_file, **knobs)
     try:
-        await again.async_wait_for(lambda: again.serving_version() == 1, 30, "the fallback to release 1")
+        await again.async_wait_for(  # the report follows the swap: wait for it, not only the serving version
+            lambda: again.serving_version() == 1
+            and any(e["event_type"] == "ReleaseActivated" for e in again.events()[before:]), 30,
+            "the fallback to release 1, reported")
         after = again.events()[before:]
     finally:
         again.stop()

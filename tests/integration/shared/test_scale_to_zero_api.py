@@ -67,6 +67,10 @@ async def test_a_tenant_sleeps_when_idle_wakes_at_the_edge_and_takes_an_update(r
             after = await settled(api, name, 2)
             assert (after["state"], after["version"]) == ("ready", 2), "a deploy to a sleeping tenant goes live"
             assert (await edge.post("/api/task", json={"title": "v2", "notes": "n"})).status_code == 201
+            # asleep again, now with releases that served before: waking still says "running"
+            await runtime_becomes(api, name, "asleep")
+            assert (await edge.get("/api/task")).status_code == 200
+            await runtime_becomes(api, name, "running")
 
             on = (await api.get(f"/v1/tenants/{steady}")).json()
             assert (on["runtime"], on["idle_after_s"]) == ("running", 0), "always-on never sleeps"
