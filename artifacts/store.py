@@ -38,7 +38,7 @@ from artifacts.errors import (
     ReleaseNotFound,
     TruncatedArtifact,
 )
-from contracts.tenant import tenant_names
+from contracts.naming import tenant_names
 
 ARTIFACT = "app.pyz"
 MANIFEST = "manifest.json"

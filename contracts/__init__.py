@@ -1,32 +1,42 @@
-"""Event contracts: importing this package registers every event model.
+"""Event contracts: the models, the envelope and the registry of event types.
 
 The models are the source of truth; `python -m contracts.generate` writes the
 JSON Schemas and the AsyncAPI document from them, `python -m contracts.compat`
 checks that minor versions only add optional fields.
+
+The names below load on first use (PEP 562), so `contracts.naming` can be imported
+without pydantic (a tenant's runtime does); the registry loads every event model the
+first time it is asked (contracts.envelope.event_model, registered_events).
 """
 
-from contracts.envelope import Envelope, Event, UnknownEvent, parse_envelope, registered_events
-from contracts.events_v1 import (
-    AppUpdateRequested,
-    MigrationsApplied,
-    ReleaseActivated,
-    RouteConfigured,
-    RouteRemoved,
-    TenantChanged,
-    TenantDeletionRequested,
-    TenantDeprovisioned,
-    TenantProvisioned,
-    TenantRequested,
-)
-from contracts.failures_v1 import (
-    BuildFailed,
-    DeprovisioningFailed,
-    Failure,
-    MigrationFailed,
-    ProvisioningFailed,
-    ReleaseFailed,
-)
-from contracts.tenant import InvalidTenantId, TenantId, TenantNames, tenant_names
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOME = {
+    **dict.fromkeys(("Envelope", "Event", "UnknownEvent", "parse_envelope", "registered_events"), "contracts.envelope"),
+    **dict.fromkeys(("AppUpdateRequested", "MigrationsApplied", "ReleaseActivated", "RouteConfigured", "RouteRemoved",
+                     "TenantChanged", "TenantDeletionRequested", "TenantDeprovisioned", "TenantProvisioned",
+                     "TenantRequested"), "contracts.events_v1"),
+    **dict.fromkeys(("BuildFailed", "DeprovisioningFailed", "Failure", "MigrationFailed", "ProvisioningFailed",
+                     "ReleaseFailed"), "contracts.failures_v1"),
+    "TenantId": "contracts.tenant",
+    **dict.fromkeys(("InvalidTenantId", "TenantNames", "tenant_names"), "contracts.naming"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if (module := _HOME.get(name)) is None:
+        raise AttributeError(f"module 'contracts' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
 
 __all__ = [
     "AppUpdateRequested",

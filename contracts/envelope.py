@@ -62,8 +62,15 @@ def register(cls: type[E]) -> type[E]:
     return cls
 
 
+def _load_models() -> None:
+    """Every model registers itself when its module is imported; import them all once."""
+    import contracts.events_v1  # noqa: F401
+    import contracts.failures_v1  # noqa: F401
+
+
 def registered_events() -> list[type[Event]]:
     """All registered event models, sorted by type then version."""
+    _load_models()
     return sorted(_REGISTRY.values(), key=lambda c: (c.event_type, c.major()))
 
 
@@ -84,6 +91,7 @@ def declared_sources(model: type[Event], tenant_id: str) -> set[str]:
 
 
 def event_model(event_type: str, schema_version: str) -> type[Event]:
+    _load_models()
     try:
         return _REGISTRY[(event_type, int(schema_version.split(".")[0]))]
     except (KeyError, ValueError):

@@ -10,13 +10,21 @@ the runtime holds no credentials and the runtime agent publishes its reports
 (hostplane.local.agent.reports).
 """
 
+# ruff: noqa: E402  (rich is kept out before anything imports structlog)
 from __future__ import annotations
+
+import sys
+
+# structlog.dev imports rich, when it is installed, for pretty tracebacks: 3.6 MB and 80
+# modules in a process that only writes JSON lines. None in sys.modules makes that import
+# fail as if rich were absent, and structlog does without it. Set here, in the process's
+# entry point, so nothing that imports reloader modules in-process is affected.
+sys.modules.setdefault("rich", None)
 
 import argparse
 import asyncio
 import os
 import signal
-import sys
 import tempfile
 from pathlib import Path
 
@@ -58,7 +66,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 async def run(args: argparse.Namespace) -> int:
-    from contracts.tenant import validate_tenant_id
+    from contracts.naming import validate_tenant_id
 
     tenant = validate_tenant_id(args.tenant)
     work_dir = args.work_dir or Path(tempfile.mkdtemp(prefix=f"hostplane-runtime-{tenant}-"))

@@ -22,12 +22,11 @@ import time
 from collections import defaultdict, deque
 from typing import Any
 
-import httpx
 import psutil
 import structlog
 
 from artifacts.store import LocalRelease
-from reloader import control
+from reloader import control, probe
 from reloader.config import RuntimeConfig, Scrubber, app_environment
 from reloader.traffic import RequestCount
 
@@ -64,8 +63,6 @@ class AppProcess:
         self._tasks: list[asyncio.Task[Any]] = []
         self.proc: asyncio.subprocess.Process | None = None
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self.http = httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=self.private, verify=False),
-                                      base_url="http://app", limits=httpx.Limits(max_keepalive_connections=0))
 
     @property
     def pid(self) -> int | None:
@@ -164,8 +161,8 @@ class AppProcess:
         check.result()
         health_ms = int((time.monotonic() - t0) * 1000)
         try:
-            smoke = await self.http.get(self.cfg.smoke_path, timeout=self.cfg.health_timeout)
-        except httpx.HTTPError as exc:
+            smoke = await probe.get(self.private, self.cfg.smoke_path, self.cfg.health_timeout)
+        except probe.ProbeError as exc:
             raise self._failure("smoke_failed", f"smoke request {self.cfg.smoke_path} failed: {exc!r}") from None
         if smoke.status_code >= 500:
             raise self._failure("smoke_failed", f"smoke request {self.cfg.smoke_path} answered {smoke.status_code}")
@@ -193,11 +190,11 @@ class AppProcess:
     async def health(self, timeout: float = 1.0) -> tuple[bool, Any, str]:
         """(healthy, version it claims, detail) from one /healthz request on the private channel."""
         try:
-            resp = await self.http.get("/healthz", timeout=timeout)
-        except httpx.TimeoutException:
+            resp = await probe.get(self.private, "/healthz", timeout)
+        except probe.ProbeTimeout:
             return False, None, "timed out"
-        except httpx.HTTPError as exc:
-            return False, None, type(exc).__name__
+        except probe.ProbeError as exc:
+            return False, None, type(exc.__cause__ or exc).__name__
         try:
             version = resp.json().get("version")
         except (ValueError, AttributeError):
@@ -242,7 +239,6 @@ class AppProcess:
             task.cancel()
         with contextlib.suppress(Exception):
             self.writer.close()
-        await self.http.aclose()
 
 
 DESCENDANTS_EVERY = 8

@@ -27,13 +27,11 @@ import structlog
 
 from artifacts.errors import ArtifactError
 from artifacts.store import ArtifactStore, LocalRelease, Pointer
-from contracts.events_v1 import AppCrashed, ReleaseActivated
-from contracts.failures_v1 import ReleaseFailed
 from core import metrics
 from reloader.config import RuntimeConfig, Scrubber
 from reloader.generation import AppProcess, StartFailure
 from reloader.good import GoodReleases
-from reloader.reporting import Reporter
+from reloader.reporting import Report, Reporter
 from reloader.traffic import RequestCount
 
 log = structlog.get_logger(__name__)
@@ -174,7 +172,7 @@ class Runtime:
         self.log.info("release.seen", version=pointer.version, generation=pointer.generation)
         served_before = self.live is None and release in self.good
         started = await self._start(release, seen=seen, correlation_id=pointer.correlation_id,
-                                    announce=not served_before)
+                                    failure_is_crash=served_before)
         self._handled(pointer)
         if not started and served_before and self.live is None:
             await self._restart_failed(release)
@@ -186,8 +184,12 @@ class Runtime:
     # --- starting a generation and moving traffic to it -------------------------------------
 
     async def _start(self, release: LocalRelease, *, seen: float, correlation_id: str | None = None,
-                     announce: bool = True) -> bool:
-        """Two-phase start; True when `release` serves. Failures leave the old one live."""
+                     announce: bool = True, failure_is_crash: bool = False) -> bool:
+        """Two-phase start; True when `release` serves. Failures leave the old one live.
+        `announce`: report the outcome (a restart of the same release reports neither);
+        `failure_is_crash`: a release that served before (e.g. the first start after a
+        sleep) failing is the caller's crash to handle, not a refused release, but its
+        success is still announced (the runtime is running again)."""
         self.number += 1
         new = AppProcess(release, self.cfg, self.listener, self.number, self.scrub, self.sockets_dir, self.requests)
         if self.live is None:
@@ -201,7 +203,7 @@ class Runtime:
         except Exception as exc:
             failure = exc if isinstance(exc, StartFailure) else StartFailure("spawn_failed", repr(exc))
             self.log.warning("release.refused", version=release.version, reason=failure.reason, error=str(failure))
-            if announce:
+            if announce and not failure_is_crash:
                 await self._failed(release.version, "start", failure.reason, str(failure), list(new.lines),
                                    correlation_id)
             return False
@@ -210,7 +212,7 @@ class Runtime:
                 new.kill("refused")
                 await new.close()
                 if self.live is None:
-                    self.state = "failed" if announce else "crashed"
+                    self.state = "failed" if announce and not failure_is_crash else "crashed"
         old, self.live = self.live, new
         new.exited.add_done_callback(lambda _f: self._exited(new))
         self.state, self.app_health = "serving", {"healthy": True, "detail": "passed start-up checks"}
@@ -225,8 +227,8 @@ class Runtime:
         self.log.info("release.live", version=release.version, swap_ms=swap_ms, health_ms=health_ms,
                       pid=new.pid, previous=old.version if old else None)
         if announce:
-            await self.reporter.report(ReleaseActivated(version=release.version, sha256=release.sha256,
-                                                        swap_ms=swap_ms, health_ms=health_ms),
+            await self.reporter.report(Report("ReleaseActivated", version=release.version, sha256=release.sha256,
+                                              swap_ms=swap_ms, health_ms=health_ms),
                                        correlation_id=correlation_id)
         return True
 
@@ -234,8 +236,8 @@ class Runtime:
                       correlation_id: str | None = None) -> None:
         self.last_failure = {"version": version, "stage": stage, "reason": reason, "error": error[:500]}
         metrics.RELEASES_FAILED.labels(self.cfg.tenant_id).inc()
-        await self.reporter.report(ReleaseFailed(version=version, stage=stage, reason=reason, error=error or reason,
-                                                 retryable=False, last_log_lines=lines),
+        await self.reporter.report(Report("ReleaseFailed", version=version, stage=stage, reason=reason,
+                                          error=error or reason, retryable=False, last_log_lines=lines),
                                    correlation_id=correlation_id)
 
     def _begin_probation(self, old: AppProcess) -> None:
@@ -287,8 +289,8 @@ class Runtime:
             delay = backoff(max(1, self.crashes), self.cfg.backoff_initial, self.cfg.backoff_max)
             self.state = "restarting"
             self.log.warning("app.restart_scheduled", version=release.version, delay_s=delay, crashes=self.crashes)
-            await self.reporter.report(AppCrashed(
-                version=proc.version, reason=reason if reason in ("memory_limit", "hung") else "crashed",
+            await self.reporter.report(Report(
+                "AppCrashed", version=proc.version, reason=reason if reason in ("memory_limit", "hung") else "crashed",
                 exit_code=code if isinstance(code, int) else None, uptime_ms=int(uptime * 1000),
                 crashes_in_a_row=self.crashes, restart_in_ms=int(delay * 1000),
                 last_log_lines=list(proc.lines)[-10:]))
@@ -314,8 +316,8 @@ class Runtime:
         delay = backoff(max(1, self.crashes), self.cfg.backoff_initial, self.cfg.backoff_max)
         self.state = "restarting"
         self.log.warning("app.restart_scheduled", version=target.version, delay_s=delay, crashes=crashes)
-        await self.reporter.report(AppCrashed(version=release.version, reason="crashed", exit_code=None, uptime_ms=0,
-                                              crashes_in_a_row=crashes, restart_in_ms=int(delay * 1000)))
+        await self.reporter.report(Report("AppCrashed", version=release.version, reason="crashed", exit_code=None,
+                                          uptime_ms=0, crashes_in_a_row=crashes, restart_in_ms=int(delay * 1000)))
         asyncio.create_task(self._restart_later(target, delay, announce=target is not release))
 
     async def _revert_to(self, standby: AppProcess, dead: AppProcess) -> bool:
@@ -331,8 +333,8 @@ class Runtime:
         self.log.warning("release.reverted", version=standby.version, failed_version=dead.version)
         await self._failed(dead.version, "probation", "crashed_in_probation",
                            f"exited during probation; release {standby.version} serves again", list(dead.lines))
-        await self.reporter.report(ReleaseActivated(version=standby.version, sha256=standby.release.sha256,
-                                                    swap_ms=int((time.monotonic() - t0) * 1000), health_ms=0))
+        await self.reporter.report(Report("ReleaseActivated", version=standby.version, sha256=standby.release.sha256,
+                                          swap_ms=int((time.monotonic() - t0) * 1000), health_ms=0))
         return True
 
     async def _restart_later(self, release: LocalRelease, delay: float, *, announce: bool) -> None:

@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import uuid
+from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import structlog
 
 from contracts.envelope import Envelope
@@ -23,6 +26,11 @@ def activated(version: int = 1) -> ReleaseActivated:
     return ReleaseActivated(version=version, sha256=SHA, swap_ms=5, health_ms=3)
 
 
+def reported(version: int = 1) -> reporting.Report:
+    """`activated(version)` as the reloader reports it."""
+    return reporting.Report("ReleaseActivated", version=version, sha256=SHA, swap_ms=5, health_ms=3)
+
+
 def line(env: Envelope) -> str:
     return env.to_detail() + "\n"
 
@@ -34,11 +42,11 @@ def write(folder: Path, *lines: str, name: str = reports.EVENTS_FILE) -> None:
 
 def test_the_tenants_own_reports_go_out_once_and_the_cursor_moves_past_them(tmp_path):
     reporter = reporting.FileReporter("acme", tmp_path / reports.EVENTS_FILE)
-    asyncio.run(reporter.report(activated(1)))
+    asyncio.run(reporter.report(reported(1)))
     first = read(tmp_path, "acme", Cursor())
     assert [e.data.version for e in first.envelopes] == [1] and first.refused == []
     assert first.envelopes[0].source == "hostplane.runtime.acme"
-    asyncio.run(reporter.report(activated(2)))
+    asyncio.run(reporter.report(reported(2)))
     second = read(tmp_path, "acme", first.cursor)
     assert [e.data.version for e in second.envelopes] == [2]
     assert read(tmp_path, "acme", second.cursor).envelopes == []
@@ -89,9 +97,9 @@ def test_an_overlong_line_is_dropped_whole_and_reading_goes_on(tmp_path, monkeyp
 def test_a_rotated_file_is_finished_before_the_new_one(tmp_path, monkeypatch):
     monkeypatch.setattr(reporting, "ROTATE_AT", 1)  # every report after the first rotates
     reporter = reporting.FileReporter("acme", tmp_path / reports.EVENTS_FILE)
-    asyncio.run(reporter.report(activated(1)))
+    asyncio.run(reporter.report(reported(1)))
     cursor = read(tmp_path, "acme", Cursor()).cursor
-    asyncio.run(reporter.report(activated(2)))  # written to the old file? no: rotated first
+    asyncio.run(reporter.report(reported(2)))  # written to the old file? no: rotated first
     assert (tmp_path / (reports.EVENTS_FILE + ".1")).exists()
     seen = []
     for _ in range(3):
@@ -171,3 +179,58 @@ def test_a_flood_of_valid_reports_goes_out_at_a_bounded_pace(tmp_path):
         cursor = batch.cursor
     assert [len(r) for r in rounds] == [reports.MAX_EVENTS, reports.MAX_EVENTS, 5, 0]
     assert sum(rounds, []) == list(range(1, 26))
+
+
+# What the runtime reports, in every shape it takes (reloader.runtime): long errors and output
+# are clipped, optional fields absent or set.
+REPORTS = [
+    ("ReleaseActivated", {"version": 3, "sha256": SHA, "swap_ms": 420, "health_ms": 31}),
+    ("ReleaseFailed", {"version": 4, "stage": "start", "reason": "health_check", "error": "é" * 5000,
+                       "retryable": False, "last_log_lines": [f"line {i} ✓ \x1b" + "y" * 600 for i in range(80)]}),
+    ("ReleaseFailed", {"version": 4, "stage": "artifact", "reason": "digest_mismatch", "error": "bad digest",
+                       "retryable": False, "last_log_lines": []}),
+    ("AppCrashed", {"version": 2, "reason": "memory_limit", "exit_code": -9, "uptime_ms": 1200,
+                    "crashes_in_a_row": 2, "restart_in_ms": 1000, "last_log_lines": ["a", "b"]}),
+    ("AppCrashed", {"version": 2, "reason": "crashed", "exit_code": None, "uptime_ms": 0, "crashes_in_a_row": 1,
+                    "restart_in_ms": 500}),
+]
+
+
+def test_the_reloader_reports_every_runtime_event_the_contracts_declare_at_their_versions():
+    from contracts import fields
+    from contracts.envelope import registered_events
+
+    declared = {m.event_type: m.schema_version for m in registered_events()
+                if reporting.PRODUCER in m.producers and m.event_type not in reports.AGENT_ONLY}
+    assert reporting.SCHEMA_VERSIONS == declared
+    assert {t for t, _ in REPORTS} == set(declared)
+    assert (reporting.MAX_ERROR_CHARS, reporting.MAX_LOG_LINES, reporting.MAX_LOG_LINE_CHARS) == (
+        fields.MAX_ERROR_CHARS, fields.MAX_LOG_LINES, fields.MAX_LOG_LINE_CHARS)
+
+
+@pytest.mark.parametrize(("event_type", "data"), REPORTS, ids=[f"{t}-{i}" for i, (t, _) in enumerate(REPORTS)])
+def test_a_plain_report_line_is_the_envelope_pydantic_would_build(event_type, data):
+    """The reloader writes its envelopes without pydantic (reloader.reporting.detail): what it
+    writes must read back as exactly what Envelope.new builds from the model."""
+    from contracts.envelope import event_model, parse_envelope
+
+    corr = "4b8d9c1e-0000-4000-8000-000000000001"
+    model = event_model(event_type, reporting.SCHEMA_VERSIONS[event_type])
+    text = reporting.detail("acme", reporting.Report(event_type, **data), corr)
+    plain = parse_envelope(text)
+    built = Envelope.new(model(**data), tenant_id="acme", producer="reloader", correlation_id=uuid.UUID(corr))
+    same = {"event_id", "occurred_at"}  # new for each envelope
+    assert plain.model_dump(exclude=same) == built.model_dump(exclude=same)
+    assert type(plain.data) is model and plain.occurred_at.utcoffset() == timedelta(0)
+    written, serialised = json.loads(text), json.loads(plain.to_detail())
+    assert written.pop("data").items() <= serialised.pop("data").items()  # fields left out take their defaults
+    assert written == serialised, "every envelope field written as the model serialises it"
+    assert isinstance(reports.check(text.encode(), "acme"), Envelope), "and the agent publishes it"
+    assert len(text.encode()) < reports.MAX_LINE
+
+
+def test_a_report_without_a_correlation_gets_its_own():
+    text = reporting.detail("acme", reported(), "not-a-uuid")
+    assert uuid.UUID(json.loads(text)["correlation_id"]).version == 4
+    with pytest.raises(ValueError):
+        reporting.Report("RuntimeSlept", idle_s=1)  # the agent's to state, never the reloader's

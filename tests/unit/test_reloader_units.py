@@ -10,11 +10,11 @@ import httpx
 import pytest
 
 from artifacts.store import ArtifactStore
-from contracts import ReleaseActivated, ReleaseFailed, parse_envelope
+from contracts import parse_envelope
 from hostplane.local.agent.state import reloader_args
 from reloader.config import RuntimeConfig, Scrubber, TenantEnvError, app_environment, parse_tenant_env
 from reloader.health import serve_health
-from reloader.reporting import FileReporter, MemoryReporter, read_events
+from reloader.reporting import FileReporter, MemoryReporter, Report, read_events
 from reloader.runtime import Runtime, backoff
 from services.resources.registry import DesiredService
 
@@ -71,14 +71,16 @@ async def test_reporters_write_valid_envelopes(tmp_path):
     path = tmp_path / "events.jsonl"
     rep = FileReporter("acme", path)
     corr = "4b8d9c1e-0000-4000-8000-000000000001"
-    await rep.report(ReleaseActivated(version=2, sha256="a" * 64, swap_ms=300, health_ms=20), correlation_id=corr)
-    await rep.report(ReleaseFailed(version=3, stage="start", reason="health_check", error="no", retryable=False,
-                                   last_log_lines=[f"line {i}" for i in range(80)]))
+    await rep.report(Report("ReleaseActivated", version=2, sha256="a" * 64, swap_ms=300, health_ms=20),
+                     correlation_id=corr)
+    await rep.report(Report("ReleaseFailed", version=3, stage="start", reason="health_check", error="no",
+                            retryable=False, last_log_lines=[f"line {i}" for i in range(80)]))
     first, second = (parse_envelope(e) for e in read_events(path))
     assert first.producer == "reloader" and str(first.correlation_id) == corr and first.tenant_id == "acme"
     assert second.data.last_log_lines[-1] == "line 79" and len(second.data.last_log_lines) == 50
     mem = MemoryReporter("acme")
-    await mem.report(ReleaseActivated(version=1, sha256="b" * 64, swap_ms=1, health_ms=1), correlation_id="bad")
+    await mem.report(Report("ReleaseActivated", version=1, sha256="b" * 64, swap_ms=1, health_ms=1),
+                     correlation_id="bad")
     assert mem.envelopes[0].data.version == 1
 
 
