@@ -15,6 +15,7 @@ from contracts.events_v1 import RuntimeSlept, RuntimeWoke
 from core.ports import free_port
 from hostplane.local.agent import reports
 from hostplane.local.agent.sleep import IdleClock, Listeners, PortTaken
+from hostplane.local.agent.sleeping import Sleeping
 from hostplane.local.agent.state import AgentState, RunningTenant
 
 
@@ -87,6 +88,7 @@ def test_the_idle_clock_counts_from_the_last_change_of_the_running_total():
     ({"pid": 10, "app_state": "failed"}, "failed"),
     ({"pid": None, "restarts": 2, "app_state": "restarting"}, "failed"),
     ({"pid": None, "app_state": "port_taken"}, "failed"),
+    ({"asleep": True, "app_state": "port_taken"}, "failed"),  # a request cannot wake it
 ])
 def test_the_runtime_a_record_shows(fields, runtime):
     rec = RunningTenant(tenant_id="acme", app_port=1, health_port=2, **fields)
@@ -110,3 +112,51 @@ def test_a_tenant_cannot_report_its_own_sleep_or_wake(fact):
     line = Envelope.new(fact, tenant_id="acme", producer="reloader").to_detail().encode()
     assert reports.check(line, "acme") == ("agent_only", fact.event_type)
     assert json.loads(line)["event_type"] in reports.AGENT_ONLY
+
+
+class Adopter(Sleeping):
+    """Sleeping's parts, around a runtime an earlier agent started: the socket was only ever
+    the runtime's, this agent holds none."""
+
+    def __init__(self, rec: RunningTenant) -> None:
+        self.state, self.listeners, self.idle = AgentState(tenants={rec.tenant_id: rec}), Listeners("127.0.0.1"), \
+            IdleClock()
+        self.stopping_to_sleep, self.poked_while_stopping, self.starting = set(), set(), set()
+        self.default_idle_s, self.stopped, self.woken = 900, [], []
+
+    def stop_runtime(self, rec: RunningTenant) -> None:
+        self.stopped.append(rec.tenant_id)
+
+    def kill_leftovers(self, tenant: str) -> None:
+        pass
+
+    def save(self) -> None:
+        pass
+
+    def wake(self, tenant: str, trigger: str) -> None:
+        self.woken.append((tenant, trigger))
+
+
+async def test_a_runtime_adopted_after_an_agent_restart_sleeps_and_its_port_is_then_held():
+    port = free_port()
+    rec = RunningTenant(tenant_id="acme", app_port=port, health_port=1, pid=None, app_state="serving",
+                        healthy=True, idle_after_s=1, requests_served=4)
+    rec.pid = 2 ** 22 + 1  # no such process: waitpid fails quietly
+    agent = Adopter(rec)
+    clock = [0.0]
+    agent.idle = IdleClock(lambda: clock[0])
+    try:
+        await agent.sleep_idle()
+        clock[0] = 1.5
+        await agent.sleep_idle()
+        assert agent.stopped == ["acme"], "not kept awake for want of a socket"
+        assert rec.runtime == "asleep" and agent.listeners.held("acme").getsockname()[1] == port
+        client = socket.create_connection(("127.0.0.1", port), timeout=2)
+        for _ in range(50):
+            await asyncio.sleep(0.02)
+            if agent.woken:
+                break
+        client.close()
+        assert agent.woken == [("acme", "request")]
+    finally:
+        agent.listeners.close_all()

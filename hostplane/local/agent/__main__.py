@@ -9,6 +9,7 @@ One agent per home (a lock file). SIGTERM/SIGINT stop every reloader and exit
 first round has converged (--ready-file, or HOSTPLANE_READY_FILE when `up` starts it).
 """
 
+# ruff: noqa: E402  (the stop signals are caught before the slow imports)
 from __future__ import annotations
 
 import argparse
@@ -18,6 +19,20 @@ import os
 import signal
 import sys
 from pathlib import Path
+
+# A stop asked for before the loop's handlers exist (the agent takes a moment to import
+# and open its state): noted by `_early`, honoured once the agent runs, so `hostplane
+# down` right after `up` still stops the runtimes instead of killing the agent mid-start.
+EARLY: list[int] = []
+
+
+def _early(signum: int, _frame: object) -> None:
+    EARLY.append(signum)
+
+
+if __name__ == "__main__":
+    for _sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(_sig, _early)
 
 import structlog
 
@@ -68,6 +83,8 @@ async def _main(args: argparse.Namespace) -> int:
         agent.stop_requested.set()
 
     loop.add_signal_handler(signal.SIGHUP, leave)
+    if EARLY:
+        leave() if EARLY[-1] == signal.SIGHUP else agent.stop_requested.set()
     log.info("agent.started", pid=os.getpid(), home=str(home), state=str(agent_state.state_path(home)))
     ready = args.ready_file or (Path(os.environ["HOSTPLANE_READY_FILE"]) if os.environ.get("HOSTPLANE_READY_FILE")
                                 else None)

@@ -49,7 +49,7 @@ class Sleeping:
                 self.idle.active(tenant)  # a start or swap in progress is not idleness
                 continue
             idle = self.idle.observe(tenant, rec.requests_served)
-            if idle >= rec.idle_after_s and self.listeners.held(tenant) is not None:
+            if idle >= rec.idle_after_s:
                 due.append((rec, idle))
         await asyncio.gather(*(self.put_to_sleep(rec, idle) for rec, idle in due))
 
@@ -66,10 +66,10 @@ class Sleeping:
         rec.pid, rec.create_time, rec.healthy, rec.app_state = None, None, False, "asleep"
         rec.asleep, rec.slept_at, rec.requests_served = True, time.time(), None
         self.idle.forget(tenant)
+        self.hold(rec)
         self.save()
         log.info("runtime.slept", tenant_id=tenant, idle_s=round(idle, 1), version=rec.live_version)
         self.fact(tenant, RuntimeSlept(idle_s=int(idle), version=rec.live_version))
-        self.listeners.watch(tenant, lambda t: self.wake(t, "request"))
         if tenant in self.poked_while_stopping:  # a release arrived while it stopped
             self.poked_while_stopping.discard(tenant)
             self.wake(tenant, "deploy")
@@ -81,8 +81,16 @@ class Sleeping:
         if not rec.idle_after_s:
             self.wake(tenant, "settings")  # became --always-on
             return
+        self.hold(rec, service.app_port)
+
+    def hold(self, rec: RunningTenant, port: int | None = None) -> None:
+        """Hold and watch a sleeping tenant's socket. Usually the agent has held it all along;
+        a runtime it adopted (started by an agent before a restart) had the only copy, so
+        the port is bound again once that runtime stopped (what arrives in between is
+        refused; the next round retries a port someone else took meanwhile)."""
+        tenant = rec.tenant_id
         try:
-            self.listeners.ensure(tenant, service.app_port or rec.app_port)
+            self.listeners.ensure(tenant, port or rec.app_port)
         except OSError:
             if rec.app_state != "port_taken":
                 log.error("runtime.port_taken", tenant_id=tenant, app_port=rec.app_port,

@@ -73,8 +73,8 @@ class RunningTenant:
     @property
     def runtime(self) -> str:
         """running | asleep | starting | failed: what `tenant show` and the dashboard say."""
-        if self.asleep:
-            return "asleep"
+        if self.asleep:  # a sleeper whose port someone else took cannot be woken by a request
+            return "failed" if self.app_state == "port_taken" else "asleep"
         if not self.pid:
             failed = self.app_state == "port_taken" or (self.restarts and self.app_state == "restarting")
             return "failed" if failed else "starting"
