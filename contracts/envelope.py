@@ -39,6 +39,10 @@ class Event(BaseModel):
     # no longer the tenant's latest intent changes nothing); "fact": something happened
     # (replaying one re-derives projections, never an older desired state). docs/replay.md.
     kind: ClassVar[str]
+    # False for runtime facts the host states about a tenant (its sleep and wake): the
+    # runtime's own reports and its AWS task role may not carry them (a tenant could
+    # otherwise say it sleeps while it serves); the host's agent or activator publishes them.
+    tenant_may_report: ClassVar[bool] = True
 
     @classmethod
     def major(cls) -> int:

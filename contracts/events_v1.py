@@ -340,6 +340,7 @@ class RuntimeSlept(Event):
     schema_version = V1
     producers = ("reloader",)
     kind = "fact"
+    tenant_may_report = False  # the host says when a tenant sleeps, never the tenant
     consumers = EVERYONE_WATCHING
 
     idle_s: NonNegativeInt = Field(description="Seconds without a request before it slept")
@@ -356,6 +357,7 @@ class RuntimeWoke(Event):
     schema_version = V1
     producers = ("reloader",)
     kind = "fact"
+    tenant_may_report = False  # the host says when a tenant sleeps, never the tenant
     consumers = EVERYONE_WATCHING
 
     trigger: Literal["request", "deploy", "settings"] = Field(

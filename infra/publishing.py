@@ -5,7 +5,8 @@ Consumers trust an event's EventBridge `source` (events.consumer's producer chec
 no role may publish a source that is not its own:
 
 - a tenant runtime (infra/tenant/runtime.py): only `hostplane.runtime.<tenant>` and only
-  the types a runtime produces (ReleaseActivated, ReleaseFailed, AppCrashed today);
+  the types a runtime reports itself (ReleaseActivated, ReleaseFailed, AppCrashed today;
+  never RuntimeSlept/RuntimeWoke, which the host states: Event.tenant_may_report);
 - a control-plane service (infra/platform/permissions.py): only `hostplane.<service>` and
   the types it produces. Replays keep their original source, so each service's relay
   republishes its own (events.outbox.relay_sources); the API also republishes replays of
@@ -36,7 +37,10 @@ def produced_types(*producers: str) -> list[str]:
     return sorted({e.event_type for p in producers for e in producers_of(p)})
 
 
-RUNTIME_EVENT_TYPES: tuple[str, ...] = tuple(produced_types(*RUNTIME_PRODUCERS))
+# What a tenant's runtime may report itself: not its sleep and wake, which the host states
+# (contracts.envelope.Event.tenant_may_report; docs/scale-to-zero.md: the activator's role).
+RUNTIME_EVENT_TYPES: tuple[str, ...] = tuple(sorted(
+    {e.event_type for p in RUNTIME_PRODUCERS for e in producers_of(p) if e.tenant_may_report}))
 
 
 def put_events_condition(sources: list[str], detail_types: list[str]) -> dict[str, Any]:

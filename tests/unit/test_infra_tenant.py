@@ -305,10 +305,11 @@ def test_a_new_stack_is_unrouted_until_router_config_says_so():
 # --- a hostile tenant: its role speaks only for itself (issue 14, part 6) ---------------------------
 
 def runtime_types() -> list[str]:
-    """The catalog's types a runtime produces (whose producers include the reloader)."""
+    """The catalog's types a runtime reports itself (producers include the reloader; not the
+    sleep and wake the host states about it)."""
     from contracts.envelope import registered_events
 
-    return sorted({e.event_type for e in registered_events() if "reloader" in e.producers})
+    return sorted({e.event_type for e in registered_events() if "reloader" in e.producers and e.tenant_may_report})
 
 
 def policy_of(m: RecordingMocks) -> list[dict]:
@@ -358,6 +359,10 @@ def test_the_tenant_role_admits_the_runtimes_own_envelopes_and_nothing_forged():
     assert not may_put(sts, bus, entry(forged, "acme", "reloader")), "a control-plane type under its own source"
     assert not may_put(sts, bus, entry(AppUpdateRequested.model_construct(), "beta", "api"))
     assert not may_put(sts, "arn:aws:events:eu-west-1:123456789012:event-bus/default", entry(ok, "acme", "reloader"))
+    from contracts.events_v1 import RuntimeSlept, RuntimeWoke
+
+    for fact in (RuntimeSlept(idle_s=900), RuntimeWoke(trigger="request", asleep_s=5)):
+        assert not may_put(sts, bus, entry(fact, "acme", "reloader")), "a tenant saying it sleeps while it serves"
 
 
 @pytest.mark.parametrize("edge", ["dedicated", "pooled"])

@@ -29,7 +29,7 @@ from typing import Any
 
 import structlog
 
-from contracts.envelope import Envelope, parse_envelope
+from contracts.envelope import Envelope, parse_envelope, registered_events
 
 log = structlog.get_logger("runtime-agent")
 
@@ -39,7 +39,8 @@ MAX_LINE = 256 * 1024  # EventBridge's own entry limit: nothing longer could be 
 MAX_READ = 1 << 20  # per tenant per round: one tenant's flood cannot stall the others
 MAX_EVENTS = 10  # published per tenant per round (one PutEvents call); a swap reports one or two
 RUNTIME_PRODUCER = "reloader"
-AGENT_ONLY = ("RuntimeSlept", "RuntimeWoke")  # the agent says when a tenant sleeps, never the tenant
+# The agent says when a tenant sleeps, never the tenant (Event.tenant_may_report).
+AGENT_ONLY = tuple(sorted(e.event_type for e in registered_events() if not e.tenant_may_report))
 
 
 @dataclass
