@@ -7,7 +7,6 @@ one wakes loses nothing."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import socket
 import subprocess
@@ -18,14 +17,13 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import psutil
 import pytest
 
 from artifacts.store import ArtifactStore
 from hostplane.local.agent import state as agent_state
 from hostplane.local.ephemeral import start_platform, stop_platform
-from reloader import sandbox
 from services.resources.registry import ensure_schema, pointer_moved, register_service
+from tests.support.agent_view import processes_of, tenants
 from tests.support.sample_app import SampleApp
 
 pytestmark = pytest.mark.integration
@@ -63,13 +61,6 @@ def start_agent(home: Path) -> subprocess.Popen[bytes]:
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
-def tenants(home: Path) -> dict:
-    try:
-        return json.loads(agent_state.state_path(home).read_text())["tenants"]
-    except (FileNotFoundError, ValueError, KeyError):
-        return {}
-
-
 async def wait_for(check, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -86,22 +77,6 @@ def runtime_is(home: Path, tenant: str, runtime: str, version: int | None = None
     rec = tenants(home).get(tenant)
     tenants_seen[tenant] = rec and {k: rec.get(k) for k in ("runtime", "app_state", "live_version", "pid")}
     return bool(rec) and rec["runtime"] == runtime and (version is None or rec["live_version"] == version)
-
-
-def processes_of(home: Path, tenant: str, port: int) -> list[int]:
-    """Every process of the tenant, from the process table: its reloader (by command line)
-    and, when sandboxed, anything running under its uid."""
-    uid = sandbox.uid_for(port) if sandbox.decide().sandboxed else None
-    found = []
-    for proc in psutil.process_iter(["cmdline", "uids"]):
-        try:
-            args = agent_state.reloader_args(proc.info["cmdline"] or [])
-            if (args and args.get("tenant") == tenant and args.get("owner") == f"agent:{home}") \
-                    or (uid is not None and proc.info["uids"].real == uid):
-                found.append(proc.pid)
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return found
 
 
 def get_version(url: str) -> int:

@@ -123,6 +123,7 @@ class Adopter(Sleeping):
             IdleClock()
         self.stopping_to_sleep, self.poked_while_stopping, self.starting = set(), set(), set()
         self.default_idle_s, self.stopped, self.woken = 900, [], []
+        self.sleep_stops = None  # the loop's default executor
 
     def stop_runtime(self, rec: RunningTenant) -> None:
         self.stopped.append(rec.tenant_id)

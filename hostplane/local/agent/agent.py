@@ -31,6 +31,7 @@ import shutil
 import signal
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -84,6 +85,9 @@ class Agent(Sleeping):
         self.wakes_in_flight: set[asyncio.Task] = set()
         self.stopping_to_sleep: set[str] = set()
         self.poked_while_stopping: set[str] = set()
+        # Runtimes going to sleep drain for up to `grace` each, in threads of their own: in the
+        # loop's default pool they held the threads a wake needs (a 1.2 s wake, bench/wake.py).
+        self.sleep_stops = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sleep-stop")
         self.default_idle_s = settings.scale_to_zero_after if settings is not None else 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -104,6 +108,7 @@ class Agent(Sleeping):
         if not self.leave_running:
             await asyncio.gather(*(self.remove(t) for t in list(self.state.tenants)))
         self.listeners.close_all()
+        self.sleep_stops.shutdown(wait=False)
         await self.flush_facts()
         self.save()
         if self.conn is not None:

@@ -55,14 +55,15 @@ class Sleeping:
 
     async def put_to_sleep(self, rec: RunningTenant, idle: float) -> None:
         tenant = rec.tenant_id
+        loop = asyncio.get_running_loop()
         self.stopping_to_sleep.add(tenant)
         try:
-            await asyncio.to_thread(self.stop_runtime, rec)
+            await loop.run_in_executor(self.sleep_stops, self.stop_runtime, rec)
         finally:
             self.stopping_to_sleep.discard(tenant)
         with contextlib.suppress(ChildProcessError, TypeError):
             os.waitpid(rec.pid, os.WNOHANG)
-        await asyncio.to_thread(self.kill_leftovers, tenant)  # asleep means no process at all
+        await loop.run_in_executor(self.sleep_stops, self.kill_leftovers, tenant)  # asleep: no process at all
         rec.pid, rec.create_time, rec.healthy, rec.app_state = None, None, False, "asleep"
         rec.asleep, rec.slept_at, rec.requests_served = True, time.time(), None
         self.idle.forget(tenant)
