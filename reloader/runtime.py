@@ -33,6 +33,7 @@ from reloader.generation import AppProcess, StartFailure
 from reloader.good import GoodReleases
 from reloader.reporting import Report, Reporter
 from reloader.traffic import RequestCount
+from reloader.unavailable import Unavailable
 
 log = structlog.get_logger(__name__)
 HANG_PROBES = 5  # live health probes timing out in a row before a hung app is restarted
@@ -77,6 +78,7 @@ class Runtime:
         self.listener = adopt_listener(cfg.listen_fd) if cfg.listen_fd is not None \
             else open_listener(cfg.host, cfg.port)
         self.port = self.listener.getsockname()[1]
+        self.unavailable = Unavailable(self.listener)  # answers 503 while nothing can serve
         self.sockets_dir = tempfile.mkdtemp(prefix="hpr-")  # short path: AF_UNIX names are ≤107 bytes
         self.live: AppProcess | None = None
         self.standby: AppProcess | None = None  # previous generation, idle, during probation
@@ -198,6 +200,7 @@ class Runtime:
         try:
             await new.spawn()
             health_ms = await new.prove()
+            await self.unavailable.stop()  # from here on the new generation takes the connections
             await new.accept()
             promoted = True
         except Exception as exc:
@@ -213,6 +216,8 @@ class Runtime:
                 await new.close()
                 if self.live is None:
                     self.state = "failed" if announce and not failure_is_crash else "crashed"
+                    if self.state == "failed":  # nothing serves until a new release: say so at once
+                        self.unavailable.start(f"release {release.version} failed to start")
         old, self.live = self.live, new
         new.exited.add_done_callback(lambda _f: self._exited(new))
         self.state, self.app_health = "serving", {"healthy": True, "detail": "passed start-up checks"}
@@ -395,6 +400,7 @@ class Runtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         # New connections are refused from now on (or, when the agent owns the socket, they
         # wait in its backlog and wake the next runtime); workers close their copies.
+        await self.unavailable.stop()
         self.listener.close()
         procs = [p for p in (self.live, self.standby) if p is not None]
         await asyncio.gather(*(p.stop(self.cfg.grace - 0.5) for p in procs), return_exceptions=True)

@@ -154,3 +154,26 @@ def test_sigusr1_reads_the_pointer_at_once(tmp_path):
         assert rt.proc.poll() is None and rt.health()[0] == 200
     finally:
         rt.stop()
+
+
+async def test_nothing_to_serve_answers_503_at_once_until_a_release_goes_live(runtime):
+    """A first release refused at start leaves nothing to accept: visitors get a quick 503
+    with Retry-After (not a wait in the socket's backlog until they give up); the next good
+    release takes the socket over."""
+    import httpx
+
+    runtime.publish(SampleApp(version=1, exit_at_start=True))
+    await runtime.async_wait_for(lambda: runtime.events("ReleaseFailed"), 15, "release 1 refused")
+    t0 = time.monotonic()
+    resp = await asyncio.to_thread(httpx.get, runtime.url + "/healthz", timeout=5)
+    assert resp.status_code == 503 and resp.headers["retry-after"] == "5"
+    assert "release 1 failed to start" in resp.text
+    assert time.monotonic() - t0 < 1
+    runtime.publish(SampleApp(version=2))
+    await runtime.async_wait_for(lambda: runtime.serving_version() == 2, 15, "release 2")
+    load = Load(runtime.url, clients=2).start()
+    try:
+        await runtime.async_wait_for(lambda: load.ok > 20, 10, "load served")
+    finally:
+        await load.stop()
+    assert load.failures == [] and set().union(*load.seen.values()) == {2}, "no 503 once an app serves"
