@@ -243,10 +243,25 @@ class ArtifactStore:
         cache_dir.mkdir(parents=True, exist_ok=True)
         # Named by content, not version: a rollback (a new version, the old bytes) finds its copy here.
         local = cache_dir / f"{manifest.sha256[:32]}.pyz"
-        if not local.exists():
+        if not self._cached_intact(local, manifest):  # the cache is on the tenant's disk: checked on each use
             self._copy_verified(self.release_dir(tenant_id, version) / ARTIFACT, local, manifest)
         return LocalRelease(tenant_id=tenant_id, version=manifest.version, sha256=manifest.sha256,
                             path=local, entry=manifest.entry)
+
+    @staticmethod
+    def _cached_intact(local: Path, manifest: Manifest) -> bool:
+        """A copy fetched earlier still has the manifest's size and digest (a release is small:
+        hashing it again costs about a millisecond, a damaged copy would run as the release)."""
+        try:
+            if local.stat().st_size != manifest.size:
+                return False
+            digest = hashlib.sha256()
+            with open(local, "rb") as fh:
+                while chunk := fh.read(_CHUNK):
+                    digest.update(chunk)
+        except OSError:
+            return False
+        return digest.hexdigest() == manifest.sha256
 
     @staticmethod
     def _copy_verified(source: Path, local: Path, manifest: Manifest) -> None:

@@ -72,6 +72,16 @@ def test_fetch_copies_to_local_disk_and_verifies(store, tmp_path):
     assert (local.version, local.sha256, local.entry) == (3, m.sha256, "app:app")
 
 
+def test_a_damaged_cached_copy_is_fetched_again_not_run(store, tmp_path):
+    m = store.publish_release("acme", 3, PYZ)
+    first = store.fetch("acme", 3, m.sha256, tmp_path / "local")
+    first.path.write_bytes(PYZ[:-1] + b"X")  # same size, other bytes (the cache is on the tenant's disk)
+    again = store.fetch("acme", 3, m.sha256, tmp_path / "local")
+    assert again.path == first.path and again.path.read_bytes() == PYZ
+    first.path.write_bytes(b"short")
+    assert store.fetch("acme", 3, m.sha256, tmp_path / "local").path.read_bytes() == PYZ
+
+
 def test_pointer_digest_must_match_the_manifest(store, tmp_path):
     store.publish_release("acme", 1, PYZ)
     with pytest.raises(DigestMismatch):
