@@ -234,3 +234,24 @@ def test_a_report_without_a_correlation_gets_its_own():
     assert uuid.UUID(json.loads(text)["correlation_id"]).version == 4
     with pytest.raises(ValueError):
         reporting.Report("RuntimeSlept", idle_s=1)  # the agent's to state, never the reloader's
+
+
+def test_pending_names_only_the_tenants_whose_file_grew_since_the_cursor(tmp_path):
+    runtime = tmp_path / "runtime"
+    for tenant in ("acme", "beta", "gamma"):
+        (runtime / tenant).mkdir(parents=True)
+    write(runtime / "acme", line(Envelope.new(activated(), tenant_id="acme", producer="reloader")))
+    (runtime / "gamma" / reports.EVENTS_FILE).symlink_to(tmp_path / "elsewhere")
+    cursors: dict = {}
+    assert reports.pending(runtime, ["acme", "beta", "gamma", "gone"], cursors) == ["acme"]
+
+    async def up(envelopes):
+        pass
+
+    asyncio.run(reports.relay(runtime, ["acme"], cursors, up))
+    assert reports.pending(runtime, ["acme"], cursors) == [], "all read: nothing to ask for"
+    write(runtime / "acme", line(Envelope.new(activated(2), tenant_id="acme", producer="reloader")))
+    assert reports.pending(runtime, ["acme"], cursors) == ["acme"]
+    os.replace(runtime / "acme" / reports.EVENTS_FILE, runtime / "acme" / (reports.EVENTS_FILE + ".1"))
+    write(runtime / "acme", line(Envelope.new(activated(3), tenant_id="acme", producer="reloader")))
+    assert reports.pending(runtime, ["acme"], cursors) == ["acme"], "a rotated file is a new inode"

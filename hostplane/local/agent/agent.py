@@ -54,6 +54,7 @@ STABLE_AFTER_S = 60.0
 
 
 START_CONCURRENCY = 8
+REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agent.watch_reports)
 CHILD_BIND_S = 20.0  # a reloader binds its ports at once; their reservation need not outlive that
 
 
@@ -88,12 +89,14 @@ class Agent(Sleeping):
         # Runtimes going to sleep drain for up to `grace` each, in threads of their own: in the
         # loop's default pool they held the threads a wake needs (a 1.2 s wake, bench/wake.py).
         self.sleep_stops = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sleep-stop")
+        self.relaying = asyncio.Lock()
         self.default_idle_s = settings.scale_to_zero_after if settings is not None else 0
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     async def run(self, *, once: bool = False, ready_file: Path | None = None) -> None:
         self.adopt()
+        watch = asyncio.create_task(self.watch_reports()) if self.events == "agent" and not once else None
         while True:
             await self.reconcile()
             if ready_file and not ready_file.exists():
@@ -105,6 +108,8 @@ class Agent(Sleeping):
                 await asyncio.wait_for(self.stop_requested.wait(), self.interval)
             if self.stop_requested.is_set():
                 break
+        if watch is not None:
+            await watch
         if not self.leave_running:
             await asyncio.gather(*(self.remove(t) for t in list(self.state.tenants)))
         self.listeners.close_all()
@@ -356,10 +361,26 @@ class Agent(Sleeping):
         if groups.exists():
             log.error("runtime.cgroups_left", tenant_id=tenant, group=groups.group)
 
-    async def relay_reports(self) -> None:
+    async def relay_reports(self, tenants: list[str] | None = None) -> None:
         """Publish what each tenant's reloader reported since the last round (agent.reports)."""
         if self.events == "agent":
-            await reports.relay(self.home / "runtime", list(self.state.tenants), self.state.reports, self.publish)
+            async with self.relaying:  # the round and the watch never read one file at once
+                await reports.relay(self.home / "runtime", list(self.state.tenants) if tenants is None else tenants,
+                                    self.state.reports, self.publish)
+
+    async def watch_reports(self) -> None:
+        """Between rounds, a report goes out within REPORT_WATCH_S of being written (a stat per
+        tenant, a read only of what grew): `update --wait` and `tenant show` learn of a swap
+        without waiting for the next round."""
+        root = self.home / "runtime"
+        while not self.stop_requested.is_set():
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.stop_requested.wait(), REPORT_WATCH_S)
+            if changed := reports.pending(root, list(self.state.tenants), self.state.reports):
+                try:
+                    await self.relay_reports(changed)
+                except Exception as exc:  # noqa: BLE001  the round relays it then; the watch goes on
+                    log.warning("runtime.report_watch_failed", error=type(exc).__name__)
 
     async def publish(self, envelopes: list) -> None:
         if self.publisher is None:
