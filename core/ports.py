@@ -12,6 +12,7 @@ its server has had time to bind it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import socket
@@ -35,6 +36,12 @@ def listen_band() -> range:
     except (OSError, ValueError, IndexError):
         low = 32768
     return range(max(1024, low - BAND), low)
+
+
+def unreserve(name: str) -> None:
+    """Give back a reservation made by `reserve` (best effort)."""
+    with contextlib.suppress(OSError):
+        (RESERVATIONS / name).unlink()
 
 
 def reserve(name: str, ttl_s: float = RESERVE_S) -> bool:

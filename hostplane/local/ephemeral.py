@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from hostplane.local import platform
-from core.ports import free_ports, listen_band, reserve
+from core.ports import free_ports, listen_band, reserve, unreserve
 from hostplane.local.services import settings_env
 from core.state import ConnectionInfo, connection_info
 from core.settings import Settings
@@ -34,14 +34,29 @@ RUNTIME_FLOOR = 10000
 PLATFORM_HOURS = 3600.0  # how long a platform's runtime range stays reserved: longer than a test run
 
 
+RUNTIME_BLOCK = 100  # ranges are reserved block by block, so ranges of any size never overlap
+
+
 def runtime_port_base(count: int) -> int:
     """The first port of a range of `count` tenant ports no other platform on this host reserved
-    in the last hour, below the band the servers' ports come from (core.ports)."""
-    slots = list(range(RUNTIME_FLOOR, listen_band().start - count + 1, count))
+    in the last hour, below the band the servers' ports come from (core.ports). Each
+    RUNTIME_BLOCK-port block of the range is reserved by its own name: a benchmark's 2,000
+    ports and a test's 100 cannot share a block (by range name they once did)."""
+    blocks = -(-count // RUNTIME_BLOCK)
+    span = blocks * RUNTIME_BLOCK
+    slots = list(range(RUNTIME_FLOOR, listen_band().start - span + 1, span))
     random.shuffle(slots)
     for base in slots:
-        if reserve(f"runtime-{count}-{base}", PLATFORM_HOURS):
+        names = [f"runtime-block-{b}" for b in range(base, base + span, RUNTIME_BLOCK)]
+        taken = []
+        for name in names:
+            if not reserve(name, PLATFORM_HOURS):
+                break
+            taken.append(name)
+        else:
             return base
+        for name in taken:  # part of the range is someone else's: give back what we took
+            unreserve(name)
     return slots[0]  # all reserved: overlap is survivable (allocation skips ports in use)
 
 

@@ -79,3 +79,16 @@ def test_an_unwritable_reservation_folder_grants_every_name(tmp_path, monkeypatc
     blocker.write_text("")
     monkeypatch.setattr(ports, "RESERVATIONS", blocker / "sub")
     assert ports.reserve("x") and ports.reserve("x")
+
+
+def test_runtime_ranges_of_different_sizes_never_overlap(monkeypatch, tmp_path):
+    """A benchmark's 2,000 tenant ports and the tests' 100-port platforms on one host."""
+    from hostplane.local import ephemeral
+
+    monkeypatch.setattr(ports, "RESERVATIONS", tmp_path / "ranges")
+    monkeypatch.setattr(ephemeral, "listen_band", lambda: range(20000, 30000))
+    big = ephemeral.runtime_port_base(2000)
+    small = [ephemeral.runtime_port_base(100) for _ in range(80)]
+    taken = set(range(big, big + 2000))
+    assert all(not taken & set(range(b, b + 100)) for b in small[:80])
+    assert len(set(small)) == 80, "every platform a range of its own while there is room"
