@@ -158,6 +158,26 @@ class RollbackRequested(Event):
     requested_by: Actor | None = None
 
 
+@register
+class IdleAfterChangeRequested(Event):
+    """A user changed the tenant's idle period (scale to zero) after its creation; only the
+    runtime's registration changes (the provisioner writes it and answers IdleAfterChanged).
+    None: back to the platform's default."""
+
+    event_type = "IdleAfterChangeRequested"
+    schema_version = V1
+    producers = ("api",)
+    kind = "command"
+    consumers = ("api", "provisioner")
+
+    idle_after_s: IdleAfter | None = Field(
+        default=None,
+        description="Seconds without a request before the tenant's runtime is stopped until its next request "
+                    "(scale to zero); 0: always on; None: the platform's default",
+    )
+    requested_by: Actor | None = None
+
+
 # --- provisioner ----------------------------------------------------------------------
 
 
@@ -188,6 +208,22 @@ class TenantProvisioned(Event):
         default=None, pattern=r"^source:sha256:[0-9a-f]{64}$",
         description="The spec's static folder (zip of static/ stored by the API), uploaded to the tenant bucket",
     )
+
+
+@register
+class IdleAfterChanged(Event):
+    """The tenant's runtime registration now holds this idle period (an IdleAfterChangeRequested
+    carried out): the runtime agent applies it at its next round, without restarting the
+    runtime; a sleeping tenant made always-on wakes (RuntimeWoke, trigger 'settings')."""
+
+    event_type = "IdleAfterChanged"
+    schema_version = V1
+    producers = ("provisioner",)
+    kind = "fact"
+    consumers = EVERYONE_WATCHING
+
+    idle_after_s: IdleAfter | None = Field(
+        default=None, description="The idle period now registered; 0: always on; None: the platform's default")
 
 
 # --- builder --------------------------------------------------------------------------

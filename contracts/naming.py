@@ -98,4 +98,4 @@ RANK = {"requested": 0, "provisioning": 1, "building": 2, "migrating": 3, "updat
         "deleting": 5, "deleted": 6}
 # The states that end each kind of request.
 TERMINAL = {"create": ("ready", "failed"), "update": ("ready", "failed"), "delete": ("deleted", "failed"),
-            "domain": ("ready", "failed"), "rollback": ("ready", "failed")}
+            "domain": ("ready", "failed"), "rollback": ("ready", "failed"), "idle": ("ready", "failed")}

@@ -40,7 +40,7 @@ from contracts.envelope import Envelope
 # The request kinds whose command a stage service carries out, by the event it acts on.
 KIND_OF = {"TenantRequested": "create", "TenantProvisioned": "create", "AppUpdateRequested": "update",
            "RollbackRequested": "rollback", "TenantDeletionRequested": "delete",
-           "DomainChangeRequested": "domain", "TenantChanged": None}
+           "DomainChangeRequested": "domain", "IdleAfterChangeRequested": "idle", "TenantChanged": None}
 
 
 @dataclass(frozen=True)
@@ -148,22 +148,23 @@ async def unrecorded(db: Any, envelope: Envelope[Any], fields: tuple[str, ...] |
 BUILD_KINDS = ("create", "update", "rollback", "delete")
 
 
-async def superseded(db: Any, envelope: Envelope[Any]) -> str | None:
-    """The kind of a newer request that replaces the one this event carries out (its
-    correlation id's), or None while it is still the tenant's latest intent. A replayed or
-    late command that is no longer the latest changes nothing (DESIGN.md, Replay semantics)."""
+async def superseded(db: Any, envelope: Envelope[Any], kinds: tuple[str, ...] = BUILD_KINDS) -> str | None:
+    """The kind of a newer request (of `kinds`) that replaces the one this event carries out
+    (its correlation id's), or None while it is still the tenant's latest intent. A replayed
+    or late command that is no longer the latest changes nothing (DESIGN.md, Replay semantics)."""
     if not await _has_tables(db):
         return None
-    return await _newer_request(db, envelope, BUILD_KINDS)
+    return await _newer_request(db, envelope, kinds)
 
 
 # What a replayed command yields to: the request kinds that, accepted after it, make it no
 # longer the tenant's latest intent. A newer create is another incarnation (skipped before).
 SUPERSEDED_BY = {
-    "create": ("create", "update", "rollback", "delete", "domain"),  # the tenant has moved on
+    "create": ("create", "update", "rollback", "delete", "domain", "idle"),  # the tenant has moved on
     "update": BUILD_KINDS,
     "rollback": BUILD_KINDS,
     "domain": ("create", "domain", "delete"),
+    "idle": ("create", "idle", "delete"),
     "delete": ("create",),
 }
 
@@ -214,11 +215,11 @@ class RecordedRequests:
         async with self.pool.acquire() as own:
             return await unrecorded(own, envelope, fields)
 
-    async def superseded(self, envelope: Envelope[Any]) -> str | None:
+    async def superseded(self, envelope: Envelope[Any], kinds: tuple[str, ...] = BUILD_KINDS) -> str | None:
         from events.inbox import current_connection
 
         conn = current_connection()
         if conn is not None:
-            return await superseded(conn, envelope)
+            return await superseded(conn, envelope, kinds)
         async with self.pool.acquire() as own:
-            return await superseded(own, envelope)
+            return await superseded(own, envelope, kinds)

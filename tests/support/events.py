@@ -24,7 +24,8 @@ from contracts import (
     TenantProvisioned,
     TenantRequested,
 )
-from contracts.events_v1 import AppCrashed, DomainChangeRequested, RollbackRequested, RuntimeSlept, RuntimeWoke
+from contracts.events_v1 import AppCrashed, DomainChangeRequested, IdleAfterChanged, IdleAfterChangeRequested, \
+    RollbackRequested, RuntimeSlept, RuntimeWoke
 from contracts.failures_v1 import MessageDeadLettered, RouteFailed
 from contracts.tenant import EdgeMode
 
@@ -61,6 +62,8 @@ SAMPLES: list[Event] = [
                   version=3, reason="health_check", last_log_lines=["Traceback ...", "KeyError: 'x'"]),
     TenantDeletionRequested(requested_by="alice"),
     DomainChangeRequested(custom_domain="shop.example.com", requested_by="alice"),
+    IdleAfterChangeRequested(idle_after_s=0, requested_by="alice"),
+    IdleAfterChanged(idle_after_s=0),
     TenantDeprovisioned(removed=["database:t_acme", "bucket:hostplane-acme-static"]),
     DeprovisioningFailed(stage="bucket", error="bucket not empty", retryable=True,
                          remaining=["bucket:hostplane-acme-static"]),

@@ -229,7 +229,7 @@ def test_every_event_names_known_producers_and_consumers():
 @pytest.mark.parametrize(
     ("service", "types"),
     [
-        ("provisioner", ["TenantRequested"]),
+        ("provisioner", ["IdleAfterChangeRequested", "TenantRequested"]),
         ("builder", ["AppUpdateRequested", "RollbackRequested", "TenantProvisioned"]),
         ("migrator", ["TenantChanged"]),
         ("router-config", ["DomainChangeRequested", "TenantDeletionRequested", "TenantProvisioned"]),
@@ -246,7 +246,7 @@ def test_api_consumes_everything_and_emits_the_requests():
     assert consumers_of("api") == registered_events()
     assert {m.event_type for m in producers_of("api")} == {
         "TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested",
-        "RollbackRequested",
+        "RollbackRequested", "IdleAfterChangeRequested",
     }
     assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed", "AppCrashed",
                                                                "RuntimeSlept", "RuntimeWoke"}
