@@ -2,6 +2,7 @@
 
 Converges, in order: database + role, cache ACL user, secret (the credentials of both),
 static bucket, runtime registration; then emits TenantProvisioned (names only).
+IdleAfterChangeRequested → the runtime registration's idle period, IdleAfterChanged.
 Every step is an ensure (safe twice, safe after a crash) and is recorded as it starts
 and ends (services.resources.records), so a re-delivery after a crash skips through
 the finished steps as no-ops and resumes at the one that did not finish.
@@ -22,9 +23,10 @@ from typing import Any, TypeVar
 import structlog
 
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import TenantProvisioned, TenantRequested
+from contracts.events_v1 import IdleAfterChanged, IdleAfterChangeRequested, TenantProvisioned, TenantRequested
 from contracts.tenant import TenantNames
 from events.failure import PermanentFailure
+from events.recorded import SUPERSEDED_BY
 from services.resources.base import Ensured, PermanentError, TenantOptions, scrub
 from services.resources.secret import TenantCredentials
 from services.resources.wiring import TenantResources
@@ -82,6 +84,28 @@ async def on_tenant_requested(envelope: Envelope[TenantRequested], deps: TenantR
     )]
 
 
+async def on_idle_after_change_requested(envelope: Envelope[IdleAfterChangeRequested],
+                                         deps: TenantResources) -> list[Event]:
+    """Write the tenant's new idle period into its runtime registration; IdleAfterChanged.
+    Live deliveries may come in any order: one a newer idle change replaced changes nothing
+    (the newer one is, or will be, written). A tenant without a registered runtime (deleted,
+    never provisioned) fails for good, nothing written."""
+    tenant, idle_after_s = envelope.tenant_id, envelope.data.idle_after_s
+    async with deps.records.holding(tenant):
+        if deps.recorded is not None and (newer := await deps.recorded.superseded(envelope, SUPERSEDED_BY["idle"])):
+            log.info("idle_after.superseded", by=newer, reason="a newer request replaced this idle period")
+            return []
+        change = getattr(deps.runtime, "set_idle_after", None)
+        if change is None:  # the AWS tenant stacks have no idle period yet (docs/scale-to-zero.md)
+            raise PermanentFailure("runtime", "this installation's runtimes cannot change their idle period yet")
+        try:
+            result = await change(deps.names(tenant), idle_after_s)
+        except PermanentError as exc:
+            raise PermanentFailure("runtime", str(exc)) from None
+    log.info("idle_after.changed", idle_after_s=idle_after_s, outcome=result.outcome.value)
+    return [IdleAfterChanged(idle_after_s=idle_after_s)]
+
+
 async def _converge(names: TenantNames, options: TenantOptions, deps: TenantResources) -> str | None:
     """Every step in order; returns the secret's ARN. `options` shape the steps whose
     infrastructure the tenant chose (on AWS the bucket and runtime are its stack)."""
@@ -102,4 +126,4 @@ async def _converge(names: TenantNames, options: TenantOptions, deps: TenantReso
     return secret.value
 
 
-HANDLERS = {TenantRequested: on_tenant_requested}
+HANDLERS = {TenantRequested: on_tenant_requested, IdleAfterChangeRequested: on_idle_after_change_requested}

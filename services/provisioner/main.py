@@ -1,4 +1,5 @@
-"""`python -m services.provisioner.main`: consume TenantRequested (started by `hostplane up`)."""
+"""`python -m services.provisioner.main`: consume TenantRequested and IdleAfterChangeRequested
+(started by `hostplane up`)."""
 
 from services.provisioner.handlers import HANDLERS
 from services.resources.wiring import bootstrap

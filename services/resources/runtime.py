@@ -13,7 +13,7 @@ from typing import Any
 
 from contracts.tenant import TenantNames
 from services.resources import registry
-from services.resources.base import NO_OPTIONS, Ensured, Outcome, TenantOptions, ref
+from services.resources.base import NO_OPTIONS, Ensured, Outcome, PermanentError, TenantOptions, ref
 
 
 class RuntimeRegistry:
@@ -35,6 +35,17 @@ class RuntimeRegistry:
             after = await self._service(conn, names.tenant_id)
         changed = before is not None and before.fingerprint != after.fingerprint
         return Ensured(Outcome.of(before is None, changed), names.runtime_service)
+
+    async def set_idle_after(self, names: TenantNames, idle_after_s: int | None) -> Ensured[str]:
+        """Change the registered runtime's idle period (None: the platform's default; 0: always
+        on). Not a replacement: the agent applies it to the running (or sleeping) runtime."""
+        async with self.pool.acquire() as conn:
+            before = await self._service(conn, names.tenant_id)
+            if before is None:
+                raise PermanentError(f"tenant {names.tenant_id!r} has no registered runtime: it was deleted, or its "
+                                     "provisioning never finished")
+            await registry.set_idle_after(conn, names.tenant_id, idle_after_s)
+        return Ensured(Outcome.of(False, before.idle_after_s != idle_after_s), names.runtime_service)
 
     async def deregister(self, names: TenantNames) -> list[str]:
         async with self.pool.acquire() as conn:

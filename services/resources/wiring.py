@@ -23,6 +23,7 @@ from artifacts.tenant import TenantArtifacts
 from contracts.tenant import TenantNames, tenant_names
 from core.aws import aws_client, endpoint_url
 from core.settings import Settings
+from events.recorded import RecordedRequests
 from services.resources.bucket import TenantBucket
 from services.resources.cache import TenantCache
 from services.resources.edge import EdgeRoutes
@@ -87,6 +88,7 @@ class TenantResources:
     artifacts: TenantArtifacts
     caddy_admin_url: str | None = None
     edge: Any = None  # EdgeRoutes: what the edge still serves (None: no edge to wait for)
+    recorded: Any = None  # events.recorded.RecordedRequests: what the API accepted (None: nothing to compare)
     _stack: contextlib.AsyncExitStack | None = None
 
     def names(self, tenant_id: str) -> TenantNames:
@@ -128,6 +130,7 @@ async def open_resources(settings: Settings, *, quotas: DatabaseQuotas | None = 
         artifacts=TenantArtifacts(artifact_root(settings)),
         caddy_admin_url=at.caddy_admin_url,
         edge=edge,
+        recorded=RecordedRequests(pool),
         _stack=stack,
     )
     if settings.target == "aws":  # bucket, cache user and runtime through tenant stacks

@@ -9,13 +9,14 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
 from pydantic import SecretStr
 
 from contracts.tenant import TenantNames
-from services.resources.base import NO_OPTIONS, Ensured, Outcome, TenantOptions, ref
+from services.resources.base import NO_OPTIONS, Ensured, Outcome, PermanentError, TenantOptions, ref
 from services.resources.passwords import new_password
 from services.resources.records import LIVE_STATES
 from services.resources.secret import Endpoints, TenantCredentials
@@ -216,6 +217,16 @@ class MemoryRuntime(_Adapter):
                 self.services[names.tenant_id] = env_ref
         return Ensured(Outcome.of(current is None, current not in (None, env_ref)), names.runtime_service)
 
+    async def set_idle_after(self, names: TenantNames, idle_after_s: int | None) -> Ensured[str]:
+        async with self.op("set_idle_after"):
+            if names.tenant_id not in self.services:
+                raise PermanentError(f"tenant {names.tenant_id!r} has no registered runtime")
+            before = self.options.get(names.tenant_id, NO_OPTIONS)
+            if before.idle_after_s != idle_after_s:
+                self.note(f"set_idle_after:{names.runtime_service}={idle_after_s}")
+                self.options[names.tenant_id] = replace(before, idle_after_s=idle_after_s)
+        return Ensured(Outcome.of(False, before.idle_after_s != idle_after_s), names.runtime_service)
+
     async def deregister(self, names: TenantNames) -> list[str]:
         async with self.op("deregister"):
             if self.services.pop(names.tenant_id, None) is None:
@@ -299,6 +310,26 @@ class MemoryRecords:
         return {t for t, row in self.tenants.items() if row.get("state") in LIVE_STATES}
 
 
+class MemoryRequests:
+    """events.recorded.RecordedRequests without the API's tables: the requests the API
+    accepted, in order (`accept`); an envelope of none of them has nothing to compare."""
+
+    def __init__(self) -> None:
+        self.accepted: list[tuple[str, uuid.UUID, str]] = []  # (tenant, correlation id, kind), oldest first
+
+    def accept(self, envelope: Any, kind: str) -> Any:
+        self.accepted.append((envelope.tenant_id, envelope.correlation_id, kind))
+        return envelope
+
+    async def superseded(self, envelope: Any, kinds: tuple[str, ...]) -> str | None:
+        keys = [(tenant, correlation) for tenant, correlation, _ in self.accepted]
+        if (envelope.tenant_id, envelope.correlation_id) not in keys:
+            return None
+        after = self.accepted[keys.index((envelope.tenant_id, envelope.correlation_id)) + 1:]
+        newer = [kind for tenant, _, kind in after if tenant == envelope.tenant_id and kind in kinds]
+        return newer[-1] if newer else None
+
+
 def memory_resources(prefix: str = "hostplane") -> TenantResources:
     """Every adapter in memory, sharing one journal and one fault plan
     (`res.journal`, `res.faults`)."""
@@ -315,6 +346,7 @@ def memory_resources(prefix: str = "hostplane") -> TenantResources:
         bucket=MemoryBucket(journal, faults),  # type: ignore[arg-type]
         runtime=MemoryRuntime(journal, faults),  # type: ignore[arg-type]
         artifacts=MemoryArtifacts(journal, faults),  # type: ignore[arg-type]
+        recorded=MemoryRequests(),
     )
     res.journal, res.faults = journal, faults  # type: ignore[attr-defined]
     return res
