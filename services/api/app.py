@@ -5,6 +5,7 @@
     GET    /v1/tenants/{name}           status: state, stage, version, url, error, timestamps
     PUT    /v1/tenants/{name}/app       new app spec → 202 (200 when the spec is unchanged)
     PUT    /v1/tenants/{name}/domain    {"domain": host | null} → 202 (200 when unchanged)
+    PUT    /v1/tenants/{name}/idle-after {"idle_after_s": seconds | null} → 202 (200 when unchanged)
     DELETE /v1/tenants/{name}           delete → 202
     GET    /v1/tenants/{name}/releases  releases: version, digests, times, who, retained, live
     POST   /v1/tenants/{name}/rollback  {"to": version | null} → 202: a retained release serves again

@@ -69,10 +69,11 @@ _ACTIONS: list[tuple[str, re.Pattern[str], str]] = [
     ("POST", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/replay$"), "tenant.replay"),
     ("GET", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/env$"), "tenant.reveal_credentials"),
     ("PUT", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/domain$"), "tenant.domain"),
+    ("PUT", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/idle-after$"), "tenant.idle_after"),
     ("POST", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/rollback$"), "tenant.rollback"),
     ("POST", re.compile(r"^/v1/tenants/(?P<tenant>[^/]+)/source$"), "tenant.deploy_source"),
 ]
-SUMMARY_KEYS = ("name", "domain", "allow_destructive", "type", "since")
+SUMMARY_KEYS = ("name", "domain", "allow_destructive", "type", "since", "idle_after_s")
 
 
 async def ensure_schema(db: Any) -> None:

@@ -1,4 +1,4 @@
-"""What the API changes: create, update, delete and domain-change requests.
+"""What the API changes: create, update, delete, domain, idle-period and rollback requests.
 
 Every input is validated before anything is written; then, in one transaction under the
 tenant's lock, the desired state, the request (its generation and correlation id), the
@@ -22,8 +22,8 @@ from contracts.app_spec import AppSpec, spec_ref
 from spec.load import load_app_spec
 from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
-from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, RollbackRequested, \
-    TenantDeletionRequested, TenantRequested
+from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, IdleAfterChangeRequested, \
+    RollbackRequested, TenantDeletionRequested, TenantRequested
 from contracts.fields import CustomDomain
 from contracts.tenant import EdgeMode
 from events.outbox import add_to_outbox
@@ -216,6 +216,24 @@ class TenantCommands:
                 raise RequestRefused(409, f"custom domain {domain!r} already belongs to another tenant") from None
             event = DomainChangeRequested(custom_domain=domain, requested_by=actor)
             return await self._request(conn, name, generation, "domain", event, status, None, domain, actor)
+
+    async def change_idle_after(self, name: str, idle_after_s: int | None, actor: str | None) -> Accepted:
+        """Set the tenant's idle period (None: the platform's default; 0: always on); only its
+        runtime's registration changes. The desired value is the tenant row's from now on."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await store.lock_tenant(conn, name)
+            row, status = await self._live(conn, name)
+            if row["idle_after_s"] == idle_after_s and status.state != "failed":
+                return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
+                                changed=False)
+            if not status.facts.provisioned or not status.settled:
+                raise RequestRefused(409, f"tenant {name!r} is busy (state {status.state}); change its idle period "
+                                   "once it is ready")
+            generation = row["generation"] + 1
+            await conn.execute("UPDATE tenants SET idle_after_s = $2, generation = $3, updated_at = now() "
+                               "WHERE tenant_id = $1", name, idle_after_s, generation)
+            event = IdleAfterChangeRequested(idle_after_s=idle_after_s, requested_by=actor)
+            return await self._request(conn, name, generation, "idle", event, status, None, None, actor)
 
     async def rollback(self, name: str, to: int | None, actor: str | None, retained: set[int] | None) -> Accepted:
         """Serve a retained release again as a new version (the builder copies its bytes).

@@ -35,10 +35,11 @@ from typing import Any, Literal
 from contracts.tenant import TERMINAL
 from contracts.failures_v1 import FAILURES
 
-Kind = Literal["create", "update", "delete", "domain", "rollback"]
+Kind = Literal["create", "update", "delete", "domain", "rollback", "idle"]
 # Who the tenant is waiting for at each stage (honest while a service does not exist yet).
 WAITING_FOR = {"queued": "api", "provision": "provisioner", "route": "router-config", "build": "builder",
-               "migrate": "migrator", "release": "reloader", "deprovision": "deprovisioner"}
+               "migrate": "migrator", "release": "reloader", "deprovision": "deprovisioner",
+               "settings": "provisioner"}
 _FAILURE_STAGES = {cls.event_type: cls.lifecycle_stage for cls in FAILURES}
 
 
@@ -64,6 +65,7 @@ class Facts:
     deprovisioned: bool = False
     failure: FailureFact | None = None
     route_current: bool = False  # a RouteConfigured of this request's generation (a domain change's end)
+    idle_current: bool = False  # an IdleAfterChanged of this request's generation (an idle change's end)
     # From the latest RouteConfigured: a custom domain the edge cannot serve yet, and the
     # DNS records its owner publishes (AWS: certificate validation, the CNAME to the edge).
     pending_domain: str | None = None
@@ -119,7 +121,8 @@ def begin(previous: Status | None, tenant_id: str, generation: int, kind: Kind) 
     starts a new lifetime (nothing from an earlier one counts)."""
     if kind == "create" or previous is None:
         return Status(tenant_id, generation, generation, kind)
-    keep = replace(previous.facts, published=False, built_version=None, failure=None, route_current=False)
+    keep = replace(previous.facts, published=False, built_version=None, failure=None, route_current=False,
+                   idle_current=False)
     return Status(tenant_id, generation, previous.lifetime, kind, keep)
 
 
@@ -131,7 +134,7 @@ def observe(status: Status, event: Observed) -> Status:
     facts = status.facts
     data, etype = event.data, event.event_type
     if etype in ("TenantRequested", "AppUpdateRequested", "TenantDeletionRequested", "DomainChangeRequested",
-                 "RollbackRequested") and current:
+                 "RollbackRequested", "IdleAfterChangeRequested") and current:
         facts = replace(facts, published=True)
     elif etype == "TenantProvisioned":
         facts = replace(facts, provisioned=True)
@@ -148,6 +151,8 @@ def observe(status: Status, event: Observed) -> Status:
         facts = replace(facts, provisioned=True, migrated_version=_max(facts.migrated_version, data["version"]))
     elif etype == "ReleaseActivated":
         facts = replace(facts, provisioned=True, active_version=_max(facts.active_version, data["version"]))
+    elif etype == "IdleAfterChanged":
+        facts = replace(facts, idle_current=facts.idle_current or current)
     elif etype == "RouteRemoved":
         facts = replace(facts, route_removed=True)
     elif etype == "TenantDeprovisioned":
@@ -180,7 +185,7 @@ def failure_in_force(kind: Kind, f: Facts) -> FailureFact | None:
     if fail is None or (fail.stage == "deprovisioning") != (kind == "delete"):
         return None  # a deletion fails only by teardown, a create or update never by it
     superseded = {
-        "provisioning": f.provisioned,
+        "provisioning": f.idle_current if kind == "idle" else f.provisioned,
         "building": f.built_version is not None,
         "migrating": _at_least(f.migrated_version, fail.version or f.built_version),
         "releasing": _at_least(f.active_version, fail.version or f.built_version),
@@ -211,6 +216,8 @@ def derive(kind: Kind, f: Facts) -> tuple[str, str | None]:
             return "requested", "queued"
     elif kind == "domain":  # only the edge route changes
         steps = [("updating", "route", f.route_current)]
+    elif kind == "idle":  # only the runtime's registration changes
+        steps = [("updating", "settings", f.idle_current)]
     else:  # an update, or a rollback (a new release copying an old one): build → migrate → release
         target = f.built_version
         steps = [("updating", "build", target is not None),

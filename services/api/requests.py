@@ -64,6 +64,14 @@ class ChangeDomain(BaseModel):
         ..., description="The new custom domain, or null to remove it")
 
 
+class ChangeIdleAfter(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    idle_after_s: IdleAfter | None = Field(
+        ..., description="Scale to zero: seconds without a request after which the tenant's runtime is stopped "
+                         "until its next request; 0: always on; null: the platform's default "
+                         "(HOSTPLANE_SCALE_TO_ZERO_AFTER)")
+
+
 class Rollback(BaseModel):
     model_config = ConfigDict(extra="forbid")
     to: int | None = Field(default=None, ge=1, description="The retained release to serve again; "

@@ -1,5 +1,5 @@
-"""The tenant routes under /v1/tenants: create, list, show, change the app or the domain,
-delete, and a tenant's releases and rollback. Each change is validated completely, then
+"""The tenant routes under /v1/tenants: create, list, show, change the app, the domain or the
+idle period, delete, and a tenant's releases and rollback. Each change is validated completely, then
 goes out as one command event through the outbox (services.api.commands)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from services.api import releases, store
 from services.api.http import BEARER, BODY, Actor, Api, TenantName, app_spec, doc, static_zip
-from services.api.requests import ChangeDomain, CreateTenant, Rollback, UpdateApp
+from services.api.requests import ChangeDomain, ChangeIdleAfter, CreateTenant, Rollback, UpdateApp
 from services.api.views import ReleasesDoc, TenantDoc, TenantListDoc, tenant_view
 
 
@@ -57,6 +57,13 @@ def add_tenant_routes(app: FastAPI, api: Api) -> None:
     async def change_domain(name: TenantName, req: ChangeDomain, actor: Actor) -> JSONResponse:
         """Set or remove the custom domain: DomainChangeRequested (200 and no event when unchanged)."""
         return await api.accepted(await commands.change_domain(name, ctx.claimable(req.domain), actor))
+
+    @app.put("/v1/tenants/{name}/idle-after", status_code=202, tags=["tenants"], dependencies=BEARER,
+             responses=doc(*BODY, 404, 409, changes=True))
+    async def change_idle_after(name: TenantName, req: ChangeIdleAfter, actor: Actor) -> JSONResponse:
+        """Change the scale-to-zero idle period (0: always on; null: the platform's default):
+        IdleAfterChangeRequested (200 and no event when unchanged)."""
+        return await api.accepted(await commands.change_idle_after(name, req.idle_after_s, actor))
 
     @app.delete("/v1/tenants/{name}", status_code=202, tags=["tenants"], dependencies=BEARER,
                 responses=doc(404, 409, 422, changes=True))

@@ -7,7 +7,7 @@
 - `tenants`: the desired state, one row per tenant name: spec digest, custom domain,
   chosen edge (AWS), newest request generation, `deleted_at` once deletion was asked.
   A live tenant is a row with `deleted_at IS NULL` (the registry the orphan scan can use).
-- `tenant_requests`: every accepted request (create / update / delete) with its
+- `tenant_requests`: every accepted request (create, update, delete, domain, rollback, idle) with its
   per-tenant generation and correlation id: the projection's ordering key and an audit
   trail of who asked what; and the command published for it (event id, payload,
   incarnation), which stage services honour only as recorded (events.recorded).
@@ -60,8 +60,9 @@ CREATE TABLE IF NOT EXISTS tenants (
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS static_sha256 text;
 -- the edge the tenant chose at creation (contracts.tenant.EdgeMode); NULL: the installation's default
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS edge text;
--- scale to zero: the tenant's idle period chosen at creation (NULL: the platform's default, 0: always
--- on), and its runtime as the runtime's own facts last said (running | asleep | starting), with when
+-- scale to zero: the tenant's idle period, chosen at creation or changed since (NULL: the
+-- platform's default, 0: always on), and its runtime as the runtime's own facts last said
+-- (running | asleep | starting), with when
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS idle_after_s integer;
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS runtime text;
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS runtime_at timestamptz;
@@ -75,7 +76,7 @@ CREATE TABLE IF NOT EXISTS tenant_requests (
     tenant_id      text        NOT NULL,
     generation     integer     NOT NULL,
     correlation_id uuid        NOT NULL UNIQUE,
-    kind           text        NOT NULL CHECK (kind IN ('create', 'update', 'delete', 'domain', 'rollback')),
+    kind           text        NOT NULL CHECK (kind IN ('create', 'update', 'delete', 'domain', 'rollback', 'idle')),
     spec_sha256    text,
     custom_domain  text,
     requested_by   text,
@@ -90,7 +91,7 @@ ALTER TABLE tenant_requests ADD COLUMN IF NOT EXISTS command jsonb;
 ALTER TABLE tenant_requests ADD COLUMN IF NOT EXISTS incarnation uuid;
 ALTER TABLE tenant_requests DROP CONSTRAINT IF EXISTS tenant_requests_kind_check;
 ALTER TABLE tenant_requests ADD CONSTRAINT tenant_requests_kind_check
-    CHECK (kind IN ('create', 'update', 'delete', 'domain', 'rollback'));
+    CHECK (kind IN ('create', 'update', 'delete', 'domain', 'rollback', 'idle'));
 CREATE TABLE IF NOT EXISTS tenant_status (
     tenant_id        text PRIMARY KEY,
     state            text        NOT NULL,

@@ -166,8 +166,9 @@ class TenantDoc(_Doc):
     url: str | None
     custom_domain: str | None
     edge: str | None
-    idle_after_s: int | None = Field(description="Scale-to-zero idle period chosen at creation; 0: always on; "
-                                                 "null: the platform's default")
+    idle_after_s: int | None = Field(description="Scale-to-zero idle period (chosen at creation, changed with PUT "
+                                                 "/v1/tenants/{name}/idle-after); 0: always on; null: the platform's "
+                                                 "default")
     runtime: Literal["running", "asleep", "starting", "failed"] | None = Field(
         description="The tenant's runtime: serving, scaled to zero (its next request wakes it), starting, or "
                     "unable to serve; null once deleted")

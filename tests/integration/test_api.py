@@ -231,6 +231,17 @@ BAD = [
      "x: unknown key"),
     ("domain-change-busy", "PUT", "/v1/tenants/taken/domain", {"json": {"domain": "new.example.com"}}, 409,
      "is busy"),
+    ("idle-unknown", "PUT", "/v1/tenants/nosuch/idle-after", {"json": {"idle_after_s": 60}}, 404,
+     "no tenant named 'nosuch'"),
+    ("idle-negative", "PUT", "/v1/tenants/taken/idle-after", {"json": {"idle_after_s": -1}}, 422, "idle_after_s: "),
+    ("idle-too-long", "PUT", "/v1/tenants/taken/idle-after", {"json": {"idle_after_s": 31_536_001}}, 422,
+     "idle_after_s: "),
+    ("idle-text", "PUT", "/v1/tenants/taken/idle-after", {"json": {"idle_after_s": "60"}}, 422, "idle_after_s: "),
+    ("idle-bool", "PUT", "/v1/tenants/taken/idle-after", {"json": {"idle_after_s": True}}, 422, "idle_after_s: "),
+    ("idle-missing", "PUT", "/v1/tenants/taken/idle-after", {"json": {}}, 422, "idle_after_s: is required"),
+    ("idle-extra", "PUT", "/v1/tenants/taken/idle-after", {"json": {"idle_after_s": 0, "x": 1}}, 422,
+     "x: unknown key"),
+    ("idle-busy", "PUT", "/v1/tenants/taken/idle-after", {"json": {"idle_after_s": 0}}, 409, "is busy"),
     ("events-unknown", "GET", "/v1/tenants/nosuch/events", {}, 404, "no tenant named 'nosuch'"),
     ("events-limit", "GET", "/v1/tenants/taken/events?limit=0", {}, 422, "limit"),
     ("replay-bad-since", "POST", "/v1/tenants/taken/replay", {"json": {"since": "yesterday"}}, 422, "since"),
@@ -479,3 +490,50 @@ async def test_no_secret_in_any_answer_but_env(api):
     assert "http.request" in log and "status.changed" in log
     assert not [s for s in secrets if s in log], "a secret leaked into the API's log"
 
+
+
+async def test_an_idle_change_goes_to_the_provisioner_and_a_replayed_older_one_changes_nothing(api):
+    corr = (await api.create("idler", idle_after_s=300))["request"]["correlation_id"]
+    await api.until("idler", lambda t: t["progress"]["provisioned"], "provisioned by the provisioner")
+    await api.inject("idler", corr, ev(RouteConfigured), producer="router-config")
+    await api.inject("idler", corr, ev(TenantChanged, version=1), producer="builder")
+    await api.inject("idler", corr, ev(MigrationsApplied, version=1), producer="migrator")
+    settings = api.platform.settings
+    async with Publisher(settings, topology(settings.name_prefix).bus_name) as pub:
+        await pub.publish([Envelope.new(ev(ReleaseActivated, version=1), tenant_id="idler", producer="reloader",
+                                        correlation_id=uuid.UUID(corr))])
+    await api.until("idler", lambda t: t["state"] == "ready", "ready")
+    registered = "SELECT idle_after_s FROM runtime_services WHERE tenant_id = 'idler'"
+    assert await api.pool.fetchval(registered) == 300
+
+    on = await api.http.put("/v1/tenants/idler/idle-after", json={"idle_after_s": 0})
+    assert on.status_code == 202, on.text
+    req = on.json()["request"]
+    assert (req["kind"], req["generation"]) == ("idle", 2)
+    t = on.json()["tenant"]
+    assert (t["state"], t["stage"], t["waiting_for"], t["idle_after_s"]) == ("updating", "settings", "provisioner", 0)
+    detail = json.loads(await api.pool.fetchval("SELECT detail FROM outbox WHERE correlation_id = $1",
+                                                uuid.UUID(req["correlation_id"])))
+    assert (detail["event_type"], detail["data"]["idle_after_s"]) == ("IdleAfterChangeRequested", 0)
+    t = await api.until("idler", lambda t: t["state"] == "ready", "ready after the idle change")
+    assert t["request"]["generation"] == 2 and t["version"] == 1 and await api.pool.fetchval(registered) == 0
+    same = await api.http.put("/v1/tenants/idler/idle-after", json={"idle_after_s": 0})
+    assert same.status_code == 200 and same.json()["changed"] is False
+
+    default = await api.http.put("/v1/tenants/idler/idle-after", json={"idle_after_s": None})
+    assert default.status_code == 202 and default.json()["tenant"]["idle_after_s"] is None, default.text
+    await api.until("idler", lambda t: t["state"] == "ready" and t["request"]["generation"] == 3, "ready again")
+    assert await api.pool.fetchval(registered) is None
+
+    # Replaying both commands: the older (always-on) is superseded, the newer converges.
+    replay = await api.http.post("/v1/tenants/idler/replay", json={"type": "IdleAfterChangeRequested"})
+    assert replay.status_code == 202 and replay.json()["queued"] == 2
+    handled = ("SELECT count(*) FROM inbox i JOIN outbox o ON i.dedup_key = o.event_id || ':' || o.replay_id "
+               "WHERE i.consumer = 'provisioner' AND o.tenant_id = 'idler'")
+    deadline = asyncio.get_running_loop().time() + WAIT_S
+    while await api.pool.fetchval(handled) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+    assert await api.pool.fetchval(handled) == 2
+    assert await api.pool.fetchval(registered) is None, "the replayed always-on did not override the newer choice"
+    t = await api.show("idler")
+    assert (t["state"], t["request"]["generation"], t["idle_after_s"]) == ("ready", 3, None)

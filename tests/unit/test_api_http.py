@@ -130,7 +130,11 @@ def test_the_openapi_document_builds_and_documents_every_route():
     assert set(doc["paths"]) == {"/healthz", "/livez", "/v1/tenants", "/v1/tenants/{name}", "/v1/tenants/{name}/app",
                                  "/v1/tenants/{name}/events", "/v1/tenants/{name}/replay", "/v1/tenants/{name}/env",
                                  "/v1/audit", "/v1/tenants/{name}/source", "/v1/tenants/{name}/domain",
-                                 "/v1/tenants/{name}/releases", "/v1/tenants/{name}/rollback"}
+                                 "/v1/tenants/{name}/releases", "/v1/tenants/{name}/rollback",
+                                 "/v1/tenants/{name}/idle-after"}
     assert set(doc["paths"]["/v1/tenants/{name}/app"]) == {"put"}
+    idle = doc["paths"]["/v1/tenants/{name}/idle-after"]["put"]
+    assert {"200", "202", "404", "409", "422"} <= set(idle["responses"])
+    assert doc["components"]["schemas"]["ChangeIdleAfter"]["required"] == ["idle_after_s"]
     assert doc["components"]["securitySchemes"]["HTTPBearer"]["scheme"] == "bearer"
     assert doc["components"]["schemas"]["CreateTenant"]["required"] == ["name", "app"]

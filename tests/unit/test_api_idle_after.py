@@ -91,3 +91,40 @@ def test_the_dashboard_shows_the_runtime_and_its_idle_period():
     html = page.render(tenant=tenant, events=[])
     assert 'id="tenant-runtime">asleep</span>' in html and "sleeps after 300 s" in html
     assert "always on" in page.render(tenant=tenant | {"runtime": "running", "idle_after_s": 0}, events=[])
+
+
+# --- changing it later: PUT /v1/tenants/{name}/idle-after ------------------------------------
+
+
+@pytest.mark.parametrize("bad", [-1, 31_536_001, "60", 1.5, True, [60], {"s": 60}])
+async def test_a_bad_new_idle_period_is_a_422_naming_it_and_changes_nothing(client, db, published, bad):
+    resp = await client.put("/v1/tenants/acme/idle-after", json={"idle_after_s": bad})
+    assert resp.status_code == 422, resp.text
+    assert resp.json()["detail"].startswith("idle_after_s: "), resp.json()
+    assert db.data_writes() == [] and published == []
+
+
+@pytest.mark.parametrize(("body", "says"), [({}, "idle_after_s: is required"),
+                                           ({"idle_after_s": 0, "colour": "red"}, "colour: unknown key")])
+async def test_an_incomplete_or_unknown_body_is_a_422_and_changes_nothing(client, db, published, body, says):
+    resp = await client.put("/v1/tenants/acme/idle-after", json=body)
+    assert resp.status_code == 422 and says in resp.json()["detail"], resp.text
+    assert db.data_writes() == [] and published == []
+
+
+@pytest.mark.parametrize("idle", [0, 60, None])
+async def test_an_unknown_tenant_is_a_404_and_nothing_is_written(client, db, published, idle):
+    resp = await client.put("/v1/tenants/nosuch/idle-after", json={"idle_after_s": idle})
+    assert resp.status_code == 404 and "no tenant named 'nosuch'" in resp.json()["detail"], resp.text
+    assert [w for w in db.data_writes() if not w.startswith("SELECT pg_advisory_xact_lock")] == []  # the lock only
+    assert published == []
+    audited = [w for w in db.writes if w.startswith("INSERT INTO audit_log")]
+    assert audited, "the refusal is audited"
+
+
+def test_the_change_is_audited_with_its_value():
+    from services.api.audit import classify, summarize
+
+    assert classify("PUT", "/v1/tenants/acme/idle-after") == ("tenant.idle_after", "acme")
+    assert summarize(b'{"idle_after_s": 0}') == {"idle_after_s": 0}
+    assert summarize(b'{"idle_after_s": null}') == {"idle_after_s": None}

@@ -356,3 +356,53 @@ def test_a_pending_domain_and_its_dns_records_show_until_a_route_serves_it():
     assert served.facts.pending_domain is None and served.facts.dns_records == records[1:]
     older = observe(begin(served, "acme", 2, "domain"), ev(RouteConfigured, generation=1, pending_domain="x.example.com"))
     assert older.facts.pending_domain is None  # an older request's route does not bring it back
+
+
+# --- idle-period changes: a request whose pipeline is just the runtime's registration -------------
+
+def test_an_idle_change_is_updating_at_settings_until_its_own_fact():
+    from contracts.events_v1 import IdleAfterChanged, IdleAfterChangeRequested
+
+    s = begin(ready(), "acme", 2, "idle")
+    assert (s.state, s.stage, s.version) == ("updating", "settings", 1), "the tenant keeps serving"
+    assert fold(s, [ev(IdleAfterChanged, 1)])[-1].stage == "settings", "an older change's fact does not end it"
+    history = fold(s, [ev(IdleAfterChangeRequested, 2), ev(IdleAfterChanged, 2)])
+    assert [(h.state, h.stage) for h in history] == [("updating", "settings"), ("updating", "settings"),
+                                                    ("ready", None)]
+    assert history[-1].version == 1 and history[-1].settled
+
+
+def test_idle_change_events_in_any_order_or_twice_end_ready():
+    from contracts.events_v1 import IdleAfterChanged, IdleAfterChangeRequested
+
+    start = begin(ready(), "acme", 2, "idle")
+    steps = [ev(IdleAfterChangeRequested, 2), ev(IdleAfterChanged, 2), ev(IdleAfterChanged, 2)]
+    for order in itertools.permutations(steps):
+        history = fold(start, list(order))
+        assert _ranks(history) == sorted(_ranks(history))
+        assert history[-1].state == "ready"
+
+
+def test_a_failed_idle_change_shows_why_until_its_own_fact_and_a_provisioned_tenant_does_not_hide_it():
+    from contracts.events_v1 import IdleAfterChanged
+
+    s = begin(ready(), "acme", 2, "idle")
+    assert s.facts.provisioned, "the tenant was provisioned long ago"
+    failed = fold(s, [ev(ProvisioningFailed, 2, stage="runtime", error="tenant 'acme' has no registered runtime",
+                         retryable=False)])[-1]
+    assert (failed.state, failed.stage, failed.version) == ("failed", "provisioning", 1)
+    assert failed.facts.failure.step == "runtime"
+    assert fold(s, [ev(ProvisioningFailed, 1)])[-1].state == "updating", "another request's failure does not count"
+    assert fold(failed, [ev(IdleAfterChanged, 2)])[-1].state == "ready", "its own fact supersedes it"
+
+
+def test_a_later_request_starts_without_the_idle_changes_fact_and_a_replayed_one_changes_nothing():
+    from contracts.events_v1 import IdleAfterChanged
+
+    s = fold(begin(ready(), "acme", 2, "idle"), [ev(IdleAfterChanged, 2)])[-1]
+    update = begin(s, "acme", 3, "update")
+    assert not update.facts.idle_current and update.facts.provisioned
+    assert fold(update, [ev(IdleAfterChanged, 2)])[-1] == update, "the old change's fact, replayed: no change"
+    again = begin(update, "acme", 4, "idle")
+    assert fold(again, [ev(IdleAfterChanged, 2)])[-1].stage == "settings", "nor does it end a newer change"
+    assert derive("idle", Facts()) == ("updating", "settings")
