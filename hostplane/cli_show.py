@@ -15,7 +15,7 @@ from hostplane.cli_logs import printable
 
 PIPELINES = {"create": ("provision", "route", "build", "migrate", "release"),
              "update": ("build", "migrate", "release"), "delete": ("deprovision",), "domain": ("route",),
-             "rollback": ("build", "migrate", "release")}
+             "rollback": ("build", "migrate", "release"), "idle": ("settings",)}
 FAILED_STEP = {"provisioning": "provision", "building": "build", "migrating": "migrate",
                "releasing": "release", "deprovisioning": "deprovision", "routing": "route"}
 
@@ -64,6 +64,8 @@ def progress(tenant: dict[str, Any], request: dict[str, Any], elapsed: float) ->
     steps = PIPELINES[request["kind"]]
     state, stage = tenant["state"], tenant["stage"]
     failed = FAILED_STEP.get((tenant.get("error") or {}).get("stage", ""), "") if state == "failed" else ""
+    if failed and failed not in steps:  # a one-step request (an idle change) fails at that step
+        failed = steps[-1]
     current = failed or stage
     done_all = state in ("ready", "deleted")
     line = Text()

@@ -206,16 +206,27 @@ def update(
     app: str | None = typer.Option(None, "--app", help="new app spec file (YAML or JSON), '-' for stdin"),
     domain: str | None = typer.Option(None, "--domain", help="set the custom domain"),
     no_domain: bool = typer.Option(False, "--no-domain", help="remove the custom domain"),
+    idle_after: int | None = typer.Option(
+        None, "--idle-after", min=0, max=31_536_000,
+        help="scale to zero: stop its runtime after this many seconds without a request (0: always on)"),
+    always_on: bool = typer.Option(False, "--always-on", help="never scale to zero (same as --idle-after 0)"),
     allow_destructive: bool = typer.Option(False, "--allow-destructive", help="accept migrations that drop data"),
     wait: bool = WAIT,
     timeout: float = TIMEOUT,
     as_json: bool = AS_JSON,
 ) -> None:
-    """Publish a new app spec and/or change the custom domain of a tenant."""
-    if app is None and domain is None and not no_domain:
-        _fail("nothing to update: give --app SPEC, --domain HOST or --no-domain")
+    """Publish a new app spec, change the custom domain and/or the idle period of a tenant."""
+    idle = always_on or idle_after is not None
+    if app is None and domain is None and not no_domain and not idle:
+        _fail("nothing to update: give --app SPEC, --domain HOST, --no-domain, --idle-after SECONDS or --always-on")
     if domain is not None and no_domain:
         _fail("give either --domain HOST or --no-domain, not both")
+    if always_on and idle_after is not None:
+        _fail("give --idle-after SECONDS or --always-on, not both")
+    if idle and (app is not None or domain is not None or no_domain) and not wait:
+        # each change must settle before the next is accepted: only --wait sees them through in turn
+        _fail("--idle-after/--always-on with --app or --domain needs --wait (each change settles before the "
+              "next); or run them as separate updates")
     body = None
     if app is not None:
         spec_text = _read_spec(app)
@@ -225,6 +236,9 @@ def update(
     api = api_client()
     if domain is not None or no_domain:  # the domain first: it only changes the route
         _follow(api, api.call("PUT", f"/v1/tenants/{name}/domain", {"domain": domain}), wait, timeout, as_json)
+    if idle:  # then the idle period: it only changes the runtime's registration
+        body_idle = {"idle_after_s": 0 if always_on else idle_after}
+        _follow(api, api.call("PUT", f"/v1/tenants/{name}/idle-after", body_idle), wait, timeout, as_json)
     if body is not None:
         _follow(api, api.call("PUT", f"/v1/tenants/{name}/app", body), wait, timeout, as_json)
 

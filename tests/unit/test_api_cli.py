@@ -111,6 +111,64 @@ def test_a_bad_idle_period_is_refused_by_the_cli_before_any_request(api, args):
     assert seen == []
 
 
+@pytest.mark.parametrize(("args", "sent"), [(["--idle-after", "300"], 300), (["--always-on"], 0),
+                                             (["--idle-after", "0"], 0)])
+def test_update_sends_the_new_idle_period_to_its_own_endpoint(api, args, sent):
+    seen = api(lambda r: httpx.Response(202, json=accepted("idle")))
+    result = run("update", "acme", *args)
+    assert result.exit_code == 0, result.output
+    assert [(r.method, r.url.path) for r in seen] == [("PUT", "/v1/tenants/acme/idle-after")]
+    assert json.loads(seen[0].content) == {"idle_after_s": sent}
+    assert "accepted: idle of tenant acme" in result.output
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--idle-after", "60", "--always-on"], "not both"),
+    (["--idle-after", "-1"], "--idle-after"),
+    (["--idle-after", "31536001"], "--idle-after"),
+    (["--idle-after", "soon"], "--idle-after"),
+    (["--always-on", "--app", str(SPEC)], "needs --wait"),
+    (["--idle-after", "60", "--domain", "shop.example.com"], "needs --wait"),
+    ([], "--idle-after SECONDS or --always-on"),
+])
+def test_a_bad_idle_update_is_refused_by_the_cli_before_any_request(api, args, says):
+    seen = api(lambda r: httpx.Response(500))
+    result = run("update", "acme", *args)
+    assert result.exit_code in (1, 2), result.output
+    assert says in " ".join(result.output.split()), result.output
+    assert seen == []
+
+
+def test_update_with_wait_follows_the_idle_change_to_ready_then_the_domain_and_idle_in_turn(api):
+    states = iter([tenant("updating", "settings", kind="idle", waiting="provisioner"),
+                   tenant("ready", None, kind="idle")])
+    seen = api(lambda r: httpx.Response(202, json=accepted("idle")) if r.method == "PUT"
+               else httpx.Response(200, json=next(states)))
+    result = run("update", "acme", "--always-on", "--wait")
+    assert result.exit_code == 0, result.output
+    assert "acme: ready" in result.output and "✓ settings" in result.output
+
+    both = iter([tenant("ready", None, kind="domain"), tenant("ready", None, kind="idle")])
+    seen.clear()
+    api(lambda r: httpx.Response(202, json=accepted("domain" if r.url.path.endswith("domain") else "idle"))
+               if r.method == "PUT" else httpx.Response(200, json=next(both)))
+    result = run("update", "acme", "--domain", "shop.example.com", "--idle-after", "60", "--wait")
+    assert result.exit_code == 0, result.output
+    assert [r.url.path for r in seen if r.method == "PUT"] == ["/v1/tenants/acme/domain", "/v1/tenants/acme/idle-after"]
+
+
+def test_a_failed_idle_change_exits_1_naming_the_step(api):
+    failure = {"stage": "provisioning", "step": "runtime", "message": "tenant 'acme' has no registered runtime",
+               "retryable": False}
+    states = iter([tenant("failed", "provisioning", kind="idle", error=failure)])
+    api(lambda r: httpx.Response(202, json=accepted("idle")) if r.method == "PUT"
+        else httpx.Response(200, json=next(states)))
+    result = run("update", "acme", "--idle-after", "60", "--wait")
+    assert result.exit_code == 1
+    assert "failed at stage provisioning (runtime): tenant 'acme' has no registered runtime" in result.output
+    assert "✗ settings" in result.output
+
+
 def test_show_says_the_runtime_and_its_idle_period(api):
     api(lambda r: httpx.Response(200, json=tenant() | {"runtime": "asleep", "idle_after_s": 300}))
     out = run("show", "acme").output
