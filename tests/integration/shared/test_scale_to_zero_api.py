@@ -5,7 +5,6 @@ live; a tenant created always-on keeps running."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 import uuid
@@ -13,22 +12,12 @@ import uuid
 import httpx
 import pytest
 
-from tests.support.platform_api import settled
+from tests.support.platform_api import runtime_becomes, settled
 from tests.support.spec_versions import tasks_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
 IDLE_S = 2
-
-
-async def runtime_becomes(api: httpx.AsyncClient, name: str, runtime: str, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        tenant = (await api.get(f"/v1/tenants/{name}")).json()
-        if tenant["runtime"] == runtime:
-            return tenant
-        await asyncio.sleep(0.2)
-    raise AssertionError(f"{name}'s runtime never became {runtime}: {tenant}")
 
 
 async def test_a_tenant_sleeps_when_idle_wakes_at_the_edge_and_takes_an_update(running_platform):
