@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from spec.load import MAX_SPEC_BYTES
-from contracts.tenant import EdgeMode
+from spec.limits import MAX_SPEC_BYTES
+from contracts.naming import EdgeMode
 from hostplane.cli_show import NoLive, details_table, progress, shown, state_markup
 from core.state import CREDENTIALS_FILE, load_state
 from core.settings import get_settings
-from contracts.tenant import RANK, TERMINAL
+from contracts.naming import RANK, TERMINAL
 
 tenant_app = typer.Typer(help="tenants: create, update, delete, list, show, env, releases, rollback", no_args_is_help=True)
 console = Console()

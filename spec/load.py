@@ -13,10 +13,10 @@ import yaml
 from pydantic import ValidationError
 
 from contracts.app_spec import AppSpec
+from spec.limits import MAX_SPEC_BYTES
 from spec.problems import (InvalidAppSpec, SpecProblem, SpecTooLarge, cross_check, from_pydantic, kind_of, path_of,
                            problem_order)
 
-MAX_SPEC_BYTES = 256 * 1024
 # A whole number in spec text longer than this is refused before it is converted (the
 # values that fit any slot have at most 309 digits; Python refuses > 4300 with ValueError).
 MAX_NUMBER_CHARS = 400
