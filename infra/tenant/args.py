@@ -6,12 +6,28 @@ import zlib
 from dataclasses import dataclass, field
 
 import pulumi
+from pydantic import TypeAdapter, ValidationError
 
+from contracts.fields import IdleAfter
 from contracts.tenant import EDGE_MODES, EdgeMode, TenantNames, tenant_names
+from core.settings import Settings
 
 
 # The reloader itself (Python, its HTTP front and control channels) besides the app.
 RUNTIME_OVERHEAD_MB = 128
+# The installation's idle period when its stack config names none (`idleAfterDefault`): the
+# platform's own default, HOSTPLANE_SCALE_TO_ZERO_AFTER's (core/settings.py), 900 s.
+DEFAULT_IDLE_AFTER_S: int = Settings.model_fields["scale_to_zero_after"].default
+_IDLE_AFTER = TypeAdapter(IdleAfter)  # what the API accepts: a strict int, 0 … 31,536,000
+
+
+def check_idle_after(what: str, value: object) -> int:
+    """`value` as an idle period the API would have accepted, else ValueError naming `what`."""
+    try:
+        return _IDLE_AFTER.validate_python(value)
+    except ValidationError:
+        raise ValueError(f"{what} must be a whole number of seconds from 0 (always on) to 31536000, "
+                         f"not {value!r}") from None
 
 
 @dataclass
@@ -66,6 +82,11 @@ class TenantInfraArgs:
     min_tasks: int = 1
     max_tasks: int = 4
     container_port: int = 8080
+    # Scale to zero: seconds without a request after which the tenant's idle alarm fires
+    # (docs/scale-to-zero.md, On AWS). None: the installation's default, `idle_after_default`;
+    # 0: always on (no alarm).
+    idle_after_s: int | None = None
+    idle_after_default: int = DEFAULT_IDLE_AFTER_S
     extra_tags: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -75,6 +96,14 @@ class TenantInfraArgs:
             raise ValueError(f"need 1 <= min_tasks ({self.min_tasks}) <= max_tasks ({self.max_tasks})")
         if self.memory_limit_mb < self.memory_mb:
             raise ValueError(f"memory_limit ({self.memory_limit_mb}) below memory_mb ({self.memory_mb})")
+        if self.idle_after_s is not None:
+            check_idle_after("idle_after_s", self.idle_after_s)
+        check_idle_after("idle_after_default", self.idle_after_default)
+
+    @property
+    def idle_after(self) -> int:
+        """The idle period in force: the tenant's own, else the installation's default."""
+        return self.idle_after_default if self.idle_after_s is None else self.idle_after_s
 
     @property
     def memory_limit_mb(self) -> int:

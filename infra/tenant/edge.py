@@ -24,6 +24,9 @@ FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
 CACHING_DISABLED = "4135ea2d-6df8-44a3-9df3-4b5a84be39ad"  # AWS managed cache policies (fixed ids)
 CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"
 ALL_VIEWER_EXCEPT_HOST = "b689b0a8-53d0-40ab-baf2-68738e2966ac"  # managed origin request policy
+# How long CloudFront waits for the ALB's first byte (OriginReadTimeout): 30 s by default, 60 s
+# the most without a quota increase. A wake on AWS takes tens of seconds (docs/scale-to-zero.md).
+ORIGIN_READ_TIMEOUT_S = 60
 
 
 class StaticBucket(pulumi.ComponentResource):
@@ -95,7 +98,8 @@ class DedicatedEdge(pulumi.ComponentResource):
                 {"origin_id": "alb", "domain_name": args.platform.origin_domain,
                  "custom_headers": [{"name": ORIGIN_VERIFY_HEADER, "value": args.platform.origin_verify}],
                  "custom_origin_config": {"http_port": 80, "https_port": 443, "origin_protocol_policy": "https-only",
-                                          "origin_ssl_protocols": ["TLSv1.2"]}},
+                                          "origin_ssl_protocols": ["TLSv1.2"],
+                                          "origin_read_timeout": ORIGIN_READ_TIMEOUT_S}},
             ],
             default_cache_behavior=_behavior("alb", ["GET", "HEAD", "OPTIONS", "PUT", "POST", "PATCH", "DELETE"],
                                              CACHING_DISABLED, functions,

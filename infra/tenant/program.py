@@ -3,11 +3,13 @@ stack's outputs (StackReference) → one TenantStack."""
 
 from __future__ import annotations
 
+import re
+
 import pulumi
 import pulumi_aws as aws
 
 from infra.common import installation
-from infra.tenant.args import PlatformRefs, TenantInfraArgs
+from infra.tenant.args import PlatformRefs, TenantInfraArgs, check_idle_after
 from infra.tenant.stack import TenantStack
 
 PLATFORM_OUTPUTS = {
@@ -25,6 +27,23 @@ def platform_refs(platform: pulumi.StackReference) -> PlatformRefs:
     return PlatformRefs(**{field: platform.require_output(key) for field, key in PLATFORM_OUTPUTS.items()})
 
 
+def idle_after(config: pulumi.Config, key: str) -> int | None:
+    """An idle period from the stack config: digits only; None when absent or "" (the
+    installation's default for `idleAfter`). Anything else is refused before any resource."""
+    raw = config.get(key)
+    if raw is None or raw == "":
+        return None
+    return check_idle_after(f"hostplane:{key}", int(raw) if re.fullmatch(r"[0-9]{1,9}", raw) else raw)
+
+
+def idle_choices(config: pulumi.Config) -> dict[str, int | None]:
+    """`idleAfter`, the tenant's own idle period ("" or unset: the installation's), and
+    `idleAfterDefault`, the installation's (unset: DEFAULT_IDLE_AFTER_S), as TenantInfraArgs fields."""
+    default = idle_after(config, "idleAfterDefault")
+    return {"idle_after_s": idle_after(config, "idleAfter"),
+            **({} if default is None else {"idle_after_default": default})}
+
+
 def tenant_args(config: pulumi.Config, platform: PlatformRefs) -> TenantInfraArgs:
     return TenantInfraArgs(
         tenant_id=config.require("tenantId"), platform=platform, image=config.require("image"),
@@ -36,11 +55,13 @@ def tenant_args(config: pulumi.Config, platform: PlatformRefs) -> TenantInfraArg
         custom_domain_ready=config.get_bool("customDomainReady") or False,
         routed=config.get_bool("routed") or False,  # unset until router-config routes the tenant
         prefix=installation(),  # hostplane:prefix, checked
+        **idle_choices(config),
     )
 
 
 def tenant_program() -> None:
     config = pulumi.Config("hostplane")
+    idle_choices(config)  # a bad idle period is refused before any resource, the StackReference included
     platform = pulumi.StackReference(config.require("platformStack"))
     args = tenant_args(config, platform_refs(platform))
     stack = TenantStack(args.tenant_id, args)

@@ -1,11 +1,13 @@
 """A tenant's runtime: the reloader container as an ECS service, bin-packed on the shared
 fleet, mounting only the tenant's EFS access point, with secrets injected from the
 tenant's secret, registered in Cloud Map with an SRV record (what Caddy resolves) and
-scaled on CPU and on requests per task."""
+scaled on CPU and on requests per task; with scale to zero, an idle alarm on the same metric
+(docs/scale-to-zero.md, On AWS)."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
 
 import pulumi
@@ -21,6 +23,30 @@ CPU_TARGET_PERCENT = 60
 REQUESTS_PER_TASK_TARGET = 200  # per minute; the reloader publishes it (reloader.traffic)
 HEALTH_PORT = 8081  # the reloader's own /runtime/healthz, never the app's
 HEALTH_PROBE = "import urllib.request as u; u.urlopen('http://127.0.0.1:{port}/runtime/healthz', timeout=3)"
+# CloudWatch's PutMetricAlarm: Period × EvaluationPeriods at most 7 days (604,800 s), and at most
+# one day (86,400 s) for a period under an hour (CloudWatch API reference, PutMetricAlarm, Period).
+ALARM_MINUTE_WINDOW_S = 86_400
+ALARM_MAX_WINDOW_S = 604_800
+
+
+def idle_alarm_window(idle_after_s: int) -> tuple[int, int] | None:
+    """(period s, evaluation periods) of the idle alarm: minutes up to a day, the idle period
+    rounded up to whole periods (900 s → 15 × 60 s), hours past a day (CloudWatch allows no
+    longer window of minutes), so a tenant never sleeps sooner than it asked. None: no alarm,
+    for 0 (always on) and past 7 days, which CloudWatch cannot watch: such a tenant stays
+    awake rather than sleep sooner than it asked."""
+    if idle_after_s <= 0 or idle_after_s > ALARM_MAX_WINDOW_S:
+        return None
+    period = 60 if idle_after_s <= ALARM_MINUTE_WINDOW_S else 3600
+    return period, math.ceil(idle_after_s / period)
+
+
+def idle_alarm_name(prefix: str, tenant_id: str) -> str:
+    """`<prefix>-idle-<tenant>`: what the activator's rule checks, and what a stack driver's
+    CloudWatch grant can name (`alarm:<prefix>-idle-*`)."""
+    return f"{prefix}-idle-{tenant_id}"
+
+
 # <account>.dkr.ecr.<region>.amazonaws.com/<repository>[:tag|@digest]
 ECR_IMAGE = re.compile(r"^(?P<account>[0-9]{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
                        r"(?P<repository>[a-z0-9._/-]+?)(?::[\w.-]+)?(?:@sha256:[0-9a-f]{64})?$")
@@ -127,8 +153,26 @@ class TenantRuntime(pulumi.ComponentResource):
             propagate_tags="SERVICE", enable_ecs_managed_tags=True, tags=t,
             opts=child(self, ignore_changes=["desiredCount"]))
         self._autoscaling(name, args, t)
+        self.idle_alarm = self._idle_alarm(name, args, t)
         self.register_outputs({"service_name": self.service.name, "srv_name": self.discovery.name,
                                "access_point_id": self.access_point.id, "task_role_arn": self.role.arn})
+
+    def _idle_alarm(self, name: str, args: TenantInfraArgs, t: dict[str, str]) -> aws.cloudwatch.MetricAlarm | None:
+        """ALARM once every task of the tenant served nothing for the idle period: the activator
+        (not built) puts it to sleep on that state change, through EventBridge (`aws.cloudwatch`,
+        CloudWatch Alarm State Change), so the alarm has no actions. A sleeping service publishes
+        nothing: missing data is not breaching, the alarm returns to OK and a wake counts afresh."""
+        window = idle_alarm_window(args.idle_after)
+        if window is None:
+            return None
+        period, periods = window
+        return aws.cloudwatch.MetricAlarm(
+            f"{name}-idle", name=idle_alarm_name(args.prefix, args.tenant_id),
+            alarm_description=f"{args.tenant_id}: no request for {args.idle_after} s (scale to zero)",
+            namespace=metrics_namespace(args.tenant_id), metric_name=REQUESTS_PER_TASK,
+            dimensions={TENANT_DIMENSION: args.tenant_id}, statistic="Sum", period=period,
+            evaluation_periods=periods, threshold=0, comparison_operator="LessThanOrEqualToThreshold",
+            treat_missing_data="notBreaching", tags=t, opts=child(self))
 
     def _autoscaling(self, name: str, args: TenantInfraArgs, t: dict[str, str]) -> None:
         resource_id = pulumi.Output.all(args.platform.cluster_arn, self.service.name).apply(

@@ -65,8 +65,12 @@ class TenantStack(pulumi.ComponentResource):
                                    type="CNAME", ttl=300, records=[edge.domain_name], opts=child(self))
         self.edge = edge
         self.outputs = {
-            # edge, customDomain, routed: read back by the next `up` (services/resources/aws/stacks.py)
+            # edge, customDomain, routed, idleAfter: read back by the next `up` (services/resources/aws/stacks.py)
             "tenantId": args.tenant_id, "edge": args.edge, "customDomain": args.custom_domain or "",
+            # the tenant's own idle period as set ("": the installation's), and the one in force
+            "idleAfter": "" if args.idle_after_s is None else str(args.idle_after_s),
+            "idleAfterS": args.idle_after,
+            "idleAlarm": self.runtime.idle_alarm.name if self.runtime.idle_alarm is not None else "",
             "routed": args.routed, "customDomainReady": args.custom_domain_ready,
             "certificateArn": self.certificate.arn if self.certificate is not None else "",
             "hosts": hosts, "routedHosts": attached if args.routed else [],

@@ -14,6 +14,7 @@ import pytest
 from contracts.tenant import InvalidTenantId, tenant_names
 from infra.common import TENANT_TAG
 from infra.tenant.stack import TenantStack, cache_access_string
+from tests.support.aws_fakes import FakeWorkspace
 from tests.support.infra_stacks import ACCT, REFS, run_tenant_program, secret_arn, tenant_args
 from tests.support.pulumi_mocks import Declared, RecordingMocks, run_program
 from services.resources.cache import COMMAND_RULES
@@ -521,3 +522,224 @@ def test_the_tenants_cloud_map_service_is_deleted_with_its_instances(edge):
     """Item 15: DeleteService fails while instances are registered (tasks still deregistering)."""
     srv = one(declared("acme", edge), "aws:servicediscovery/service:Service").inputs
     assert srv["forceDestroy"] is True
+
+
+# --- scale to zero on AWS: the tenant stack's part (docs/scale-to-zero.md, On AWS) ----------------------
+
+IDLE_ALARM = "aws:cloudwatch/metricAlarm:MetricAlarm"
+
+
+def idle(idle_after_s, edge: str = "pooled", **kw) -> RecordingMocks:
+    return run_program(lambda: TenantStack("acme", tenant_args("acme", edge, idle_after_s=idle_after_s, **kw)))
+
+
+def test_the_idle_alarm_watches_the_tenants_own_requests_metric_for_its_idle_period():
+    from reloader.traffic import METRICS_NAMESPACE, REQUESTS_PER_TASK, TENANT_DIMENSION
+
+    alarm = one(idle(900), IDLE_ALARM).inputs
+    assert alarm["name"] == "hostplane-idle-acme"
+    assert (alarm["namespace"], alarm["metricName"]) == (f"{METRICS_NAMESPACE}/acme", REQUESTS_PER_TASK)
+    assert alarm["namespace"] == "hostplane/Runtime/acme" and alarm["metricName"] == "RequestsPerTask"
+    assert alarm["dimensions"] == {TENANT_DIMENSION: "acme"} == {"TenantId": "acme"}
+    assert (alarm["statistic"], alarm["period"], alarm["evaluationPeriods"]) == ("Sum", 60, 15)  # 900 s
+    assert (alarm["threshold"], alarm["comparisonOperator"]) == (0, "LessThanOrEqualToThreshold")
+    assert alarm["treatMissingData"] == "notBreaching"  # a sleeping service publishes nothing
+    # the activator takes the state change from EventBridge: no action of the alarm's own
+    assert not any(alarm.get(k) for k in ("alarmActions", "okActions", "insufficientDataActions"))
+    assert alarm["tags"][TENANT_TAG] == "acme"
+    assert one(idle(61), IDLE_ALARM).inputs["evaluationPeriods"] == 2  # rounded up: never sooner than asked
+
+
+def test_the_idle_alarm_watches_the_same_metric_the_scaling_policy_tracks():
+    m = idle(300, "dedicated")
+    alarm = one(m, IDLE_ALARM).inputs
+    (spec,) = [p.inputs["targetTrackingScalingPolicyConfiguration"]["customizedMetricSpecification"]
+               for p in of_type(m, "aws:appautoscaling/policy:Policy")
+               if "customizedMetricSpecification" in p.inputs["targetTrackingScalingPolicyConfiguration"]]
+    assert (alarm["namespace"], alarm["metricName"]) == (spec["namespace"], spec["metricName"])
+    assert [{"name": k, "value": v} for k, v in alarm["dimensions"].items()] == spec["dimensions"]
+    assert alarm["evaluationPeriods"] == 5
+
+
+@pytest.mark.parametrize("edge", ["dedicated", "pooled"])
+def test_an_always_on_tenant_has_no_idle_alarm(edge):
+    assert of_type(idle(0, edge), IDLE_ALARM) == []
+    assert of_type(idle(None, edge, idle_after_default=0), IDLE_ALARM) == []  # installation: never
+    assert len(of_type(idle(None, edge), IDLE_ALARM)) == 1  # the platform's default, 900 s
+
+
+def test_no_tenant_defaults_to_another_idle_period_than_the_platforms():
+    from core.settings import Settings
+    from infra.tenant.args import DEFAULT_IDLE_AFTER_S
+
+    assert tenant_args().idle_after == DEFAULT_IDLE_AFTER_S == Settings.model_fields["scale_to_zero_after"].default
+    assert one(idle(None), IDLE_ALARM).inputs["evaluationPeriods"] == DEFAULT_IDLE_AFTER_S // 60
+    assert one(idle(None, idle_after_default=120), IDLE_ALARM).inputs["evaluationPeriods"] == 2
+    assert one(idle(600, idle_after_default=120), IDLE_ALARM).inputs["evaluationPeriods"] == 10  # its own first
+
+
+@pytest.mark.parametrize(("idle_after_s", "window"), [
+    (1, (60, 1)), (900, (60, 15)), (86_400, (60, 1440)),  # minutes: at most one day of them
+    (86_401, (3600, 25)), (604_800, (3600, 168)),  # then hours, up to CloudWatch's 7 days
+    (0, None), (604_801, None), (31_536_000, None),  # always on; longer than CloudWatch can watch
+])
+def test_the_idle_window_fits_cloudwatchs_limits_and_never_ends_before_the_idle_period(idle_after_s, window):
+    from infra.tenant.runtime import idle_alarm_window
+
+    assert idle_alarm_window(idle_after_s) == window
+    if window is not None:
+        period, periods = window
+        assert period * periods >= idle_after_s and period * (periods - 1) < idle_after_s
+        # PutMetricAlarm: Period x EvaluationPeriods <= 604,800 s, <= 86,400 s for a period under an hour
+        assert period * periods <= (86_400 if period < 3600 else 604_800)
+        assert period % 60 == 0
+
+
+def test_a_tenant_idle_longer_than_cloudwatch_can_watch_stays_awake():
+    assert of_type(idle(31_536_000), IDLE_ALARM) == []
+    assert one(idle(604_800), IDLE_ALARM).inputs["period"] == 3600
+
+
+@pytest.mark.parametrize("bad", [-1, 31_536_001, True, "900", 1.5])
+def test_a_bad_idle_period_is_refused_before_any_resource(bad):
+    with pytest.raises(ValueError, match="idle_after_s must be a whole number of seconds"):
+        tenant_args(idle_after_s=bad)
+    with pytest.raises(ValueError, match="idle_after_default must be a whole number of seconds"):
+        tenant_args(idle_after_default=bad)
+
+
+BAD_IDLE_CONFIG = ["-1", "31536001", "1.5", "900s", " 900", "true", "1e3", "9" * 12]
+
+
+def test_the_program_refuses_a_bad_idle_config_before_any_resource():
+    from unittest import mock
+
+    from infra.tenant.program import PLATFORM_OUTPUTS, tenant_program
+
+    seen: list[str] = []
+    original = RecordingMocks.new_resource
+
+    def new_resource(self, args):
+        seen.append(args.typ)
+        return original(self, args)
+
+    def run(config):
+        outputs = {k: getattr(REFS, f) for f, k in PLATFORM_OUTPUTS.items()}
+        with mock.patch.object(RecordingMocks, "new_resource", new_resource):
+            return run_program(tenant_program, config=PROGRAM_CONFIG | config, stack_outputs=outputs)
+
+    for key in ("idleAfter", "idleAfterDefault"):
+        for bad in BAD_IDLE_CONFIG:
+            with pytest.raises(ValueError, match=f"hostplane:{key} must be a whole number of seconds"):
+                run({f"hostplane:{key}": bad})
+            assert seen == [], f"{key}={bad!r}: declared before the refusal"
+    run({"hostplane:idleAfter": "900", "hostplane:idleAfterDefault": "0"})
+    assert "pulumi:pulumi:StackReference" in seen and IDLE_ALARM in seen  # good values: the same program declares
+
+
+@pytest.mark.parametrize(("config", "periods"), [
+    ({"hostplane:idleAfter": "300"}, 5), ({}, 15), ({"hostplane:idleAfter": ""}, 15),
+    ({"hostplane:idleAfterDefault": "120"}, 2), ({"hostplane:idleAfter": "0"}, None),
+    ({"hostplane:idleAfter": "", "hostplane:idleAfterDefault": "0"}, None),
+])
+def test_the_program_reads_the_idle_period_from_its_config(config, periods):
+    m = run_tenant_program(PROGRAM_CONFIG | config)
+    alarms = of_type(m, IDLE_ALARM)
+    assert [a.inputs["evaluationPeriods"] for a in alarms] == ([] if periods is None else [periods])
+
+
+def test_the_dedicated_edge_waits_for_a_waking_runtime_as_long_as_cloudfront_allows():
+    """CloudFront's OriginReadTimeout: 30 s by default, 60 s at most without a quota increase;
+    a wake on AWS takes tens of seconds."""
+    from infra.tenant.edge import ORIGIN_READ_TIMEOUT_S
+
+    dist = one(declared("acme", "dedicated"), "aws:cloudfront/distribution:Distribution").inputs
+    origins = {o["originId"]: o for o in dist["origins"]}
+    assert origins["alb"]["customOriginConfig"]["originReadTimeout"] == ORIGIN_READ_TIMEOUT_S == 60
+    assert "customOriginConfig" not in origins["static"]  # the bucket is no custom origin
+
+
+# The tenant stack driver (services/resources/aws/stacks.py) against the real tenant program: each
+# `up` runs it under the mocks with the config the driver set, and exports what it exports.
+
+class ProgramWorkspace(FakeWorkspace):
+    """tests.support.aws_fakes.FakeWorkspace whose `up` runs infra/tenant/program.py."""
+
+    declared: RecordingMocks | None = None  # what the last `up` declared
+
+    def outputs_for(self, names, config):
+        from unittest import mock
+
+        from infra.tenant.program import PLATFORM_OUTPUTS, tenant_program
+
+        exported: dict = {}
+
+        def export(key, value):
+            pulumi.Output.from_input(value).apply(lambda v: exported.__setitem__(key, v))
+
+        platform = {k: getattr(REFS, f) for f, k in PLATFORM_OUTPUTS.items()}
+        with mock.patch.object(pulumi, "export", export):
+            self.declared = run_program(tenant_program, config=dict(config), stack_outputs=platform)
+        return exported
+
+
+def alarm_periods(ws) -> int | None:
+    alarms = of_type(ws.declared, IDLE_ALARM)
+    return alarms[0].inputs["evaluationPeriods"] if alarms else None
+
+
+STACK_SETTINGS_CONFIG = {"image": "reloader:1", "zoneId": "Z1", "baseDomain": "apps.example.com", "edge": "pooled"}
+
+
+def stacks_on(ws, **base):
+    from services.resources.aws.stacks import StackSettings, TenantStacks
+
+    settings = StackSettings(backend_url="s3://state/hostplane", secrets_provider="awskms://alias/hostplane",
+                             platform_stack="org/hostplane-platform/prod", region="eu-west-1",
+                             base_config=STACK_SETTINGS_CONFIG | base)
+    return TenantStacks(settings, workspace=ws, backoff_s=0)
+
+
+async def test_the_tenants_idle_period_reaches_its_stack_and_survives_a_route():
+    from services.resources.base import NO_OPTIONS, TenantOptions
+
+    ws, names = ProgramWorkspace(), tenant_names("acme")
+    stacks = stacks_on(ws)
+    assert stacks.config_for(names, TenantOptions(idle_after_s=300))["idleAfter"] == "300"
+    assert "idleAfter" not in stacks.config_for(names)  # not chosen: what the stack carries
+    result = await stacks.converge(names, TenantOptions(idle_after_s=300))
+    stack = ws.stacks[names.runtime_service]
+    assert stack.config["hostplane:idleAfter"] == "300" and alarm_periods(ws) == 5
+    assert (result.outputs["idleAfter"], result.outputs["idleAfterS"]) == ("300", 300)
+    assert result.outputs["idleAlarm"] == "hostplane-idle-acme"
+    await stacks.route(names, custom_domain=None, routed=True)  # router-config's keys only
+    assert stack.config["hostplane:idleAfter"] == "300" and alarm_periods(ws) == 5, "a route reset it"
+    assert stack.config["hostplane:routed"] == "true"
+    await stacks.converge(names, NO_OPTIONS)  # a provisioner `up` with no choice keeps the tenant's
+    assert stack.config["hostplane:idleAfter"] == "300" and alarm_periods(ws) == 5
+    assert stack.config["hostplane:routed"] == "true"
+
+
+async def test_an_always_on_tenant_stays_without_an_alarm_across_routes():
+    from services.resources.base import TenantOptions
+
+    ws, names = ProgramWorkspace(), tenant_names("acme")
+    stacks = stacks_on(ws)
+    await stacks.converge(names, TenantOptions(idle_after_s=0))
+    assert alarm_periods(ws) is None
+    result = await stacks.route(names, custom_domain=None, routed=True)
+    assert alarm_periods(ws) is None, "a route gave an always-on tenant the platform's default"
+    assert (result.outputs["idleAfter"], result.outputs["idleAfterS"], result.outputs["idleAlarm"]) == ("0", 0, "")
+
+
+async def test_a_tenant_without_a_choice_follows_the_installations_default_on_every_up():
+    from services.resources.base import NO_OPTIONS
+
+    ws, names = ProgramWorkspace(), tenant_names("acme")
+    result = await stacks_on(ws).converge(names, NO_OPTIONS)
+    assert "hostplane:idleAfter" not in ws.stacks[names.runtime_service].config
+    assert alarm_periods(ws) == 15 and result.outputs["idleAfter"] == ""  # the platform's 900 s
+    result = await stacks_on(ws, idleAfterDefault="120").route(names, custom_domain=None, routed=True)
+    config = ws.stacks[names.runtime_service].config
+    assert (config["hostplane:idleAfter"], config["hostplane:idleAfterDefault"]) == ("", "120")
+    assert alarm_periods(ws) == 2 and result.outputs["idleAfterS"] == 120

@@ -44,7 +44,9 @@ TENANT_PROGRAM = Path(__file__).resolve().parents[3] / "infra" / "tenant"
 CONCURRENT_RETRIES = 5
 CONCURRENT_BACKOFF_S = 15.0
 ROUTE_KEYS = ("customDomain", "customDomainReady", "routed")
-CARRIED = ("edge", *ROUTE_KEYS)  # config keys the program also exports under the same name
+# Config keys the program also exports under the same name. `idleAfter`: the tenant's own idle
+# period ("": the installation's, `idleAfterDefault` in base_config, set on every `up`).
+CARRIED = ("edge", "idleAfter", *ROUTE_KEYS)
 UNSET = {"customDomain": "", "customDomainReady": "false", "routed": "false"}  # a new stack: not routed until router-config says
 
 
@@ -280,12 +282,15 @@ class TenantStacks:
         self._locks: dict[str, asyncio.Lock] = {}
 
     def config_for(self, names: TenantNames, options: TenantOptions = NO_OPTIONS) -> dict[str, str]:
-        """The provisioner's keys (never a ROUTE_KEYS one; the edge only when chosen)."""
-        base = {k: v for k, v in self.settings.base_config.items() if k != "edge"}
+        """The provisioner's keys (never a ROUTE_KEYS one; the edge and the idle period only when
+        chosen: otherwise what the stack carries, or for a new one the installation's)."""
+        base = {k: v for k, v in self.settings.base_config.items() if k not in ("edge", "idleAfter")}
         config = {**base, "tenantId": names.tenant_id, "prefix": self.settings.prefix,
                   "platformStack": self.settings.platform_stack, "secretName": names.secret}
         if options.edge is not None:
             config["edge"] = options.edge
+        if options.idle_after_s is not None:
+            config["idleAfter"] = str(options.idle_after_s)
         return config
 
     async def _run(self, kind: str, stack: str, config: Mapping[str, str] | None = None) -> Any:
