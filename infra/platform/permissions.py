@@ -286,8 +286,11 @@ def _runtime(s: Scope) -> list[dict[str, Any]]:
                   condition={"StringEquals": {"iam:AWSServiceName": SCALING_SERVICE}}),
         # Target tracking: Application Auto Scaling makes the two alarms with the caller's
         # CloudWatch permissions (its user guide); it names them TargetTracking-<resource id>-….
-        statement(["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms"],
-                  s.arn("cloudwatch", f"alarm:TargetTracking-service/{s.cluster_name}/{p}-*"), sid="ScalingAlarms"),
+        # Scale to zero: each tenant's own idle alarm, tagged (infra/tenant/runtime.py
+        # idle_alarm_name). One statement for both: the managed policy is near its size limit.
+        statement([f"cloudwatch:{a}" for a in ["PutMetricAlarm", "DescribeAlarms", "DeleteAlarms", *tags]],
+                  [s.arn("cloudwatch", f"alarm:TargetTracking-service/{s.cluster_name}/{p}-*"),
+                   s.arn("cloudwatch", f"alarm:{p}-idle-*")], sid="Alarms"),
         statement([f"elasticache:{a}" for a in ["CreateUser", "ModifyUser", "DeleteUser", "DescribeUsers",
                                                 "AddTagsToResource", "RemoveTagsFromResource",
                                                 "ListTagsForResource"]], cache_users, sid="TenantCacheUsers"),

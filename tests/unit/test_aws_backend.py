@@ -157,7 +157,9 @@ def test_aws_target_settings_are_required_and_checked(monkeypatch):
     monkeypatch.setenv("HOSTPLANE_AWS_STATE_URL", "s3://state")
     st = AwsTarget().stack_settings(Settings(region="eu-west-1"))
     assert st.secrets_provider == "awskms://alias/hostplane?region=eu-west-1"
-    assert st.base_config == {"image": "r:1", "zoneId": "Z", "baseDomain": "apps.example.com", "edge": "pooled"}
+    assert st.base_config == {"image": "r:1", "zoneId": "Z", "baseDomain": "apps.example.com", "edge": "pooled",
+                              "idleAfterDefault": "900"}
+    assert AwsTarget().stack_settings(Settings(scale_to_zero_after=0)).base_config["idleAfterDefault"] == "0"
 
 
 def test_target_aws_swaps_exactly_the_stack_owned_drivers(monkeypatch):

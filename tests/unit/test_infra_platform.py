@@ -410,7 +410,27 @@ def test_scaling_may_create_only_its_own_service_linked_role_and_tenant_alarms()
     assert role["Resource"] == f"arn:aws:iam::1:{SCALING_ROLE}"
     assert role["Condition"] == {"StringEquals": {"iam:AWSServiceName": SCALING_SERVICE}}
     assert not [st for st in sts.values() if "iam:CreateServiceLinkedRole" in st["Action"] and st is not role]
-    assert sts["ScalingAlarms"]["Resource"] == "arn:aws:cloudwatch:eu-west-1:1:alarm:TargetTracking-service/hpx/hpx-*"
+    assert sts["Alarms"]["Resource"] == ["arn:aws:cloudwatch:eu-west-1:1:alarm:TargetTracking-service/hpx/hpx-*",
+                                         "arn:aws:cloudwatch:eu-west-1:1:alarm:hpx-idle-*"]
+
+
+def test_the_stack_drivers_may_manage_exactly_the_idle_alarm_a_tenant_stack_declares():
+    """infra/tenant/runtime.py names the alarm; the roles that run tenant stacks may put,
+    describe, delete and tag that name and no other of the account's alarms."""
+    from fnmatch import fnmatch
+
+    from infra.tenant.runtime import idle_alarm_name
+
+    arn = f"arn:aws:cloudwatch:eu-west-1:1:alarm:{idle_alarm_name('hpx', 'acme')}"
+    for service in ("provisioner", "router-config", "deprovisioner"):
+        sts = permissions(service, stack_scope("hpx"))
+        allowed = {a for st in sts for a in st["Action"]
+                   if any(fnmatch(arn, r) for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]))}
+        assert {"cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms", "cloudwatch:DeleteAlarms",
+                "cloudwatch:TagResource", "cloudwatch:ListTagsForResource"} <= allowed, service
+        other = "arn:aws:cloudwatch:eu-west-1:1:alarm:billing-alarm"
+        assert not [st for st in sts if "cloudwatch:DeleteAlarms" in st["Action"] and any(
+            fnmatch(other, r) for r in ([st["Resource"]] if isinstance(st["Resource"], str) else st["Resource"]))]
 
 
 def deployed_statements(service: str) -> tuple[list[dict], list[list[dict]]]:

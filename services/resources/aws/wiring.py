@@ -31,7 +31,9 @@ class AwsTarget(BaseSettings):
 
     def stack_settings(self, settings: Settings) -> StackSettings:
         base = {"image": self.tenant_image, "zoneId": self.zone_id, "baseDomain": self.base_domain,
-                "edge": self.edge}
+                "edge": self.edge,
+                # the idle period of a tenant that chose none (HOSTPLANE_SCALE_TO_ZERO_AFTER)
+                "idleAfterDefault": str(settings.scale_to_zero_after)}
         if self.wildcard_certificate_arn:
             base["wildcardCertificateArn"] = self.wildcard_certificate_arn
         return StackSettings(
