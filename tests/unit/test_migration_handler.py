@@ -36,8 +36,8 @@ class NoSecrets:
 def zipped(files: dict[str, str]) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
-        for name, body in files.items():
-            zf.writestr(name, body)
+        for name, body in files.items():  # a fixed date: the same files, the same bytes (writestr's
+            zf.writestr(zipfile.ZipInfo(name, date_time=(2026, 1, 1, 0, 0, 0)), body)  # is now's)
     return buf.getvalue()
 
 
