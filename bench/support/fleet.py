@@ -63,11 +63,16 @@ class Fleet:
         await self.edge.aclose()
         await asyncio.to_thread(stop_platform, self.running)
 
-    async def create(self, names: list[str], spec: str = EXAMPLE_SPEC) -> dict[str, str]:
-        """Submit every creation at once; returns the names the API refused, with why."""
+    async def create(self, names: list[str], spec: str = EXAMPLE_SPEC, *,
+                     idle_after_s: dict[str, int] | None = None) -> dict[str, str]:
+        """Submit every creation at once (each with its idle period when `idle_after_s` names
+        it); returns the names the API refused, with why."""
         async def one(name: str) -> tuple[str, str | None]:
             self.created_at[name] = time.monotonic()
-            resp = await self.api.post("/v1/tenants", json={"name": name, "app": spec})
+            body: dict[str, Any] = {"name": name, "app": spec}
+            if idle_after_s and name in idle_after_s:
+                body["idle_after_s"] = idle_after_s[name]
+            resp = await self.api.post("/v1/tenants", json=body)
             return name, None if resp.status_code == 202 else f"{resp.status_code}: {resp.text[:200]}"
 
         results = await asyncio.gather(*(one(n) for n in names))
@@ -128,6 +133,8 @@ class Fleet:
         tenants = json.loads(path.read_text()).get("tenants", {}) if path.exists() else {}
         rss = uss = procs = 0
         for rec in tenants.values():
+            if not rec.get("pid"):
+                continue  # asleep: no process (psutil.Process(None) would be this process)
             try:
                 root = psutil.Process(rec["pid"])
                 for proc in (root, *root.children(recursive=True)):
@@ -136,8 +143,12 @@ class Fleet:
             except (psutil.Error, KeyError, TypeError):
                 continue
         n = max(len(tenants), 1)
-        return {"runtimes": len(tenants), "processes": procs, "rss_mb_per_tenant": round(rss / n / 2**20, 1),
-                "uss_mb_per_tenant": round(uss / n / 2**20, 1), "rss_mb_total": round(rss / 2**20)}
+        running = sum(1 for rec in tenants.values() if rec.get("pid"))
+        return {"runtimes": len(tenants), "running": running, "asleep": sum(1 for r in tenants.values() if r.get("asleep")),
+                "processes": procs, "rss_mb_per_tenant": round(rss / n / 2**20, 1),
+                "uss_mb_per_tenant": round(uss / n / 2**20, 1), "rss_mb_total": round(rss / 2**20),
+                "uss_mb_per_running_tenant": round(uss / max(running, 1) / 2**20, 1),
+                "rss_mb_per_running_tenant": round(rss / max(running, 1) / 2**20, 1)}
 
     async def dlq_depths(self) -> dict[str, int]:
         from core.aws import aws_client
