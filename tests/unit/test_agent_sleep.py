@@ -161,3 +161,21 @@ async def test_a_runtime_adopted_after_an_agent_restart_sleeps_and_its_port_is_t
         assert agent.woken == [("acme", "request")]
     finally:
         agent.listeners.close_all()
+
+
+def test_only_so_many_runtimes_boot_at_once_and_a_stuck_one_frees_its_place():
+    """A thousand registered at once must not all boot together (agent.MAX_WARMING)."""
+    from datetime import UTC, datetime, timedelta
+    from types import SimpleNamespace
+
+    from hostplane.local.agent.agent import MAX_WARMING, WARMING_FOR_S, Agent
+
+    now = datetime.now(UTC)
+    recs = {f"t{i}": RunningTenant(tenant_id=f"t{i}", app_port=i, health_port=i, pid=100 + i, app_state=state,
+                                   started_at=(now - timedelta(seconds=age)).isoformat())
+            for i, (state, age) in enumerate([("starting", 1), ("unreachable", 2), ("serving", 1), ("no_release", 1),
+                                               ("starting", WARMING_FOR_S + 5)])}
+    recs["asleep"] = RunningTenant(tenant_id="asleep", app_port=9, health_port=9, asleep=True, app_state="asleep")
+    agent = SimpleNamespace(state=AgentState(tenants=recs), starting={"t9"})
+    assert Agent.warming(agent) == 3, "booting: t0, t1 and the start in flight; not the stuck t4"
+    assert MAX_WARMING >= 8

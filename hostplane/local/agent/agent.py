@@ -32,6 +32,7 @@ import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -54,6 +55,11 @@ STABLE_AFTER_S = 60.0
 
 
 START_CONCURRENCY = 8
+# Runtimes started but not yet answering, at most: a thousand registered at once (a host
+# restart, a bulk import) would otherwise all boot together and none would finish (wake.py
+# at 1,000 on 2 cores: load average 437). The rest start in later rounds; a wake never waits.
+MAX_WARMING = 16
+WARMING_FOR_S = 60.0  # one still not answering after this long no longer holds a place
 REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agent.watch_reports)
 CHILD_BIND_S = 20.0  # a reloader binds its ports at once; their reservation need not outlive that
 
@@ -222,9 +228,18 @@ class Agent(Sleeping):
             rec.pid = None
         elif rec is not None and rec.pid:
             self._died(rec)
-        if time.monotonic() < self.not_before.get(tenant, 0.0):
+        if time.monotonic() < self.not_before.get(tenant, 0.0) or self.warming() >= MAX_WARMING:
             return
         await self.start(service, rec)
+
+    def warming(self) -> int:
+        """Runtimes being started or booting (started in the last WARMING_FOR_S, not answering yet)."""
+        now, booting = datetime.now(UTC), 0
+        for rec in self.state.tenants.values():
+            if rec.pid and rec.app_state in ("starting", "unreachable") and rec.started_at \
+                    and (now - datetime.fromisoformat(rec.started_at)).total_seconds() < WARMING_FOR_S:
+                booting += 1
+        return booting + len(self.starting)
 
     def _died(self, rec: RunningTenant) -> None:
         uptime = time.time() - (rec.create_time or 0)
