@@ -195,19 +195,26 @@ class TenantCommands:
             event = TenantDeletionRequested(requested_by=actor)
             return await self._request(conn, name, generation, "delete", event, status, None, None, actor)
 
+    async def _unchanged(self, conn, name: str, status) -> Accepted:
+        """The setting already has the asked value: nothing recorded, the current request answers."""
+        return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
+                        changed=False)
+
+    @staticmethod
+    def _settled_or_busy(name: str, status, what: str) -> None:
+        if not status.facts.provisioned or not status.settled:
+            raise RequestRefused(409, f"tenant {name!r} is busy (state {status.state}); change {what} once it is ready")
+
     async def change_domain(self, name: str, domain: str | None, actor: str | None) -> Accepted:
         """Set (or with None remove) the tenant's custom domain; only its edge route changes."""
         async with self.pool.acquire() as conn, conn.transaction():
             await store.lock_tenant(conn, name)
             row, status = await self._live(conn, name)
             if row["custom_domain"] == domain and status.state != "failed":
-                return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
-                                changed=False)
+                return await self._unchanged(conn, name, status)
             if domain and (owner := await store.domain_owner(conn, domain, name)):
                 raise RequestRefused(409, f"custom domain {domain!r} already belongs to tenant {owner!r}")
-            if not status.facts.provisioned or not status.settled:
-                raise RequestRefused(409, f"tenant {name!r} is busy (state {status.state}); change its domain once it "
-                                   "is ready")
+            self._settled_or_busy(name, status, "its domain")
             generation = row["generation"] + 1
             try:
                 await conn.execute("UPDATE tenants SET custom_domain = $2, generation = $3, updated_at = now() "
@@ -224,11 +231,8 @@ class TenantCommands:
             await store.lock_tenant(conn, name)
             row, status = await self._live(conn, name)
             if row["idle_after_s"] == idle_after_s and status.state != "failed":
-                return Accepted(name, status.kind, status.generation, await self._correlation(conn, name, status),
-                                changed=False)
-            if not status.facts.provisioned or not status.settled:
-                raise RequestRefused(409, f"tenant {name!r} is busy (state {status.state}); change its idle period "
-                                   "once it is ready")
+                return await self._unchanged(conn, name, status)
+            self._settled_or_busy(name, status, "its idle period")
             generation = row["generation"] + 1
             await conn.execute("UPDATE tenants SET idle_after_s = $2, generation = $3, updated_at = now() "
                                "WHERE tenant_id = $1", name, idle_after_s, generation)
