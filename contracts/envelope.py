@@ -66,10 +66,17 @@ def register(cls: type[E]) -> type[E]:
     return cls
 
 
+_loaded = False
+
+
 def _load_models() -> None:
     """Every model registers itself when its module is imported; import them all once."""
-    import contracts.events_v1  # noqa: F401
-    import contracts.failures_v1  # noqa: F401
+    global _loaded
+    if not _loaded:
+        import contracts.events_v1  # noqa: F401
+        import contracts.failures_v1  # noqa: F401
+
+        _loaded = True
 
 
 def registered_events() -> list[type[Event]]:

@@ -179,3 +179,27 @@ def test_only_so_many_runtimes_boot_at_once_and_a_stuck_one_frees_its_place():
     agent = SimpleNamespace(state=AgentState(tenants=recs), starting={"t9"})
     assert Agent.warming(agent) == 3, "booting: t0, t1 and the start in flight; not the stuck t4"
     assert MAX_WARMING >= 8
+
+
+async def test_the_report_watch_reads_a_flooding_tenants_file_at_most_once_a_second(tmp_path):
+    from types import SimpleNamespace
+
+    from hostplane.local.agent.agent import REPORT_WATCH_EVERY_S, Agent
+
+    (tmp_path / "runtime" / "flood").mkdir(parents=True)
+    events = tmp_path / "runtime" / "flood" / reports.EVENTS_FILE
+    relayed: list[list[str]] = []
+
+    async def relay_reports(tenants):
+        relayed.append(tenants)
+
+    agent = SimpleNamespace(home=tmp_path, stop_requested=asyncio.Event(), watch_relayed={}, relay_reports=relay_reports,
+                            state=AgentState(tenants={"flood": RunningTenant(tenant_id="flood", app_port=1,
+                                                                              health_port=2)}))
+    watch = asyncio.create_task(Agent.watch_reports(agent))
+    for i in range(15):  # a new line every 0.1 s for 1.5 s: the file always grew since the cursor
+        events.write_text("junk\n" * (i + 1))
+        await asyncio.sleep(0.1)
+    agent.stop_requested.set()
+    await watch
+    assert 1 <= len(relayed) <= 1.5 / REPORT_WATCH_EVERY_S + 1, relayed

@@ -61,6 +61,9 @@ START_CONCURRENCY = 8
 MAX_WARMING = 16
 WARMING_FOR_S = 60.0  # one still not answering after this long no longer holds a place
 REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agent.watch_reports)
+# ... but a tenant's file is read by the watch at most this often: one that writes without
+# pause (a flood of junk) costs the agent one extra read a second, not five.
+REPORT_WATCH_EVERY_S = 1.0
 CHILD_BIND_S = 20.0  # a reloader binds its ports at once; their reservation need not outlive that
 
 
@@ -96,6 +99,7 @@ class Agent(Sleeping):
         # loop's default pool they held the threads a wake needs (a 1.2 s wake, bench/wake.py).
         self.sleep_stops = ThreadPoolExecutor(max_workers=8, thread_name_prefix="sleep-stop")
         self.relaying = asyncio.Lock()
+        self.watch_relayed: dict[str, float] = {}  # tenant → when the watch last relayed it
         self.default_idle_s = settings.scale_to_zero_after if settings is not None else 0
 
     # --- lifecycle ---------------------------------------------------------------------------
@@ -353,6 +357,7 @@ class Agent(Sleeping):
             await asyncio.to_thread(self.stop_runtime, rec)
             log.info("runtime.stopped", tenant_id=tenant, pid=rec.pid)
         self.state.tenants.pop(tenant, None)
+        self.watch_relayed.pop(tenant, None)
         self.listeners.close(tenant)
         self.idle.forget(tenant)
         if not self.leave_running:
@@ -391,7 +396,11 @@ class Agent(Sleeping):
         while not self.stop_requested.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), REPORT_WATCH_S)
-            if changed := reports.pending(root, list(self.state.tenants), self.state.reports):
+            now = time.monotonic()
+            changed = [t for t in reports.pending(root, list(self.state.tenants), self.state.reports)
+                       if now - self.watch_relayed.get(t, -REPORT_WATCH_EVERY_S) >= REPORT_WATCH_EVERY_S]
+            if changed:
+                self.watch_relayed.update(dict.fromkeys(changed, now))
                 try:
                     await self.relay_reports(changed)
                 except Exception as exc:  # noqa: BLE001  the round relays it then; the watch goes on
