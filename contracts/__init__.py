@@ -5,8 +5,8 @@ JSON Schemas and the AsyncAPI document from them, `python -m contracts.compat`
 checks that minor versions only add optional fields.
 
 The names below load on first use (PEP 562), so `contracts.naming` can be imported
-without pydantic (a tenant's runtime does); the registry loads every event model the
-first time it is asked (contracts.envelope.event_model, registered_events).
+without pydantic (a tenant's runtime does); contracts.registry imports every event model
+for the lookups that must see them all (parse_envelope, registered_events).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import importlib
 from typing import Any
 
 _HOME = {
-    **dict.fromkeys(("Envelope", "Event", "UnknownEvent", "parse_envelope", "registered_events"), "contracts.envelope"),
+    **dict.fromkeys(("Envelope", "Event", "UnknownEvent"), "contracts.envelope"),
+    **dict.fromkeys(("parse_envelope", "registered_events"), "contracts.registry"),
     **dict.fromkeys(("AppUpdateRequested", "MigrationsApplied", "ReleaseActivated", "RouteConfigured", "RouteRemoved",
                      "TenantChanged", "TenantDeletionRequested", "TenantDeprovisioned", "TenantProvisioned",
                      "TenantRequested"), "contracts.events_v1"),

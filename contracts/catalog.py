@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import contracts.events_v1  # noqa: F401  (registers every event model)
 import contracts.failures_v1  # noqa: F401
-from contracts.envelope import Event, registered_events
+from contracts.envelope import Event
+from contracts.registry import registered_events
 
 # Control-plane services plus the reloader (data plane, produces only).
 SERVICES = (

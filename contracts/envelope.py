@@ -7,7 +7,6 @@ look models up by (type, major), so a 1.3 event is read by the 1.x model.
 
 from __future__ import annotations
 
-import json
 import uuid
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
@@ -66,25 +65,6 @@ def register(cls: type[E]) -> type[E]:
     return cls
 
 
-_loaded = False
-
-
-def _load_models() -> None:
-    """Every model registers itself when its module is imported; import them all once."""
-    global _loaded
-    if not _loaded:
-        import contracts.events_v1  # noqa: F401
-        import contracts.failures_v1  # noqa: F401
-
-        _loaded = True
-
-
-def registered_events() -> list[type[Event]]:
-    """All registered event models, sorted by type then version."""
-    _load_models()
-    return sorted(_REGISTRY.values(), key=lambda c: (c.event_type, c.major()))
-
-
 def runtime_source(tenant_id: str) -> str:
     """EventBridge `source` of every event a tenant's runtime publishes about itself."""
     return RUNTIME_SOURCE_PREFIX + tenant_id
@@ -99,14 +79,6 @@ def producer_source(producer: str, tenant_id: str) -> str:
 def declared_sources(model: type[Event], tenant_id: str) -> set[str]:
     """Every `source` an event of `model` about `tenant_id` may come from (its declared producers)."""
     return {producer_source(p, tenant_id) for p in model.producers}
-
-
-def event_model(event_type: str, schema_version: str) -> type[Event]:
-    _load_models()
-    try:
-        return _REGISTRY[(event_type, int(schema_version.split(".")[0]))]
-    except (KeyError, ValueError):
-        raise UnknownEvent(f"no model for event {event_type} version {schema_version}") from None
 
 
 class Envelope(BaseModel, Generic[E]):
@@ -181,11 +153,3 @@ class Envelope(BaseModel, Generic[E]):
 
     def to_detail(self) -> str:
         return self.model_dump_json()
-
-
-def parse_envelope(detail: str | bytes | dict[str, Any]) -> Envelope[Any]:
-    """Read an envelope and type its `data` with the registered model."""
-    obj = json.loads(detail) if isinstance(detail, (str, bytes)) else detail
-    head = Envelope[Event].model_validate(obj)
-    model = event_model(head.event_type, head.schema_version)
-    return Envelope[model].model_validate(obj)  # type: ignore[valid-type]

@@ -19,7 +19,8 @@ from typing import Any
 import contracts.events_v1  # noqa: F401  (registers every event model)
 import contracts.failures_v1  # noqa: F401
 from contracts.catalog import SERVICES
-from contracts.envelope import RUNTIME_SOURCE_PREFIX, Envelope, Event, producer_source, registered_events
+from contracts.envelope import RUNTIME_SOURCE_PREFIX, Envelope, Event, producer_source
+from contracts.registry import registered_events
 
 CONTRACTS_DIR = Path(__file__).resolve().parent
 ASYNCAPI_FILE = "asyncapi.json"

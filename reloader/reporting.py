@@ -90,7 +90,7 @@ def envelope(tenant_id: str, event: Event, correlation_id: str | None) -> Envelo
 
 def parsed(tenant_id: str, report: Report, correlation_id: str | None) -> Envelope[Any]:
     """The envelope as the agent reads it (pydantic: for the bus and for tests)."""
-    from contracts.envelope import parse_envelope
+    from contracts.registry import parse_envelope
 
     return parse_envelope(detail(tenant_id, report, correlation_id))
 

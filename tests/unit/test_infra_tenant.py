@@ -308,7 +308,7 @@ def test_a_new_stack_is_unrouted_until_router_config_says_so():
 def runtime_types() -> list[str]:
     """The catalog's types a runtime reports itself (producers include the reloader; not the
     sleep and wake the host states about it)."""
-    from contracts.envelope import registered_events
+    from contracts.registry import registered_events
 
     return sorted({e.event_type for e in registered_events() if "reloader" in e.producers and e.tenant_may_report})
 

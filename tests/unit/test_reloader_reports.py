@@ -198,7 +198,7 @@ REPORTS = [
 
 def test_the_reloader_reports_every_runtime_event_the_contracts_declare_at_their_versions():
     from contracts import fields
-    from contracts.envelope import registered_events
+    from contracts.registry import registered_events
 
     declared = {m.event_type: m.schema_version for m in registered_events()
                 if reporting.PRODUCER in m.producers and m.event_type not in reports.AGENT_ONLY}
@@ -212,7 +212,7 @@ def test_the_reloader_reports_every_runtime_event_the_contracts_declare_at_their
 def test_a_plain_report_line_is_the_envelope_pydantic_would_build(event_type, data):
     """The reloader writes its envelopes without pydantic (reloader.reporting.detail): what it
     writes must read back as exactly what Envelope.new builds from the model."""
-    from contracts.envelope import event_model, parse_envelope
+    from contracts.registry import event_model, parse_envelope
 
     corr = "4b8d9c1e-0000-4000-8000-000000000001"
     model = event_model(event_type, reporting.SCHEMA_VERSIONS[event_type])

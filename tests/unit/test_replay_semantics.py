@@ -14,7 +14,8 @@ import pytest
 
 from artifacts.store import ArtifactStore
 from contracts.catalog import KINDS, command_types, kind_of
-from contracts.envelope import Envelope, registered_events
+from contracts.envelope import Envelope
+from contracts.registry import registered_events
 from contracts.events_v1 import (AppUpdateRequested, MigrationsApplied, RollbackRequested, TenantChanged,
                                  TenantRequested)
 from events import recorded

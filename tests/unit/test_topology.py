@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import contracts  # noqa: F401
-from contracts.envelope import registered_events
+from contracts.registry import registered_events
 from events.topology import MAX_RECEIVES, PRODUCERS, topology
 
 

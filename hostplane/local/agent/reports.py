@@ -29,7 +29,8 @@ from typing import Any
 
 import structlog
 
-from contracts.envelope import Envelope, parse_envelope, registered_events
+from contracts.envelope import Envelope
+from contracts.registry import parse_envelope, registered_events
 
 log = structlog.get_logger("runtime-agent")
 

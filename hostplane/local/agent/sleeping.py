@@ -20,7 +20,7 @@ import time
 
 import structlog
 
-from contracts.envelope import parse_envelope
+from contracts.registry import parse_envelope
 from contracts.events_v1 import RuntimeSlept, RuntimeWoke
 from hostplane.local.agent.state import RunningTenant
 from reloader.reporting import envelope

@@ -14,7 +14,8 @@ from artifacts import inputs
 from artifacts.store import ArtifactStore
 from contracts.app_spec import spec_ref
 from spec.load import load_app_spec
-from contracts.envelope import Envelope, parse_envelope
+from contracts.envelope import Envelope
+from contracts.registry import parse_envelope
 from contracts.events_v1 import AppUpdateRequested, RollbackRequested, TenantChanged, TenantProvisioned
 from events import recorded
 from services.api.commands import TenantCommands
