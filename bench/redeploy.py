@@ -154,6 +154,7 @@ async def _edge_updates(running, path: Path, releases: int, clients: int, rollba
         load = Load(f"http://127.0.0.1:{settings.edge_port}", clients=clients, path="/healthz",
                     headers={"Host": f"{tenant}.localhost"}).start()
         from_cli, from_api, wait_done, rollback_from_api = [], [], [], []
+        stages: dict[str, list[float]] = {}
         for version in range(2, releases + 2):
             spec["entities"]["task"]["fields"][f"extra{version}"] = {"type": "integer"}
             path.write_text(yaml.safe_dump(spec))
@@ -164,6 +165,9 @@ async def _edge_updates(running, path: Path, releases: int, clients: int, rollba
             accepted = await _accepted(api, tenant, "AppUpdateRequested", answer)
             from_cli.append((load.first_seen[version] - started) * 1000)
             from_api.append((load.first_seen[version] - accepted) * 1000)
+            for stage, at in (await _stage_times(api, tenant, answer)).items():
+                stages.setdefault(stage, []).append((at - accepted) * 1000)
+            stages.setdefault("edge: first response", []).append((load.first_seen[version] - accepted) * 1000)
         # Rollbacks: each to the release before the live one (a new version, the old bytes).
         for version in range(releases + 2, releases + 2 + rollbacks):
             started = time.time()
@@ -178,6 +182,7 @@ async def _edge_updates(running, path: Path, releases: int, clients: int, rollba
             "requests_failed": len(load.failures), "failures": load.failures[:10],
             "cli_update_to_serving_ms": _stats(from_cli), "api_accepted_to_serving_ms": _stats(from_api),
             "cli_update_wait_exit_ms": _stats(wait_done), "rollbacks": rollbacks,
+            "stage_after_api_accepted_ms": {stage: _stats(ms) for stage, ms in stages.items()},
             "rollback_api_accepted_to_serving_ms": _stats(rollback_from_api) if rollback_from_api else None}
 
 
@@ -194,6 +199,14 @@ async def _accepted(api, tenant: str, event_type: str, answer: dict) -> float:
     events = (await api.get(f"/v1/tenants/{tenant}/events", params={"type": event_type})).json()
     return next(datetime.fromisoformat(e["occurred_at"]).timestamp()
                 for e in events["events"] if e["correlation_id"] == answer["request"]["correlation_id"])
+
+
+async def _stage_times(api, tenant: str, answer: dict) -> dict[str, float]:
+    """When each stage's fact of this request was recorded (its occurred_at): where the time goes."""
+    corr = answer["request"]["correlation_id"]
+    events = (await api.get(f"/v1/tenants/{tenant}/events", params={"limit": 50})).json()["events"]
+    return {f"{e['producer']}: {e['event_type']}": datetime.fromisoformat(e["occurred_at"]).timestamp()
+            for e in events if e["correlation_id"] == corr and not e["event_type"].endswith("Requested")}
 
 
 def main() -> None:
@@ -230,6 +243,12 @@ def main() -> None:
                            ("rollback_api_accepted_to_serving_ms", "rollback: the API accepting it")):
             if edge.get(key):
                 table.add_row(label, *(str(edge[key][q]) for q in ("p50", "p95", "max")))
+        Console(width=140).print(table)
+        table = Table(title="where an update's time goes: each stage's fact, after the API accepted it")
+        for col in ("stage", "p50 ms", "p95 ms", "max ms"):
+            table.add_column(col, justify="right")
+        for stage, st in sorted(edge["stage_after_api_accepted_ms"].items(), key=lambda kv: kv[1]["p50"]):
+            table.add_row(stage, *(str(st[q]) for q in ("p50", "p95", "max")))
         Console(width=140).print(table)
         print(f"edge requests failed / ok during the updates: {edge['requests_failed']} / {edge['requests_ok']}")
     RESULTS.mkdir(exist_ok=True)
