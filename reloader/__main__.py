@@ -57,11 +57,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     defaults = RuntimeConfig(tenant_id="x", artifacts=Path("."), work_dir=Path("."))
     for name in ("poll_interval", "start_timeout", "health_timeout", "grace", "probation", "backoff_initial",
                  "backoff_max", "stable_after", "health_interval", "verify_retry_for", "idle_close",
-                 "memory_check_interval", "count_interval"):
+                 "memory_check_interval", "count_interval", "zygote_delay", "zygote_idle"):
         p.add_argument("--" + name.replace("_", "-"), type=float, default=getattr(defaults, name))
     p.add_argument("--memory-mb", type=int, default=defaults.memory_mb)
     p.add_argument("--crash-loop-threshold", type=int, default=defaults.crash_loop_threshold)
     p.add_argument("--smoke-path", default=defaults.smoke_path)
+    p.add_argument("--no-zygote", dest="zygote", action="store_false",
+                   help="start every app generation cold instead of forking it from a warm interpreter")
     return p.parse_args(argv)
 
 

@@ -52,6 +52,9 @@ class RuntimeConfig:
     verify_retry_for: float = 5.0  # an incomplete artifact may still be arriving (NFS)
     idle_close: float = 0.5
     count_interval: float = 1.0  # workers report requests served this often while it changes
+    zygote: bool = True  # fork workers from a warm interpreter (reloader.zygote); False: every start is cold
+    zygote_delay: float = 0.2  # after a deploy goes live, before the zygote starts
+    zygote_idle: float = 300.0  # the zygote is retired after this long without a fork
     tenant_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     @property

@@ -13,8 +13,19 @@ so app processes never outlive their reloader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from typing import Any
+
+WORKER_NAME, ZYGOTE_NAME = "hp-worker", "hp-zygote"  # what `ps` and psutil's name() show for them
+
+
+def name_process(name: str) -> None:
+    """Set this process's name (/proc/self/comm): a forked worker would otherwise look like
+    its zygote, and both like any other python."""
+    with contextlib.suppress(OSError):
+        with open("/proc/self/comm", "w") as comm:
+            comm.write(name)
 
 
 def encode(message: dict[str, Any]) -> bytes:

@@ -29,6 +29,7 @@ from artifacts.store import LocalRelease
 from reloader import control, probe
 from reloader.config import RuntimeConfig, Scrubber, app_environment
 from reloader.traffic import RequestCount
+from reloader.zygote import ForkedWorker, Zygote, ZygoteUnavailable
 
 log = structlog.get_logger(__name__)
 KEPT_LINES = 50
@@ -44,7 +45,8 @@ class StartFailure(Exception):
 
 class AppProcess:
     def __init__(self, release: LocalRelease, cfg: RuntimeConfig, listener: socket.socket, number: int,
-                 scrub: Scrubber, sockets_dir: os.PathLike[str], requests: RequestCount) -> None:
+                 scrub: Scrubber, sockets_dir: os.PathLike[str], requests: RequestCount,
+                 zygote: Zygote | None = None) -> None:
         self.release = release
         self.version = release.version
         self.cfg = cfg
@@ -61,7 +63,9 @@ class AppProcess:
         self.log = log.bind(tenant_id=cfg.tenant_id, version=self.version, generation=number)
         self._acks: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
         self._tasks: list[asyncio.Task[Any]] = []
-        self.proc: asyncio.subprocess.Process | None = None
+        self.proc: asyncio.subprocess.Process | ForkedWorker | None = None
+        self.zygote = zygote
+        self.forked = False  # from the zygote (warm), not started cold
         self.exited: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
     @property
@@ -77,19 +81,25 @@ class AppProcess:
             os.unlink(self.private)
         ours, theirs = socket.socketpair()
         listen_fd = self.listener.fileno()
-        cmd = [sys.executable, "-I", "-m", "reloader.worker", "--app", str(self.release.path),
-               "--entry", self.release.entry, "--listen-fd", str(listen_fd), "--control-fd", str(theirs.fileno()),
-               "--private", self.private, "--grace", str(self.cfg.grace), "--idle-close", str(self.cfg.idle_close),
-               "--count-every", str(self.cfg.count_interval)]
+        args = ["--app", str(self.release.path), "--entry", self.release.entry, "--private", self.private,
+                "--grace", str(self.cfg.grace), "--idle-close", str(self.cfg.idle_close),
+                "--count-every", str(self.cfg.count_interval)]
+        env = app_environment(self.cfg, self.version)
         try:
-            self.proc = await asyncio.create_subprocess_exec(
-                *cmd, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=app_environment(self.cfg, self.version),
-                cwd=self.cfg.work_dir, pass_fds=(listen_fd, theirs.fileno()), start_new_session=True)
+            if self.zygote is not None:
+                with contextlib.suppress(ZygoteUnavailable):  # not warm (yet): a cold start, as before
+                    self.proc = await self.zygote.fork(args, env, listen_fd, theirs.fileno())
+                    self.forked = True
+            if self.proc is None:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-I", "-m", "reloader.worker", *args, "--listen-fd", str(listen_fd),
+                    "--control-fd", str(theirs.fileno()), stdin=asyncio.subprocess.DEVNULL,
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+                    cwd=self.cfg.work_dir, pass_fds=(listen_fd, theirs.fileno()), start_new_session=True)
         finally:
             theirs.close()
         reader, self.writer = await asyncio.open_unix_connection(sock=ours)
-        self.log.info("app.spawned", pid=self.proc.pid)
+        self.log.info("app.spawned", pid=self.proc.pid, forked=self.forked)
         self._tasks = [asyncio.create_task(c) for c in (
             self._pump(self.proc.stdout, "stdout"), self._pump(self.proc.stderr, "stderr"),
             self._listen(reader), self._watch_memory(), self._wait_exit())]

@@ -28,12 +28,13 @@ import structlog
 from artifacts.errors import ArtifactError
 from artifacts.store import ArtifactStore, LocalRelease, Pointer
 from core import metrics
-from reloader.config import RuntimeConfig, Scrubber
+from reloader.config import RuntimeConfig, Scrubber, app_environment
 from reloader.generation import AppProcess, StartFailure
 from reloader.good import GoodReleases
 from reloader.reporting import Report, Reporter
 from reloader.traffic import RequestCount
 from reloader.unavailable import Unavailable
+from reloader.zygote import Zygote
 
 log = structlog.get_logger(__name__)
 HANG_PROBES = 5  # live health probes timing out in a row before a hung app is restarted
@@ -99,6 +100,9 @@ class Runtime:
         self.last_exit: dict[str, Any] | None = None
         self.app_health: dict[str, Any] = {"healthy": False, "detail": "no app running"}
         self._tasks: list[asyncio.Task[Any]] = []
+        # Started once a generation serves, never before: a wake must not wait for it.
+        self.zygote = Zygote(app_environment(cfg, 0), str(cfg.work_dir), self._zygote_output) if cfg.zygote else None
+        self._zygote_starting: asyncio.Task[Any] | None = None
 
     async def run(self) -> None:
         await asyncio.to_thread(self.good.load)
@@ -186,14 +190,16 @@ class Runtime:
     # --- starting a generation and moving traffic to it -------------------------------------
 
     async def _start(self, release: LocalRelease, *, seen: float, correlation_id: str | None = None,
-                     announce: bool = True, failure_is_crash: bool = False) -> bool:
+                     announce: bool = True, failure_is_crash: bool = False, warm: bool = True) -> bool:
         """Two-phase start; True when `release` serves. Failures leave the old one live.
         `announce`: report the outcome (a restart of the same release reports neither);
         `failure_is_crash`: a release that served before (e.g. the first start after a
         sleep) failing is the caller's crash to handle, not a refused release, but its
-        success is still announced (the runtime is running again)."""
+        success is still announced (the runtime is running again); `warm`: fork it from
+        the zygote when there is one ready (else a cold start)."""
         self.number += 1
-        new = AppProcess(release, self.cfg, self.listener, self.number, self.scrub, self.sockets_dir, self.requests)
+        new = AppProcess(release, self.cfg, self.listener, self.number, self.scrub, self.sockets_dir, self.requests,
+                         self.zygote if warm else None)
         if self.live is None:
             self.state = "starting"
         promoted = False
@@ -227,10 +233,12 @@ class Runtime:
         elif old is not None:
             asyncio.create_task(old.close())  # died while this one was starting
         swap_ms = int((time.monotonic() - seen) * 1000)
+        if old is not None:  # a deploy (or a rollback): more may follow
+            self._warm_zygote()
         metrics.SWAPS.labels(self.cfg.tenant_id).inc()
         metrics.SWAP_SECONDS.labels(self.cfg.tenant_id).observe(swap_ms / 1000)
         self.log.info("release.live", version=release.version, swap_ms=swap_ms, health_ms=health_ms,
-                      pid=new.pid, previous=old.version if old else None)
+                      pid=new.pid, previous=old.version if old else None, forked=new.forked)
         if announce:
             await self.reporter.report(Report("ReleaseActivated", version=release.version, sha256=release.sha256,
                                               swap_ms=swap_ms, health_ms=health_ms),
@@ -262,6 +270,64 @@ class Runtime:
 
     def _retire(self, proc: AppProcess) -> None:
         asyncio.create_task(proc.stop(self.cfg.grace))
+
+    # --- the zygote: a warm interpreter the next generation forks from (reloader.zygote) ------
+
+    def _warm_zygote(self) -> None:
+        """A release was deployed: (re)start the zygote in the background if it is not warm, so
+        the next deploy forks. Not on a first start (a wake, a restart): a tenant nobody
+        deploys to keeps no zygote, and a wake never shares the CPU with one."""
+        if self.zygote is None or self.zygote.ready or self.stopping.is_set():
+            return
+        if self._zygote_starting is None or self._zygote_starting.done():
+            self._zygote_starting = asyncio.create_task(self._keep_zygote())
+
+    async def _keep_zygote(self) -> None:
+        """Start the zygote, then retire it after `zygote_idle` seconds without a fork: its
+        memory (≈ 20 MB, bench/runtime_memory.py) is paid only while the tenant is being
+        worked on."""
+        zygote = self.zygote
+        assert zygote is not None
+        if await self._stopping_within(self.cfg.zygote_delay):  # the new generation's first requests go first
+            return
+        t0 = time.monotonic()
+        if not await zygote.start(self.cfg.start_timeout):
+            self.log.warning("zygote.unavailable", detail="workers start cold")
+            return
+        self.log.info("zygote.ready", pid=zygote.pid, ms=int((time.monotonic() - t0) * 1000))
+        while zygote.ready:
+            idle = time.monotonic() - zygote.last_used
+            if idle >= self.cfg.zygote_idle:
+                await self._retire_zygote(round(idle))
+                return
+            if await self._stopping_within(self.cfg.zygote_idle - idle, zygote.gone):  # or the zygote died
+                return
+
+    async def _retire_zygote(self, idle_s: int) -> None:
+        """A live worker forked from the zygote keeps the pages it shared with it, the
+        preloaded modules its app may never use among them: it is replaced by a cold start
+        of the same release first (a swap like any other, unannounced; should it fail, the
+        forked one keeps serving), then the zygote exits."""
+        assert self.zygote is not None
+        async with self.lock:
+            live = self.live
+            if live is not None and live.forked and live.alive and not self.stopping.is_set():
+                await self._start(live.release, seen=time.monotonic(), announce=False, warm=False)
+            await self.zygote.close()
+        self.log.info("zygote.retired", idle_s=idle_s)
+
+    async def _stopping_within(self, seconds: float, also: asyncio.Event | None = None) -> bool:
+        """Wait `seconds`, or less when stopping (True) or `also` is set (False)."""
+        waits = [asyncio.ensure_future(e.wait()) for e in (self.stopping, also) if e is not None]
+        try:
+            await asyncio.wait(waits, timeout=max(0.0, seconds), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for w in waits:
+                w.cancel()
+        return self.stopping.is_set()
+
+    def _zygote_output(self, line: str, stream: str) -> None:
+        self.log.info("zygote.output", stream=stream, line=self.scrub(line))
 
     # --- when the live app dies -------------------------------------------------------------
 
@@ -404,5 +470,9 @@ class Runtime:
         self.listener.close()
         procs = [p for p in (self.live, self.standby) if p is not None]
         await asyncio.gather(*(p.stop(self.cfg.grace - 0.5) for p in procs), return_exceptions=True)
+        if self._zygote_starting is not None:
+            self._zygote_starting.cancel()
+        if self.zygote is not None:
+            await self.zygote.close()
         shutil.rmtree(self.sockets_dir, ignore_errors=True)
         await self.reporter.close()

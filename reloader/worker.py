@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-close", type=float, default=0.5)
     parser.add_argument("--count-every", type=float, default=1.0, help="seconds between served-request reports")
     args = parser.parse_args(argv)
+    control.name_process(control.WORKER_NAME)
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # the reloader tags and forwards each line at once
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -23,6 +23,7 @@ from artifacts.store import ArtifactStore
 from core.ports import free_port
 from hostplane.local.agent.agent import Agent
 from reloader import sandbox
+from reloader.control import WORKER_NAME, ZYGOTE_NAME
 from services.resources.registry import DesiredService
 
 pytestmark = pytest.mark.integration
@@ -38,7 +39,7 @@ from starlette.routing import Route
 
 
 async def healthz(request):
-    return JSONResponse({"version": 1})
+    return JSONResponse({"version": int(os.environ["APP_VERSION"])})
 
 
 async def whoami(request):
@@ -153,6 +154,22 @@ def cgroup_value(agent: Agent, tenant: str, controller: str, name: str) -> str:
     return (groups.path(controller) / name).read_text()
 
 
+def logged(home: Path, tenant: str, **fields) -> bool:
+    """The tenant's runtime logged a record with these fields."""
+    try:
+        lines = (home / "logs" / f"runtime-{tenant}.log").read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if all(record.get(k) == v for k, v in fields.items()):
+            return True
+    return False
+
+
 def oom_kills(agent: Agent, tenant: str) -> int:
     fields = dict(line.split() for line in cgroup_value(agent, tenant, "memory", "memory.oom_control").splitlines())
     return int(fields.get("oom_kill", 0))
@@ -179,6 +196,15 @@ async def test_a_hostile_tenant_stays_in_its_box_and_leaves_nothing_behind(tmp_p
             return all(t in recs and recs[t].healthy for t in ("alpha", "beta"))
 
         await wait_for(serving, 60, "both tenants serving, sandboxed")
+        # Release 2 is forked from each runtime's warm zygote (reloader.zygote): everything
+        # below is checked against forked workers, which must be held exactly as cold ones.
+        await wait_for(lambda: all(logged(home, t, event="zygote.ready") for t in ("alpha", "beta")), 60,
+                       "the zygotes")
+        for tenant in ("alpha", "beta"):
+            store.publish_release(tenant, 2, attacker_zipapp())
+            store.set_current(tenant, 2)
+        await wait_for(lambda: all(logged(home, t, event="release.live", version=2, forked=True)
+                                   for t in ("alpha", "beta")), 60, "release 2 forked and live")
         alpha, beta = agent.state.tenants["alpha"], agent.state.tenants["beta"]
         assert alpha.sandboxed and beta.sandboxed and alpha.uid != beta.uid
         assert agent.state.agent["sandbox"]["mode"] == "bwrap"
@@ -204,6 +230,14 @@ async def test_a_hostile_tenant_stays_in_its_box_and_leaves_nothing_behind(tmp_p
             env_file = (home / "runtime" / "alpha" / "env.json").stat()
             assert (env_file.st_uid, env_file.st_mode & 0o777) == (alpha.uid, 0o600)
 
+            # the forked worker and its zygote are the tenant's: its uid, its cgroups
+            groups = sandbox.TenantCgroups(f"{sandbox.home_group(home)}/alpha")
+            named = {p.info["name"]: p for p in psutil.process_iter(["name", "uids"])
+                     if p.info["uids"] and p.info["uids"].real == alpha.uid}
+            assert {WORKER_NAME, ZYGOTE_NAME} <= set(named)
+            assert named[WORKER_NAME].ppid() == named[ZYGOTE_NAME].pid
+            assert {named[WORKER_NAME].pid, named[ZYGOTE_NAME].pid} <= set(groups.pids())
+
             # pids.max holds
             forked = (await client.get("/fork", params={"n": 400})).json()
             assert 10 < forked["forked"] < sandbox.PIDS_MAX and forked["error"] == "BlockingIOError"
@@ -222,7 +256,6 @@ async def test_a_hostile_tenant_stays_in_its_box_and_leaves_nothing_behind(tmp_p
 
             daemon = await wait_for(find_daemon, 10, "the daemon")
             assert daemon.uids().real == alpha.uid
-            groups = sandbox.TenantCgroups(f"{sandbox.home_group(home)}/alpha")
             assert daemon.pid in groups.pids()
 
         # memory: a daemon the reloader does not watch allocates past the cgroup's limit

@@ -11,6 +11,7 @@ import time
 import psutil
 import pytest
 
+from reloader.control import WORKER_NAME
 from tests.support.runtime_harness import Load, RuntimeUnderTest, start_runtime
 from tests.support.sample_app import SampleApp
 
@@ -18,8 +19,16 @@ pytestmark = pytest.mark.integration
 
 
 def workers_of(rt: RuntimeUnderTest) -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"])
-            if "reloader.worker" in " ".join(p.info["cmdline"] or []) and str(rt.folder) in " ".join(p.info["cmdline"])]
+    """The runtime's app workers, started cold or forked from its zygote: named hp-worker,
+    working in the runtime's folder (found among all processes: an orphan counts too)."""
+    found = []
+    for p in psutil.process_iter(["name"]):
+        try:
+            if p.info["name"] == WORKER_NAME and p.cwd().startswith(str(rt.folder)):
+                found.append(p)
+        except psutil.Error:
+            continue
+    return found
 
 
 @pytest.fixture

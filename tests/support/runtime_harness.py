@@ -134,6 +134,11 @@ def start_runtime(folder: Path, tenant: str = "acme", *, env_file: Path | None =
     return rt
 
 
+def _now() -> str:
+    """Wall-clock time as the reloader's log stamps it (UTC), to line a failure up with it."""
+    return time.strftime("%H:%M:%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:]
+
+
 def _health_ok(rt: RuntimeUnderTest) -> bool:
     try:
         return rt.health()[0] == 200
@@ -175,13 +180,13 @@ class Load:
                     resp = await client.get(self.path)
                     version = resp.json()["version"] if resp.status_code == 200 else None
                     if version is None:
-                        self.failures.append(f"client {i}: status {resp.status_code}")
+                        self.failures.append(f"{_now()} client {i}: status {resp.status_code}")
                     else:
                         self.ok += 1
                         self.seen[i].add(version)
                         self.first_seen.setdefault(version, time.time())
                 except (httpx.HTTPError, ValueError, KeyError) as exc:
-                    self.failures.append(f"client {i}: {exc!r}")
+                    self.failures.append(f"{_now()} client {i}: {exc!r}")
                     await asyncio.sleep(0.01)  # a refused connection must not spin
                 if self.pause:
                     await asyncio.sleep(self.pause)
