@@ -8,9 +8,9 @@ import io
 import zipfile
 from pathlib import Path
 
-import httpx
 import typer
 
+from hostplane.cli_http import HttpError
 from hostplane.cli_tenant import AS_JSON, REFUSED, TIMEOUT, UNREACHABLE, WAIT, _fail, _follow, api_client
 
 app_app = typer.Typer(help="an app's source: export, edit, deploy", no_args_is_help=True)
@@ -26,7 +26,7 @@ def export(name: str = typer.Argument(...), directory: Path = typer.Argument(...
     api = api_client()
     try:
         resp = api.http.get(f"/v1/tenants/{name}/source")
-    except httpx.HTTPError as exc:
+    except HttpError as exc:
         _fail(f"cannot reach the API at {api.base_url} ({type(exc).__name__})", UNREACHABLE)
     if resp.status_code != 200:
         try:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-import httpx
 import typer
 from rich.console import Console
 from rich.live import Live
@@ -26,6 +25,7 @@ from rich.table import Table
 
 from spec.limits import MAX_SPEC_BYTES
 from contracts.naming import EdgeMode
+from hostplane.cli_http import Http, HttpError
 from hostplane.cli_show import NoLive, details_table, progress, shown, state_markup
 from core.state import CREDENTIALS_FILE, load_state
 from core.settings import get_settings
@@ -52,7 +52,7 @@ class Api:
 
     def __init__(self, base_url: str, token: str) -> None:
         self.base_url = base_url
-        self.http = httpx.Client(base_url=base_url, timeout=30, headers={
+        self.http = Http(base_url, timeout=30, headers={
             "Authorization": f"Bearer {token}", "X-Hostplane-Actor": f"{_user()}@cli"})
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None, *, retries: int = 0) -> dict[str, Any]:
@@ -61,7 +61,7 @@ class Api:
         for attempt in range(retries + 1):
             try:
                 resp = self.http.request(method, path, json=body)
-            except httpx.HTTPError as exc:  # the class only: messages may echo request details
+            except HttpError as exc:  # the class only: messages may echo request details
                 if attempt < retries:
                     time.sleep(0.5)
                     continue
@@ -100,7 +100,10 @@ def api_client() -> Api:
             token = token or json.loads((settings.home_dir / CREDENTIALS_FILE).read_text())["api_token"]
         except (OSError, ValueError, KeyError):
             _fail(f"no API token in {settings.home_dir / CREDENTIALS_FILE}; run `hostplane up`", UNREACHABLE)
-    return Api(url.rstrip("/"), token)
+    try:
+        return Api(url.rstrip("/"), token)
+    except ValueError as exc:
+        _fail(f"{exc}: set HOSTPLANE_API_URL to the API's http(s) address", UNREACHABLE)
 
 
 def _read_spec(path: str) -> str:

@@ -197,7 +197,7 @@ def test_wrong_token_and_unreachable_api_exit_2(api):
     assert run("list").exit_code == 2
 
     def down(_r):
-        raise httpx.ConnectError("refused")
+        raise ConnectionRefusedError("refused")  # what http.client raises
 
     api(down)
     result = run("show", "acme")
@@ -232,7 +232,7 @@ def test_wait_exits_1_naming_the_failed_stage_and_error(api):
 
 def test_wait_rides_out_a_few_server_errors_while_polling_but_not_many(api):
     answers = iter([tenant("provisioning", "provision"), httpx.Response(500, json={"detail": "internal error"}),
-                    httpx.ConnectError("refused"), tenant("ready", None)])
+                    ConnectionRefusedError("refused"), tenant("ready", None)])
 
     def handler(r):
         if r.method == "POST":
