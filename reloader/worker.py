@@ -72,6 +72,26 @@ class IdleTrackingH11(H11Protocol):
         return self.cycle is not None and not self.cycle.response_complete
 
 
+STALL_S = 0.25  # a drain check (every 0.05 s) this late: the process, or the machine, stood still
+
+
+def idle_to_close(connections, now: float, since_last_check: float, idle_close: float) -> list[IdleTrackingH11]:
+    """The keep-alive connections idle for `idle_close` s, which a drain closes. Right after
+    a stall nobody had a chance to send, so no connection counts as idle: every idle clock
+    restarts instead. Otherwise a machine that stood still for `idle_close` (a burst of
+    memory pressure) wakes clients and server together, and the server closes connections
+    its clients are that moment sending on: requests lost, not refused."""
+    due = []
+    for conn in connections:
+        if not isinstance(conn, IdleTrackingH11) or conn.busy:
+            continue
+        if since_last_check > STALL_S:
+            conn.idle_since = max(conn.idle_since, now)
+        elif now - conn.idle_since >= idle_close:
+            due.append(conn)
+    return due
+
+
 def closing_while_draining(app):
     """ASGI wrapper: once draining, each response starting asks the client to reconnect."""
 
@@ -202,6 +222,7 @@ class Worker:
                 self.private.close()
         deadline = time.monotonic() + grace
         await asyncio.sleep(0.05)  # let connections accepted a moment ago reach connection_made
+        checked = time.monotonic()
         while time.monotonic() < deadline:
             connections = list(self.server.server_state.connections)
             if not connections:
@@ -209,9 +230,9 @@ class Worker:
             if not Drain.active:
                 return False  # accepting again (probation revert): stop draining
             now = time.monotonic()
-            for conn in connections:
-                if isinstance(conn, IdleTrackingH11) and not conn.busy and now - conn.idle_since >= self.args.idle_close:
-                    conn.shutdown()
+            for conn in idle_to_close(connections, now, now - checked, self.args.idle_close):
+                conn.shutdown()
+            checked = now
             await asyncio.sleep(0.05)
         for conn in list(self.server.server_state.connections):
             conn.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import httpx
 import pytest
@@ -16,6 +17,7 @@ from reloader.config import RuntimeConfig, Scrubber, TenantEnvError, app_environ
 from reloader.health import serve_health
 from reloader.reporting import FileReporter, MemoryReporter, Report, read_events
 from reloader.runtime import Runtime, backoff
+from reloader.worker import IdleTrackingH11, idle_to_close
 from services.resources.registry import DesiredService
 
 
@@ -129,3 +131,25 @@ async def test_poller_coalesces_to_the_newest_generation_and_ignores_stale_reads
         await runtime.shutdown()
     assert acted == [1, 4]
     assert runtime.handled_generation == 4
+
+
+def _connection(idle_since: float, busy: bool = False) -> IdleTrackingH11:
+    conn = object.__new__(IdleTrackingH11)  # only what the drain looks at: no transport needed
+    conn.idle_since = idle_since
+    conn.cycle = SimpleNamespace(response_complete=not busy) if busy else None
+    return conn
+
+
+def test_a_drain_closes_connections_idle_long_enough_but_not_right_after_a_stall():
+    idle, fresh, busy = _connection(10.0), _connection(10.8), _connection(5.0, busy=True)
+    # checked 0.05 s ago: only the one idle for >= 0.5 s goes
+    assert idle_to_close([idle, fresh, busy], 11.0, 0.05, 0.5) == [idle]
+    # the last check was 2 s ago (the machine stood still): nothing goes, every idle clock restarts...
+    stale = _connection(10.0)
+    assert idle_to_close([stale, busy], 12.0, 2.0, 0.5) == []
+    assert stale.idle_since == 12.0 and busy.idle_since == 5.0
+    # ...so a client that resumed with the server has idle_close to send its next request
+    assert idle_to_close([stale], 12.4, 0.05, 0.5) == []
+    assert idle_to_close([stale], 12.5, 0.05, 0.5) == [stale]
+    # a connection whose request is arriving (idle_since = inf) is never idle
+    assert idle_to_close([_connection(float("inf"))], 12.0, 2.0, 0.5) == []
