@@ -116,7 +116,8 @@ async def run(steps: list[int], step_timeout: float, emulator: str, p99_limit_ms
                 }
                 rows.append(row)
                 print(f"step {target}: {len(ready)}/{len(names)} ready in {took:.0f} s, "
-                      f"edge p99 {edge['latency_ms'].get('p99')} ms, {edge['errors']} errors", flush=True)
+                      f"edge p99 {edge['latency_ms'].get('p99')} ms, {edge['errors']} errors; CPU ms per request "
+                      f"{edge['cpu_ms_per_request']} ({edge['cpu_busy']:.0%} of the cores busy)", flush=True)
                 reasons = []
                 if len(ready) < len(names):
                     reasons.append(f"{len(names) - len(ready)} of {len(names)} new tenants not ready in {step_timeout:.0f} s")

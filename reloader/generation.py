@@ -122,13 +122,17 @@ class AppProcess:
     async def _watch_memory(self) -> None:
         limit = self.cfg.memory_mb * 1024 * 1024
         checks = 0
+        try:  # looked up once: building a psutil.Process parses /proc/<pid>/stat each time
+            proc = psutil.Process(self.pid)
+        except (psutil.Error, TypeError):
+            return
         while self.alive:
             await asyncio.sleep(self.cfg.memory_check_interval)
             # The worker's own RSS is one small /proc read; finding descendants scans every
             # process on the host, so that happens only every DESCENDANTS_EVERY checks (with
             # a hundred idle tenants, scanning each time was their largest CPU cost).
             checks += 1
-            rss = resident_bytes(self.pid, descendants=checks % DESCENDANTS_EVERY == 0)
+            rss = resident_bytes(proc, descendants=checks % DESCENDANTS_EVERY == 0)
             if rss > limit and self.alive:
                 self.log.warning("app.memory_limit_exceeded", rss_mb=rss // 2**20, limit_mb=self.cfg.memory_mb)
                 self.kill("memory_limit")
@@ -254,11 +258,10 @@ class AppProcess:
 DESCENDANTS_EVERY = 8
 
 
-def resident_bytes(pid: int | None, *, descendants: bool = True) -> int:
+def resident_bytes(proc: psutil.Process, *, descendants: bool = True) -> int:
     """RSS of a process, and of its descendants unless told not to (0 once gone)."""
     try:
-        proc = psutil.Process(pid)
         family = [proc, *proc.children(recursive=True)] if descendants else [proc]
         return sum(p.memory_info().rss for p in family)
-    except (psutil.NoSuchProcess, psutil.AccessDenied, TypeError):
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return 0

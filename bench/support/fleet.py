@@ -32,6 +32,34 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else float("nan")
 
 
+def component(proc: psutil.Process) -> str:
+    """Which part of the box a process is, for where the edge's CPU goes."""
+    name = proc.info["name"] or ""
+    cmd = " ".join(proc.info["cmdline"] or [])
+    if proc.pid == psutil.Process().pid:
+        return "bench client"
+    if name in ("hp-worker", "hp-zygote") or "reloader.worker" in cmd:
+        return "app workers"
+    for key, label in (("caddy", "caddy"), ("postgres", "postgres"), ("valkey", "valkey"),
+                       ("-m reloader", "reloaders"), ("router_config.resolver", "route resolver"),
+                       ("hostplane.local.agent", "runtime agent")):
+        if key in name or key in cmd:
+            return label
+    return "other"
+
+
+def cpu_by_component() -> dict[str, float]:
+    """CPU seconds (user + system) so far of every process on the box, summed by component."""
+    out: dict[str, float] = {}
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+        times = proc.info["cpu_times"]
+        if times is None:
+            continue
+        key = component(proc)
+        out[key] = out.get(key, 0.0) + times.user + times.system
+    return out
+
+
 def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
@@ -124,8 +152,14 @@ class Fleet:
                     continue
                 latencies.append((time.perf_counter() - start) * 1000)
 
+        before, t0 = cpu_by_component(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return {"latency_ms": summary(latencies), "errors": len(errors), "error_samples": errors[:5]}
+        wall, after = time.perf_counter() - t0, cpu_by_component()
+        done = max(len(latencies) + len(errors), 1)
+        cpu = {k: round((after.get(k, 0.0) - before.get(k, 0.0)) * 1000 / done, 2) for k in after}
+        return {"latency_ms": summary(latencies), "errors": len(errors), "error_samples": errors[:5],
+                "requests_per_s": round(done / wall, 1), "cpu_ms_per_request": cpu,
+                "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
 
     def runtime_memory(self) -> dict[str, Any]:
         """RSS and USS of every tenant runtime (reloader + app workers), from the agent's state."""

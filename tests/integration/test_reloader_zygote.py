@@ -10,6 +10,7 @@ import asyncio
 import os
 import signal
 
+import httpx
 import psutil
 import pytest
 
@@ -106,5 +107,29 @@ async def test_an_idle_zygote_retires_after_a_cold_replacement_of_its_worker(tmp
         # the next deploy is cold again, and warms a new zygote
         assert (await deploy(rt, None, 4))["forked"] is False
         await rt.async_wait_for(lambda: len(rt.logs("zygote.ready")) == 2, 15, "a new zygote")
+    finally:
+        rt.stop()
+
+
+async def test_the_memory_limit_holds_for_forked_workers(tmp_path):
+    """A forked worker's RSS counts the pages it shares with the zygote: the limit is checked
+    on what it maps, as for a cold one, and both a live one and a new one past it go."""
+    rt = start_runtime(tmp_path / "rt", memory_mb=150, memory_check_interval=0.1, backoff_initial=0.1, zygote_delay=0)
+    try:
+        await deploy(rt, None, 1)
+        await deploy(rt, None, 2)
+        await rt.async_wait_for(lambda: rt.logs("zygote.ready"), 15, "the zygote")
+        assert (await deploy(rt, None, 3))["forked"] is True
+        await rt.async_wait_for(lambda: len(named(rt, WORKER_NAME)) == 1, 10, "probation over")  # a crash, not a revert
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(rt.url + "/hog?mb=400", timeout=10)
+        crashed = await rt.async_wait_for(lambda: rt.events("AppCrashed"), 10, "the memory kill")
+        assert (crashed[0]["data"]["reason"], crashed[0]["data"]["version"]) == ("memory_limit", 3)
+        await rt.async_wait_for(lambda: rt.serving_version() == 3, 10, "release 3 restarted")
+        rt.publish(SampleApp(version=4, hog_mb_at_start=400))  # forked, too big from the start: never live
+        failed = await rt.async_wait_for(lambda: rt.events("ReleaseFailed"), 15, "the refused hog")
+        assert (failed[0]["data"]["reason"], failed[0]["data"]["version"]) == ("memory_limit", 4)
+        assert rt.serving_version() == 3
+        assert [e["forked"] for e in rt.logs("app.spawned") if e["version"] == 4] == [True]
     finally:
         rt.stop()
