@@ -100,7 +100,7 @@ class Runtime:
         self.last_exit: dict[str, Any] | None = None
         self.app_health: dict[str, Any] = {"healthy": False, "detail": "no app running"}
         self._tasks: list[asyncio.Task[Any]] = []
-        # Started once a generation serves, never before: a wake must not wait for it.
+        # Started after a deploy went live (never on a first start: a wake must not share the CPU).
         self.zygote = Zygote(app_environment(cfg, 0), str(cfg.work_dir), self._zygote_output) if cfg.zygote else None
         self._zygote_starting: asyncio.Task[Any] | None = None
 
@@ -130,12 +130,7 @@ class Runtime:
 
     async def _next_look(self) -> None:
         """Until the next read of current.json: `poll_interval`, or sooner when poked."""
-        waits = [asyncio.ensure_future(e.wait()) for e in (self.stopping, self.poked)]
-        try:
-            await asyncio.wait(waits, timeout=self.cfg.poll_interval, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for w in waits:
-                w.cancel()
+        await self._stopping_within(self.cfg.poll_interval, self.poked)
         self.poked.clear()
 
     def poke(self) -> None:
