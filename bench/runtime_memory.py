@@ -57,12 +57,12 @@ def idle_tenant(idle: float, zygote: bool = True) -> dict[str, dict]:
             reloader = psutil.Process(rt.proc.pid)
             for version in (1, 2, 3):
                 if version == 3 and zygote:
-                    rt.wait_for(lambda: named(reloader, ZYGOTE_NAME), 30, "the zygote")
+                    rt.wait_for(lambda: rt.processes(ZYGOTE_NAME), 30, "the zygote")
                     time.sleep(1)  # warm: the zygote has imported and said so
                 rt.publish(SampleApp(version=version))
                 rt.wait_for(lambda v=version: rt.serving_version() == v, 30, f"version {version} serving")
             time.sleep(idle)  # past probation; the runtime only polls and probes
-            workers, zygotes = everyone(WORKER_NAME), named(reloader, ZYGOTE_NAME)
+            workers, zygotes = rt.processes(WORKER_NAME), rt.processes(ZYGOTE_NAME)
             if len(workers) != 1 or len(zygotes) != int(zygote):
                 raise SystemExit(f"expected one worker and {int(zygote)} zygote, found {len(workers)}, {len(zygotes)}")
             procs = {"reloader": reloader, "worker": workers[0], **({"zygote": zygotes[0]} if zygote else {})}
@@ -70,10 +70,10 @@ def idle_tenant(idle: float, zygote: bool = True) -> dict[str, dict]:
             if not zygote:
                 return {"cold": first}
             first["worker_forked"] = workers[0].ppid() == zygotes[0].pid
-            rt.wait_for(lambda: not named(reloader, ZYGOTE_NAME), 30, "the zygote's retirement")
-            rt.wait_for(lambda: len(everyone(WORKER_NAME)) == 1, 30, "the forked worker's replacement")
+            rt.wait_for(lambda: not rt.processes(ZYGOTE_NAME), 30, "the zygote's retirement")
+            rt.wait_for(lambda: len(rt.processes(WORKER_NAME)) == 1, 30, "the forked worker's replacement")
             time.sleep(1)
-            return {"editing": first, "idle": measure({"reloader": reloader, "worker": everyone(WORKER_NAME)[0]})}
+            return {"editing": first, "idle": measure({"reloader": reloader, "worker": rt.processes(WORKER_NAME)[0]})}
         finally:
             rt.stop()
 
@@ -86,17 +86,8 @@ def measure(procs: dict[str, psutil.Process]) -> dict:
     return out
 
 
-def everyone(name: str) -> list[psutil.Process]:
-    """Processes of this name anywhere: a worker outlives the zygote it was forked from."""
-    return [p for p in psutil.process_iter(["name"]) if p.info["name"] == name]
-
-
 def line(m: dict[str, float]) -> str:
     return f"USS {m['uss_mb']:6.1f} MB  RSS {m['rss_mb']:6.1f} MB  PSS {m['pss_mb']:6.1f} MB"
-
-
-def named(reloader: psutil.Process, name: str) -> list[psutil.Process]:
-    return [p for p in reloader.children(recursive=True) if p.name() == name]
 
 
 def python(code: str, *flags: str) -> subprocess.CompletedProcess[str]:

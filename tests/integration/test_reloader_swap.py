@@ -19,16 +19,7 @@ pytestmark = pytest.mark.integration
 
 
 def workers_of(rt: RuntimeUnderTest) -> list[psutil.Process]:
-    """The runtime's app workers, started cold or forked from its zygote: named hp-worker,
-    working in the runtime's folder (found among all processes: an orphan counts too)."""
-    found = []
-    for p in psutil.process_iter(["name"]):
-        try:
-            if p.info["name"] == WORKER_NAME and p.cwd().startswith(str(rt.folder)):
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
+    return rt.processes(WORKER_NAME)
 
 
 @pytest.fixture

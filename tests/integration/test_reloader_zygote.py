@@ -11,7 +11,6 @@ import os
 import signal
 
 import httpx
-import psutil
 import pytest
 
 from reloader.control import WORKER_NAME, ZYGOTE_NAME
@@ -19,18 +18,6 @@ from tests.support.runtime_harness import Load, RuntimeUnderTest, start_runtime
 from tests.support.sample_app import SampleApp
 
 pytestmark = pytest.mark.integration
-
-
-def named(rt: RuntimeUnderTest, name: str) -> list[psutil.Process]:
-    """The runtime's processes of this name (workers outlive a dead zygote: search them all)."""
-    found = []
-    for p in psutil.process_iter(["name"]):
-        try:
-            if p.info["name"] == name and p.cwd().startswith(str(rt.folder)):
-                found.append(p)
-        except psutil.Error:
-            continue
-    return found
 
 
 def live(rt: RuntimeUnderTest, version: int) -> list[dict]:
@@ -60,10 +47,10 @@ async def test_deploys_fork_from_the_zygote_and_survive_its_death(tmp_path):
         finally:
             await load.stop()
         assert load.failures == [], load.failures[:5]
-        [zygote] = named(rt, ZYGOTE_NAME)
+        [zygote] = rt.processes(ZYGOTE_NAME)
         assert zygote.ppid() == rt.proc.pid
-        await rt.async_wait_for(lambda: len(named(rt, WORKER_NAME)) == 1, 10, "old generations to exit")
-        [worker] = named(rt, WORKER_NAME)
+        await rt.async_wait_for(lambda: len(rt.processes(WORKER_NAME)) == 1, 10, "old generations to exit")
+        [worker] = rt.processes(WORKER_NAME)
         assert worker.ppid() == zygote.pid and worker.uids().real == os.getuid()
 
         # a forked worker that dies is a crash like any other: its exit code (from the zygote), a restart
@@ -80,10 +67,10 @@ async def test_deploys_fork_from_the_zygote_and_survive_its_death(tmp_path):
         assert (await deploy(rt, None, 7))["forked"] is True
         assert rt.events("ReleaseFailed") == []
         # the workers forked by the dead zygote were seen to exit (a pidfd, no exit code): none left over
-        await rt.async_wait_for(lambda: len(named(rt, WORKER_NAME)) == 1, 10, "old generations to exit")
+        await rt.async_wait_for(lambda: len(rt.processes(WORKER_NAME)) == 1, 10, "old generations to exit")
     finally:
         rt.stop()
-    assert named(rt, ZYGOTE_NAME) == [] and named(rt, WORKER_NAME) == []
+    assert rt.processes(ZYGOTE_NAME) == [] and rt.processes(WORKER_NAME) == []
 
 
 async def test_an_idle_zygote_retires_after_a_cold_replacement_of_its_worker(tmp_path):
@@ -96,11 +83,11 @@ async def test_an_idle_zygote_retires_after_a_cold_replacement_of_its_worker(tmp
         try:
             assert (await deploy(rt, load, 3))["forked"] is True
             await rt.async_wait_for(lambda: rt.logs("zygote.retired"), 15, "the zygote's retirement")
-            await rt.async_wait_for(lambda: len(named(rt, WORKER_NAME)) == 1, 10, "the forked worker to exit")
+            await rt.async_wait_for(lambda: len(rt.processes(WORKER_NAME)) == 1, 10, "the forked worker to exit")
         finally:
             await load.stop()
         assert load.failures == [], load.failures[:5]
-        assert named(rt, ZYGOTE_NAME) == []
+        assert rt.processes(ZYGOTE_NAME) == []
         assert [e["forked"] for e in live(rt, 3)] == [True, False]  # the same release, started cold
         assert [e["data"]["version"] for e in rt.events("ReleaseActivated")] == [1, 2, 3]  # not announced again
         assert rt.serving_version() == 3
@@ -120,7 +107,7 @@ async def test_the_memory_limit_holds_for_forked_workers(tmp_path):
         await deploy(rt, None, 2)
         await rt.async_wait_for(lambda: rt.logs("zygote.ready"), 15, "the zygote")
         assert (await deploy(rt, None, 3))["forked"] is True
-        await rt.async_wait_for(lambda: len(named(rt, WORKER_NAME)) == 1, 10, "probation over")  # a crash, not a revert
+        await rt.async_wait_for(lambda: len(rt.processes(WORKER_NAME)) == 1, 10, "probation over")  # a crash, not a revert
         with pytest.raises(httpx.HTTPError):
             httpx.get(rt.url + "/hog?mb=400", timeout=10)
         crashed = await rt.async_wait_for(lambda: rt.events("AppCrashed"), 10, "the memory kill")

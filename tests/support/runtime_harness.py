@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from artifacts.store import ArtifactStore, Pointer
 from core.ports import free_ports
@@ -98,6 +99,18 @@ class RuntimeUnderTest:
                 return result
             await asyncio.sleep(0.05)
         raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{self.tail()}")
+
+    def processes(self, name: str) -> list[psutil.Process]:
+        """This runtime's processes named `name` (reloader.control: WORKER_NAME, ZYGOTE_NAME),
+        found among all processes by working folder: a worker outlives a zygote that died."""
+        found = []
+        for p in psutil.process_iter(["name"]):
+            try:
+                if p.info["name"] == name and p.cwd().startswith(str(self.folder)):
+                    found.append(p)
+            except psutil.Error:
+                continue
+        return found
 
     def tail(self, lines: int = 25) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
