@@ -15,8 +15,6 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from core import metrics
-
 PATH = "/runtime/healthz"
 METRICS_PATH = "/metrics"
 
@@ -35,6 +33,8 @@ async def serve_health(host: str, port: int, snapshot: Callable[[], dict[str, An
             else:
                 body, status = {"error": f"not found; try {PATH} or {METRICS_PATH}"}, "404 Not Found"
             if body is None:
+                from core import metrics  # prometheus-client: loaded when first asked, not at a wake
+
                 payload, ctype = metrics.exposition()
             else:
                 payload = json.dumps(body).encode()
