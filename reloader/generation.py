@@ -81,18 +81,20 @@ class AppProcess:
             os.unlink(self.private)
         ours, theirs = socket.socketpair()
         listen_fd = self.listener.fileno()
-        args = ["--app", str(self.release.path), "--entry", self.release.entry, "--private", self.private,
-                "--grace", str(self.cfg.grace), "--idle-close", str(self.cfg.idle_close),
-                "--count-every", str(self.cfg.count_interval)]
         env = app_environment(self.cfg, self.version)
         try:
             if self.zygote is not None:
-                with contextlib.suppress(ZygoteUnavailable):  # not warm (yet): a cold start, as before
-                    self.proc = await self.zygote.fork(args, env, listen_fd, theirs.fileno())
+                try:
+                    self.proc = await self.zygote.fork(self._args(), env, listen_fd, theirs.fileno())
                     self.forked = True
+                except ZygoteUnavailable:  # not warm, or not answering: a cold start, as before, with a
+                    ours.close()  # channel and a private socket of its own (a fork answering late must
+                    theirs.close()  # share neither: it gets EOF on the old channel and exits)
+                    ours, theirs = socket.socketpair()
+                    self.private = self.private.removesuffix(".sock") + "c.sock"
             if self.proc is None:
                 self.proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-I", "-m", "reloader.worker", *args, "--listen-fd", str(listen_fd),
+                    sys.executable, "-I", "-m", "reloader.worker", *self._args(), "--listen-fd", str(listen_fd),
                     "--control-fd", str(theirs.fileno()), stdin=asyncio.subprocess.DEVNULL,
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
                     cwd=self.cfg.work_dir, pass_fds=(listen_fd, theirs.fileno()), start_new_session=True)
@@ -103,6 +105,11 @@ class AppProcess:
         self._tasks = [asyncio.create_task(c) for c in (
             self._pump(self.proc.stdout, "stdout"), self._pump(self.proc.stderr, "stderr"),
             self._listen(reader), self._watch_memory(), self._wait_exit())]
+
+    def _args(self) -> list[str]:
+        return ["--app", str(self.release.path), "--entry", self.release.entry, "--private", self.private,
+                "--grace", str(self.cfg.grace), "--idle-close", str(self.cfg.idle_close),
+                "--count-every", str(self.cfg.count_interval)]
 
     async def _pump(self, stream: asyncio.StreamReader | None, name: str) -> None:
         while stream is not None and (raw := await stream.readline()):

@@ -219,7 +219,7 @@ class Zygote:
         self.proc: asyncio.subprocess.Process | None = None
         self.sock: socket.socket | None = None
         self.ready = False
-        self.gone = asyncio.Event()  # set when the zygote of the last start() is no longer there
+        self.gone = asyncio.Event()  # set when the zygote of the last start() died or stopped answering
         self.last_used = 0.0  # monotonic time of the start or the last fork
         self._forks: asyncio.Queue[int | None] = asyncio.Queue()
         self._children: dict[int, ForkedWorker] = {}
@@ -316,6 +316,7 @@ class Zygote:
                     pid = await asyncio.wait_for(self._forks.get(), timeout)
                 except asyncio.TimeoutError:
                     self.ready = False  # it does not answer: cold starts until it is restarted
+                    self.gone.set()
                     raise ZygoteUnavailable("no answer") from None
             except BaseException:
                 for fd in (out_r, err_r):

@@ -7,10 +7,12 @@ real workers and a real zygote on loopback; every wait is bounded."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 
 import httpx
+import psutil
 import pytest
 
 from reloader.control import WORKER_NAME, ZYGOTE_NAME
@@ -118,5 +120,27 @@ async def test_the_memory_limit_holds_for_forked_workers(tmp_path):
         assert (failed[0]["data"]["reason"], failed[0]["data"]["version"]) == ("memory_limit", 4)
         assert rt.serving_version() == 3
         assert [e["forked"] for e in rt.logs("app.spawned") if e["version"] == 4] == [True]
+    finally:
+        rt.stop()
+
+
+async def test_a_zygote_that_does_not_answer_costs_a_cold_start_not_the_release(tmp_path):
+    rt = start_runtime(tmp_path / "rt", zygote_delay=0)
+    try:
+        await deploy(rt, None, 1)
+        await deploy(rt, None, 2)
+        await rt.async_wait_for(lambda: rt.logs("zygote.ready"), 15, "the zygote")
+        [zygote] = rt.processes(ZYGOTE_NAME)
+        zygote.suspend()  # it reads the fork request only once resumed, seconds too late
+        try:
+            assert (await deploy(rt, None, 3))["forked"] is False
+        finally:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                zygote.resume()
+        # whatever it forks late gets EOF on a channel nobody uses and exits: one worker, release 3
+        await rt.async_wait_for(lambda: len(rt.processes(WORKER_NAME)) == 1, 15, "one worker left")
+        assert rt.serving_version() == 3 and rt.events("ReleaseFailed") == []
+        await rt.async_wait_for(lambda: len(rt.logs("zygote.ready")) == 2, 15, "a new zygote")
+        assert (await deploy(rt, None, 4))["forked"] is True
     finally:
         rt.stop()
