@@ -7,6 +7,8 @@ one wakes loses nothing."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import signal
 import socket
 import subprocess
@@ -59,6 +61,14 @@ def start_agent(home: Path) -> subprocess.Popen[bytes]:
              "--interval", "0.3", "--grace", "3", "--reloader-arg=--poll-interval=0.5",
              "--reloader-arg=--probation=0.5"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+
+
+def agent_pid(home: Path) -> int | None:
+    """The pid the running agent wrote into its state file (at the end of its first round)."""
+    try:
+        return json.loads(agent_state.state_path(home).read_text())["agent"]["pid"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 async def wait_for(check, timeout: float, what: str):
@@ -157,6 +167,11 @@ async def test_idle_tenants_sleep_wake_on_requests_and_take_deploys(platform, ho
         reloaders = [args["tenant"] for _, args in agent_state.our_reloaders(f"agent:{home}")]
         assert sorted(reloaders) in (["awake", "sleepy"], ["awake"])
     finally:
+        # Its stop signals are caught from its first lines on, not before the interpreter runs
+        # them: a SIGTERM sent the instant it was started would kill it (exit -15), as it
+        # would any process. So it is asked to stop once its first round has saved its state.
+        with contextlib.suppress(AssertionError):
+            await wait_for(lambda: agent_pid(home) == agent.pid, 20, "the agent's first round")
         agent.send_signal(signal.SIGTERM)
         code = agent.wait(30)
         await conn.execute("DELETE FROM runtime_services")
