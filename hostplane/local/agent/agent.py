@@ -31,9 +31,11 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Awaitable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -69,6 +71,17 @@ REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agen
 # pause (a flood of junk) costs the agent one extra read a second, not five.
 REPORT_WATCH_EVERY_S = 1.0
 CHILD_BIND_S = 20.0  # a reloader binds its ports at once; their reservation need not outlive that
+
+
+async def gather_bounded(limit: int, coros: Iterable[Awaitable[Any]]) -> None:
+    """Await every one of `coros`, at most `limit` at a time."""
+    gate = asyncio.Semaphore(limit)
+
+    async def one(coro: Awaitable[Any]) -> None:
+        async with gate:
+            await coro
+
+    await asyncio.gather(*(one(c) for c in coros))
 
 
 class Agent(Sleeping):
@@ -172,13 +185,7 @@ class Agent(Sleeping):
             await asyncio.gather(*(self.remove(t) for t in gone))
             # Concurrently but bounded: a burst of new tenants must not start one by one
             # (each start reads a secret and spawns a process), nor all at once.
-            gate = asyncio.Semaphore(START_CONCURRENCY)
-
-            async def bounded(service: DesiredService) -> None:
-                async with gate:
-                    await self.ensure(service)
-
-            await asyncio.gather(*(bounded(s) for s in want.values()))
+            await gather_bounded(START_CONCURRENCY, (self.ensure(s) for s in want.values()))
         await self.refresh_health()
         await self.sleep_idle()
         await self.relay_reports()
@@ -432,13 +439,7 @@ class Agent(Sleeping):
                 rec.healthy, rec.app_state = False, "unreachable"
 
         running = [r for r in self.state.tenants.values() if r.pid]
-        gate = asyncio.Semaphore(PROBE_CONCURRENCY)
-
-        async def bounded(client: httpx.AsyncClient, rec: RunningTenant) -> None:
-            async with gate:
-                await probe(client, rec)
-
         if running:
             async with httpx.AsyncClient(timeout=1.0) as client:
-                await asyncio.gather(*(bounded(client, r) for r in running))
+                await gather_bounded(PROBE_CONCURRENCY, (probe(client, r) for r in running))
 
