@@ -40,6 +40,7 @@ PRELOAD = ("reloader.worker", "starlette.applications", "starlette.routing", "st
            "starlette.responses", "asyncpg", "redis.asyncio")
 MAX_PACKET = 1 << 20  # a request: argv and the tenant's environment
 FDS = 4  # stdout, stderr, listener, control
+MAX_EARLY = 64  # exits kept for forks not yet registered (one at a time; late ones after a timeout)
 
 
 class ZygoteUnavailable(RuntimeError):
@@ -235,6 +236,7 @@ class Zygote:
         """Start the zygote and wait until it is warm; False when it could not be."""
         await self.close()
         self._forks = asyncio.Queue()  # nothing left over from a zygote that died
+        self._early = {}
         self.gone = asyncio.Event()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
@@ -282,7 +284,7 @@ class Zygote:
                         code = code if isinstance(code, int) else None
                         if (child := self._children.pop(pid, None)) is not None:
                             child._ended(code)
-                        else:
+                        elif len(self._early) < MAX_EARLY:  # the zygote is the tenant's: it may lie, not grow us
                             self._early[pid] = code
         except OSError:
             pass
