@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import statistics
 import time
@@ -36,7 +37,7 @@ def component(proc: psutil.Process) -> str:
     """Which part of the box a process is, for where the edge's CPU goes."""
     name = proc.info["name"] or ""
     cmd = " ".join(proc.info["cmdline"] or [])
-    if proc.pid == psutil.Process().pid:
+    if proc.pid == os.getpid():
         return "bench client"
     if name in ("hp-worker", "hp-zygote") or "reloader.worker" in cmd:
         return "app workers"

@@ -25,6 +25,7 @@ from hostplane.local.agent.agent import Agent
 from reloader import sandbox
 from reloader.control import WORKER_NAME, ZYGOTE_NAME
 from services.resources.registry import DesiredService
+from tests.support.runtime_harness import log_records
 
 pytestmark = pytest.mark.integration
 WHY_NOT = sandbox.unavailable_reason()
@@ -156,18 +157,7 @@ def cgroup_value(agent: Agent, tenant: str, controller: str, name: str) -> str:
 
 def logged(home: Path, tenant: str, **fields) -> bool:
     """The tenant's runtime logged a record with these fields."""
-    try:
-        lines = (home / "logs" / f"runtime-{tenant}.log").read_text().splitlines()
-    except FileNotFoundError:
-        return False
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if all(record.get(k) == v for k, v in fields.items()):
-            return True
-    return False
+    return bool(log_records(home / "logs" / f"runtime-{tenant}.log", **fields))
 
 
 def oom_kills(agent: Agent, tenant: str) -> int:

@@ -18,6 +18,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,15 +63,7 @@ class RuntimeUnderTest:
         return [e for e in read_events(self.events_path) if event_type in (None, e["event_type"])]
 
     def logs(self, event: str | None = None) -> list[dict[str, Any]]:
-        out = []
-        for line in self.log_path.read_text(errors="replace").splitlines():
-            try:
-                entry = json.loads(line)
-            except ValueError:
-                continue
-            if event in (None, entry.get("event")):
-                out.append(entry)
-        return out
+        return log_records(self.log_path, **({} if event is None else {"event": event}))
 
     def health(self) -> tuple[int, dict[str, Any]]:
         resp = httpx.get(f"http://127.0.0.1:{self.health_port}/runtime/healthz", timeout=2)
@@ -147,9 +140,26 @@ def start_runtime(folder: Path, tenant: str = "acme", *, env_file: Path | None =
     return rt
 
 
+def log_records(path: Path, **fields: Any) -> list[dict[str, Any]]:
+    """The JSON lines of a runtime's log (structlog's) that have these fields, in order."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    out = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and all(entry.get(k) == v for k, v in fields.items()):
+            out.append(entry)
+    return out
+
+
 def _now() -> str:
     """Wall-clock time as the reloader's log stamps it (UTC), to line a failure up with it."""
-    return time.strftime("%H:%M:%S", time.gmtime()) + f"{time.time() % 1:.3f}"[1:]
+    return datetime.now(UTC).strftime("%H:%M:%S.%f")[:-3]
 
 
 def _health_ok(rt: RuntimeUnderTest) -> bool:
