@@ -362,19 +362,20 @@ class Agent(Sleeping):
 
     async def remove(self, tenant: str) -> None:
         """Drain and stop the tenant's reloader, kill whatever it leaves in its cgroups (a
-        forked daemon), then forget it and its local files."""
+        forked daemon), remove its local files, and only then forget it: a tenant absent from
+        the state has nothing left on the host."""
         rec = self.state.tenants.get(tenant)
         if rec is not None and self.running(rec):
             await asyncio.to_thread(self.stop_runtime, rec)
             log.info("runtime.stopped", tenant_id=tenant, pid=rec.pid)
-        self.state.tenants.pop(tenant, None)
-        self.watch_relayed.pop(tenant, None)
         self.listeners.close(tenant)
         self.idle.forget(tenant)
         if not self.leave_running:
             await asyncio.to_thread(self.kill_leftovers, tenant)
+            await asyncio.to_thread(shutil.rmtree, self.home / "runtime" / tenant, ignore_errors=True)
             self.state.reports.pop(tenant, None)
-            shutil.rmtree(self.home / "runtime" / tenant, ignore_errors=True)
+        self.state.tenants.pop(tenant, None)
+        self.watch_relayed.pop(tenant, None)
 
     def stop_runtime(self, rec: RunningTenant) -> None:
         process.stop(rec.pid, timeout=self.grace + 5, target=agent_state.reloader_process(rec.pid))
