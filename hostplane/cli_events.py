@@ -194,8 +194,9 @@ def dlq_redrive(
     try:
         moved = _run_aws(settings, lambda: redrive(settings, _topology(settings), queue))
     except KeyError as exc:
-        _run_db(settings, lambda db: _audit(db, "dlq.redrive", None, {"queue": queue}, 404, error=str(exc.args[0])))
-        _fail(str(exc.args[0]), 1)
+        missing = str(exc.args[0])
+        _run_db(settings, lambda db: _audit(db, "dlq.redrive", None, {"queue": queue}, 404, error=missing))
+        _fail(missing, 1)
     _run_db(settings, lambda db: _audit(db, "dlq.redrive", None, {"queue": queue}, 202, changed=moved > 0,
                                         summary={"moved": moved}))
     console.print(f"redrove {moved} message(s)")

@@ -22,7 +22,7 @@ from pathlib import Path
 import pulumi
 import pulumi_aws as aws
 
-from infra.common import BINPACK, assume_role, child, tags
+from infra.common import assume_role, child, tags
 from infra.platform.caddy import HEALTH_PATH, caddy_config_json
 from infra.platform.network import API_PORT, HTTPS_PORT
 

@@ -1,7 +1,5 @@
 """core.metrics: handlers counted and timed per event type; the reloader's /metrics."""
 
-import asyncio
-
 import httpx
 import pytest
 from prometheus_client import REGISTRY

@@ -71,7 +71,7 @@ def zip_of(entries: dict[str, bytes], *, link: str | None = None) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w") as zf:
         for name, body in entries.items():
-            zf.writestr(name, body)
+            zf.writestr(zipfile.ZipInfo(name), body)  # 1980: the same bytes at every call
         if link:
             info = zipfile.ZipInfo(link)
             info.external_attr = (stat.S_IFLNK | 0o777) << 16
