@@ -21,7 +21,7 @@ from contracts.failures_v1 import MigrationFailed
 from artifacts.store import ARTIFACT
 from services.migrator.adapters import bootstrap
 from services.migrator.handlers import on_tenant_changed
-from tests.support.platform_api import settled
+from tests.support.platform_api import body, settled
 from tests.support.spec_versions import tasks_spec
 
 # The handlers as their consumers run them: a PermanentFailure becomes the service's failure event.
@@ -85,7 +85,7 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert by_version[3]["rollback_of"] == 1 and by_version[3]["live"] and by_version[3]["retained"]
             assert all(r["requested_by"] == "alice@test" and r["built_at"] and r["activated_at"]
                        for r in by_version.values())
-            rows = (await app.get("/api/task?limit=41")).json()["items"]
+            rows = body(await app.get("/api/task?limit=41"))["items"]
             assert sorted(r["title"] for r in rows) == ["row 0", "row 1", "row 2", "with notes"]
             assert all("notes" not in r for r in rows), "v1's code serves again (it knows no notes)"
             assert (await app.post("/api/task", json={"title": "after rollback"})).status_code == 201
@@ -106,7 +106,7 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert (await settled(api, name, 4))["version"] == 4
             releases = (await api.get(f"/v1/tenants/{name}/releases")).json()["releases"]
             assert (releases[0]["version"], releases[0]["rollback_of"], releases[0]["requested_by"]) == (4, 2, "bob")
-            rows = (await app.get("/api/task?limit=42")).json()["items"]
+            rows = body(await app.get("/api/task?limit=42"))["items"]
             assert len(rows) == 5 and all("notes" in r for r in rows), "v2's code serves again"
             drop = await api.put(f"/v1/tenants/{name}/app", json={"app": tasks_spec(3), "allow_destructive": True})
             assert drop.status_code == 202
@@ -121,7 +121,7 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert (after["version"], after["state"]) == (before["version"], "ready"), "a refusal changes nothing"
             shown = ui.post(f"/ui/tenants/{name}/rollback", data={"to": "4", "csrf": csrf})
             assert shown.status_code == 409 and "drop column task.done" in shown.text
-            rows = (await app.get("/api/task?limit=43")).json()["items"]
+            rows = body(await app.get("/api/task?limit=43"))["items"]
             assert len(rows) == 5 and all("done" not in r for r in rows)
             await migrator_refuses_what_the_api_would(settings, name)
         finally:
