@@ -122,7 +122,7 @@ class Adopter(Sleeping):
         self.state, self.listeners, self.idle = AgentState(tenants={rec.tenant_id: rec}), Listeners("127.0.0.1"), \
             IdleClock()
         self.stopping_to_sleep, self.poked_while_stopping, self.starting = set(), set(), set()
-        self.default_idle_s, self.stopped, self.woken = 900, [], []
+        self.default_idle_s, self.stopped, self.woken, self.saves = 900, [], [], 0
         self.sleep_stops = None  # the loop's default executor
 
     def stop_runtime(self, rec: RunningTenant) -> None:
@@ -132,7 +132,7 @@ class Adopter(Sleeping):
         pass
 
     def save(self) -> None:
-        pass
+        self.saves += 1
 
     def wake(self, tenant: str, trigger: str) -> None:
         self.woken.append((tenant, trigger))
@@ -148,9 +148,11 @@ async def test_a_runtime_adopted_after_an_agent_restart_sleeps_and_its_port_is_t
     agent.idle = IdleClock(lambda: clock[0])
     try:
         await agent.sleep_idle()
+        assert agent.saves == 0, "a round that puts nobody to sleep writes nothing"
         clock[0] = 1.5
         await agent.sleep_idle()
         assert agent.stopped == ["acme"], "not kept awake for want of a socket"
+        assert agent.saves == 1, "the state is saved once the round's sleepers are stopped"
         assert rec.runtime == "asleep" and agent.listeners.held("acme").getsockname()[1] == port
         client = socket.create_connection(("127.0.0.1", port), timeout=2)
         for _ in range(50):

@@ -52,6 +52,8 @@ class Sleeping:
             if idle >= rec.idle_after_s:
                 due.append((rec, idle))
         await asyncio.gather(*(self.put_to_sleep(rec, idle) for rec, idle in due))
+        if due:  # once for them all: at 1,000 tenants a save is ≈ 9 ms, 900 falling asleep together 8 s
+            self.save()
 
     async def put_to_sleep(self, rec: RunningTenant, idle: float) -> None:
         tenant = rec.tenant_id
@@ -68,7 +70,6 @@ class Sleeping:
         rec.asleep, rec.slept_at, rec.requests_served = True, time.time(), None
         self.idle.forget(tenant)
         self.hold(rec)
-        self.save()
         log.info("runtime.slept", tenant_id=tenant, idle_s=round(idle, 1), version=rec.live_version)
         self.fact(tenant, RuntimeSlept(idle_s=int(idle), version=rec.live_version))
         if tenant in self.poked_while_stopping:  # a release arrived while it stopped
