@@ -53,6 +53,9 @@ def _preload() -> None:
     import gc
     import importlib
 
+    from reloader.worker import hide_platform_packages
+
+    hide_platform_packages()  # before redis.asyncio, as in a cold worker
     for name in PRELOAD:
         with contextlib.suppress(ImportError):  # an app that needs none of these still forks
             importlib.import_module(name)

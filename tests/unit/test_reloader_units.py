@@ -153,3 +153,19 @@ def test_a_drain_closes_connections_idle_long_enough_but_not_right_after_a_stall
     assert idle_to_close([stale], 12.5, 0.05, 0.5) == [stale]
     # a connection whose request is arriving (idle_since = inf) is never idle
     assert idle_to_close([_connection(float("inf"))], 12.0, 2.0, 0.5) == []
+
+
+def test_an_app_worker_loads_redis_without_the_platforms_opentelemetry():
+    """Pulumi's OpenTelemetry SDK is in the environment; redis-py falls back as if it were not
+    (in a child: this process's pulumi tests need it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from reloader.worker import hide_platform_packages; hide_platform_packages(); "
+            "import redis.asyncio, redis.observability.providers as p; "
+            "print(p.OTEL_AVAILABLE, sorted(m for m in sys.modules if m.startswith('opentelemetry.')))")
+    shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert shown.split() == ["False", "[]"]
+    with_it = subprocess.run([sys.executable, "-c", "import redis.asyncio, sys; print('opentelemetry.sdk' in sys.modules)"],
+                             capture_output=True, text=True, check=True).stdout
+    assert with_it.strip() == "True", "redis-py no longer loads the SDK: hide_platform_packages can go"
