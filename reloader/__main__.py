@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import sys
 
-# structlog.dev imports rich, when it is installed, for pretty tracebacks: 3.6 MB and 80
-# modules in a process that only writes JSON lines. None in sys.modules makes that import
-# fail as if rich were absent, and structlog does without it. Set here, in the process's
-# entry point, so nothing that imports reloader modules in-process is affected.
-sys.modules.setdefault("rich", None)
+from reloader import hide_platform_packages
+
+hide_platform_packages()  # here, in the entry point: reloader modules imported in-process are unaffected
 
 import argparse
 import asyncio

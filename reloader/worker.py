@@ -36,7 +36,7 @@ import time
 import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from reloader import control
+from reloader import control, hide_platform_packages
 
 
 class Drain:
@@ -108,22 +108,6 @@ def closing_while_draining(app):
         return await app(scope, receive, send_maybe_closing)
 
     return wrapped
-
-
-# Pulumi, a platform dependency, installs the OpenTelemetry SDK into the environment the app
-# runs in; redis-py imports it when it is there, for metrics nothing here collects: ≈ 2 MB of
-# USS and ≈ 50 ms of every generated app's start (measured). The platform's packages are not
-# the app's, so its worker makes that optional import fail fast.
-PLATFORM_ONLY = ("opentelemetry",)
-
-
-def hide_platform_packages() -> None:
-    """Make the platform-only packages unimportable in this process (an app's optional import
-    of them falls back as if they were not installed). Only in the worker and the zygote:
-    the platform's own processes need them."""
-    for name in PLATFORM_ONLY:
-        if name not in sys.modules:
-            sys.modules[name] = None  # type: ignore[assignment]  # import raises ImportError
 
 
 def load_app(pyz: str, entry: str):
@@ -268,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle-close", type=float, default=0.5)
     parser.add_argument("--count-every", type=float, default=1.0, help="seconds between served-request reports")
     args = parser.parse_args(argv)
-    hide_platform_packages()
+    hide_platform_packages()  # before the app imports redis
     control.name_process(control.WORKER_NAME)
     for stream in (sys.stdout, sys.stderr):
         stream.reconfigure(line_buffering=True)  # the reloader tags and forwards each line at once

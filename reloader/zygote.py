@@ -53,7 +53,7 @@ def _preload() -> None:
     import gc
     import importlib
 
-    from reloader.worker import hide_platform_packages
+    from reloader import hide_platform_packages
 
     hide_platform_packages()  # before redis.asyncio, as in a cold worker
     for name in PRELOAD:

@@ -161,7 +161,7 @@ def test_an_app_worker_loads_redis_without_the_platforms_opentelemetry():
     import subprocess
     import sys
 
-    code = ("import sys; from reloader.worker import hide_platform_packages; hide_platform_packages(); "
+    code = ("import sys; from reloader import hide_platform_packages; hide_platform_packages(); "
             "import redis.asyncio, redis.observability.providers as p; "
             "print(p.OTEL_AVAILABLE, sorted(m for m in sys.modules if m.startswith('opentelemetry.')))")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
