@@ -8,14 +8,12 @@ request leaves nothing and an accepted one cannot lose its event.
 
 from __future__ import annotations
 
-import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import structlog
-from pydantic import TypeAdapter, ValidationError
 
 from artifacts import inputs
 from contracts.app_spec import AppSpec, spec_ref
@@ -24,7 +22,6 @@ from spec.problems import InvalidAppSpec
 from contracts.envelope import Envelope, Event
 from contracts.events_v1 import AppUpdateRequested, DomainChangeRequested, IdleAfterChangeRequested, \
     RollbackRequested, TenantDeletionRequested, TenantRequested
-from contracts.fields import CustomDomain
 from contracts.tenant import EdgeMode
 from events.outbox import add_to_outbox
 from services.api import releases, store
@@ -34,9 +31,6 @@ from spec.plan import check_rollback, check_update
 
 log = structlog.get_logger(__name__)
 PRODUCER = "api"
-# Names that are never a tenant's to claim: the platform's own and special-use domains.
-RESERVED_DOMAIN_SUFFIXES = ("localhost", "local", "internal", "invalid", "arpa", "home.arpa", "onion")
-_DOMAIN = TypeAdapter(CustomDomain)
 
 
 class RequestRefused(Exception):
@@ -56,28 +50,6 @@ class Accepted:
     generation: int
     correlation_id: uuid.UUID
     changed: bool = True
-
-
-def check_domain(value: str) -> str:
-    """A custom domain the tenant may claim, normalised (lowercase, no trailing dot)."""
-    domain = value.strip().lower().removesuffix(".")
-    if not domain.isascii():
-        raise ValueError(f"custom domain {value!r} must be ASCII; write international names in punycode (xn--...)")
-    if "*" in domain:
-        raise ValueError(f"custom domain {value!r}: wildcards are not accepted; name one host")
-    try:
-        _DOMAIN.validate_python(domain)
-    except ValidationError:
-        raise ValueError(
-            f"custom domain {value!r} is not a fully qualified host name: labels of letters, digits and "
-            "inner hyphens (at most 63 characters each), separated by dots, e.g. shop.example.com"
-        ) from None
-    if re.fullmatch(r"[0-9.]+", domain):
-        raise ValueError(f"custom domain {value!r} is an IP address; give a host name")
-    if any(domain == s or domain.endswith("." + s) for s in RESERVED_DOMAIN_SUFFIXES):
-        raise ValueError(f"custom domain {value!r} is under a reserved suffix "
-                         f"({', '.join(RESERVED_DOMAIN_SUFFIXES)}); use a domain you own")
-    return domain
 
 
 def _sha(known: list[dict[str, Any]], version: int) -> str | None:

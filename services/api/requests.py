@@ -4,15 +4,40 @@ the routes that mount it."""
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
-from contracts.fields import IdleAfter
+from contracts.fields import CustomDomain, IdleAfter
 from contracts.tenant import EdgeMode, TenantId
-from services.api.commands import check_domain
 
 EVENT_TYPE_PATTERN = r"^[A-Za-z][A-Za-z0-9_.]{0,63}$"  # catalog names: no NUL, no control characters
+# Names that are never a tenant's to claim: the platform's own and special-use domains.
+RESERVED_DOMAIN_SUFFIXES = ("localhost", "local", "internal", "invalid", "arpa", "home.arpa", "onion")
+_DOMAIN = TypeAdapter(CustomDomain)
+
+
+def check_domain(value: str) -> str:
+    """A custom domain the tenant may claim, normalised (lowercase, no trailing dot)."""
+    domain = value.strip().lower().removesuffix(".")
+    if not domain.isascii():
+        raise ValueError(f"custom domain {value!r} must be ASCII; write international names in punycode (xn--...)")
+    if "*" in domain:
+        raise ValueError(f"custom domain {value!r}: wildcards are not accepted; name one host")
+    try:
+        _DOMAIN.validate_python(domain)
+    except ValidationError:
+        raise ValueError(
+            f"custom domain {value!r} is not a fully qualified host name: labels of letters, digits and "
+            "inner hyphens (at most 63 characters each), separated by dots, e.g. shop.example.com"
+        ) from None
+    if re.fullmatch(r"[0-9.]+", domain):
+        raise ValueError(f"custom domain {value!r} is an IP address; give a host name")
+    if any(domain == s or domain.endswith("." + s) for s in RESERVED_DOMAIN_SUFFIXES):
+        raise ValueError(f"custom domain {value!r} is under a reserved suffix "
+                         f"({', '.join(RESERVED_DOMAIN_SUFFIXES)}); use a domain you own")
+    return domain
 
 
 class DeploySource(BaseModel):

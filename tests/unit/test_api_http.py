@@ -7,7 +7,7 @@ import json
 import httpx
 import pytest
 
-from services.api.commands import check_domain
+from services.api.requests import check_domain
 from services.api.guard import Guard
 from services.api.views import validation_errors
 
