@@ -22,3 +22,38 @@ async def test_every_one_runs_and_never_more_than_the_limit_at_once():
     await gather_bounded(PROBE_CONCURRENCY, (job(i) for i in range(25)))
     assert sorted(done) == list(range(25))
     assert most == PROBE_CONCURRENCY
+
+
+async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unreachable():
+    """refresh_health over reloader.probe: a real /runtime/healthz server answers; one that
+    answers JSON of the wrong shape, one that closes at once and a closed port all read as
+    unreachable, and none stops the round (a reloader runs as its tenant: its answer is data)."""
+    from types import SimpleNamespace
+
+    from core.ports import free_port
+    from hostplane.local.agent.agent import Agent
+    from hostplane.local.agent.state import AgentState, RunningTenant
+    from reloader.health import serve_health
+
+    good = await serve_health("127.0.0.1", 0, lambda: {"status": "ok", "runtime": {"requests_served": 7},
+                                                       "app": {"healthy": True, "state": "serving", "live_version": 3}})
+    shaped = await serve_health("127.0.0.1", 0, lambda: {"status": "ok", "app": ["not", "an", "object"]})
+
+    async def hang_up(reader, writer):
+        writer.close()
+
+    rude = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    ports = {"good": good, "shaped": shaped, "rude": rude}
+    tenants = {name: RunningTenant(tenant_id=name, app_port=1, pid=100, host="127.0.0.1",
+                                   health_port=server.sockets[0].getsockname()[1], app_state="starting")
+               for name, server in ports.items()}
+    tenants["gone"] = RunningTenant(tenant_id="gone", app_port=1, pid=101, host="127.0.0.1", health_port=free_port())
+    try:
+        await Agent.refresh_health(SimpleNamespace(state=AgentState(tenants=tenants)))
+    finally:
+        for server in ports.values():
+            server.close()
+    assert (tenants["good"].healthy, tenants["good"].app_state, tenants["good"].live_version,
+            tenants["good"].requests_served) == (True, "serving", 3, 7)
+    for name in ("shaped", "rude", "gone"):
+        assert (tenants[name].healthy, tenants[name].app_state) == (False, "unreachable"), name

@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import structlog
 
 from core import process
@@ -49,7 +48,8 @@ from hostplane.local.agent.env import EnvUnavailable, resolve_env
 from hostplane.local.agent.sleep import IdleClock, Listeners
 from hostplane.local.agent.sleeping import NOT_ANSWERED, Sleeping
 from hostplane.local.agent.state import AgentState, RunningTenant, is_our_reloader, now_iso, our_reloaders
-from reloader import sandbox
+from reloader import health, sandbox
+from reloader import probe as http_probe
 from services.resources.registry import POINTER_CHANNEL, DesiredService, desired_services, ensure_schema
 
 log = structlog.get_logger("runtime-agent")
@@ -66,6 +66,7 @@ WARMING_FOR_S = 60.0  # one still not answering after this long no longer holds 
 # answered together every second: a burst of runnable processes that edge requests queued
 # behind (bench/density.py, p99). A few at a time spread the same work over the round.
 PROBE_CONCURRENCY = 4
+PROBE_TIMEOUT_S = 1.0  # a reloader slower than this to say how it is counts as unreachable
 REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agent.watch_reports)
 # ... but a tenant's file is read by the watch at most this often: one that writes without
 # pause (a flood of junk) costs the agent one extra read a second, not five.
@@ -429,18 +430,16 @@ class Agent(Sleeping):
         await self.publisher.publish(envelopes)
 
     async def refresh_health(self) -> None:
-        async def probe(client: httpx.AsyncClient, rec: RunningTenant) -> None:
+        async def probe(rec: RunningTenant) -> None:
             try:
-                body = (await client.get(rec.health_url)).json()
+                body = (await http_probe.get((rec.host, rec.health_port), health.PATH, PROBE_TIMEOUT_S)).json()
                 app = body.get("app", {})
                 rec.live_version, rec.app_state = app.get("live_version"), app.get("state", "unknown")
                 rec.requests_served = body.get("runtime", {}).get("requests_served")
                 rec.healthy = body.get("status") == "ok" and bool(app.get("healthy"))
-            except (httpx.HTTPError, ValueError):
+            except (http_probe.ProbeError, ValueError, AttributeError):
                 rec.healthy, rec.app_state = False, "unreachable"
 
         running = [r for r in self.state.tenants.values() if r.pid]
-        if running:
-            async with httpx.AsyncClient(timeout=1.0) as client:
-                await gather_bounded(PROBE_CONCURRENCY, (probe(client, r) for r in running))
+        await gather_bounded(PROBE_CONCURRENCY, (probe(r) for r in running))
 
