@@ -188,16 +188,19 @@ async def test_the_report_watch_reads_a_flooding_tenants_file_at_most_once_a_sec
 
     from hostplane.local.agent.agent import REPORT_WATCH_EVERY_S, Agent
 
-    (tmp_path / "runtime" / "flood").mkdir(parents=True)
+    for name in ("flood", "asleep"):
+        (tmp_path / "runtime" / name).mkdir(parents=True)
     events = tmp_path / "runtime" / "flood" / reports.EVENTS_FILE
+    (tmp_path / "runtime" / "asleep" / reports.EVENTS_FILE).write_text("last words\n")
     relayed: list[list[str]] = []
 
     async def relay_reports(tenants):
         relayed.append(tenants)
 
+    tenants = {"flood": RunningTenant(tenant_id="flood", app_port=1, health_port=2, pid=1234),
+               "asleep": RunningTenant(tenant_id="asleep", app_port=3, health_port=4, asleep=True)}
     agent = SimpleNamespace(home=tmp_path, stop_requested=asyncio.Event(), watch_relayed={}, relay_reports=relay_reports,
-                            state=AgentState(tenants={"flood": RunningTenant(tenant_id="flood", app_port=1,
-                                                                              health_port=2)}))
+                            state=AgentState(tenants=tenants))
     watch = asyncio.create_task(Agent.watch_reports(agent))
     for i in range(15):  # a new line every 0.1 s for 1.5 s: the file always grew since the cursor
         events.write_text("junk\n" * (i + 1))
@@ -205,3 +208,4 @@ async def test_the_report_watch_reads_a_flooding_tenants_file_at_most_once_a_sec
     agent.stop_requested.set()
     await watch
     assert 1 <= len(relayed) <= 1.5 / REPORT_WATCH_EVERY_S + 1, relayed
+    assert all(batch == ["flood"] for batch in relayed), "a sleeper's file is the round's to read, not the watch's"

@@ -49,3 +49,22 @@ def test_a_bare_reloader_is_its_own_reloader_process():
     finally:
         proc.kill()
         proc.wait(10)
+
+
+def test_a_recognised_reloaders_command_line_is_read_once_and_a_dead_one_is_not_ours(monkeypatch):
+    owner = f"agent:/tmp/{uuid.uuid4()}"
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)", "-m", "reloader",
+                              "--tenant", "acme", "--owner", owner])
+    reads = []
+    real = psutil.Process.cmdline
+    monkeypatch.setattr(psutil.Process, "cmdline", lambda self: reads.append(self.pid) or real(self))
+    try:
+        created = agent_state.create_time(child.pid)
+        assert all(agent_state.is_our_reloader(child.pid, created, "acme", owner) for _ in range(5))
+        assert reads == [child.pid], "read at the first check only"
+        assert not agent_state.is_our_reloader(child.pid, created, "other", owner), "another tenant's: read again"
+        assert not agent_state.is_our_reloader(child.pid, created + 1, "acme", owner), "another start time"
+    finally:
+        child.kill()
+        child.wait(10)
+    assert not agent_state.is_our_reloader(child.pid, created, "acme", owner), "gone: not ours, cache or not"

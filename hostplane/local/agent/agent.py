@@ -403,14 +403,16 @@ class Agent(Sleeping):
 
     async def watch_reports(self) -> None:
         """Between rounds, a report goes out within REPORT_WATCH_S of being written (a stat per
-        tenant, a read only of what grew): `update --wait` and `tenant show` learn of a swap
-        without waiting for the next round."""
+        running tenant, a read only of what grew): `update --wait` and `tenant show` learn of a
+        swap without waiting for the next round. A runtime's last lines, written as it stops,
+        go out with the round, which reads every tenant's file."""
         root = self.home / "runtime"
         while not self.stop_requested.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), REPORT_WATCH_S)
             now = time.monotonic()
-            changed = [t for t in reports.pending(root, list(self.state.tenants), self.state.reports)
+            running = [t for t, rec in self.state.tenants.items() if rec.pid]  # a sleeper writes nothing
+            changed = [t for t in reports.pending(root, running, self.state.reports)
                        if now - self.watch_relayed.get(t, -REPORT_WATCH_EVERY_S) >= REPORT_WATCH_EVERY_S]
             if changed:
                 self.watch_relayed.update(dict.fromkeys(changed, now))
