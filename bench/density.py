@@ -4,7 +4,9 @@ Tenants are added in steps (default 50 → 100 → 200) on one platform, each cr
 examples/tasks.yaml through the API, all of a step submitted at once. Per step:
   - time until every new tenant is `ready` (provisioned, routed, built, migrated, live);
   - idle memory per tenant: its runtime (reloader + app workers), RSS and USS;
-  - edge latency p50/p99 of GET /healthz on random tenants through Caddy, and errors;
+  - edge latency p50/p99 of GET /healthz on random tenants through Caddy, and errors: by 8
+    clients at once (closed loop: the box at saturation), by one, and at fixed offered rates
+    (`--rates`, open loop: the latency a given traffic sees);
   - machine memory used.
 The knee is the first step where a tenant fails or misses the deadline, the edge errors,
 or p99 exceeds --p99-limit-ms; the run stops there (the machine has stopped coping). A
@@ -70,7 +72,8 @@ async def wait_asleep(fleet: Fleet, names: list[str], timeout: float) -> tuple[i
 
 
 async def run(steps: list[int], step_timeout: float, emulator: str, p99_limit_ms: float,
-              idle_after: int | None = None, warm: int = 0, max_seconds: float = 5400) -> dict:
+              idle_after: int | None = None, warm: int = 0, max_seconds: float = 5400,
+              rates: tuple[float, ...] = (), rate_seconds: float = 20) -> dict:
     rows: list[dict] = []
     began = time.monotonic()
     knee = None
@@ -108,6 +111,8 @@ async def run(steps: list[int], step_timeout: float, emulator: str, p99_limit_ms
                 edge = await fleet.edge_latency(traffic, requests=max(2000, 4 * len(traffic)))
                 # one request at a time: the route and the app without the queueing of 8 clients on 2 cores
                 edge["serial"] = await fleet.edge_latency(traffic, requests=500, concurrency=1)
+                # open loop: the latency a given traffic sees (the 8 clients above saturate the cores)
+                edge["at_rate"] = [await fleet.edge_at_rate(traffic, rate, rate_seconds) for rate in rates]
                 row = {
                     "tenants": target, "created": len(names), "ready": len(ready), "refused": len(refused),
                     "all_ready_s": round(took, 1), "create_to_ready_s": summary(list(ready.values())),
@@ -168,14 +173,18 @@ def main() -> None:
     parser.add_argument("--idle-after", type=int, help="scale to zero: tenants sleep after this many idle seconds")
     parser.add_argument("--warm", type=int, default=0, help="with --idle-after: the first N are always on, under traffic")
     parser.add_argument("--max-seconds", type=float, default=5400, help="no step starts after this long")
+    parser.add_argument("--rates", default="100,200",
+                        help="open-loop edge traffic per step, requests/s (Poisson arrivals); empty: none")
+    parser.add_argument("--rate-seconds", type=float, default=20, help="how long each rate is offered")
     args = parser.parse_args()
+    rates = tuple(float(r) for r in args.rates.split(",") if r)
     result = asyncio.run(run([int(s) for s in args.steps.split(",")], args.step_timeout, args.emulator,
-                             args.p99_limit_ms, args.idle_after, args.warm, args.max_seconds))
+                             args.p99_limit_ms, args.idle_after, args.warm, args.max_seconds, rates, args.rate_seconds))
     result["options"] = vars(args)
     table = Table(title=f"density on one machine ({args.emulator})")
     for col in ("tenants", "ready/new", "all ready s", "create→ready p50 s", "running/asleep", "USS MB/running",
                 "USS MB/tenant", "traffic on", "edge p50 ms", "edge p99 ms", "1 client p50/p99", "errors",
-                "machine GB"):
+                "at rate p50/p99", "machine GB"):
         table.add_column(col, justify="right")
     for s in result["steps"]:
         lat, mem = s["edge"]["latency_ms"], s["memory"]
@@ -184,7 +193,10 @@ def main() -> None:
                       str(mem.get("uss_mb_per_running_tenant")), str(mem["uss_mb_per_tenant"]),
                       str(s.get("under_traffic", s["tenants"])), str(lat.get("p50")), str(lat.get("p99")),
                       "/".join(str(s["edge"].get("serial", {}).get("latency_ms", {}).get(q)) for q in ("p50", "p99")),
-                      str(s["edge"]["errors"]), str(s["machine_used_gb"]))
+                      str(s["edge"]["errors"]),
+                      " ".join(f"{r['offered_per_s']:.0f}/s: {r['latency_ms'].get('p50')}/{r['latency_ms'].get('p99')}"
+                               for r in s["edge"].get("at_rate", [])),
+                      str(s["machine_used_gb"]))
     Console(width=160).print(table)
     print("knee:", result["knee"] or "not reached")
     out = save(RESULTS, "density", result)

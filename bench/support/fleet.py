@@ -162,6 +162,41 @@ class Fleet:
                 "requests_per_s": round(done / wall, 1), "cpu_ms_per_request": cpu,
                 "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
 
+    async def edge_at_rate(self, names: list[str], rate: float, seconds: float) -> dict[str, Any]:
+        """GET /healthz on random tenants at `rate` requests/s (Poisson arrivals, open loop):
+        each request starts on schedule whether or not the earlier ones finished, and its latency
+        counts from its scheduled start, so a stall shows in the figures instead of slowing the
+        load (no coordinated omission). A closed loop of N clients measures the box at
+        saturation; this measures it under a given traffic."""
+        latencies: list[float] = []
+        errors: list[str] = []
+
+        async def one(name: str, due: float) -> None:
+            try:
+                resp = await self.edge.get("/healthz", headers={"Host": f"{name}.localhost"})
+            except httpx.HTTPError as exc:
+                errors.append(f"{name}: {type(exc).__name__}")
+                return
+            if resp.status_code != 200:
+                errors.append(f"{name}: {resp.status_code}")
+                return
+            latencies.append((time.perf_counter() - due) * 1000)
+
+        tasks: list[asyncio.Task[None]] = []
+        before, t0 = cpu_by_component(), time.perf_counter()
+        due = t0
+        while due < t0 + seconds:
+            await asyncio.sleep(max(0.0, due - time.perf_counter()))
+            tasks.append(asyncio.create_task(one(random.choice(names), due)))
+            due += random.expovariate(rate)
+        await asyncio.gather(*tasks)
+        wall, after = time.perf_counter() - t0, cpu_by_component()
+        done = max(len(tasks), 1)
+        cpu = {k: round((after.get(k, 0.0) - before.get(k, 0.0)) * 1000 / done, 2) for k in after}
+        return {"offered_per_s": rate, "requests_per_s": round(done / wall, 1), "latency_ms": summary(latencies),
+                "errors": len(errors), "error_samples": errors[:5], "cpu_ms_per_request": cpu,
+                "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
+
     def runtime_memory(self) -> dict[str, Any]:
         """RSS and USS of every tenant runtime (reloader + app workers), from the agent's state."""
         path = self.running.settings.home_dir / "runtime" / "agent.json"
