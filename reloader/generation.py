@@ -265,10 +265,44 @@ class AppProcess:
 DESCENDANTS_EVERY = 8
 
 
+# The kernel's list of each thread's children (CONFIG_PROC_CHILDREN): reading it costs the
+# family only, where psutil's children() reads /proc/<n>/stat of every process it can see
+# (outside a sandbox's pid namespace: the whole host, half an idle reloader's Python time).
+CHILDREN_LISTS = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """The pids below `pid`, from /proc/<pid>/task/<tid>/children, recursively; a process or
+    thread that exits meanwhile is skipped (a memory sample, not an inventory)."""
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{current}/task/{tid}/children", "rb") as fh:
+                    kids = [int(k) for k in fh.read().split()]
+            except (OSError, ValueError):
+                continue
+            found += kids
+            todo += kids
+    return found
+
+
 def resident_bytes(proc: psutil.Process, *, descendants: bool = True) -> int:
     """RSS of a process, and of its descendants unless told not to (0 once gone)."""
     try:
-        family = [proc, *proc.children(recursive=True)] if descendants else [proc]
-        return sum(p.memory_info().rss for p in family)
+        total = proc.memory_info().rss
+        if not descendants:
+            return total
+        kids = descendant_pids(proc.pid) if CHILDREN_LISTS else [k.pid for k in proc.children(recursive=True)]
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return 0
+    for kid in kids:  # one that exited since it was listed counts nothing; the others still count
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += psutil.Process(kid).memory_info().rss
+    return total

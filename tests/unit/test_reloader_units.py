@@ -169,3 +169,35 @@ def test_an_app_worker_loads_redis_without_the_platforms_opentelemetry():
     with_it = subprocess.run([sys.executable, "-c", "import redis.asyncio, sys; print('opentelemetry.sdk' in sys.modules)"],
                              capture_output=True, text=True, check=True).stdout
     assert with_it.strip() == "True", "redis-py no longer loads the SDK: hide_platform_packages can go"
+
+
+def test_a_workers_descendants_are_found_from_the_kernels_children_lists():
+    """The memory watch's family: the same pids psutil finds by scanning every process, read
+    from /proc/<pid>/task/<tid>/children; their memory counts, and a process gone counts 0."""
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from reloader.generation import CHILDREN_LISTS, descendant_pids, resident_bytes
+
+    code = ("import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+            "time.sleep(30)")
+    parent = subprocess.Popen([sys.executable, "-c", code])
+    try:
+        proc = psutil.Process(parent.pid)
+        deadline = time.monotonic() + 10
+        while not proc.children(recursive=True) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        expected = sorted(p.pid for p in proc.children(recursive=True))
+        assert CHILDREN_LISTS and len(expected) == 1
+        assert sorted(descendant_pids(parent.pid)) == expected
+        alone = resident_bytes(proc, descendants=False)
+        assert resident_bytes(proc) > alone > 0
+    finally:
+        for kid in psutil.Process(parent.pid).children(recursive=True):
+            kid.kill()
+        parent.kill()
+        parent.wait(10)
+    assert descendant_pids(parent.pid) == [] and resident_bytes(proc) == 0
