@@ -153,8 +153,13 @@ def chart(result: dict, path: Path) -> None:
     axes[1].plot(n, [s["memory"]["uss_mb_per_tenant"] for s in steps], marker="o", label="USS")
     axes[1].set(title="idle memory per tenant", xlabel="tenants", ylabel="MB")
     axes[1].legend()
-    axes[2].plot(n, [s["edge"]["latency_ms"].get("p50") for s in steps], marker="o", label="p50")
-    axes[2].plot(n, [s["edge"]["latency_ms"].get("p99") for s in steps], marker="o", label="p99")
+    axes[2].plot(n, [s["edge"]["latency_ms"].get("p50") for s in steps], marker="o", label="p50, 8 clients")
+    axes[2].plot(n, [s["edge"]["latency_ms"].get("p99") for s in steps], marker="o", label="p99, 8 clients")
+    rates = [r["offered_per_s"] for r in steps[0]["edge"].get("at_rate", [])] if steps else []
+    for i, rate in enumerate(rates):
+        for q, style in (("p50", "--"), ("p99", ":")):
+            axes[2].plot(n, [s["edge"]["at_rate"][i]["latency_ms"].get(q) for s in steps], linestyle=style,
+                         marker=".", label=f"{q} at {rate:.0f}/s")
     axes[2].set(title="edge latency, random tenant", xlabel="tenants", ylabel="ms")
     axes[2].legend()
     if result.get("knee"):
