@@ -25,9 +25,10 @@ async def test_every_one_runs_and_never_more_than_the_limit_at_once():
 
 
 async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unreachable():
-    """refresh_health over reloader.probe: a real /runtime/healthz server answers; one that
-    answers JSON of the wrong shape, one that closes at once and a closed port all read as
-    unreachable, and none stops the round (a reloader runs as its tenant: its answer is data)."""
+    """refresh_health over reloader.probe: a real /runtime/healthz server answers; answers of
+    the wrong shape, type or size, JSON nested past the parser's recursion limit, a server that
+    closes at once and a closed port all read as unreachable, and none stops the round nor
+    lands in the state (a reloader runs as its tenant: its answer is data)."""
     from types import SimpleNamespace
 
     from core.ports import free_port
@@ -38,12 +39,22 @@ async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unr
     good = await serve_health("127.0.0.1", 0, lambda: {"status": "ok", "runtime": {"requests_served": 7},
                                                        "app": {"healthy": True, "state": "serving", "live_version": 3}})
     shaped = await serve_health("127.0.0.1", 0, lambda: {"status": "ok", "app": ["not", "an", "object"]})
+    bloated = await serve_health("127.0.0.1", 0, lambda: {"status": "ok", "app": {"healthy": True, "state": "x" * 500_000}})
+    typed = await serve_health("127.0.0.1", 0, lambda: {"status": "ok", "app": {"healthy": True, "live_version": "3"}})
+
+    async def deep(reader, writer):  # nested past the JSON parser's recursion limit, within the size cap
+        await reader.readuntil(b"\r\n\r\n")
+        body = b"[" * 200_000
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body)
+        await writer.drain()
+        writer.close()
 
     async def hang_up(reader, writer):
         writer.close()
 
     rude = await asyncio.start_server(hang_up, "127.0.0.1", 0)
-    ports = {"good": good, "shaped": shaped, "rude": rude}
+    nested = await asyncio.start_server(deep, "127.0.0.1", 0)
+    ports = {"good": good, "shaped": shaped, "rude": rude, "bloated": bloated, "typed": typed, "nested": nested}
     tenants = {name: RunningTenant(tenant_id=name, app_port=1, pid=100, host="127.0.0.1",
                                    health_port=server.sockets[0].getsockname()[1], app_state="starting")
                for name, server in ports.items()}
@@ -55,5 +66,6 @@ async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unr
             server.close()
     assert (tenants["good"].healthy, tenants["good"].app_state, tenants["good"].live_version,
             tenants["good"].requests_served) == (True, "serving", 3, 7)
-    for name in ("shaped", "rude", "gone"):
-        assert (tenants[name].healthy, tenants[name].app_state) == (False, "unreachable"), name
+    for name in ("shaped", "rude", "gone", "bloated", "typed", "nested"):
+        assert (tenants[name].healthy, tenants[name].app_state, tenants[name].live_version) == \
+            (False, "unreachable", None), name

@@ -67,6 +67,7 @@ WARMING_FOR_S = 60.0  # one still not answering after this long no longer holds 
 # behind (bench/density.py, p99). A few at a time spread the same work over the round.
 PROBE_CONCURRENCY = 4
 PROBE_TIMEOUT_S = 1.0  # a reloader slower than this to say how it is counts as unreachable
+MAX_APP_STATE = 64  # characters of the app state a health answer may report (reloader.runtime's names)
 REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agent.watch_reports)
 # ... but a tenant's file is read by the watch at most this often: one that writes without
 # pause (a flood of junk) costs the agent one extra read a second, not five.
@@ -432,14 +433,21 @@ class Agent(Sleeping):
         await self.publisher.publish(envelopes)
 
     async def refresh_health(self) -> None:
+        """Each running reloader's /runtime/healthz. A reloader runs as its tenant, so its answer
+        is the tenant's data: one of the wrong shape or size (or nested past the JSON parser's
+        recursion limit) reads as unreachable and never stops the round nor lands in the state."""
         async def probe(rec: RunningTenant) -> None:
             try:
                 body = (await http_probe.get((rec.host, rec.health_port), health.PATH, PROBE_TIMEOUT_S)).json()
                 app = body.get("app", {})
-                rec.live_version, rec.app_state = app.get("live_version"), app.get("state", "unknown")
-                rec.requests_served = body.get("runtime", {}).get("requests_served")
+                version, state = app.get("live_version"), app.get("state", "unknown")
+                served = body.get("runtime", {}).get("requests_served")
+                if not (isinstance(state, str) and len(state) <= MAX_APP_STATE and isinstance(version, int | None)
+                        and isinstance(served, int | None)):
+                    raise ValueError("a health answer of the wrong shape")
+                rec.live_version, rec.app_state, rec.requests_served = version, state, served
                 rec.healthy = body.get("status") == "ok" and bool(app.get("healthy"))
-            except (http_probe.ProbeError, ValueError, AttributeError):
+            except (http_probe.ProbeError, ValueError, AttributeError, RecursionError):
                 rec.healthy, rec.app_state = False, "unreachable"
 
         running = [r for r in self.state.tenants.values() if r.pid]
