@@ -273,8 +273,9 @@ CHILDREN_LISTS = os.path.exists(f"/proc/self/task/{os.getpid()}/children")
 
 def descendant_pids(pid: int) -> list[int]:
     """The pids below `pid`, from /proc/<pid>/task/<tid>/children, recursively; a process or
-    thread that exits meanwhile is skipped (a memory sample, not an inventory)."""
-    found: list[int] = []
+    thread that exits meanwhile is skipped (a memory sample, not an inventory), and a pid seen
+    twice (reused while the tenant's processes churn) is walked once."""
+    seen = {pid}
     todo = [pid]
     while todo:
         current = todo.pop()
@@ -288,9 +289,10 @@ def descendant_pids(pid: int) -> list[int]:
                     kids = [int(k) for k in fh.read().split()]
             except (OSError, ValueError):
                 continue
-            found += kids
-            todo += kids
-    return found
+            todo += [k for k in kids if k not in seen]
+            seen.update(kids)
+    seen.discard(pid)
+    return list(seen)
 
 
 def resident_bytes(proc: psutil.Process, *, descendants: bool = True) -> int:
