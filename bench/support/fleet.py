@@ -68,6 +68,15 @@ def summary(values: list[float]) -> dict[str, float]:
             "p99": round(percentile(values, 0.99), 1), "max": round(max(values), 1)}
 
 
+def throughput(cpu_before: dict[str, float], t0: float, done: int) -> dict[str, Any]:
+    """Requests/s since `t0`, each component's CPU-ms per request since `cpu_before`
+    (cpu_by_component), and how busy that kept the cores."""
+    wall, after = time.perf_counter() - t0, cpu_by_component()
+    cpu = {k: round((after.get(k, 0.0) - cpu_before.get(k, 0.0)) * 1000 / done, 2) for k in after}
+    return {"requests_per_s": round(done / wall, 1), "cpu_ms_per_request": cpu,
+            "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
+
+
 @dataclass
 class Fleet:
     running: RunningPlatform
@@ -155,12 +164,9 @@ class Fleet:
 
         before, t0 = cpu_by_component(), time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        wall, after = time.perf_counter() - t0, cpu_by_component()
         done = max(len(latencies) + len(errors), 1)
-        cpu = {k: round((after.get(k, 0.0) - before.get(k, 0.0)) * 1000 / done, 2) for k in after}
         return {"latency_ms": summary(latencies), "errors": len(errors), "error_samples": errors[:5],
-                "requests_per_s": round(done / wall, 1), "cpu_ms_per_request": cpu,
-                "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
+                **throughput(before, t0, done)}
 
     async def edge_at_rate(self, names: list[str], rate: float, seconds: float) -> dict[str, Any]:
         """GET /healthz on random tenants at `rate` requests/s (Poisson arrivals, open loop):
@@ -190,12 +196,8 @@ class Fleet:
             tasks.append(asyncio.create_task(one(random.choice(names), due)))
             due += random.expovariate(rate)
         await asyncio.gather(*tasks)
-        wall, after = time.perf_counter() - t0, cpu_by_component()
-        done = max(len(tasks), 1)
-        cpu = {k: round((after.get(k, 0.0) - before.get(k, 0.0)) * 1000 / done, 2) for k in after}
-        return {"offered_per_s": rate, "requests_per_s": round(done / wall, 1), "latency_ms": summary(latencies),
-                "errors": len(errors), "error_samples": errors[:5], "cpu_ms_per_request": cpu,
-                "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
+        return {"offered_per_s": rate, "latency_ms": summary(latencies), "errors": len(errors),
+                "error_samples": errors[:5], **throughput(before, t0, max(len(tasks), 1))}
 
     def runtime_memory(self) -> dict[str, Any]:
         """RSS and USS of every tenant runtime (reloader + app workers), from the agent's state."""
