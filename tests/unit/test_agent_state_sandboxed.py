@@ -59,6 +59,11 @@ def test_a_recognised_reloaders_command_line_is_read_once_and_a_dead_one_is_not_
     real = psutil.Process.cmdline
     monkeypatch.setattr(psutil.Process, "cmdline", lambda self: reads.append(self.pid) or real(self))
     try:
+        # Popen returns once exec has begun, and the new command line is readable only a moment
+        # later (the kernel sets it up after closing the CLOEXEC pipe Popen waits on).
+        deadline = time.monotonic() + 10
+        while not real(psutil.Process(child.pid)) and time.monotonic() < deadline:
+            time.sleep(0.01)
         created = agent_state.create_time(child.pid)
         assert all(agent_state.is_our_reloader(child.pid, created, "acme", owner) for _ in range(5))
         assert reads == [child.pid], "read at the first check only"

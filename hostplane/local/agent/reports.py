@@ -153,10 +153,10 @@ def read(folder: Path, tenant_id: str, cursor: Cursor) -> Batch:
 def pending(runtime_root: Path, tenants: list[str], cursors: dict[str, dict[str, Any]]) -> list[str]:
     """The tenants whose report file holds bytes past their cursor (or is a new file): one
     lstat each and no read, cheap enough to ask several times a second of a thousand tenants."""
-    out = []
+    out, root = [], os.fspath(runtime_root)
     for tenant in tenants:
-        try:
-            info = os.stat(runtime_root / tenant / EVENTS_FILE, follow_symlinks=False)
+        try:  # a string join, not pathlib's: at 1,000 tenants a round, pathlib was most of this
+            info = os.stat(f"{root}/{tenant}/{EVENTS_FILE}", follow_symlinks=False)
         except OSError:
             continue
         if not stat.S_ISREG(info.st_mode):
@@ -171,8 +171,10 @@ async def relay(runtime_root: Path, tenants: list[str], cursors: dict[str, dict[
                 publish: Callable[[list[Envelope[Any]]], Awaitable[None]]) -> None:
     """One round: each tenant's new lines out, its cursor (in `cursors`) moved past them.
     A failed publish moves nothing: the same lines go again next round (consumers
-    deduplicate on event_id)."""
-    for tenant in tenants:
+    deduplicate on event_id). Only files that grew are read (`pending`): the rest cost a
+    stat, not a thread hop each (at 1,000 sleeping tenants those hops were most of the
+    agent's round, bench/agent_round.py)."""
+    for tenant in pending(runtime_root, tenants, cursors):
         cursor = Cursor.from_json(cursors.get(tenant, {}))
         batch = await asyncio.to_thread(read, runtime_root / tenant, tenant, cursor)
         if batch.envelopes:
