@@ -49,15 +49,17 @@ def component(proc: psutil.Process) -> str:
     return "other"
 
 
-def cpu_by_component() -> dict[str, float]:
-    """CPU seconds (user + system) so far of every process on the box, summed by component."""
-    out: dict[str, float] = {}
-    for proc in psutil.process_iter(["name", "cmdline", "cpu_times"]):
+def cpu_by_component() -> dict[tuple[int, float], tuple[str, float]]:
+    """CPU seconds (user + system) so far of every process on the box, by (pid, start time),
+    with its component. Kept per process so that a difference counts only what each process
+    spent in between (a process that exited meanwhile is left out; summed by component, its
+    whole past went missing and a PostgreSQL backend's exit made that component negative)."""
+    out: dict[tuple[int, float], tuple[str, float]] = {}
+    for proc in psutil.process_iter(["name", "cmdline", "cpu_times", "create_time"]):
         times = proc.info["cpu_times"]
-        if times is None:
+        if times is None or proc.info["create_time"] is None:
             continue
-        key = component(proc)
-        out[key] = out.get(key, 0.0) + times.user + times.system
+        out[(proc.pid, proc.info["create_time"])] = (component(proc), times.user + times.system)
     return out
 
 
@@ -68,11 +70,13 @@ def summary(values: list[float]) -> dict[str, float]:
             "p99": round(percentile(values, 0.99), 1), "max": round(max(values), 1)}
 
 
-def throughput(cpu_before: dict[str, float], t0: float, done: int) -> dict[str, Any]:
+def throughput(cpu_before: dict[tuple[int, float], tuple[str, float]], t0: float, done: int) -> dict[str, Any]:
     """Requests/s since `t0`, each component's CPU-ms per request since `cpu_before`
-    (cpu_by_component), and how busy that kept the cores."""
-    wall, after = time.perf_counter() - t0, cpu_by_component()
-    cpu = {k: round((after.get(k, 0.0) - cpu_before.get(k, 0.0)) * 1000 / done, 2) for k in after}
+    (cpu_by_component; a process started since counts from zero), and how busy that kept the cores."""
+    wall, spent = time.perf_counter() - t0, {}
+    for key, (part, seconds) in cpu_by_component().items():
+        spent[part] = spent.get(part, 0.0) + seconds - cpu_before.get(key, (part, 0.0))[1]
+    cpu = {k: round(v * 1000 / done, 2) for k, v in spent.items()}
     return {"requests_per_s": round(done / wall, 1), "cpu_ms_per_request": cpu,
             "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
 
