@@ -1,5 +1,5 @@
 """What one idle running tenant costs: the reloader, its zygote and its app worker, by
-USS/RSS/PSS, and the reloader's import time and module count.
+USS/RSS/PSS, their CPU a second when idle, and the reloader's import time and module count.
 
 A reloader is started as the tests start one (tests.support.runtime_harness: file event
 reporter, the tiny sample app), release 1 goes live (started cold), then release 2 (forked
@@ -9,7 +9,7 @@ tenant adds to the box; issue 17 asks for ≤ 40 MB of it in total. A forked wor
 the zygote's pages, which then count in neither one's USS: the PSS sum (shared pages split
 between their holders) is the honest total with a zygote, and is reported beside it.
 
-    python bench/runtime_memory.py [--idle 5] [--import-runs 7] [--label before]
+    python bench/runtime_memory.py [--idle 5] [--import-runs 7] [--cpu-seconds 60] [--label before]
 
 Prints the figures and saves bench/results/runtime-memory-<timestamp>.json.
 """
@@ -78,6 +78,39 @@ def idle_tenant(idle: float, zygote: bool = True) -> dict[str, dict]:
             rt.stop()
 
 
+def idle_cpu(seconds: float) -> dict[str, float]:
+    """CPU-ms a second of an idle running tenant's reloader and worker at production
+    intervals (poll 1 s, app probe 2 s, memory check 0.5 s), its /runtime/healthz asked once
+    a second as the runtime agent does. At 100 running tenants this background is what the
+    edge's requests share the cores with (density.py)."""
+    import asyncio
+
+    from reloader import probe
+    from reloader.config import RuntimeConfig
+
+    defaults = RuntimeConfig(tenant_id="x", artifacts=Path("."), work_dir=Path("."))
+    production = {k: getattr(defaults, k) for k in ("poll_interval", "health_interval", "probation",
+                                                    "memory_check_interval", "start_timeout", "grace")}
+    with tempfile.TemporaryDirectory(prefix="hp-cpu-") as folder:
+        rt = start_runtime(Path(folder), **production)
+        try:
+            rt.publish(SampleApp(version=1))
+            rt.wait_for(lambda: rt.serving_version() == 1, 30, "version 1 serving")
+            time.sleep(production["probation"] + 3)
+            procs = {"reloader": psutil.Process(rt.proc.pid), "worker": rt.processes(WORKER_NAME)[0]}
+            before = {n: sum(p.cpu_times()[:2]) for n, p in procs.items()}
+
+            async def agent_probes() -> None:
+                end = time.monotonic() + seconds
+                while time.monotonic() < end:
+                    await probe.get(("127.0.0.1", rt.health_port), "/runtime/healthz", 1.0)
+                    await asyncio.sleep(1.0)
+            asyncio.run(agent_probes())
+            return {n: round((sum(p.cpu_times()[:2]) - before[n]) * 1000 / seconds, 2) for n, p in procs.items()}
+        finally:
+            rt.stop()
+
+
 def measure(procs: dict[str, psutil.Process]) -> dict:
     out: dict = {name: memory(p) for name, p in procs.items()}
     out["tenant_uss_mb"] = round(sum(out[n]["uss_mb"] for n in procs), 1)
@@ -126,6 +159,7 @@ def main() -> None:
     p.add_argument("--idle", type=float, default=5.0, help="seconds idle before measuring")
     p.add_argument("--import-runs", type=int, default=7)
     p.add_argument("--label", default="", help="stored with the figures (before / after ...)")
+    p.add_argument("--cpu-seconds", type=float, default=60.0, help="idle CPU measured over this long (0: not)")
     args = p.parse_args()
     bare = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     time.sleep(1)
@@ -134,6 +168,8 @@ def main() -> None:
     bare.wait()
     procs = idle_tenant(args.idle) | idle_tenant(args.idle, zygote=False)
     result = {"label": args.label, "idle_s": args.idle, "bare_python": bare_mem, **procs}
+    if args.cpu_seconds:
+        result["idle_cpu_ms_per_s"] = idle_cpu(args.cpu_seconds)
     result["reloader_import"] = import_cost("reloader.__main__", args.import_runs)
     result["worker_import"] = import_cost("reloader.worker", args.import_runs)
     print(f"{'bare_python':20} {line(bare_mem)}")
@@ -147,6 +183,9 @@ def main() -> None:
         print(f"  {'tenant':18} USS {m['tenant_uss_mb']:6.1f} MB  PSS {m['tenant_pss_mb']:6.1f} MB  "
               f"private {m['tenant_private_mb']:6.1f} MB{' (worker NOT forked)' if m.get('worker_forked') is False else ''}"
               " (target ≤ 40)")
+    if cpu := result.get("idle_cpu_ms_per_s"):
+        print(f"idle CPU at production intervals, probed each second: reloader {cpu['reloader']} ms/s, "
+              f"worker {cpu['worker']} ms/s")
     for name in ("reloader_import", "worker_import"):
         imp = result[name]
         print(f"{name:16} {imp['import_ms']} ms beyond a bare python ({imp['bare_python_ms']} ms), "
