@@ -164,17 +164,22 @@ class Publisher:
             raise EventTooLarge(too_big)
         if not entries:
             return
-        if self._client is None:
-            async with self:
-                return await self.publish(entries)
+        if self._client is None:  # not entered: a client for this call alone. Entering `self` here
+            # let two concurrent calls share one half-made client, and the first to finish closed
+            # the other's mid-call (a runtime agent's round waited on it forever).
+            async with aws_client("events", self.settings) as client:
+                return await self._publish(entries, client)
+        await self._publish(entries, self._client)
+
+    async def _publish(self, entries: list[PublishEntry], client: Any) -> None:
         failed: list[FailedEntry] = []
         for batch in batches(entries):
-            failed += await self._send(batch)
+            failed += await self._send(batch, client)
         if failed:
             raise PublishError(failed, self.max_attempts)
         log.debug("events.published", count=len(entries), bus=self.bus_name)
 
-    async def _send(self, batch: list[PublishEntry]) -> list[FailedEntry]:
+    async def _send(self, batch: list[PublishEntry], client: Any) -> list[FailedEntry]:
         """Send one batch, retrying rejected entries; return those that never got through."""
         pending = batch
         last: list[FailedEntry] = []
@@ -186,7 +191,7 @@ class Publisher:
         try:
             async for attempt in retrying:
                 with attempt:
-                    pending, last = await self._put(pending)
+                    pending, last = await self._put(pending, client)
                     if last:
                         log.warning(
                             "events.publish_rejected",
@@ -198,9 +203,9 @@ class Publisher:
             return last
         return []
 
-    async def _put(self, entries: list[PublishEntry]) -> tuple[list[PublishEntry], list[FailedEntry]]:
+    async def _put(self, entries: list[PublishEntry], client: Any) -> tuple[list[PublishEntry], list[FailedEntry]]:
         try:
-            result = await self._client.put_events(Entries=[e.to_aws(self.bus_name) for e in entries])
+            result = await client.put_events(Entries=[e.to_aws(self.bus_name) for e in entries])
         except Exception as exc:  # the whole call failed (network, throttling past botocore's retries)
             error = f"{type(exc).__name__}: {exc}"
             return entries, [FailedEntry(e, error) for e in entries]

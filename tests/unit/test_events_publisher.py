@@ -129,3 +129,40 @@ async def test_call_errors_past_the_last_attempt_raise():
     with pytest.raises(PublishError, match="ConnectionError"):
         await publisher(fake, attempts=3).publish([envelope(1)])
     assert len(fake.calls) == 3
+
+
+async def test_concurrent_publishes_without_an_entered_client_each_finish_on_a_live_client(monkeypatch):
+    """The runtime agent publishes its facts and relays reports at the same time through one
+    Publisher it never entered. Both calls used to enter `self`: the second replaced the
+    first's half-made client, and the first to finish closed the other's mid-call."""
+    import asyncio
+    import contextlib
+
+    import events.publisher as module
+
+    clients: list[FakeEvents] = []
+
+    class ClosingEvents(FakeEvents):
+        closed = False
+
+        async def put_events(self, Entries):  # noqa: N803
+            await asyncio.sleep(0.01)  # the other caller runs meanwhile
+            if self.closed:
+                raise RuntimeError("Session is closed")
+            return await super().put_events(Entries)
+
+    @contextlib.asynccontextmanager
+    async def fake_client(service, settings):
+        await asyncio.sleep(0.01)  # opening a client yields, as aiobotocore's does
+        client = ClosingEvents()
+        clients.append(client)
+        try:
+            yield client
+        finally:
+            client.closed = True
+
+    monkeypatch.setattr(module, "aws_client", fake_client)
+    pub = Publisher(Settings(), "bus", max_attempts=1, wait=wait_none())
+    await asyncio.gather(pub.publish([envelope(1)]), pub.publish([envelope(2)]))
+    assert sorted(len(c.calls) for c in clients) == [1, 1], "each call sent once, on a client still open"
+    assert all(c.closed for c in clients), "no client left open"

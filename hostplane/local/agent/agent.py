@@ -107,6 +107,8 @@ class Agent(Sleeping):
                         consequence="tenant runtimes run as the agent's own user: no uid, filesystem, "
                                     "memory or pids isolation between tenants and the platform")
         self.publisher = None  # events.publisher.Publisher, opened on the first report
+        self.opening = asyncio.Lock()
+        self.closing = contextlib.AsyncExitStack()  # the publisher's client, closed when the agent stops
         self.listeners = Listeners(host)  # every tenant's app socket (agent.sleep): they outlive runtimes
         self.idle = IdleClock()
         self.desired: dict[str, DesiredService] = {}
@@ -147,6 +149,7 @@ class Agent(Sleeping):
         self.sleep_stops.shutdown(wait=False)
         await self.flush_facts()
         self.save()
+        await self.closing.aclose()
         if self.conn is not None:
             await self.conn.close()
 
@@ -440,13 +443,17 @@ class Agent(Sleeping):
                     log.warning("runtime.report_watch_failed", error=type(exc).__name__)
 
     async def publish(self, envelopes: list) -> None:
-        if self.publisher is None:
-            from events.publisher import Publisher  # aiobotocore is heavy: only when a report comes
-            from events.topology import topology
-            from core.settings import Settings
+        """Onto the bus through one client for the agent's life, opened at the first report (the
+        round's facts and the report watch publish concurrently: they must not both open one)."""
+        async with self.opening:
+            if self.publisher is None:
+                from events.publisher import Publisher  # aiobotocore is heavy: only when a report comes
+                from events.topology import topology
+                from core.settings import Settings
 
-            settings = self.settings or Settings(home=self.home)
-            self.publisher = Publisher(settings, topology(settings.name_prefix).bus_name)
+                settings = self.settings or Settings(home=self.home)
+                self.publisher = await self.closing.enter_async_context(
+                    Publisher(settings, topology(settings.name_prefix).bus_name))
         await self.publisher.publish(envelopes)
 
     async def refresh_health(self) -> None:
