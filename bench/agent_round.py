@@ -33,31 +33,18 @@ import time
 from pathlib import Path
 
 import asyncpg
-import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.support.fleet import save  # noqa: E402
+from bench.support.fleet import cpu_by_component, cpu_spent, save  # noqa: E402
 from hostplane.local.agent import state as agent_state  # noqa: E402
 from hostplane.local.agent.agent import Agent  # noqa: E402
 from hostplane.local.ephemeral import start_platform, stop_components, stop_platform  # noqa: E402
-from services.resources.registry import deregister_service, ensure_schema, register_service  # noqa: E402
+from services.resources.registry import deregister_service, ensure_schema, port_range, register_service  # noqa: E402
 
 RESULTS = REPO / "bench" / "results"
 IDLE_AFTER_S = 900
-
-
-def postgres_cpu() -> float:
-    total = 0.0
-    for proc in psutil.process_iter(["name"]):
-        if proc.info["name"] in ("postgres", "postmaster"):
-            try:
-                t = proc.cpu_times()
-                total += t.user + t.system
-            except psutil.Error:
-                pass
-    return total
 
 
 async def grow(conn: asyncpg.Connection, home: Path, names: list[str], ports: range) -> None:
@@ -76,10 +63,11 @@ async def rounds(agent: Agent, n: int) -> dict:
     await agent.reconcile()  # the first binds every socket
     ours, theirs = [], []
     for _ in range(n):
-        cpu0, pg0 = time.process_time(), postgres_cpu()
+        box0 = cpu_by_component()  # before the agent's clock starts: the scan is ours, not the agent's
+        cpu0 = time.process_time()
         await agent.reconcile()
         ours.append((time.process_time() - cpu0) * 1000)
-        theirs.append((postgres_cpu() - pg0) * 1000)
+        theirs.append(cpu_spent(box0).get("postgres", 0.0) * 1000)
     return {"agent_ms": {"p50": round(statistics.median(ours), 2), "mean": round(statistics.fmean(ours), 2),
                          "max": round(max(ours), 2)},
             "postgres_ms": {"p50": round(statistics.median(theirs), 2), "mean": round(statistics.fmean(theirs), 2)}}
@@ -99,7 +87,7 @@ async def measure(args: argparse.Namespace, running) -> dict:
     home, settings = running.settings.home_dir, running.settings
     dsn = running.conn.control_dsn
     sizes = sorted(int(s) for s in args.tenants.split(","))
-    ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
+    ports = port_range(settings)
     conn = await asyncpg.connect(dsn)
     await ensure_schema(conn)
     names: list[str] = []

@@ -163,7 +163,7 @@ async def run(running, args: argparse.Namespace) -> dict:
     settings, edge = running.settings, running.settings.edge_port
     pool = await asyncpg.create_pool(running.conn.control_dsn, min_size=1, max_size=4)
     deps = await open_router(settings, running.conn.control_dsn)
-    ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
+    ports = registry.port_range(settings)
     servers, result = [], {}
     try:
         async with pool.acquire() as conn:

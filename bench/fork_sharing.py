@@ -77,9 +77,9 @@ def play(way: str, path: str, seconds: float) -> None:
     `seconds` (an event loop waking often, allocating a little), then print the pids whose
     pages are the tenant's and wait to be killed."""
     if way == "shared":  # this process is the shared zygote: only the worker is the tenant's
-        preload()
-        gc.collect()
-        gc.freeze()
+        from reloader.zygote import _preload
+
+        _preload()  # what the runtime's zygote does: hide, import, collect, freeze
         if (worker := os.fork()) == 0:
             serve(path)
         print(json.dumps({"tenant": [worker]}), flush=True)

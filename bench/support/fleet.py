@@ -63,6 +63,15 @@ def cpu_by_component() -> dict[tuple[int, float], tuple[str, float]]:
     return out
 
 
+def cpu_spent(before: dict[tuple[int, float], tuple[str, float]]) -> dict[str, float]:
+    """CPU seconds each component spent since `before` (cpu_by_component): each process's own
+    difference, a process started since from zero."""
+    spent: dict[str, float] = {}
+    for key, (part, seconds) in cpu_by_component().items():
+        spent[part] = spent.get(part, 0.0) + seconds - before.get(key, (part, 0.0))[1]
+    return spent
+
+
 def summary(values: list[float]) -> dict[str, float]:
     if not values:
         return {"n": 0}
@@ -73,10 +82,8 @@ def summary(values: list[float]) -> dict[str, float]:
 def throughput(cpu_before: dict[tuple[int, float], tuple[str, float]], t0: float, done: int) -> dict[str, Any]:
     """Requests/s since `t0`, each component's CPU-ms per request since `cpu_before`
     (cpu_by_component; a process started since counts from zero), and how busy that kept the cores."""
-    wall, spent = time.perf_counter() - t0, {}
-    for key, (part, seconds) in cpu_by_component().items():
-        spent[part] = spent.get(part, 0.0) + seconds - cpu_before.get(key, (part, 0.0))[1]
-    cpu = {k: round(v * 1000 / done, 2) for k, v in spent.items()}
+    wall = time.perf_counter() - t0
+    cpu = {k: round(v * 1000 / done, 2) for k, v in cpu_spent(cpu_before).items()}
     return {"requests_per_s": round(done / wall, 1), "cpu_ms_per_request": cpu,
             "cpu_busy": round(sum(cpu.values()) * done / 1000 / wall / (psutil.cpu_count() or 1), 2)}
 

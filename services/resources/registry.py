@@ -67,10 +67,12 @@ class DesiredService:
         return f"{self.env_ref or ''}|{self.memory_mb}|{self.app_port or ''}|{self.updated_at.isoformat()}"
 
 
-def port_range() -> range:
-    from core.settings import get_settings
+def port_range(settings=None) -> range:
+    """The tenant app ports a platform allocates from (`settings`: this process's by default)."""
+    if settings is None:
+        from core.settings import get_settings
 
-    settings = get_settings()
+        settings = get_settings()
     return range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
 
 

@@ -130,9 +130,7 @@ def raw_get(platform, host: str, path: str) -> tuple[int, bytes]:
 
 
 async def register(platform, conn, tenant: str) -> int:
-    settings = platform.settings
-    ports = range(settings.runtime_port_base, settings.runtime_port_base + settings.runtime_port_count)
-    return await registry.register_service(conn, tenant, None, ports=ports)
+    return await registry.register_service(conn, tenant, None, ports=registry.port_range(platform.settings))
 
 
 async def resolve(platform, name: str) -> dns.message.Message:

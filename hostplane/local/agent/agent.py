@@ -135,7 +135,8 @@ class Agent(Sleeping):
             if ready_file and not ready_file.exists():
                 ready_file.parent.mkdir(parents=True, exist_ok=True)
                 ready_file.write_text(str(os.getpid()))
-            if once:
+            if once:  # its children keep running
+                await self.close()
                 return
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self.stop_requested.wait(), self.interval)
@@ -149,6 +150,10 @@ class Agent(Sleeping):
         self.sleep_stops.shutdown(wait=False)
         await self.flush_facts()
         self.save()
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the bus client and the database connection (not the tenants' runtimes)."""
         await self.closing.aclose()
         if self.conn is not None:
             await self.conn.close()
