@@ -123,28 +123,29 @@ def line(m: dict[str, float]) -> str:
     return f"USS {m['uss_mb']:6.1f} MB  RSS {m['rss_mb']:6.1f} MB  PSS {m['pss_mb']:6.1f} MB"
 
 
-def python(code: str, *flags: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *flags, "-c", code], cwd=REPO, capture_output=True, text=True,
+def python(code: str, *flags: str, argv: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, *flags, "-c", code, *argv], cwd=REPO, capture_output=True, text=True,
                           check=True)
 
 
-def import_cost(module: str, runs: int) -> dict[str, object]:
+def import_cost(module: str, runs: int, argv: tuple[str, ...] = ()) -> dict[str, object]:
     """Wall time of a fresh interpreter importing `module`, less a bare one; its module count;
-    and the packages whose modules take longest to import (-X importtime, self time)."""
+    and the packages whose modules take longest to import (-X importtime, self time). `argv`:
+    the command line the import sees (the reloader decides from --events whether it needs TLS)."""
     def wall(code: str) -> float:
         times = []
         for _ in range(runs):
             t0 = time.perf_counter()
-            python(code)
+            python(code, argv=argv)
             times.append(time.perf_counter() - t0)
         return min(times)  # best of `runs`: the machine is shared, noise only adds
 
     bare = wall("pass")
     loaded = wall(f"import {module}")
-    modules = int(python(f"import sys, {module}; print(len(sys.modules))").stdout)
+    modules = int(python(f"import sys, {module}; print(len(sys.modules))", argv=argv).stdout)
     bare_modules = int(python("import sys; print(len(sys.modules))").stdout)
     by_package: dict[str, int] = {}
-    for line in python(f"import {module}", "-X", "importtime").stderr.splitlines():
+    for line in python(f"import {module}", "-X", "importtime", argv=argv).stderr.splitlines():
         if m := re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line):
             root = m[2].split(".")[0]  # self time, summed per top-level package
             by_package[root] = by_package.get(root, 0) + int(m[1])
@@ -170,7 +171,8 @@ def main() -> None:
     result = {"label": args.label, "idle_s": args.idle, "bare_python": bare_mem, **procs}
     if args.cpu_seconds:
         result["idle_cpu_ms_per_s"] = idle_cpu(args.cpu_seconds)
-    result["reloader_import"] = import_cost("reloader.__main__", args.import_runs)
+    # as the local agent starts it: reports through a file (on AWS, --events bus, it also loads ssl)
+    result["reloader_import"] = import_cost("reloader.__main__", args.import_runs, ("--events", "file:events.jsonl"))
     result["worker_import"] = import_cost("reloader.worker", args.import_runs)
     print(f"{'bare_python':20} {line(bare_mem)}")
     for state, what in (("cold", "no zygote: every release started cold"),

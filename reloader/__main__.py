@@ -15,11 +15,23 @@ from __future__ import annotations
 
 import sys
 
+import argparse
+
 from reloader import hide_platform_packages
 
-hide_platform_packages()  # here, in the entry point: reloader modules imported in-process are unaffected
 
-import argparse
+def _reports_to_bus(argv: list[str]) -> bool:
+    """Whether `--events` is `bus` (the default), read before anything imports asyncio: only
+    then does the reloader speak TLS. Spelled out in full (`--events X`, `--events=X`, the last
+    counts) or it is taken as `bus`, which only keeps TLS; main() checks the two agree."""
+    pre = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    pre.add_argument("--events", default="bus")
+    return pre.parse_known_args(argv)[0].events == "bus"
+
+
+# Here, in the entry point: reloader modules imported in-process are unaffected.
+hide_platform_packages(tls=_reports_to_bus(sys.argv[1:]))
+
 import asyncio
 import os
 import signal
@@ -82,7 +94,7 @@ async def run(args: argparse.Namespace) -> int:
     # before the health port answers: the agent pokes only a runtime whose health it has seen,
     # and SIGUSR1's default action would end the process.
     loop.add_signal_handler(signal.SIGUSR1, runtime.poke)
-    health = await serve_health(cfg.host, cfg.health_port, runtime.snapshot)
+    health = await serve_health(cfg.host, cfg.health_port, runtime.snapshot, runtime.metrics.exposition)
     health_port = health.sockets[0].getsockname()[1]
     # Both our sockets are bound: from here on no tenant code can bind a TCP port (reloader.landlock).
     if (why := forbid_tcp_bind()) is not None:
@@ -106,6 +118,8 @@ async def run(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     configure_logging(json_output=True)
     args = parse_args(argv)
+    if args.events == "bus" and sys.modules.get("ssl", ...) is None:
+        raise SystemExit("--events: give it whole (--events bus | file:PATH | none), once")
     return asyncio.run(run(args))
 
 

@@ -19,7 +19,10 @@ PATH = "/runtime/healthz"
 METRICS_PATH = "/metrics"
 
 
-async def serve_health(host: str, port: int, snapshot: Callable[[], dict[str, Any]]) -> asyncio.base_events.Server:
+async def serve_health(host: str, port: int, snapshot: Callable[[], dict[str, Any]],
+                       metrics: Callable[[], tuple[bytes, str]] | None = None) -> asyncio.base_events.Server:
+    """`metrics`: the /metrics text and content type (reloader.metrics.RuntimeMetrics.exposition)."""
+
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -28,14 +31,12 @@ async def serve_health(host: str, port: int, snapshot: Callable[[], dict[str, An
             if target.split("?")[0] == PATH:
                 body = snapshot()
                 status = "200 OK" if body.get("status") == "ok" else "503 Service Unavailable"
-            elif target.split("?")[0] == METRICS_PATH:  # swaps, swap time, failed releases, restarts
+            elif target.split("?")[0] == METRICS_PATH and metrics is not None:  # swaps, swap time, failures, restarts
                 body, status = None, "200 OK"
             else:
                 body, status = {"error": f"not found; try {PATH} or {METRICS_PATH}"}, "404 Not Found"
             if body is None:
-                from core import metrics  # prometheus-client: loaded when first asked, not at a wake
-
-                payload, ctype = metrics.exposition()
+                payload, ctype = metrics()
             else:
                 payload = json.dumps(body).encode()
             writer.write(f"HTTP/1.1 {status}\r\ncontent-type: {ctype}\r\ncontent-length: {len(payload)}\r\n"
