@@ -25,7 +25,7 @@ from core.ports import free_port, free_ports
 from hostplane.local.agent import state as agent_state
 from hostplane.local.agent.agent import Agent
 from reloader import sandbox
-from services.resources.registry import deregister_service, ensure_schema, register_service
+from services.resources.registry import deregister_service, ensure_schema, port_range, register_service
 from tests.support.runtime_harness import Load
 from tests.support.sample_app import SampleApp
 
@@ -107,7 +107,8 @@ async def test_agent_converges_survives_its_own_death_and_cleans_up(platform, ho
     env_refs = {"alpha": f"file:{env_file}", "beta": "hostplane/tenants/beta"}
     ports = {}
     for tenant in TENANTS:
-        ports[tenant] = await register_service(conn, tenant, env_refs[tenant], 256)
+        ports[tenant] = await register_service(conn, tenant, env_refs[tenant], 256,
+                                               ports=port_range(platform.settings))  # this platform's block
         first = await conn.fetchval("SELECT updated_at FROM runtime_services WHERE tenant_id = $1", tenant)
         # twice: no change, no restart, the same registered port
         assert await register_service(conn, tenant, env_refs[tenant], 256) == ports[tenant]

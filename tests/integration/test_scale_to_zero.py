@@ -24,7 +24,7 @@ import pytest
 from artifacts.store import ArtifactStore
 from hostplane.local.agent import state as agent_state
 from hostplane.local.ephemeral import start_platform, stop_platform
-from services.resources.registry import ensure_schema, pointer_moved, register_service
+from services.resources.registry import ensure_schema, pointer_moved, port_range, register_service
 from tests.support.agent_view import processes_of, tenants
 from tests.support.sample_app import SampleApp
 
@@ -99,8 +99,9 @@ async def test_idle_tenants_sleep_wake_on_requests_and_take_deploys(platform, ho
     conn = await asyncpg.connect(platform.conn.control_dsn)
     store = ArtifactStore(home / "artifacts")
     await ensure_schema(conn)
-    ports = {"sleepy": await register_service(conn, "sleepy", None, 256, idle_after_s=IDLE_S),
-             "awake": await register_service(conn, "awake", None, 256, idle_after_s=0)}
+    block = port_range(platform.settings)  # this platform's ports, not another test's
+    ports = {"sleepy": await register_service(conn, "sleepy", None, 256, idle_after_s=IDLE_S, ports=block),
+             "awake": await register_service(conn, "awake", None, 256, idle_after_s=0, ports=block)}
     for tenant in ports:
         store.publish_release(tenant, 1, SampleApp(version=1).zipapp())
         store.set_current(tenant, 1)
