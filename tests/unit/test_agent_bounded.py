@@ -33,6 +33,7 @@ async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unr
 
     from core.ports import free_port
     from hostplane.local.agent.agent import Agent
+    from hostplane.local.agent.sleep import IdleClock
     from hostplane.local.agent.state import AgentState, RunningTenant
     from reloader.health import serve_health
 
@@ -60,7 +61,7 @@ async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unr
                for name, server in ports.items()}
     tenants["gone"] = RunningTenant(tenant_id="gone", app_port=1, pid=101, host="127.0.0.1", health_port=free_port())
     try:
-        await Agent.refresh_health(SimpleNamespace(state=AgentState(tenants=tenants)))
+        await Agent.refresh_health(SimpleNamespace(state=AgentState(tenants=tenants), probed_at={}, idle=IdleClock()))
     finally:
         for server in ports.values():
             server.close()
@@ -69,3 +70,42 @@ async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unr
     for name in ("shaped", "rude", "gone", "bloated", "typed", "nested"):
         assert (tenants[name].healthy, tenants[name].app_state, tenants[name].live_version) == \
             (False, "unreachable", None), name
+
+
+async def test_a_settled_runtime_is_asked_every_few_seconds_and_one_starting_or_near_its_sleep_every_round():
+    from types import SimpleNamespace
+
+    from hostplane.local.agent.agent import SETTLED_PROBE_S, Agent, probe_due
+    from hostplane.local.agent.sleep import IdleClock
+    from hostplane.local.agent.state import AgentState, RunningTenant
+    from reloader.health import serve_health
+
+    def tenant(**kw) -> RunningTenant:
+        return RunningTenant(tenant_id="t", app_port=1, health_port=1, pid=100,
+                             **({"healthy": True, "app_state": "serving"} | kw))
+
+    settled = tenant(idle_after_s=900)
+    assert probe_due(settled, None, 0.0, 100.0), "never answered: asked"
+    assert not probe_due(settled, 99.0, 10.0, 100.0), "answered a second ago, serving, far from its sleep"
+    assert probe_due(settled, 100.0 - SETTLED_PROBE_S, 10.0, 100.0), "answered SETTLED_PROBE_S ago"
+    assert probe_due(settled, 99.0, 900 - SETTLED_PROBE_S, 100.0), "its sleep is decided on a fresh count"
+    assert not probe_due(tenant(idle_after_s=0), 99.0, 10_000.0, 100.0), "never sleeps: no hurry"
+    for state in ({"app_state": "starting"}, {"app_state": "unreachable", "healthy": False},
+                  {"app_state": "serving", "healthy": False}, {"app_state": "restarting"}):
+        assert probe_due(tenant(idle_after_s=900, **state), 99.9, 0.0, 100.0), state
+
+    answers = []
+    server = await serve_health("127.0.0.1", 0, lambda: answers.append(1) or {
+        "status": "ok", "runtime": {"requests_served": len(answers)}, "app": {"healthy": True, "state": "serving"}})
+    rec = RunningTenant(tenant_id="t", app_port=1, pid=100, host="127.0.0.1", idle_after_s=900,
+                        health_port=server.sockets[0].getsockname()[1])
+    agent = SimpleNamespace(state=AgentState(tenants={"t": rec}), probed_at={}, idle=IdleClock())
+    try:
+        for _ in range(3):
+            await Agent.refresh_health(agent)
+        assert len(answers) == 1 and rec.requests_served == 1 and rec.app_state == "serving"
+        agent.probed_at.pop("t")  # what a pointer move (Agent.poke) does
+        await Agent.refresh_health(agent)
+        assert len(answers) == 2 and rec.requests_served == 2, "asked again after a deploy"
+    finally:
+        server.close()

@@ -67,6 +67,11 @@ WARMING_FOR_S = 60.0  # one still not answering after this long no longer holds 
 # behind (bench/density.py, p99). A few at a time spread the same work over the round.
 PROBE_CONCURRENCY = 4
 PROBE_TIMEOUT_S = 1.0  # a reloader slower than this to say how it is counts as unreachable
+# A runtime found serving and healthy is asked again after this long, not every round: with
+# 100 running tenants the probes cost ≈ 0.8 CPU-ms a second in each reloader and ≈ 50 in the
+# agent (bench/runtime_memory.py --cpu-seconds, bench/density.py), time the edge's requests
+# wait behind on 2 cores.
+SETTLED_PROBE_S = 5.0
 MAX_APP_STATE = 64  # characters of the app state a health answer may report (reloader.runtime's names)
 REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agent.watch_reports)
 # ... but a tenant's file is read by the watch at most this often: one that writes without
@@ -111,6 +116,7 @@ class Agent(Sleeping):
         self.closing = contextlib.AsyncExitStack()  # the publisher's client, closed when the agent stops
         self.listeners = Listeners(host)  # every tenant's app socket (agent.sleep): they outlive runtimes
         self.idle = IdleClock()
+        self.probed_at: dict[str, float] = {}  # tenant → when its health last answered (monotonic)
         self.desired: dict[str, DesiredService] = {}
         self.starting: set[str] = set()  # a start in flight (a wake does not wait for the round)
         self.wakes_in_flight: set[asyncio.Task] = set()
@@ -239,6 +245,7 @@ class Agent(Sleeping):
         if tenant in self.stopping_to_sleep:
             self.poked_while_stopping.add(tenant)  # it wakes for the release as soon as it is down
         self.idle.active(tenant)  # a deploy is activity: the idle period starts again
+        self.probed_at.pop(tenant, None)  # and its swap is seen by the next round's probe
         if rec is None or not rec.pid or rec.app_state in NOT_ANSWERED:
             return
         target = agent_state.reloader_process(rec.pid)
@@ -465,6 +472,8 @@ class Agent(Sleeping):
         """Each running reloader's /runtime/healthz. A reloader runs as its tenant, so its answer
         is the tenant's data: one of the wrong shape or size (or nested past the JSON parser's
         recursion limit) reads as unreachable and never stops the round nor lands in the state."""
+        now = time.monotonic()
+
         async def probe(rec: RunningTenant) -> None:
             try:
                 body = (await http_probe.get((rec.host, rec.health_port), health.PATH, PROBE_TIMEOUT_S)).json()
@@ -476,9 +485,21 @@ class Agent(Sleeping):
                     raise ValueError("a health answer of the wrong shape")
                 rec.live_version, rec.app_state, rec.requests_served = version, state, served
                 rec.healthy = body.get("status") == "ok" and bool(app.get("healthy"))
+                self.probed_at[rec.tenant_id] = now
             except (http_probe.ProbeError, ValueError, AttributeError, RecursionError):
                 rec.healthy, rec.app_state = False, "unreachable"
 
-        running = [r for r in self.state.tenants.values() if r.pid]
-        await gather_bounded(PROBE_CONCURRENCY, (probe(r) for r in running))
+        due = [r for r in self.state.tenants.values() if r.pid and probe_due(
+            r, self.probed_at.get(r.tenant_id), self.idle.idle_for(r.tenant_id), now)]
+        await gather_bounded(PROBE_CONCURRENCY, (probe(r) for r in due))
 
+
+def probe_due(rec: RunningTenant, last_answer: float | None, idle_for: float, now: float) -> bool:
+    """Whether this round asks `rec`'s runtime how it is: every round while it starts, swaps,
+    fails or is about to sleep (the idle decision reads the request count of this probe, so it
+    must be fresh); every SETTLED_PROBE_S once it serves healthy."""
+    if not (rec.healthy and rec.app_state == "serving") or last_answer is None:
+        return True
+    if now - last_answer >= SETTLED_PROBE_S:
+        return True
+    return bool(rec.idle_after_s) and idle_for + SETTLED_PROBE_S >= rec.idle_after_s

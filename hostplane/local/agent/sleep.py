@@ -113,5 +113,10 @@ class IdleClock:
         self.seen[tenant] = (total, since)
         return now - since
 
+    def idle_for(self, tenant: str) -> float:
+        """The idle time so far, as last observed (0 for a tenant not observed yet)."""
+        seen = self.seen.get(tenant)
+        return 0.0 if seen is None else self.clock() - seen[1]
+
     def forget(self, tenant: str) -> None:
         self.seen.pop(tenant, None)
