@@ -81,11 +81,13 @@ def idle_tenant(idle: float, zygote: bool = True) -> dict[str, dict]:
 
 def idle_cpu(seconds: float) -> dict[str, float]:
     """CPU-ms a second of an idle running tenant's reloader and worker at production
-    intervals (poll 1 s, app probe 2 s, memory check 0.5 s), its /runtime/healthz asked once
-    a second as the runtime agent does. At 100 running tenants this background is what the
-    edge's requests share the cores with (density.py)."""
+    intervals (poll 1 s, app probe 2 s, memory check 0.5 s), its /runtime/healthz asked as the
+    runtime agent asks a runtime serving healthy (every SETTLED_PROBE_S; each second before
+    stop 27). At 100 running tenants this background is what the edge's requests share the
+    cores with (density.py)."""
     import asyncio
 
+    from hostplane.local.agent.agent import SETTLED_PROBE_S
     from reloader import probe
     from reloader.config import RuntimeConfig
 
@@ -105,7 +107,7 @@ def idle_cpu(seconds: float) -> dict[str, float]:
                 end = time.monotonic() + seconds
                 while time.monotonic() < end:
                     await probe.get(("127.0.0.1", rt.health_port), "/runtime/healthz", 1.0)
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(SETTLED_PROBE_S)
             asyncio.run(agent_probes())
             return {n: round((sum(p.cpu_times()[:2]) - before[n]) * 1000 / seconds, 2) for n, p in procs.items()}
         finally:
@@ -190,7 +192,7 @@ def main() -> None:
               f"private {m['tenant_private_mb']:6.1f} MB{' (worker NOT forked)' if m.get('worker_forked') is False else ''}"
               " (target ≤ 40)")
     if cpu := result.get("idle_cpu_ms_per_s"):
-        print(f"idle CPU at production intervals, probed each second: reloader {cpu['reloader']} ms/s, "
+        print(f"idle CPU at production intervals, probed as the agent does: reloader {cpu['reloader']} ms/s, "
               f"worker {cpu['worker']} ms/s")
     for name in ("reloader_import", "worker_import"):
         imp = result[name]
