@@ -97,3 +97,28 @@ async def test_the_server_listens_on_loopback_only_and_answers_over_tcp():
 
 async def test_a_resolver_that_cannot_be_reached_answers_nothing():
     assert not await EdgeRoutes("127.0.0.1", free_port()).answered(tenant_names("acme"))
+
+
+def test_a_repeated_question_is_answered_from_the_cache_until_the_table_is_read_again(monkeypatch):
+    from services.router_config import resolver as resolver_module
+
+    resolver = RouteResolver(edge=EDGE, emulator=EMULATOR)
+    resolver.load([route("acme"), route("beta", port=10002)])
+    name = edge_names.app_name("acme.localhost")
+    first, second = (dns.message.make_query(name, "SRV", id=i) for i in (7, 4242))
+    assert resolver.reply(first.to_wire()) == answer(first.to_wire(), resolver.table)
+    assert list(resolver.replies) == [first.to_wire()[2:]]
+    cached = resolver.reply(second.to_wire())
+    assert cached == answer(second.to_wire(), resolver.table) and dns.message.from_wire(cached).id == 4242
+    # names nobody routes are not kept: a flood of them cannot fill the cache
+    for i in range(20):
+        resolver.reply(dns.message.make_query(edge_names.app_name(f"nobody{i}.localhost"), "SRV").to_wire())
+    assert len(resolver.replies) == 1
+    # the table read again (a route removed): the old answer is gone with it
+    resolver.load([route("beta", port=10002)])
+    assert dns.message.from_wire(resolver.reply(second.to_wire())).rcode() == dns.rcode.NXDOMAIN
+    monkeypatch.setattr(resolver_module, "MAX_CACHED", 2)
+    for i in range(5):
+        resolver.reply(dns.message.make_query(edge_names.app_name("beta.localhost"), "SRV", id=i,
+                                              use_edns=i).to_wire())  # five ways to ask, two kept
+    assert len(resolver.replies) == 2
