@@ -95,11 +95,8 @@ async def on_idle_after_change_requested(envelope: Envelope[IdleAfterChangeReque
         if deps.recorded is not None and (newer := await deps.recorded.superseded(envelope, SUPERSEDED_BY["idle"])):
             log.info("idle_after.superseded", by=newer, reason="a newer request replaced this idle period")
             return []
-        change = getattr(deps.runtime, "set_idle_after", None)
-        if change is None:  # the AWS tenant stacks have no idle period yet (docs/scale-to-zero.md)
-            raise PermanentFailure("runtime", "this installation's runtimes cannot change their idle period yet")
         try:
-            result = await change(deps.names(tenant), idle_after_s)
+            result = await deps.runtime.set_idle_after(deps.names(tenant), idle_after_s)
         except PermanentError as exc:
             raise PermanentFailure("runtime", str(exc)) from None
     log.info("idle_after.changed", idle_after_s=idle_after_s, outcome=result.outcome.value)

@@ -743,3 +743,33 @@ async def test_a_tenant_without_a_choice_follows_the_installations_default_on_ev
     config = ws.stacks[names.runtime_service].config
     assert (config["hostplane:idleAfter"], config["hostplane:idleAfterDefault"]) == ("", "120")
     assert alarm_periods(ws) == 2 and result.outputs["idleAfterS"] == 120
+
+
+async def test_the_idle_period_changes_on_the_tenants_stack_and_nothing_else_does():
+    """AWS's half of `tenant update --idle-after` (the provisioner's StackRuntime.set_idle_after):
+    an `up` of the existing stack with the new `idleAfter`, its route and edge as they were;
+    None is the installation's default again, 0 always on; no stack: a permanent error."""
+    from services.resources.aws.adapters import StackRuntime, TenantStackConvergence
+    from services.resources.base import Outcome, PermanentError, TenantOptions
+
+    ws, names = ProgramWorkspace(), tenant_names("acme")
+    stacks = stacks_on(ws)
+    runtime = StackRuntime(TenantStackConvergence(stacks))
+    await runtime.register(names, names.secret, TenantOptions(idle_after_s=300))
+    await stacks.route(names, custom_domain="shop.example.com", routed=True, domain_ready=True)
+    stack = ws.stacks[names.runtime_service]
+    assert alarm_periods(ws) == 5
+    changed = await runtime.set_idle_after(names, 120)
+    assert (changed.value, changed.outcome) == (names.runtime_service, Outcome.UPDATED)
+    assert stack.config["hostplane:idleAfter"] == "120" and alarm_periods(ws) == 2
+    assert (stack.config["hostplane:routed"], stack.config["hostplane:customDomain"]) == ("true", "shop.example.com")
+    assert stack.config["hostplane:edge"] == "pooled"
+    await runtime.set_idle_after(names, 0)
+    assert stack.config["hostplane:idleAfter"] == "0" and alarm_periods(ws) is None
+    await runtime.set_idle_after(names, None)  # the installation's again: 900 s
+    assert stack.config["hostplane:idleAfter"] == "" and alarm_periods(ws) == 15
+    await runtime.register(names, names.secret)  # a later provisioner `up` with no choice keeps it
+    assert stack.config["hostplane:idleAfter"] == "" and alarm_periods(ws) == 15
+    with pytest.raises(PermanentError, match="has no runtime stack"):
+        await runtime.set_idle_after(tenant_names("ghost"), 60)
+    assert tenant_names("ghost").runtime_service not in ws.stacks, "a change created no stack"

@@ -93,17 +93,6 @@ async def test_a_tenant_without_a_runtime_fails_for_good_and_nothing_is_written(
     assert res.journal == before and (res.runtime.options.get(TENANT) or TenantOptions()).idle_after_s is None
 
 
-async def test_an_installation_whose_runtimes_cannot_change_it_fails_clearly():
-    res = await provisioned()
-
-    class StackLikeRuntime:  # the AWS driver has no idle period yet (docs/scale-to-zero.md)
-        pass
-
-    res.runtime = StackLikeRuntime()
-    [failed] = await change(idle_change(0), res)
-    assert isinstance(failed, ProvisioningFailed) and "cannot change their idle period" in failed.error
-
-
 async def test_a_transient_error_is_retried_and_the_redelivery_converges():
     res = await provisioned()
     res.faults.arm("runtime.set_idle_after", ConnectionResetError("server went away"))

@@ -43,6 +43,16 @@ class TenantStackConvergence:
         self._recent[names.tenant_id] = (time.monotonic(), options, result)
         return result, True
 
+    async def set_idle_after(self, names: TenantNames, idle_after_s: int | None) -> StackResult:
+        """`TenantStacks.set_idle_after`; PermanentError when the tenant has no stack."""
+        self._recent.pop(names.tenant_id, None)  # the stack changed: the next ensure runs again
+        result = await self.stacks.set_idle_after(names, idle_after_s)
+        if result is None:
+            raise PermanentError(f"tenant {names.tenant_id!r} has no runtime stack: it was deleted, or its "
+                                 "provisioning never finished")
+        self._check(names, result)
+        return result
+
     async def destroy(self, names: TenantNames) -> bool:
         self._recent.pop(names.tenant_id, None)
         return await self.stacks.destroy(names)
@@ -102,6 +112,11 @@ class StackRuntime:
             raise PermanentError("the runtime reads its environment from the tenant's own secret only")
         result, ran = await self.stack.ensure(names, options)
         return Ensured(_outcome(result, ran), result.outputs["runtimeService"])
+
+    async def set_idle_after(self, names: TenantNames, idle_after_s: int | None) -> Ensured[str]:
+        """The tenant's idle alarm (docs/scale-to-zero.md, On AWS) set to the new period."""
+        result = await self.stack.set_idle_after(names, idle_after_s)
+        return Ensured(_outcome(result, True), result.outputs["runtimeService"])
 
     async def deregister(self, names: TenantNames) -> list[str]:
         existed = await self.stack.destroy(names)

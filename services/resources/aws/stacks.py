@@ -333,6 +333,18 @@ class TenantStacks:
             log.info("stack.routed" if routed else "stack.unrouted", stack=stack, changes=result.changes)
         return result
 
+    async def set_idle_after(self, names: TenantNames, idle_after_s: int | None) -> StackResult | None:
+        """The provisioner's change of the tenant's idle period (None: the installation's again,
+        `idleAfter` ""; 0: always on, no alarm). Everything else as the stack carries it (its
+        edge, its route). None: the tenant has no stack. An `up` of the existing stack: a
+        TenantOptions cannot say it, since its None means "no choice, keep what is carried"."""
+        stack = stack_name(names)
+        config = {**self.config_for(names), "idleAfter": "" if idle_after_s is None else str(idle_after_s)}
+        result: StackResult | None = await self._run("route", stack, config)  # an existing stack only
+        if result is not None:
+            log.info("stack.idle_after", stack=stack, idle_after_s=idle_after_s, changes=result.changes)
+        return result
+
     async def destroy(self, names: TenantNames) -> bool:
         existed: bool = await self._run("destroy", stack_name(names))
         log.info("stack.destroyed" if existed else "stack.absent", stack=stack_name(names))
