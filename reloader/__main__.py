@@ -10,12 +10,11 @@ the runtime holds no credentials and the runtime agent publishes its reports
 (hostplane.local.agent.reports).
 """
 
-# ruff: noqa: E402  (rich is kept out before anything imports structlog)
+# ruff: noqa: E402  (rich, and ssl for a reloader reporting through a file, kept out before any import)
 from __future__ import annotations
 
-import sys
-
 import argparse
+import sys
 
 from reloader import hide_platform_packages
 

@@ -73,3 +73,22 @@ def test_a_reloader_loads_the_metrics_library_and_tls_only_when_scraped():
             "print('hostplane_reloader_app_restarts_total{tenant=\"t1\"} 1.0' in text, sys.modules['ssl'] is not None)\n")
     shown = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert shown == ["False", "None", "True", "True"]
+
+
+def test_a_reloader_hides_tls_only_when_its_events_go_to_a_file_and_refuses_a_disagreeing_command_line():
+    """The reloader decides before asyncio is imported (in a child: the choice is process-wide)."""
+    import subprocess
+    import sys
+
+    def ssl_after_import(*argv: str) -> str:
+        code = "import sys; import reloader.__main__; print(sys.modules.get('ssl', 'absent') is None)"
+        return subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    assert ssl_after_import("--events", "file:/tmp/e.jsonl") == "True"
+    assert ssl_after_import("--events=none") == "True"
+    assert ssl_after_import() == "False", "the default, bus (AWS), speaks TLS"
+    assert ssl_after_import("--ev", "file:/tmp/e.jsonl") == "False", "an abbreviation keeps TLS"
+    refused = subprocess.run([sys.executable, "-m", "reloader", "--tenant", "t", "--artifacts", "/nonexistent",
+                              "--events", "file:/tmp/e.jsonl", "--ev", "bus"], capture_output=True, text=True)
+    assert refused.returncode != 0 and "--events: give it whole" in refused.stderr
