@@ -401,6 +401,26 @@ class RuntimeWoke(Event):
     asleep_s: NonNegativeInt = Field(description="Seconds it had been asleep")
 
 
+@register
+class RuntimeFailed(Event):
+    """The host cannot keep the tenant's runtime running: its environment (the tenant's
+    secret) cannot be read, its registered port is taken by someone else, or the runtime
+    keeps dying. The host retries on its own; the next ReleaseActivated says it runs again.
+    Published by the host's runtime agent on the tenant runtime's behalf, once per episode."""
+
+    event_type = "RuntimeFailed"
+    schema_version = V1
+    producers = ("reloader",)
+    kind = "fact"
+    tenant_may_report = False  # the host says why it cannot run a tenant, never the tenant
+    consumers = EVERYONE_WATCHING
+
+    reason: Literal["environment", "port_taken", "crash_loop"] = Field(
+        description="'environment': its secret unreadable; 'port_taken': another process holds its port; "
+                    "'crash_loop': the runtime keeps dying")
+    detail: str = Field(max_length=200, description="What the host saw, never a secret's value")
+
+
 # --- deprovisioner ------------------------------------------------------------------
 
 

@@ -26,8 +26,8 @@ CONTRACTS_DIR = Path(__file__).resolve().parent
 ASYNCAPI_FILE = "asyncapi.json"
 BUS_NAME = "hostplane"
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
-ASYNCAPI_DOC_VERSION = "1.3.0"  # the catalog: a minor per added type or field (1.1: RouteFailed; 1.2: RuntimeSlept,
-# RuntimeWoke, TenantRequested 1.3; 1.3: IdleAfterChangeRequested, IdleAfterChanged)
+ASYNCAPI_DOC_VERSION = "1.4.0"  # the catalog: a minor per added type or field (1.1: RouteFailed; 1.2: RuntimeSlept,
+# RuntimeWoke, TenantRequested 1.3; 1.3: IdleAfterChangeRequested, IdleAfterChanged; 1.4: RuntimeFailed)
 
 
 def schema_file(model: type[Event]) -> str:

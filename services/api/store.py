@@ -223,7 +223,8 @@ async def read_tenants(db: Any, *, include_deleted: bool = False) -> list[Any]:
 
 
 # What each runtime fact says of the tenant's runtime (the newest fact wins, by occurred_at).
-RUNTIME_FACTS = {"ReleaseActivated": "running", "RuntimeSlept": "asleep", "RuntimeWoke": "starting"}
+RUNTIME_FACTS = {"ReleaseActivated": "running", "RuntimeSlept": "asleep", "RuntimeWoke": "starting",
+                 "RuntimeFailed": "failed"}
 
 
 async def record_runtime(conn: Any, tenant_id: str, event_type: str, occurred_at: Any) -> None:

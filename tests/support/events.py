@@ -25,7 +25,7 @@ from contracts import (
     TenantRequested,
 )
 from contracts.events_v1 import AppCrashed, DomainChangeRequested, IdleAfterChanged, IdleAfterChangeRequested, \
-    RollbackRequested, RuntimeSlept, RuntimeWoke
+    RollbackRequested, RuntimeFailed, RuntimeSlept, RuntimeWoke
 from contracts.failures_v1 import MessageDeadLettered, RouteFailed
 from contracts.tenant import EdgeMode
 
@@ -71,6 +71,7 @@ SAMPLES: list[Event] = [
                restart_in_ms=500, last_log_lines=["allocating"]),
     RuntimeSlept(idle_s=901, version=2),
     RuntimeWoke(trigger="request", asleep_s=3600),
+    RuntimeFailed(reason="environment", detail="secret hostplane/tenants/acme: ResourceNotFoundException"),
     MessageDeadLettered(service="provisioner", stage="provisioning", failed_event_type="TenantRequested",
                         failed_event_id="0b1c2d3e-0000-4000-8000-000000000001", receives=5,
                         error="ConnectionRefusedError: [Errno 111] Connection refused"),

@@ -61,7 +61,8 @@ async def test_the_health_round_reads_each_reloaders_answer_and_a_bad_one_is_unr
                for name, server in ports.items()}
     tenants["gone"] = RunningTenant(tenant_id="gone", app_port=1, pid=101, host="127.0.0.1", health_port=free_port())
     try:
-        await Agent.refresh_health(SimpleNamespace(state=AgentState(tenants=tenants), probed_at={}, idle=IdleClock()))
+        await Agent.refresh_health(SimpleNamespace(state=AgentState(tenants=tenants), probed_at={}, idle=IdleClock(),
+                                                   failure_told=set()))
     finally:
         for server in ports.values():
             server.close()
@@ -99,11 +100,12 @@ async def test_a_settled_runtime_is_asked_every_few_seconds_and_one_starting_or_
         "status": "ok", "runtime": {"requests_served": len(answers)}, "app": {"healthy": True, "state": "serving"}})
     rec = RunningTenant(tenant_id="t", app_port=1, pid=100, host="127.0.0.1", idle_after_s=900,
                         health_port=server.sockets[0].getsockname()[1])
-    agent = SimpleNamespace(state=AgentState(tenants={"t": rec}), probed_at={}, idle=IdleClock())
+    agent = SimpleNamespace(state=AgentState(tenants={"t": rec}), probed_at={}, idle=IdleClock(), failure_told={"t"})
     try:
         for _ in range(3):
             await Agent.refresh_health(agent)
         assert len(answers) == 1 and rec.requests_served == 1 and rec.app_state == "serving"
+        assert agent.failure_told == set(), "serving again: a next failure is told again"
         agent.probed_at.pop("t")  # what a pointer move (Agent.poke) does
         await Agent.refresh_health(agent)
         assert len(answers) == 2 and rec.requests_served == 2, "asked again after a deploy"

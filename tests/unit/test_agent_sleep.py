@@ -124,6 +124,7 @@ class Adopter(Sleeping):
         self.stopping_to_sleep, self.poked_while_stopping, self.starting = set(), set(), set()
         self.default_idle_s, self.stopped, self.woken, self.saves = 900, [], [], 0
         self.sleep_stops = None  # the loop's default executor
+        self.failure_told: set[str] = set()
 
     def stop_runtime(self, rec: RunningTenant) -> None:
         self.stopped.append(rec.tenant_id)
@@ -209,3 +210,25 @@ async def test_the_report_watch_reads_a_flooding_tenants_file_at_most_once_a_sec
     await watch
     assert 1 <= len(relayed) <= 1.5 / REPORT_WATCH_EVERY_S + 1, relayed
     assert all(batch == ["flood"] for batch in relayed), "a sleeper's file is the round's to read, not the watch's"
+
+
+def test_a_runtime_the_host_cannot_run_is_said_failed_once_per_episode():
+    """RuntimeFailed goes out once, not every round the agent retries; a port taken while the
+    tenant sleeps says it too. The round's probe clears it once the runtime serves (agent.py)."""
+    from contracts.registry import parse_envelope
+
+    rec = RunningTenant(tenant_id="acme", app_port=free_port(), health_port=1, pid=None, app_state="asleep")
+    agent = Adopter(rec)
+    for _ in range(3):
+        agent.failing("acme", "environment", "secret hostplane/tenants/acme: ResourceNotFoundException")
+    [told] = [parse_envelope(f) for f in agent.state.facts]
+    assert (told.event_type, told.tenant_id, told.data.reason) == ("RuntimeFailed", "acme", "environment")
+    agent.failure_told.clear()  # what a probe that finds it serving does
+    squatter = socket.create_server(("127.0.0.1", rec.app_port))
+    try:
+        agent.hold(rec)
+        agent.hold(rec)
+    finally:
+        squatter.close()
+    assert rec.app_state == "port_taken"
+    assert [parse_envelope(f).data.reason for f in agent.state.facts] == ["environment", "port_taken"]

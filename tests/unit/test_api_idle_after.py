@@ -76,7 +76,9 @@ async def test_runtime_facts_update_only_from_a_newer_fact():
     await store.record_runtime(conn, "acme", "RuntimeWoke", at + timedelta(seconds=1))
     await store.record_runtime(conn, "acme", "ReleaseActivated", at + timedelta(seconds=2))
     await store.record_runtime(conn, "acme", "TenantChanged", at)  # not a runtime fact
-    assert [args[1] for _, args in conn.calls] == ["asleep", "starting", "running"]
+    await store.record_runtime(conn, "acme", "RuntimeFailed", at + timedelta(seconds=3))
+    await store.record_runtime(conn, "acme", "ReleaseActivated", at + timedelta(seconds=4))  # running again
+    assert [args[1] for _, args in conn.calls] == ["asleep", "starting", "running", "failed", "running"]
     assert all("runtime_at < $3" in sql for sql, _ in conn.calls), "an older or repeated fact changes nothing"
 
 

@@ -249,7 +249,7 @@ def test_api_consumes_everything_and_emits_the_requests():
         "RollbackRequested", "IdleAfterChangeRequested",
     }
     assert {m.event_type for m in producers_of("reloader")} == {"ReleaseActivated", "ReleaseFailed", "AppCrashed",
-                                                               "RuntimeSlept", "RuntimeWoke"}
+                                                               "RuntimeSlept", "RuntimeWoke", "RuntimeFailed"}
     with pytest.raises(ValueError):
         consumers_of("billing")
 

@@ -72,6 +72,7 @@ PROBE_TIMEOUT_S = 1.0  # a reloader slower than this to say how it is counts as 
 # agent (bench/runtime_memory.py --cpu-seconds, bench/density.py), time the edge's requests
 # wait behind on 2 cores.
 SETTLED_PROBE_S = 5.0
+CRASH_LOOP = 3  # runtime deaths in a row (each within STABLE_AFTER_S of its start) that say RuntimeFailed
 MAX_APP_STATE = 64  # characters of the app state a health answer may report (reloader.runtime's names)
 REPORT_WATCH_S = 0.2  # between rounds, how soon a written report goes out (agent.watch_reports)
 # ... but a tenant's file is read by the watch at most this often: one that writes without
@@ -117,6 +118,7 @@ class Agent(Sleeping):
         self.listeners = Listeners(host)  # every tenant's app socket (agent.sleep): they outlive runtimes
         self.idle = IdleClock()
         self.probed_at: dict[str, float] = {}  # tenant → when its health last answered (monotonic)
+        self.failure_told: set[str] = set()  # RuntimeFailed published, not serving since (Sleeping.failing)
         self.desired: dict[str, DesiredService] = {}
         self.starting: set[str] = set()  # a start in flight (a wake does not wait for the round)
         self.wakes_in_flight: set[asyncio.Task] = set()
@@ -297,6 +299,8 @@ class Agent(Sleeping):
         delay = min(30.0, 0.5 * 2 ** (streak - 1))
         self.not_before[rec.tenant_id] = time.monotonic() + delay
         log.warning("runtime.died", tenant_id=rec.tenant_id, pid=rec.pid, restart_in_s=delay)
+        if streak >= CRASH_LOOP:
+            self.failing(rec.tenant_id, "crash_loop", f"its runtime died {streak} times in a row")
         with contextlib.suppress(ChildProcessError, TypeError):
             os.waitpid(rec.pid, os.WNOHANG)  # our child (not if adopted): collect the zombie
         rec.pid, rec.create_time, rec.restarts = None, None, rec.restarts + 1
@@ -319,6 +323,7 @@ class Agent(Sleeping):
             env = await resolve_env(service.env_ref, self.settings)
         except EnvUnavailable as exc:
             log.error("runtime.env_unavailable", tenant_id=tenant, error=str(exc))
+            self.failing(tenant, "environment", str(exc))  # the message names the secret, never its value
             self.not_before[tenant] = time.monotonic() + 5
             return
         ports = self.ports(service, rec)
@@ -387,6 +392,7 @@ class Agent(Sleeping):
             if rec is None or rec.app_state != "port_taken":  # once per episode, not every round
                 log.error("runtime.port_taken", tenant_id=service.tenant_id, app_port=app,
                           error="another program listens on the tenant's registered port; retrying")
+                self.failing(service.tenant_id, "port_taken", f"another program listens on its port {app}")
             if rec is None:
                 rec = self.state.tenants[service.tenant_id] = RunningTenant(
                     tenant_id=service.tenant_id, app_port=app, health_port=health, host=self.host)
@@ -492,6 +498,9 @@ class Agent(Sleeping):
         due = [r for r in self.state.tenants.values() if r.pid and probe_due(
             r, self.probed_at.get(r.tenant_id), self.idle.idle_for(r.tenant_id), now)]
         await gather_bounded(PROBE_CONCURRENCY, (probe(r) for r in due))
+        for rec in due:
+            if rec.healthy and rec.app_state == "serving":
+                self.failure_told.discard(rec.tenant_id)  # its ReleaseActivated said `running` again
 
 
 def probe_due(rec: RunningTenant, last_answer: float | None, idle_for: float, now: float) -> bool:

@@ -21,7 +21,7 @@ import time
 import structlog
 
 from contracts.registry import parse_envelope
-from contracts.events_v1 import RuntimeSlept, RuntimeWoke
+from contracts.events_v1 import RuntimeFailed, RuntimeSlept, RuntimeWoke
 from hostplane.local.agent.state import RunningTenant
 from reloader.reporting import envelope
 from services.resources.registry import DesiredService
@@ -97,6 +97,7 @@ class Sleeping:
             if rec.app_state != "port_taken":
                 log.error("runtime.port_taken", tenant_id=tenant, app_port=rec.app_port,
                           error="another program listens on the sleeping tenant's port; retrying")
+                self.failing(tenant, "port_taken", f"another program listens on its port {rec.app_port}")
             rec.app_state = "port_taken"
             return
         rec.app_state = "asleep"
@@ -119,6 +120,14 @@ class Sleeping:
     def fact(self, tenant: str, event) -> None:
         """Queue a sleep/wake fact for the bus, published by the round (kept until it goes out)."""
         self.state.facts.append(envelope(tenant, event, None).to_detail())
+
+    def failing(self, tenant: str, reason: str, detail: str) -> None:
+        """RuntimeFailed, once until the runtime is next seen serving (`tenant show` says
+        `failed` rather than the `running` of its last release)."""
+        if tenant in self.failure_told:
+            return
+        self.failure_told.add(tenant)
+        self.fact(tenant, RuntimeFailed(reason=reason, detail=detail[:200]))
 
     async def flush_facts(self) -> None:
         """Publish the queued facts, ten at a time (one PutEvents); what fails goes next round."""
