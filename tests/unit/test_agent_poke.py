@@ -46,3 +46,20 @@ def test_a_reloader_gone_meanwhile_is_no_error(agent, monkeypatch):
     monkeypatch.setattr(agent_module.os, "kill", gone)
     agent.state.tenants["acme"] = RunningTenant("acme", 10001, 10002, pid=500, app_state="no_release")
     agent.poke(None, 1, "hostplane_pointer", "acme")
+
+
+async def test_a_removed_tenant_leaves_nothing_a_new_one_of_its_name_would_inherit(agent):
+    """Deleted, then created again: its first failure is told again, with no crash streak,
+    restart delay or probe time carried over."""
+    agent.leave_running = True  # nothing on disk to clean in this test
+    agent.state.tenants["acme"] = RunningTenant("acme", 10001, 10002, pid=None, app_state="restarting")
+    agent.failing("acme", "crash_loop", "its runtime died 3 times in a row")
+    agent.streak["acme"], agent.not_before["acme"], agent.probed_at["acme"] = 3, 1e12, 1.0
+    await agent.remove("acme")
+    assert "acme" not in agent.failure_told | agent.streak.keys() | agent.not_before.keys() | agent.probed_at.keys()
+    agent.failing("acme", "environment", "secret hostplane/tenants/acme: ResourceNotFoundException")
+    from contracts.registry import parse_envelope
+
+    told = [parse_envelope(f) for f in agent.state.facts]
+    assert [(e.event_type, e.data.reason) for e in told] == [("RuntimeFailed", "crash_loop"),
+                                                           ("RuntimeFailed", "environment")]

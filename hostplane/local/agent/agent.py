@@ -415,7 +415,11 @@ class Agent(Sleeping):
             await asyncio.to_thread(shutil.rmtree, self.home / "runtime" / tenant, ignore_errors=True)
             self.state.reports.pop(tenant, None)
         self.state.tenants.pop(tenant, None)
-        self.watch_relayed.pop(tenant, None)
+        # Nothing of it kept: a tenant created again under the name starts afresh (its first
+        # failure is told, no inherited crash streak or restart delay, probed at once).
+        for kept in (self.watch_relayed, self.probed_at, self.streak, self.not_before):
+            kept.pop(tenant, None)
+        self.failure_told.discard(tenant)
 
     def stop_runtime(self, rec: RunningTenant) -> None:
         process.stop(rec.pid, timeout=self.grace + 5, target=agent_state.reloader_process(rec.pid))
