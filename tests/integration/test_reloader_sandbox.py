@@ -78,8 +78,11 @@ def hog(mb, progress):
     held = []
     for i in range(mb // 8):
         held.append(b"\\x01" * (8 * 1024 * 1024))  # written, so resident
-        with open(progress, "w") as fh:
+        # Renamed into place: the page cache of the write is charged to the cgroup too, and a
+        # kill between a truncating open and its write left an empty file (a CI run, stop 27).
+        with open(progress + ".next", "w") as fh:
             fh.write(str((i + 1) * 8))
+        os.replace(progress + ".next", progress)
     time.sleep(60)
 
 
