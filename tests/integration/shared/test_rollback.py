@@ -5,6 +5,7 @@ releases list says who released what; unsafe requests change nothing."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -29,6 +30,15 @@ migrate = partial(handled, "migrator", on_tenant_changed)
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240),
               pytest.mark.parametrize("running_platform", ["moto"], indirect=True)]
+
+async def v5_answer(app: httpx.AsyncClient, path: str, within: float = 5.0) -> httpx.Response:
+    """GET `path` until the old generation's drain closed the edge's kept-alive connections to
+    it (reloader/worker.py, idle_close): a 500 after `within` s is the new release's own."""
+    deadline = asyncio.get_running_loop().time() + within
+    while (resp := await app.get(path)).status_code == 500 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.1)
+    return resp
+
 
 async def migrator_refuses_what_the_api_would(settings, name: str) -> None:
     """Had a rollback across the dropped field slipped past the API (a race), the migrator
@@ -121,7 +131,10 @@ async def test_rollback_to_an_additive_past_and_refusal_across_a_destructive_one
             assert (after["version"], after["state"]) == (before["version"], "ready"), "a refusal changes nothing"
             shown = ui.post(f"/ui/tenants/{name}/rollback", data={"to": "4", "csrf": csrf})
             assert shown.status_code == 409 and "drop column task.done" in shown.text
-            rows = body(await app.get("/api/task?limit=43"))["items"]
+            # v5 dropped task.done before it went live, and v4's worker drains after the swap: a
+            # request on a keep-alive connection the edge reuses within its idle_close (0.5 s) is
+            # still v4's, and fails on the missing column. Seen once that window has passed:
+            rows = body(await v5_answer(app, "/api/task?limit=43"))["items"]
             assert len(rows) == 5 and all("done" not in r for r in rows)
             await migrator_refuses_what_the_api_would(settings, name)
         finally:
