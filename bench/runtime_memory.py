@@ -131,10 +131,14 @@ def python(code: str, *flags: str, argv: tuple[str, ...] = ()) -> subprocess.Com
                           check=True)
 
 
-def import_cost(module: str, runs: int, argv: tuple[str, ...] = ()) -> dict[str, object]:
+def import_cost(module: str, runs: int, argv: tuple[str, ...] = (), as_main: bool = False) -> dict[str, object]:
     """Wall time of a fresh interpreter importing `module`, less a bare one; its module count;
     and the packages whose modules take longest to import (-X importtime, self time). `argv`:
-    the command line the import sees (the reloader decides from --events whether it needs TLS)."""
+    the command line the import sees (the reloader decides from --events whether it needs TLS).
+    `as_main`: run it as `python -m module` would, up to its command line (given none, it stops
+    there): the cold app worker defers package inits only as a program (reloader.lean)."""
+    load = (f"import runpy\ntry:\n    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+            "except SystemExit:\n    pass" if as_main else f"import {module}")
     def wall(code: str) -> float:
         times = []
         for _ in range(runs):
@@ -144,11 +148,11 @@ def import_cost(module: str, runs: int, argv: tuple[str, ...] = ()) -> dict[str,
         return min(times)  # best of `runs`: the machine is shared, noise only adds
 
     bare = wall("pass")
-    loaded = wall(f"import {module}")
-    modules = int(python(f"import sys, {module}; print(len(sys.modules))", argv=argv).stdout)
+    loaded = wall(load)
+    modules = int(python(f"{load}\nimport sys\nprint(len(sys.modules))", argv=argv).stdout)
     bare_modules = int(python("import sys; print(len(sys.modules))").stdout)
     by_package: dict[str, int] = {}
-    for line in python(f"import {module}", "-X", "importtime", argv=argv).stderr.splitlines():
+    for line in python(load, "-X", "importtime", argv=argv).stderr.splitlines():
         if m := re.match(r"import time:\s+(\d+) \|\s+\d+ \|\s*(\S+)", line):
             root = m[2].split(".")[0]  # self time, summed per top-level package
             by_package[root] = by_package.get(root, 0) + int(m[1])
@@ -179,7 +183,7 @@ def main() -> None:
         result["idle_cpu_ms_per_s"] = idle_cpu(args.cpu_seconds)
     # as the local agent starts it: reports through a file (on AWS, --events bus, it also loads ssl)
     result["reloader_import"] = import_cost("reloader.__main__", args.import_runs, ("--events", "file:events.jsonl"))
-    result["worker_import"] = import_cost("reloader.worker", args.import_runs)
+    result["worker_import"] = import_cost("reloader.worker", args.import_runs, as_main=True)
     print(f"{'bare_python':20} {line(bare_mem)}")
     for state, what in (("cold", "no zygote: every release started cold"),
                         ("editing", "a deploy just now: worker forked from the zygote, kept for the next"),

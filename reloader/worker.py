@@ -33,10 +33,16 @@ import socket
 import sys
 import time
 
-import uvicorn
-from uvicorn.protocols.http.h11_impl import H11Protocol
+if __name__ == "__main__":  # a cold worker; the zygote imports this module with uvicorn and redis whole
+    from reloader.lean import defer_inits
 
-from reloader import control, hide_platform_packages
+    defer_inits()  # before uvicorn below: its package init loads a command line the worker never runs
+
+from uvicorn.config import Config  # noqa: E402
+from uvicorn.protocols.http.h11_impl import H11Protocol  # noqa: E402
+from uvicorn.server import Server  # noqa: E402
+
+from reloader import control, hide_platform_packages  # noqa: E402
 
 
 class Drain:
@@ -127,11 +133,11 @@ class Worker:
         self.told = 0  # Served.total in the last event sent
 
     async def run(self) -> int:
-        config = uvicorn.Config(closing_while_draining(load_app(self.args.app, self.args.entry)),
-                                http=IdleTrackingH11, lifespan="auto", log_config=None, access_log=False,
-                                server_header=False, timeout_keep_alive=5)
+        config = Config(closing_while_draining(load_app(self.args.app, self.args.entry)),
+                        http=IdleTrackingH11, lifespan="auto", log_config=None, access_log=False,
+                        server_header=False, timeout_keep_alive=5)
         config.load()
-        self.server = uvicorn.Server(config)
+        self.server = Server(config)
         self.server.lifespan = config.lifespan_class(config)
         await self.server.lifespan.startup()
         if self.server.lifespan.should_exit:

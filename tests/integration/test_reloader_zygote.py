@@ -84,11 +84,14 @@ async def test_an_idle_zygote_retires_after_a_cold_replacement_of_its_worker(tmp
         load = Load(rt.url, clients=4).start()
         try:
             assert (await deploy(rt, load, 3))["forked"] is True
+            click_forked = httpx.get(rt.url + "/loaded?name=click", timeout=5).json()
             await rt.async_wait_for(lambda: rt.logs("zygote.retired"), 15, "the zygote's retirement")
             await rt.async_wait_for(lambda: len(rt.processes(WORKER_NAME)) == 1, 10, "the forked worker to exit")
         finally:
             await load.stop()
         assert load.failures == [], load.failures[:5]
+        # the zygote imports uvicorn whole; a cold worker, having served, never ran its package init
+        assert click_forked is True and httpx.get(rt.url + "/loaded?name=click", timeout=5).json() is False
         assert rt.processes(ZYGOTE_NAME) == []
         assert [e["forked"] for e in live(rt, 3)] == [True, False]  # the same release, started cold
         assert [e["data"]["version"] for e in rt.events("ReleaseActivated")] == [1, 2, 3]  # not announced again

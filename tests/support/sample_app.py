@@ -62,6 +62,10 @@ async def env(request):
     return JSONResponse(sorted(os.environ))
 
 
+async def loaded(request):
+    return JSONResponse(request.query_params["name"] in sys.modules)
+
+
 async def break_health(request):
     STATE["broken"] = True
     return PlainTextResponse("broken")
@@ -74,7 +78,8 @@ async def hog(request):
 
 
 app = Starlette(routes=[Route("/", index), Route("/healthz", healthz), Route("/slow", slow),
-                        Route("/env", env), Route("/break", break_health), Route("/hog", hog)])
+                        Route("/env", env), Route("/loaded", loaded), Route("/break", break_health),
+                        Route("/hog", hog)])
 '''
 
 

@@ -137,8 +137,9 @@ def build_app(title: str, entities: list[Entity], pages: list[Page], extra_route
                                                   command_timeout=10)
         client = None
         if os.environ.get("REDIS_URL"):
-            import redis.asyncio as redis
-            client = redis.from_url(os.environ["REDIS_URL"], socket_timeout=1.0, socket_connect_timeout=1.0)
+            from redis.asyncio.client import Redis  # the one client, not the package's cluster and sentinel ones
+
+            client = Redis.from_url(os.environ["REDIS_URL"], socket_timeout=1.0, socket_connect_timeout=1.0)
         state["cache"] = ListCache(client, os.environ.get("CACHE_PREFIX", ""))
         app.state.pool = state["pool"]
         try:
