@@ -43,12 +43,17 @@ class _Finder:
     def __init__(self, packages: tuple[str, ...]) -> None:
         self.pending = set(packages)  # deferred packages not yet imported or whose init has not run
         self.importing: dict[str, int] = {}  # package → imports of its modules in progress
+        self.resolving: set[str] = set()  # names this finder is asking the others about
 
     def find_spec(self, name: str, path: Any, target: ModuleType | None = None) -> Any:
         owners = [p for p in self.pending if name.startswith(p + ".") or name == p]
-        if not owners:
+        if not owners or name in self.resolving:  # a finder that asks all the others asks us back
             return None
-        spec = self._real_spec(name, path, target)
+        self.resolving.add(name)
+        try:
+            spec = self._real_spec(name, path, target)
+        finally:
+            self.resolving.discard(name)
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         if name in owners and spec.submodule_search_locations is not None:

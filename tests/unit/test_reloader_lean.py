@@ -178,3 +178,25 @@ def test_a_package_already_imported_is_not_deferred(already):
         print(json.dumps({{"click": "click" in sys.modules}}))
     """)
     assert got == {"click": already}
+
+
+def test_another_finder_that_asks_every_finder_does_not_loop_with_ours():
+    """An import hook that, like ours, asks the finders after it (a profiler, a coverage tool)."""
+    got = child("""
+        import json, sys
+        from reloader.lean import defer_inits
+
+        class Asking:
+            def find_spec(self, name, path, target=None):
+                for finder in sys.meta_path:
+                    if finder is not self and hasattr(finder, "find_spec"):
+                        if (spec := finder.find_spec(name, path, target)) is not None:
+                            return spec
+
+        defer_inits(("uvicorn",))
+        sys.meta_path.insert(0, Asking())
+        import uvicorn.config
+        from uvicorn import Config
+        print(json.dumps({"same": Config is uvicorn.config.Config, "click": "click" in sys.modules}))
+    """)
+    assert got == {"same": True, "click": False}
