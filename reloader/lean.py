@@ -1,25 +1,26 @@
 """Package inits a cold app worker runs only when someone asks for what they define.
 
 `import uvicorn.config` runs `uvicorn/__init__.py` first, which imports uvicorn's command
-line (click, multiprocessing): 2.4 MB of every worker's memory for a `main` it never runs.
-`redis/__init__.py` and `redis/asyncio/__init__.py` import the cluster, sentinel and
-keyspace-notification clients beside the one client an app uses: 1.3 MB more. With
-`defer_inits()` the worker imports the submodules it uses (uvicorn.config, uvicorn.server,
-redis.asyncio.client) without those inits; bench/runtime_memory.py and bench/density.py
-measure the difference.
+line (click, multiprocessing) for a `main` the worker never runs; `redis/__init__.py` and
+`redis/asyncio/__init__.py` import the cluster, sentinel and keyspace-notification clients
+beside the one client an app uses. Without those inits a running tenant is 1.5 MB (sample
+app) to 3.3 MB (generated app) smaller: bench/runtime_memory.py, bench/density.py.
 
-Nothing changes for code that uses the package as usual: the package module is the real
-one (its __path__, __spec__ and submodules as always), and the first access to a name its
-init would have bound (`from uvicorn import run`, `redis.asyncio.from_url`,
-`uvicorn.__version__`) runs that init, once, in the same module object, then answers. The
-only visible difference is `dir(package)` listing fewer names before that first access.
-
-One subtlety: inside an import of one of the package's own modules, `from package import x`
-where `x` is a submodule must import the submodule, not run the init. That is what Python
-does while a package's init is running, and redis.asyncio.client does it
-(`from redis.asyncio import _himport_exec`). Run the init there and it would import the
-half-imported client again. So while one of the package's modules is being imported, a
-name that is a submodule is left to the import system.
+Nothing changes for code that uses the package as usual. The package module is the real one
+(its __path__, __spec__ and submodules as always), of a ModuleType subclass until its init
+runs. A name it lacks is then, in order:
+- a submodule, left to the import system, while one of the package's own modules is being
+  imported: what Python does while a package's init runs. redis.asyncio.client does
+  `from redis.asyncio import _himport_exec`; running the init there would import the
+  half-imported client again;
+- a name the init binds once and only by a top-level `from M import name` (uvicorn's
+  `Config`, which uvicorn.lifespan.on imports from the package): that import, run alone;
+- anything else (`from uvicorn import *`, `uvicorn.__version__`): the whole init, once, in
+  the same module object, then the answer.
+When the import system records a submodule on the package over a name the init binds to
+something else (importing uvicorn.main sets `uvicorn.main`, the init's function), the init's
+binding is recorded instead. The only visible difference left is `dir(package)` listing fewer
+names before the init runs.
 
 Used by the cold worker only (`python -I -m reloader.worker`): the zygote imports these
 packages whole, since its forked workers are replaced by cold ones once it retires.
