@@ -401,6 +401,11 @@ class RuntimeWoke(Event):
     asleep_s: NonNegativeInt = Field(description="Seconds it had been asleep")
 
 
+RuntimeFailureReason = Literal["environment", "port_taken", "crash_loop"]
+RUNTIME_FAILURE_REASONS = ("'environment': its secret unreadable; 'port_taken': another process holds its port; "
+                           "'crash_loop': the runtime keeps dying")
+
+
 @register
 class RuntimeFailed(Event):
     """The host cannot keep the tenant's runtime running: its environment (the tenant's
@@ -415,9 +420,7 @@ class RuntimeFailed(Event):
     tenant_may_report = False  # the host says why it cannot run a tenant, never the tenant
     consumers = EVERYONE_WATCHING
 
-    reason: Literal["environment", "port_taken", "crash_loop"] = Field(
-        description="'environment': its secret unreadable; 'port_taken': another process holds its port; "
-                    "'crash_loop': the runtime keeps dying")
+    reason: RuntimeFailureReason = Field(description=RUNTIME_FAILURE_REASONS)
     detail: str = Field(max_length=200, description="What the host saw, never a secret's value")
 
 

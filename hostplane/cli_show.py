@@ -44,6 +44,9 @@ def details_table(t: dict[str, Any]) -> Table:
             ("url", t["url"] or "-"), ("custom domain", t["custom_domain"] or "-"),
             ("edge", t.get("edge") or "installation default"), ("runtime", t.get("runtime") or "-"),
             ("idle after", _idle(t.get("idle_after_s")))]
+    if failure := t.get("runtime_failure"):
+        rows.append(("runtime failure", f"[red]{shown(failure['reason'] + ': ' + failure['detail'])}[/] "
+                                        f"(at {failure['at']}; the host keeps trying)"))
     if t.get("domain_pending"):
         rows.append(("domain pending", f"{t['domain_pending']}: served once these DNS records are published"))
     rows += [("dns record", f"{r['name']} {r['type']} {r['value']}") for r in t.get("dns_records") or []]

@@ -37,7 +37,7 @@ async def on_event(envelope: Envelope[Any], deps: Any) -> list[Any]:
         return []
     await project(conn, envelope)
     await releases.record(conn, envelope)
-    await store.record_runtime(conn, envelope.tenant_id, envelope.event_type, envelope.occurred_at)
+    await store.record_runtime(conn, envelope)
     return []
 
 

@@ -66,6 +66,8 @@ ALTER TABLE tenants ADD COLUMN IF NOT EXISTS edge text;
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS idle_after_s integer;
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS runtime text;
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS runtime_at timestamptz;
+-- why the host cannot run it (RuntimeFailed's reason, detail and time) while runtime = failed
+ALTER TABLE tenants ADD COLUMN IF NOT EXISTS runtime_failure jsonb;
 -- the tenant's incarnation: a fresh id at every create (events.recorded); tenants created
 -- before incarnations existed get one now (their older events compare by time)
 ALTER TABLE tenants ADD COLUMN IF NOT EXISTS incarnation uuid;
@@ -202,7 +204,7 @@ async def save_status(conn: Any, status: Status, *, event: tuple[uuid.UUID, str,
 
 
 _VIEW = """
-SELECT t.tenant_id, t.spec_sha256, t.custom_domain, t.edge, t.idle_after_s, t.runtime,
+SELECT t.tenant_id, t.spec_sha256, t.custom_domain, t.edge, t.idle_after_s, t.runtime, t.runtime_failure,
        t.created_at AS requested_at, t.deleted_at,
        s.state, s.stage, s.version, s.last_error, s.last_error_stage, s.last_error_at, s.generation,
        s.request_kind, s.facts, s.last_event_id, s.last_event_type, s.last_event_at, s.created_at,
@@ -227,11 +229,16 @@ RUNTIME_FACTS = {"ReleaseActivated": "running", "RuntimeSlept": "asleep", "Runti
                  "RuntimeFailed": "failed"}
 
 
-async def record_runtime(conn: Any, tenant_id: str, event_type: str, occurred_at: Any) -> None:
-    """Keep `tenants.runtime` at what the newest runtime fact says; older or repeated facts
-    (at-least-once, any order, replays) change nothing."""
-    if (runtime := RUNTIME_FACTS.get(event_type)) is None:
+async def record_runtime(conn: Any, envelope: Any) -> None:
+    """Keep `tenants.runtime` at what the newest runtime fact says, and with RuntimeFailed its
+    reason (any other fact clears it); older or repeated facts (at-least-once, any order,
+    replays) change nothing."""
+    if (runtime := RUNTIME_FACTS.get(envelope.event_type)) is None:
         return
+    failure = None
+    if envelope.event_type == "RuntimeFailed":
+        failure = json.dumps({"reason": envelope.data.reason, "detail": envelope.data.detail,
+                              "at": envelope.occurred_at.isoformat()})
     await conn.execute(
-        "UPDATE tenants SET runtime = $2, runtime_at = $3 WHERE tenant_id = $1 "
-        "AND (runtime_at IS NULL OR runtime_at < $3)", tenant_id, runtime, occurred_at)
+        "UPDATE tenants SET runtime = $2, runtime_at = $3, runtime_failure = $4::jsonb WHERE tenant_id = $1 "
+        "AND (runtime_at IS NULL OR runtime_at < $3)", envelope.tenant_id, runtime, envelope.occurred_at, failure)

@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from contracts.events_v1 import RUNTIME_FAILURE_REASONS, RuntimeFailureReason
 from contracts.tenant import TERMINAL
 from services.api.projection import WAITING_FOR, Facts, failure_in_force
 
@@ -48,7 +49,9 @@ def tenant_view(row: Any, edge_port: int, public_domain: str | None = None) -> d
         "custom_domain": row["custom_domain"],
         "edge": row["edge"],  # chosen at creation; None: the installation's default
         "idle_after_s": row["idle_after_s"],
-        "runtime": None if deleted else runtime_of(row["state"], row["stage"], row["runtime"], facts),
+        "runtime": (runtime := None if deleted else runtime_of(row["state"], row["stage"], row["runtime"], facts)),
+        "runtime_failure": (json.loads(row["runtime_failure"]) if runtime == "failed" and row["runtime_failure"]
+                            else None),
         "domain_pending": facts.pending_domain,  # not served yet: its DNS records are not published
         "dns_records": facts.dns_records,
         "spec_sha256": row["spec_sha256"],
@@ -156,6 +159,12 @@ class LastEventDoc(_Doc):
     at: str | None
 
 
+class RuntimeFailureDoc(_Doc):
+    reason: RuntimeFailureReason = Field(description=RUNTIME_FAILURE_REASONS)
+    detail: str = Field(description="What the host saw, never a secret's value")
+    at: str = Field(description="When the host said so (ISO 8601)")
+
+
 class TenantDoc(_Doc):
     """A tenant's status document (GET /v1/tenants/{name})."""
     name: str
@@ -172,6 +181,8 @@ class TenantDoc(_Doc):
     runtime: Literal["running", "asleep", "starting", "failed"] | None = Field(
         description="The tenant's runtime: serving, scaled to zero (its next request wakes it), starting, or "
                     "unable to serve; null once deleted")
+    runtime_failure: RuntimeFailureDoc | None = Field(
+        description="Why the host cannot run it (the host's RuntimeFailed), while `runtime` is failed because of it")
     domain_pending: str | None
     dns_records: list[dict[str, Any]]
     spec_sha256: str | None

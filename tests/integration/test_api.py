@@ -32,6 +32,7 @@ from contracts import (
 )
 from spec.load import MAX_SPEC_BYTES
 from contracts.envelope import Envelope, Event
+from contracts.events_v1 import RuntimeFailed
 from contracts.tenant import tenant_names
 from events.outbox import OutboxRelay, add_to_outbox, relay_sources
 from events.publisher import Publisher
@@ -539,3 +540,30 @@ async def test_an_idle_change_goes_to_the_provisioner_and_a_replayed_older_one_c
     assert await api.pool.fetchval(registered) is None, "the replayed always-on did not override the newer choice"
     t = await api.show("idler")
     assert (t["state"], t["request"]["generation"], t["idle_after_s"]) == ("ready", 3, None)
+
+
+async def test_a_failed_runtime_shows_why_until_it_serves_again(api):
+    """The host's RuntimeFailed, through the bus and the API's consumer into PostgreSQL: the
+    view says failed and why; the next ReleaseActivated says running and drops the why."""
+    corr = (await api.create("failing"))["request"]["correlation_id"]
+    await api.until("failing", lambda t: t["progress"]["provisioned"], "provisioned by the provisioner")
+    for data, producer in ((ev(RouteConfigured), "router-config"), (ev(TenantChanged, version=1), "builder"),
+                           (ev(MigrationsApplied, version=1), "migrator")):
+        await api.inject("failing", corr, data, producer=producer)
+    settings = api.platform.settings
+
+    async def host_says(data: Event) -> None:
+        async with Publisher(settings, topology(settings.name_prefix).bus_name) as pub:
+            await pub.publish([Envelope.new(data, tenant_id="failing", producer="reloader",
+                                            correlation_id=uuid.UUID(corr))])
+
+    await host_says(ev(ReleaseActivated, version=1))
+    await api.until("failing", lambda t: t["runtime"] == "running", "running")
+    await host_says(RuntimeFailed(reason="port_taken", detail="127.0.0.1:10007 is held by another program"))
+    t = await api.until("failing", lambda t: t["runtime"] == "failed", "failed, as the host said")
+    assert t["runtime_failure"]["reason"] == "port_taken"
+    assert t["runtime_failure"]["detail"] == "127.0.0.1:10007 is held by another program" and t["runtime_failure"]["at"]
+    assert t["state"] == "ready" and t["version"] == 1, "the tenant's own state is unchanged"
+    await host_says(ev(ReleaseActivated, version=1))
+    t = await api.until("failing", lambda t: t["runtime"] == "running", "running again")
+    assert t["runtime_failure"] is None

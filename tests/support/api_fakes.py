@@ -30,6 +30,7 @@ class FakeDb:
     def __init__(self) -> None:
         self.writes: list[str] = []
         self.tenant: dict[str, Any] | None = None
+        self.status: dict[str, Any] = {}  # status columns to answer other than a fresh tenant's
 
     @contextlib.asynccontextmanager
     async def acquire(self) -> Any:
@@ -58,8 +59,8 @@ class FakeDb:
                   "request_kind": "create", "facts": "{}", "last_event_id": None, "last_event_type": None,
                   "last_event_at": None, "created_at": NOW, "updated_at": NOW, "correlation_id": uuid.uuid4(),
                   "request_at": NOW, "requested_by": "me@cli", "requested_at": NOW, "deleted_at": None,
-                  "runtime": None}
-        known = self.tenant | status
+                  "runtime": None, "runtime_failure": None}
+        known = self.tenant | status | self.status
         return {name: known[name] for name in _columns(sql, "SELECT", "FROM")}
 
     async def fetch(self, sql: str, *args: Any) -> list[Any]:

@@ -335,6 +335,16 @@ def test_show_lists_the_dns_records_of_a_pending_domain(api):
     assert "_a1.shop.example.com. CNAME _b2.acm-validations.aws." in out
 
 
+def test_show_says_why_the_host_cannot_run_a_failed_runtime(api):
+    why = {"reason": "crash_loop", "detail": "died 3 times [x]",
+           "at": "2026-05-01T12:00:03+00:00"}
+    api(lambda r: httpx.Response(200, json=tenant("ready", None) | {"runtime": "failed", "runtime_failure": why}))
+    out = " ".join(run("show", "acme").output.split())
+    assert "runtime failure" in out and "crash_loop: died 3 times [x]" in out
+    api(lambda r: httpx.Response(200, json=tenant("ready", None) | {"runtime": "running", "runtime_failure": None}))
+    assert "runtime failure" not in run("show", "acme").output
+
+
 def test_an_error_quoting_tenant_output_prints_no_terminal_escape_or_markup(api):
     """A failure's message may carry the app's own log lines: its ESC sequences print as
     escapes and its brackets as text, in `show` and in `--wait`'s failure."""

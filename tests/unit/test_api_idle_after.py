@@ -5,17 +5,20 @@ the database; the runtime facts keep `tenants.runtime` at the newest one."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 
-from contracts.events_v1 import TenantRequested
+from contracts.envelope import Envelope
+from contracts.events_v1 import (ReleaseActivated, RuntimeFailed, RuntimeSlept, RuntimeWoke, TenantChanged,
+                                 TenantRequested)
 from services.api import store
 from services.api.app import create_app
 from services.api.http import ApiContext
 from services.api.projection import Facts
-from services.api.views import runtime_of
+from services.api.views import TenantDoc, runtime_of
 from tests.support.api_fakes import SPEC, TOKEN
 
 
@@ -70,16 +73,43 @@ class Recorder:
         self.calls.append((" ".join(sql.split()), args))
 
 
-async def test_runtime_facts_update_only_from_a_newer_fact():
+def fact(data, at: datetime) -> Envelope:
+    return Envelope.new(data, tenant_id="acme", producer="reloader").model_copy(update={"occurred_at": at})
+
+
+async def test_runtime_facts_update_only_from_a_newer_fact_and_a_failure_keeps_its_reason():
     conn, at = Recorder(), datetime(2026, 12, 5, tzinfo=UTC)
-    await store.record_runtime(conn, "acme", "RuntimeSlept", at)
-    await store.record_runtime(conn, "acme", "RuntimeWoke", at + timedelta(seconds=1))
-    await store.record_runtime(conn, "acme", "ReleaseActivated", at + timedelta(seconds=2))
-    await store.record_runtime(conn, "acme", "TenantChanged", at)  # not a runtime fact
-    await store.record_runtime(conn, "acme", "RuntimeFailed", at + timedelta(seconds=3))
-    await store.record_runtime(conn, "acme", "ReleaseActivated", at + timedelta(seconds=4))  # running again
+    await store.record_runtime(conn, fact(RuntimeSlept(idle_s=900, version=2), at))
+    await store.record_runtime(conn, fact(RuntimeWoke(trigger="request", asleep_s=5), at + timedelta(seconds=1)))
+    await store.record_runtime(conn, fact(ReleaseActivated(version=2, sha256="ab" * 32, swap_ms=3, health_ms=40), at + timedelta(seconds=2)))
+    await store.record_runtime(conn, fact(RuntimeFailed(reason="crash_loop", detail="died 3 times within 60 s"),
+                                          at + timedelta(seconds=3)))
+    await store.record_runtime(conn, fact(ReleaseActivated(version=2, sha256="ab" * 32, swap_ms=3, health_ms=40),
+                                          at + timedelta(seconds=4)))  # running again
     assert [args[1] for _, args in conn.calls] == ["asleep", "starting", "running", "failed", "running"]
     assert all("runtime_at < $3" in sql for sql, _ in conn.calls), "an older or repeated fact changes nothing"
+    failures = [args[3] and json.loads(args[3]) for _, args in conn.calls]
+    assert failures == [None, None, None, {"reason": "crash_loop", "detail": "died 3 times within 60 s",
+                                           "at": "2026-12-05T00:00:03+00:00"}, None], "cleared by the next fact"
+
+
+async def test_a_fact_that_is_not_about_the_runtime_changes_nothing():
+    conn = Recorder()
+    changed = TenantChanged.model_construct(version=2)  # only its type is read
+    await store.record_runtime(conn, fact(changed, datetime(2026, 12, 5, tzinfo=UTC)))
+    assert conn.calls == []
+
+
+async def test_a_failed_runtime_shows_why_and_a_serving_one_shows_nothing(client, db, published):
+    assert (await client.post("/v1/tenants", json={"name": "acme", "app": SPEC})).status_code == 202
+    why = {"reason": "port_taken", "detail": "127.0.0.1:10004 is held by another process",
+           "at": "2026-12-05T00:00:03+00:00"}
+    db.status = {"runtime": "failed", "runtime_failure": json.dumps(why)}
+    failed = (await client.get("/v1/tenants/acme")).json()
+    assert failed["runtime"] == "failed" and failed["runtime_failure"] == why
+    TenantDoc.model_validate(failed)  # what the OpenAPI document says it is
+    db.status = {"runtime": "running", "runtime_failure": None}
+    assert (await client.get("/v1/tenants/acme")).json()["runtime_failure"] is None
 
 
 def test_the_dashboard_shows_the_runtime_and_its_idle_period():
@@ -87,12 +117,16 @@ def test_the_dashboard_shows_the_runtime_and_its_idle_period():
 
     page = _env.get_template("_tenant_live.html")
     tenant = {"state": "ready", "stage": None, "waiting_for": None, "version": 2, "url": None, "edge": None,
-              "domain_pending": None, "dns_records": [], "runtime": "asleep", "idle_after_s": 300,
+              "domain_pending": None, "dns_records": [], "runtime": "asleep", "idle_after_s": 300, "runtime_failure": None,
               "request": {"kind": "create", "generation": 1, "requested_by": "me", "correlation_id": "c"},
               "last_error": None}
     html = page.render(tenant=tenant, events=[])
     assert 'id="tenant-runtime">asleep</span>' in html and "sleeps after 300 s" in html
     assert "always on" in page.render(tenant=tenant | {"runtime": "running", "idle_after_s": 0}, events=[])
+    assert "tenant-runtime-failure" not in html
+    why = {"reason": "environment", "detail": "<secret unreadable>", "at": "2026-12-05T00:00:03+00:00"}
+    failed = page.render(tenant=tenant | {"runtime": "failed", "runtime_failure": why}, events=[])
+    assert 'id="tenant-runtime-failure">environment: &lt;secret unreadable&gt;</span>' in failed
 
 
 # --- changing it later: PUT /v1/tenants/{name}/idle-after ------------------------------------
