@@ -171,11 +171,33 @@ def bootstrap(key_id: str, secret: str) -> Callable[[dict[str, Any]], None]:
     return sign_as_edge
 
 
+def serialize_sqs_deletes() -> None:
+    """moto's SQS (5.2.5, and 5.2.6 alike) appends a new message under the queue's lock, but
+    DeleteMessage rebuilds the queue's list without it: a message EventBridge delivers while a
+    consumer deletes another one can be dropped from the new list, lost without a trace. The
+    server answers requests on threads, so a burst does it: 1 of 100 tenants never saw its
+    ReleaseActivated reach the API (bench/burst.py, 2026-12-07). A delete now holds the lock
+    too. Real SQS loses nothing; nor may the emulator."""
+    from moto.sqs.models import Queue
+
+    if getattr(Queue.delete_message, "serialized", False):
+        return
+    unlocked = Queue.delete_message
+
+    def delete_message(self: Any, receipt_handle: str) -> None:
+        with self._messages_lock:
+            unlocked(self, receipt_handle)
+
+    delete_message.serialized = True  # type: ignore[attr-defined]
+    Queue.delete_message = delete_message  # type: ignore[method-assign]
+
+
 def build_app(key_id: str, secret: str) -> EmulatorGuard:
     os.environ["MOTO_DISABLE_GLOBAL_CORS"] = "true"  # read when moto's server module is imported
     os.environ.pop("MOTO_ACCOUNT_ID", None)
     from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
 
+    serialize_sqs_deletes()
     signer = bootstrap(key_id, secret)
     return EmulatorGuard(DomainDispatcherApplication(create_backend_app), signer)
 
