@@ -124,39 +124,17 @@ def _read_spec(path: str) -> str:
 
 
 def _static_zip(path: str, spec_text: str) -> str | None:
-    """The spec's `static:` folder (relative to the spec file) as the base64 zip the API
-    takes, or None when the spec names none. Symlinks are followed only inside the folder."""
-    import base64
+    """The spec's static folder as the API takes it (hostplane.static_folder), or None."""
+    from hostplane.static_folder import StaticFolderError, pack_static, static_folder_name
 
-    from spec.load import parse_text
-    from spec.source import MAX_STATIC_FILES, MAX_STATIC_ZIP_BYTES, source_zip
-
-    try:
-        folder_name = (parse_text(spec_text) or {}).get("static")
-    except Exception:  # the API reports a bad spec with its path; nothing to pack here
-        return None
-    if not folder_name or not isinstance(folder_name, str):
-        return None
     if path == "-":
-        _fail("a spec read from stdin cannot name a static folder; give the spec as a file")
-    folder = (Path(path).parent / folder_name).resolve()
-    if not folder.is_dir():
-        _fail(f"the spec's static folder {folder_name!r} does not exist next to {path}")
-    files: dict[str, bytes] = {}
-    for item in sorted(folder.rglob("*")):
-        if item.is_file():
-            if not item.resolve().is_relative_to(folder):
-                _fail(f"static file {item} is a link pointing outside the static folder; copy the file in")
-            files[item.relative_to(folder).as_posix()] = item.read_bytes()
-            if len(files) > MAX_STATIC_FILES:
-                _fail(f"the static folder holds more than {MAX_STATIC_FILES} files (the limit)")
-    if not files:
+        if static_folder_name(spec_text):
+            _fail("a spec read from stdin cannot name a static folder; give the spec as a file")
         return None
-    body = source_zip({}, files)
-    if len(body) > MAX_STATIC_ZIP_BYTES:
-        _fail(f"the static folder {folder_name!r} zips to {len(body)} bytes; the limit is {MAX_STATIC_ZIP_BYTES} "
-              "(it travels in the API request with the spec); serve large files from elsewhere")
-    return base64.b64encode(body).decode()
+    try:
+        return pack_static(Path(path), spec_text)
+    except StaticFolderError as exc:
+        _fail(str(exc))
 
 
 APP = typer.Option(..., "--app", help="app spec file (YAML or JSON), '-' for stdin")

@@ -9,6 +9,7 @@ import os
 import httpx
 import pytest
 
+from hostplane.demo import EXAMPLE_SPEC
 from hostplane.local.ephemeral import RunningPlatform, platform_settings
 from tests.support.cli import hostplane
 
@@ -35,6 +36,8 @@ def test_demo_creates_writes_updates_and_times_the_example(tmp_path, emulator):
         rows = app.get("/api/task?limit=99").json()["items"]
         assert {"write the demo", "ship it", "rest", "uses the new field"} <= {r["title"] for r in rows}
         assert all("notes" in r for r in rows)
+        css = app.get("/static/style.css")  # the example's static folder went with its spec
+        assert css.status_code == 200 and css.content == (EXAMPLE_SPEC.parent / "static" / "style.css").read_bytes()
         listed = hostplane(env, "events", "list", "--tenant", "demo", "--json")
         assert listed.returncode == 0, listed.stderr
         types = [e["event_type"] for e in json.loads(listed.stdout)]
