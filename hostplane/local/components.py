@@ -81,17 +81,19 @@ def _http_ok(url: str, timeout: float = 1.0) -> bool:
 
 
 class Moto(Component):
-    """moto (EventBridge, SQS, S3, Secrets Manager... in one process, in memory) served by our
-    launcher, hostplane.local.emulator: IAM enforced with the platform's key from
-    credentials.json, /moto-api/ and CORS refused."""
+    """moto (EventBridge, SQS, S3, Secrets Manager... in one process) served by our launcher,
+    hostplane.local.emulator: IAM enforced with the platform's key from credentials.json,
+    /moto-api/ and CORS refused, its state kept across restarts in its folder
+    (hostplane.local.emulator_state)."""
 
     def command(self) -> list[str]:
         import sys
 
         from core.state import CREDENTIALS_FILE
+        from hostplane.local.emulator_state import STATE_FILE
 
         return [sys.executable, "-m", "hostplane.local.emulator", "--host", self.host, "--port", str(self.port),
-                "--credentials", str(self.settings.home_dir / CREDENTIALS_FILE)]
+                "--credentials", str(self.settings.home_dir / CREDENTIALS_FILE), "--state", str(self.folder / STATE_FILE)]
 
     def healthy(self) -> bool:
         # The launcher answers it only after its IAM bootstrap (and it dumps no state).

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from core.state import new_access_key_id, new_secret_access_key
+from hostplane.local import emulator_state
 
 HEALTH_PATH = "/_hostplane/health"
 PLATFORM_USER = "hostplane-platform"
@@ -208,6 +209,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--credentials", type=Path, required=True,
                         help="credentials.json holding emulator_key_id / emulator_secret")
+    parser.add_argument("--state", type=Path, help="where the state is kept across restarts "
+                        "(hostplane.local.emulator_state); none: in memory only")
     args = parser.parse_args(argv)
     creds = json.loads(args.credentials.read_text())
     key_id, secret = creds.get("emulator_key_id"), creds.get("emulator_secret")
@@ -215,12 +218,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"{args.credentials} holds no emulator key; run `hostplane up`")
     app = build_app(key_id, secret)
     del creds, secret
+    if args.state is not None:
+        try:
+            restored = emulator_state.load(args.state)
+        except emulator_state.StateUnreadable as exc:
+            sys.exit(f"emulator: {exc}")
+        print(f"emulator: state restored from {args.state}: {', '.join(restored) or 'none saved'}", file=sys.stderr)
 
     from moto.moto_server.werkzeug_app import MotoRequestHandler
     from werkzeug.serving import run_simple
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    try:
+        run_simple(args.host, args.port, app, threaded=True, request_handler=MotoRequestHandler)
+    finally:
+        if args.state is not None:
+            size = emulator_state.save(args.state)
+            print(f"emulator: state saved to {args.state} ({size} bytes)", file=sys.stderr)
 
 
 if __name__ == "__main__":

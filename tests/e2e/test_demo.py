@@ -49,6 +49,15 @@ def test_demo_creates_writes_updates_and_times_the_example(tmp_path, emulator):
         creds = (settings.home_dir / "credentials.json").read_text()
         for secret in json.loads(creds).values():
             assert secret not in out + demo.stderr + again.stdout + again.stderr + listed.stdout
+        if emulator == "moto":  # its state is kept across down and up (LocalStack's community edition keeps none)
+            assert hostplane(env, "down").returncode == 0
+            back = hostplane(env, "demo")  # up again: the tenant's secret and static files are still there
+            assert back.returncode == 0, back.stdout + back.stderr
+            shown = json.loads(hostplane(env, "tenant", "show", "demo", "--json").stdout)
+            assert (shown["state"], shown["version"], shown["runtime_failure"]) == ("ready", 2, None), shown
+            rows = app.get("/api/task?limit=99").json()["items"]
+            assert {"write the demo", "ship it", "rest", "uses the new field"} <= {r["title"] for r in rows}
+            assert app.get("/static/style.css").status_code == 200
     finally:
         down = hostplane(env, "down", "--purge")
     assert down.returncode == 0, down.stderr
