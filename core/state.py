@@ -87,13 +87,13 @@ class Credentials(BaseModel):
     __str__ = __repr__
 
 
-def write_private(path: Path, text: str | bytes) -> None:
+def write_private(path: Path, data: str | bytes) -> None:
     """Write atomically with owner-only permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as fh:
-        fh.write(text)
+    with os.fdopen(fd, "wb" if isinstance(data, bytes) else "w") as fh:
+        fh.write(data)
     os.replace(tmp, path)
 
 

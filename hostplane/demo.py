@@ -32,11 +32,11 @@ class DemoFailed(RuntimeError):
     pass
 
 
-def _static(spec_text: str) -> dict[str, str]:
+def _static() -> dict[str, str]:
     """The example's static folder (its stylesheet and logo), sent with the spec as the CLI does."""
     from hostplane.static_folder import pack_static
 
-    packed = pack_static(EXAMPLE_SPEC, spec_text)
+    packed = pack_static(EXAMPLE_SPEC, EXAMPLE_SPEC.read_text())
     return {"static_zip": packed} if packed else {}
 
 
@@ -88,8 +88,7 @@ def run_demo(settings: Settings, console: Console, up_s: float | None = None) ->
     def create() -> dict[str, Any]:
         names = {t["name"]: t for t in api.call("GET", "/v1/tenants")["tenants"]}
         if EXAMPLE_TENANT not in names or names[EXAMPLE_TENANT]["state"] == "deleted":
-            text = EXAMPLE_SPEC.read_text()
-            api.call("POST", "/v1/tenants", {"name": EXAMPLE_TENANT, "app": text, **_static(text)})
+            api.call("POST", "/v1/tenants", {"name": EXAMPLE_TENANT, "app": EXAMPLE_SPEC.read_text(), **_static()})
         return _wait_ready(api)
 
     tenant = step(f"create tenant {EXAMPLE_TENANT!r} (provision, route, build, migrate, release)", create)
@@ -107,8 +106,7 @@ def run_demo(settings: Settings, console: Console, up_s: float | None = None) ->
         before = tenant["version"]
 
         def update() -> dict[str, Any]:
-            answer = api.call("PUT", f"/v1/tenants/{EXAMPLE_TENANT}/app",
-                              {"app": updated_spec(), **_static(EXAMPLE_SPEC.read_text())})
+            answer = api.call("PUT", f"/v1/tenants/{EXAMPLE_TENANT}/app", {"app": updated_spec(), **_static()})
             return _wait_ready(api, before if answer["changed"] else None)
 
         tenant = step("update the spec (+ task.notes) until the new version is live", update)

@@ -93,10 +93,11 @@ class Moto(Component):
         from hostplane.local.emulator_state import STATE_FILE
 
         return [sys.executable, "-m", "hostplane.local.emulator", "--host", self.host, "--port", str(self.port),
-                "--credentials", str(self.settings.home_dir / CREDENTIALS_FILE), "--state", str(self.folder / STATE_FILE)]
+                "--credentials", str(self.settings.home_dir / CREDENTIALS_FILE),
+                "--state", str(self.folder / STATE_FILE)]
 
     def healthy(self) -> bool:
-        # The launcher answers it only after its IAM bootstrap (and it dumps no state).
+        # The launcher answers it only after its IAM bootstrap and the state it kept are in place.
         try:
             return httpx.get(f"{self.url}{HEALTH_PATH}", timeout=3.0).status_code == 200
         except httpx.HTTPError:

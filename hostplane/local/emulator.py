@@ -18,7 +18,9 @@ app in its own process (`hostplane up` starts it) but:
   exactly what the edge already serves to anyone at `/static/<key>`; the edge user's key
   never leaves this process.
 
-`GET /_hostplane/health` answers 200 once the bootstrap is done (the health probe).
+`GET /_hostplane/health` answers 200 once the bootstrap is done (the health probe). With
+`--state` the launcher also keeps moto's state across a stop and a start
+(hostplane.local.emulator_state), and it serializes SQS deletes (`serialize_sqs_deletes`).
 """
 
 from __future__ import annotations

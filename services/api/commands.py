@@ -97,7 +97,8 @@ class TenantCommands:
                     VALUES ($1, $2, $3, $4, $5, $6, $7)
                     ON CONFLICT (tenant_id) DO UPDATE SET spec_sha256 = $2, custom_domain = $3,
                         generation = $4, edge = $5, incarnation = $6, idle_after_s = $7, runtime = NULL,
-                        runtime_at = NULL, runtime_failure = NULL, created_at = now(), updated_at = now(), deleted_at = NULL
+                        runtime_at = NULL, runtime_failure = NULL, created_at = now(), updated_at = now(),
+                        deleted_at = NULL
                     """,
                     name, digest, domain, generation, edge, incarnation, idle_after_s,
                 )

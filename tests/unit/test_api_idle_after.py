@@ -79,13 +79,13 @@ def fact(data, at: datetime) -> Envelope:
 
 async def test_runtime_facts_update_only_from_a_newer_fact_and_a_failure_keeps_its_reason():
     conn, at = Recorder(), datetime(2026, 12, 5, tzinfo=UTC)
+    activated = ReleaseActivated(version=2, sha256="ab" * 32, swap_ms=3, health_ms=40)
     await store.record_runtime(conn, fact(RuntimeSlept(idle_s=900, version=2), at))
     await store.record_runtime(conn, fact(RuntimeWoke(trigger="request", asleep_s=5), at + timedelta(seconds=1)))
-    await store.record_runtime(conn, fact(ReleaseActivated(version=2, sha256="ab" * 32, swap_ms=3, health_ms=40), at + timedelta(seconds=2)))
+    await store.record_runtime(conn, fact(activated, at + timedelta(seconds=2)))
     await store.record_runtime(conn, fact(RuntimeFailed(reason="crash_loop", detail="died 3 times within 60 s"),
                                           at + timedelta(seconds=3)))
-    await store.record_runtime(conn, fact(ReleaseActivated(version=2, sha256="ab" * 32, swap_ms=3, health_ms=40),
-                                          at + timedelta(seconds=4)))  # running again
+    await store.record_runtime(conn, fact(activated, at + timedelta(seconds=4)))  # running again
     assert [args[1] for _, args in conn.calls] == ["asleep", "starting", "running", "failed", "running"]
     assert all("runtime_at < $3" in sql for sql, _ in conn.calls), "an older or repeated fact changes nothing"
     failures = [args[3] and json.loads(args[3]) for _, args in conn.calls]
@@ -117,9 +117,9 @@ def test_the_dashboard_shows_the_runtime_and_its_idle_period():
 
     page = _env.get_template("_tenant_live.html")
     tenant = {"state": "ready", "stage": None, "waiting_for": None, "version": 2, "url": None, "edge": None,
-              "domain_pending": None, "dns_records": [], "runtime": "asleep", "idle_after_s": 300, "runtime_failure": None,
-              "request": {"kind": "create", "generation": 1, "requested_by": "me", "correlation_id": "c"},
-              "last_error": None}
+              "domain_pending": None, "dns_records": [], "runtime": "asleep", "idle_after_s": 300,
+              "runtime_failure": None, "last_error": None,
+              "request": {"kind": "create", "generation": 1, "requested_by": "me", "correlation_id": "c"}}
     html = page.render(tenant=tenant, events=[])
     assert 'id="tenant-runtime">asleep</span>' in html and "sleeps after 300 s" in html
     assert "always on" in page.render(tenant=tenant | {"runtime": "running", "idle_after_s": 0}, events=[])
